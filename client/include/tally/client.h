@@ -1,0 +1,161 @@
+// tally C++ client SDK.
+//
+// A Client talks to one tally server: it joins a federation, asks for tasks,
+// pulls the global model, and pushes updates (delta = local - base model,
+// weighted by the number of local samples). Large models and updates are sent
+// in chunks, so any size works. Transient failures (UNAVAILABLE,
+// DEADLINE_EXCEEDED) are retried with exponential backoff and full jitter; an
+// update keeps its update id across retries, so the server never counts it
+// twice.
+//
+// This header needs only the C++ standard library and Abseil; it exposes no
+// gRPC or protobuf types.
+//
+// Thread safety: all methods may be called from several threads at once
+// (e.g. a background Heartbeat while PushUpdate runs).
+#ifndef TALLY_CLIENT_CLIENT_H_
+#define TALLY_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace tally {
+
+inline constexpr char kSdkVersion[] = "0.1.0";
+
+struct ClientOptions {
+  std::string target = "localhost:50051";  // gRPC target, e.g. "host:port".
+  std::string client_id;                   // Required; [A-Za-z0-9._:@-]{1,128}.
+  int max_attempts = 6;                    // Per call, including the first.
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(5);
+  double backoff_multiplier = 2.0;
+  absl::Duration call_timeout = absl::Seconds(60);       // Unary calls.
+  absl::Duration transfer_timeout = absl::Minutes(30);   // Pull/Push streams.
+  size_t chunk_bytes = 1 << 20;  // Upload chunk size; capped by the server.
+  uint64_t seed = 0;             // For jitter and update ids; 0 = random.
+};
+
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // Within the flat parameter vector.
+  uint64_t size = 0;
+};
+
+struct ModelInfo {
+  std::vector<TensorInfo> tensors;
+  uint64_t num_params = 0;
+  uint64_t layout_hash = 0;
+};
+
+struct JoinResult {
+  ModelInfo model;
+  uint64_t model_version = 0;
+  uint32_t max_chunk_bytes = 0;
+  uint64_t max_update_bytes = 0;
+  absl::Duration heartbeat_interval;
+};
+
+struct Task {
+  enum class Kind { kTrain, kWait, kDone };
+  Kind kind = Kind::kWait;
+  uint64_t round = 0;
+  uint64_t model_version = 0;
+  uint32_t local_steps = 0;  // 0 = client decides.
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Duration retry_after;
+};
+
+struct Model {
+  uint64_t version = 0;
+  uint64_t round = 0;
+  ModelInfo info;
+  std::vector<float> params;  // info.num_params floats.
+};
+
+struct Update {
+  uint64_t round = 0;
+  uint64_t base_version = 0;
+  uint64_t num_samples = 1;
+  uint32_t local_steps = 0;
+  absl::Span<const float> delta;  // local model minus base model.
+  std::map<std::string, double> metrics;
+  std::string update_id;  // Empty = generated; retries reuse it.
+};
+
+struct PushResult {
+  std::string update_id;
+  bool duplicate = false;  // The server already had this update.
+  uint64_t round = 0;
+  uint64_t model_version = 0;
+  uint32_t attempts = 0;
+};
+
+struct ServerStatusInfo {
+  uint64_t model_version = 0;
+  uint64_t round = 0;
+  uint64_t rounds_completed = 0;
+  uint64_t rounds_failed = 0;
+  uint32_t connected_clients = 0;
+  uint32_t updates_in_round = 0;
+  uint64_t updates_accepted = 0;
+  uint64_t updates_rejected = 0;
+  uint64_t bytes_received = 0;
+  uint64_t peak_rss_bytes = 0;
+  uint64_t rss_bytes = 0;
+  bool done = false;
+  int64_t last_round_millis = 0;
+};
+
+class Client {
+ public:
+  static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+  virtual ~Client() = default;
+
+  // Opens a session (call first; calling again opens a fresh session).
+  virtual absl::StatusOr<JoinResult> Join() = 0;
+
+  // What to do next; waits up to `wait` on the server when there is nothing.
+  virtual absl::StatusOr<Task> GetTask(absl::Duration wait = absl::ZeroDuration()) = 0;
+
+  // The global model at `version` (0 = latest). Validates the layout hash and
+  // the payload length against what Join returned.
+  virtual absl::StatusOr<Model> PullModel(uint64_t version = 0) = 0;
+
+  // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
+  // it already accepted) is reported as success with duplicate = true.
+  virtual absl::StatusOr<PushResult> PushUpdate(const Update& update) = 0;
+
+  // Blocks until a model version > `after_version` is published, or until
+  // `timeout`; returns the newest version seen (or DEADLINE_EXCEEDED).
+  virtual absl::StatusOr<uint64_t> WaitForVersion(uint64_t after_version,
+                                                  absl::Duration timeout) = 0;
+
+  // Streams version notices to `on_version` until it returns false, the
+  // server ends the stream, or `timeout` passes.
+  virtual absl::Status WatchModel(uint64_t after_version, absl::Duration timeout,
+                                  const std::function<bool(uint64_t version, uint64_t round)>&
+                                      on_version) = 0;
+
+  virtual absl::Status Heartbeat() = 0;
+  virtual absl::Status Leave() = 0;
+
+  // Admin service.
+  virtual absl::StatusOr<ServerStatusInfo> GetServerStatus() = 0;
+
+  virtual const ClientOptions& options() const = 0;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_CLIENT_CLIENT_H_

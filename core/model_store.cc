@@ -1,0 +1,55 @@
+#include "core/model_store.h"
+
+#include <cstdlib>
+#include <utility>
+
+namespace tally {
+
+ModelStore::ModelStore(ModelLayout layout, std::vector<float> initial, absl::Time now,
+                       uint64_t version, uint64_t round)
+    : layout_(std::move(layout)) {
+  if (initial.size() != layout_.NumParams() || version == 0) std::abort();
+  auto snap = std::make_shared<ModelSnapshot>();
+  snap->version = version;
+  snap->round = round;
+  snap->published = now;
+  snap->params = std::move(initial);
+  current_ = std::move(snap);
+}
+
+std::shared_ptr<const ModelSnapshot> ModelStore::Current() const {
+  absl::MutexLock lock(&mu_);
+  return current_;
+}
+
+std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> params,
+                                                         uint64_t round, absl::Time now) {
+  if (params.size() != layout_.NumParams()) std::abort();
+  auto snap = std::make_shared<ModelSnapshot>();
+  snap->round = round;
+  snap->published = now;
+  snap->params = std::move(params);
+  std::vector<std::shared_ptr<Listener>> to_call;
+  {
+    absl::MutexLock lock(&mu_);
+    snap->version = current_->version + 1;
+    current_ = snap;
+    for (auto& [id, listener] : listeners_) to_call.push_back(listener);
+  }
+  for (auto& listener : to_call) (*listener)(snap);
+  return snap;
+}
+
+int ModelStore::Subscribe(Listener listener) {
+  absl::MutexLock lock(&mu_);
+  const int id = next_listener_id_++;
+  listeners_[id] = std::make_shared<Listener>(std::move(listener));
+  return id;
+}
+
+void ModelStore::Unsubscribe(int id) {
+  absl::MutexLock lock(&mu_);
+  listeners_.erase(id);
+}
+
+}  // namespace tally

@@ -1,0 +1,66 @@
+// ModelStore: the versioned global model. Each version is published as an
+// immutable ModelSnapshot shared (shared_ptr<const>) with every reader, so a
+// puller streaming version v is never disturbed by the publication of v+1.
+// Version 1 is the initial model; 0 is never a valid version on the wire
+// ("latest").
+//
+// Thread-safe. Listeners are called after publication, outside the lock,
+// on the publishing thread, and must not block. A listener may still run once
+// after Unsubscribe() returns: capture shared state (a shared_ptr), never a
+// raw pointer to an object destroyed right after Unsubscribe().
+#ifndef TALLY_CORE_MODEL_STORE_H_
+#define TALLY_CORE_MODEL_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/model_layout.h"
+
+namespace tally {
+
+struct ModelSnapshot {
+  uint64_t version = 0;
+  uint64_t round = 0;  // Rounds completed when this version was published.
+  absl::Time published;
+  std::vector<float> params;  // layout.NumParams() floats.
+};
+
+class ModelStore {
+ public:
+  using Listener = std::function<void(const std::shared_ptr<const ModelSnapshot>&)>;
+
+  // `initial.size()` must equal layout.NumParams() (checked).
+  ModelStore(ModelLayout layout, std::vector<float> initial, absl::Time now,
+             uint64_t version = 1, uint64_t round = 0);
+
+  const ModelLayout& layout() const { return layout_; }
+
+  std::shared_ptr<const ModelSnapshot> Current() const;
+
+  // Publishes `params` as version Current()->version + 1 and notifies
+  // listeners. `params.size()` must equal NumParams() (checked).
+  std::shared_ptr<const ModelSnapshot> Publish(std::vector<float> params, uint64_t round,
+                                               absl::Time now);
+
+  // Returns an id for Unsubscribe. The listener is not called for versions
+  // published before Subscribe returned.
+  int Subscribe(Listener listener);
+  void Unsubscribe(int id);
+
+ private:
+  const ModelLayout layout_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ModelSnapshot> current_ ABSL_GUARDED_BY(mu_);
+  std::map<int, std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
+  int next_listener_id_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_CORE_MODEL_STORE_H_

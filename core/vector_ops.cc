@@ -1,0 +1,47 @@
+#include "core/vector_ops.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace tally {
+namespace {
+
+// Exponent bits all ones <=> NaN or Inf.
+inline uint32_t NonFiniteMask(uint32_t bits) {
+  return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+}
+
+}  // namespace
+
+bool AllFinite(const float* x, size_t n) {
+  return AllFiniteBytes(reinterpret_cast<const char*>(x), n);
+}
+
+bool AllFiniteBytes(const char* bytes, size_t n) {
+  constexpr size_t kBlock = 1024;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t end = start + kBlock < n ? start + kBlock : n;
+    uint32_t bad = 0;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, bytes + 4 * i, 4);
+      bad |= NonFiniteMask(bits);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+void Axpy(float a, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void AxpyBytes(float a, const char* x_bytes, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, x_bytes + 4 * i, 4);
+    y[i] += a * v;
+  }
+}
+
+}  // namespace tally

@@ -1,0 +1,25 @@
+// Dense float kernels used on the hot paths (validation and accumulation of
+// update chunks). Plain loops written so that GCC vectorises them at -O2/-O3.
+#ifndef TALLY_CORE_VECTOR_OPS_H_
+#define TALLY_CORE_VECTOR_OPS_H_
+
+#include <cstddef>
+
+namespace tally {
+
+// True iff no element is NaN or +-Inf.
+bool AllFinite(const float* x, size_t n);
+
+// y[i] += a * x[i].
+void Axpy(float a, const float* x, float* y, size_t n);
+
+// Like Axpy, but x is read from possibly unaligned little-endian bytes
+// (4 * n of them), as they arrive off the wire.
+void AxpyBytes(float a, const char* x_bytes, float* y, size_t n);
+
+// True iff the n floats stored in `bytes` are all finite.
+bool AllFiniteBytes(const char* bytes, size_t n);
+
+}  // namespace tally
+
+#endif  // TALLY_CORE_VECTOR_OPS_H_

@@ -1,0 +1,31 @@
+// Loading, defaulting and validation of the text-proto ServerConfig.
+#ifndef TALLY_SERVER_CONFIG_H_
+#define TALLY_SERVER_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/model_layout.h"
+#include "tally/v1/config.pb.h"
+
+namespace tally::server {
+
+// The embedded default config (the demo's model and a 2-client round).
+tally::v1::ServerConfig DefaultConfig();
+
+// Parses a text-proto file. Errors name the file, line and field.
+absl::StatusOr<tally::v1::ServerConfig> LoadConfigFile(const std::string& path);
+absl::StatusOr<tally::v1::ServerConfig> ParseConfigText(const std::string& text);
+
+// Fills every unset (zero/empty) field with its documented default.
+void ApplyDefaults(tally::v1::ServerConfig* config);
+
+// Checks a defaulted config; the error message starts with the field's name.
+absl::Status ValidateConfig(const tally::v1::ServerConfig& config);
+
+// The model layout the config describes.
+absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model);
+
+}  // namespace tally::server
+
+#endif  // TALLY_SERVER_CONFIG_H_
