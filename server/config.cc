@@ -1,0 +1,166 @@
+#include "server/config.h"
+
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace tally::server {
+namespace {
+
+// Collects parser errors as "line:col: message".
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!first_.empty()) return;
+    first_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+}  // namespace
+
+tally::v1::ServerConfig DefaultConfig() {
+  tally::v1::ServerConfig config;
+  ApplyDefaults(&config);
+  return config;
+}
+
+absl::StatusOr<tally::v1::ServerConfig> ParseConfigText(const std::string& text) {
+  tally::v1::ServerConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", errors.first()));
+  }
+  return config;
+}
+
+absl::StatusOr<tally::v1::ServerConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config: cannot open '", path, "'"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  auto config = ParseConfigText(buffer.str());
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+void ApplyDefaults(tally::v1::ServerConfig* config) {
+  if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
+  if (config->metrics_port() == 0) config->set_metrics_port(9464);
+  if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
+
+  tally::v1::ModelConfig* model = config->mutable_model();
+  if (model->tensors_size() == 0) {
+    tally::v1::TensorConfig* kernel = model->add_tensors();
+    kernel->set_name("dense/kernel");
+    kernel->add_shape(32);
+    kernel->add_shape(10);
+    tally::v1::TensorConfig* bias = model->add_tensors();
+    bias->set_name("dense/bias");
+    bias->add_shape(10);
+  }
+  if (model->init().scale() == 0) model->mutable_init()->set_scale(0.01);
+  if (model->init().seed() == 0) model->mutable_init()->set_seed(1);
+
+  tally::v1::RoundConfig* rounds = config->mutable_rounds();
+  if (rounds->clients_per_round() == 0) rounds->set_clients_per_round(20);
+  if (rounds->min_clients() == 0) rounds->set_min_clients(1);
+  if (rounds->round_timeout_ms() == 0) rounds->set_round_timeout_ms(600000);
+
+  tally::v1::OptimizerConfig* optimizer = config->mutable_optimizer();
+  if (optimizer->name().empty()) optimizer->set_name("sgd");
+  if (optimizer->learning_rate() == 0) optimizer->set_learning_rate(1.0);
+
+  tally::v1::LimitsConfig* limits = config->mutable_limits();
+  if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
+  if (limits->model_chunk_bytes() == 0) limits->set_model_chunk_bytes(1 << 20);
+  if (limits->max_receive_message_bytes() == 0) {
+    limits->set_max_receive_message_bytes(limits->max_chunk_bytes() + (64 << 10));
+  }
+  if (limits->session_timeout_ms() == 0) limits->set_session_timeout_ms(300000);
+  if (limits->heartbeat_interval_ms() == 0) limits->set_heartbeat_interval_ms(30000);
+  if (limits->max_wait_ms() == 0) limits->set_max_wait_ms(30000);
+  if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);
+  if (limits->max_update_bytes() == 0) {
+    auto layout = LayoutFromConfig(*model);
+    if (layout.ok()) limits->set_max_update_bytes(4 * layout->NumParams());
+  }
+}
+
+absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model) {
+  std::vector<ModelLayout::TensorDef> defs;
+  for (const tally::v1::TensorConfig& t : model.tensors()) {
+    defs.push_back({t.name(), {t.shape().begin(), t.shape().end()}});
+  }
+  return ModelLayout::Create(defs);
+}
+
+absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
+  auto invalid = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  if (config.listen_address().find(':') == std::string::npos) {
+    return invalid("listen_address: '", config.listen_address(), "' must be HOST:PORT");
+  }
+  if (config.metrics_port() < -1 || config.metrics_port() > 65535) {
+    return invalid("metrics_port: ", config.metrics_port(), " is not -1 or a port number");
+  }
+  auto layout = LayoutFromConfig(config.model());
+  if (!layout.ok()) return layout.status();
+  const auto& init = config.model().init();
+  if (!(init.scale() > 0) || init.scale() > 1e6) {
+    return invalid("model.init.scale: ", init.scale(), " must be in (0, 1e6]");
+  }
+  const auto& rounds = config.rounds();
+  if (rounds.min_clients() > rounds.clients_per_round()) {
+    return invalid("rounds.min_clients: ", rounds.min_clients(),
+                   " exceeds rounds.clients_per_round ", rounds.clients_per_round());
+  }
+  if (rounds.clients_per_round() > 100000) {
+    return invalid("rounds.clients_per_round: ", rounds.clients_per_round(), " > 100000");
+  }
+  if (config.optimizer().name() != "sgd") {
+    return invalid("optimizer.name: unknown optimizer '", config.optimizer().name(),
+                   "' (known: sgd)");
+  }
+  const double lr = config.optimizer().learning_rate();
+  if (!(lr > 0) || lr > 1e6) {
+    return invalid("optimizer.learning_rate: ", lr, " must be in (0, 1e6]");
+  }
+  const auto& limits = config.limits();
+  if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {
+    return invalid("limits.max_chunk_bytes: ", limits.max_chunk_bytes(),
+                   " must be in [1024, 67108864]");
+  }
+  if (limits.model_chunk_bytes() < 1024 || limits.model_chunk_bytes() > (64u << 20) ||
+      limits.model_chunk_bytes() % 4 != 0) {
+    return invalid("limits.model_chunk_bytes: ", limits.model_chunk_bytes(),
+                   " must be a multiple of 4 in [1024, 67108864]");
+  }
+  if (limits.max_receive_message_bytes() < limits.max_chunk_bytes() + 1024) {
+    return invalid("limits.max_receive_message_bytes: ", limits.max_receive_message_bytes(),
+                   " must exceed limits.max_chunk_bytes by at least 1024");
+  }
+  if (limits.max_update_bytes() < 4 * layout->NumParams()) {
+    return invalid("limits.max_update_bytes: ", limits.max_update_bytes(),
+                   " is smaller than a dense update of the model (", 4 * layout->NumParams(),
+                   " bytes)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tally::server

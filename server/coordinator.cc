@@ -1,0 +1,602 @@
+#include "server/coordinator.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/vector_ops.h"
+#include "server/log.h"
+
+namespace tally::server {
+
+// Per-round state shared by the coordinator and the round's uploads.
+struct RoundState {
+  RoundState(uint64_t r, uint64_t v) : round(r), base_version(v) {}
+  const uint64_t round;
+  const uint64_t base_version;
+  // Readers: chunk adds, commits and aborts of this round's uploads. Writer:
+  // closing the round. Acquired before Coordinator::mu_.
+  absl::Mutex gate;
+  // Created by the first upload (under mu_); written under the gate.
+  std::unique_ptr<aggregators::StripedAccumulator> sum;
+
+  // The rest is guarded by Coordinator::mu_.
+  absl::flat_hash_set<std::string> assigned;   // Got a TRAIN task.
+  absl::flat_hash_set<std::string> submitted;  // Update committed.
+  absl::flat_hash_map<std::string, Upload*> uploading;  // client -> active upload.
+  uint32_t accepted = 0;
+  double weight_sum = 0;
+  absl::Time first_task = absl::InfiniteFuture();
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+namespace {
+
+constexpr size_t kRememberedIdsPerClient = 64;
+
+bool ValidId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string NewToken() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
+}
+
+}  // namespace
+
+Upload::~Upload() {
+  if (coordinator_ != nullptr) coordinator_->AbortUpload(*this, RejectReason::kCancelled);
+}
+
+Coordinator::Coordinator(Options options)
+    : config_(std::move(options.config)),
+      clock_(options.clock),
+      metrics_(options.metrics),
+      store_(std::move(options.layout), std::move(options.initial_params), clock_->Now()),
+      started_(clock_->Now()) {
+  current_ = std::make_shared<RoundState>(round_, base_version_);
+  metrics_->model_version.Set(static_cast<double>(base_version_));
+  metrics_->current_round.Set(static_cast<double>(round_));
+  auto optimizer = aggregators::CreateOptimizer(
+      {config_.optimizer().name(), config_.optimizer().learning_rate()});
+  if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
+  optimizer_ = std::move(optimizer).value();
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
+
+Coordinator::~Coordinator() { Stop(); }
+
+void Coordinator::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  ReleaseWaiters(/*all=*/true);
+  if (worker_.joinable()) worker_.join();
+}
+
+// ---------------------------------------------------------------------------
+// Sessions.
+
+absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id) {
+  if (!ValidId(client_id)) {
+    return absl::InvalidArgumentError(
+        "client_id must be 1..128 characters of [A-Za-z0-9._:@-]");
+  }
+  absl::MutexLock lock(&mu_);
+  Session& session = sessions_[std::string(client_id)];
+  session.token = NewToken();
+  session.last_seen = clock_->Now();
+  metrics_->connected_clients.Set(static_cast<double>(sessions_.size()));
+  return SessionInfo{session.token, store_.Current()->version};
+}
+
+absl::Status Coordinator::CheckSessionLocked(absl::string_view client_id,
+                                             absl::string_view token) {
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end() || it->second.token != token) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("no session for client '", client_id, "' with this token; call Join"));
+  }
+  it->second.last_seen = clock_->Now();
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::CheckSession(absl::string_view client_id, absl::string_view token) {
+  absl::MutexLock lock(&mu_);
+  return CheckSessionLocked(client_id, token);
+}
+
+absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view token) {
+  absl::MutexLock lock(&mu_);
+  absl::Status status = CheckSessionLocked(client_id, token);
+  if (!status.ok()) return status;
+  DropSessionLocked(std::string(client_id));
+  return absl::OkStatus();
+}
+
+void Coordinator::DropSessionLocked(const std::string& client_id) {
+  sessions_.erase(client_id);
+  RoundState& round = *current_;
+  // Free the client's task slot unless it already contributed or is uploading.
+  if (!round.submitted.contains(client_id) && !round.uploading.contains(client_id)) {
+    round.assigned.erase(client_id);
+  }
+  metrics_->connected_clients.Set(static_cast<double>(sessions_.size()));
+}
+
+// ---------------------------------------------------------------------------
+// Tasks.
+
+TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
+  TaskInfo task;
+  if (phase_ == Phase::kDone) {
+    task.kind = TaskInfo::Kind::kDone;
+    return task;
+  }
+  task.retry_after = absl::Seconds(1);
+  RoundState& round = *current_;
+  if (phase_ != Phase::kOpen || round.submitted.contains(client_id)) return task;  // WAIT
+  if (!round.assigned.contains(client_id)) {
+    if (round.assigned.size() >= config_.rounds().clients_per_round()) return task;  // WAIT
+    round.assigned.insert(client_id);
+    if (round.first_task == absl::InfiniteFuture()) {
+      round.first_task = clock_->Now();
+      round.deadline = round.first_task + absl::Milliseconds(config_.rounds().round_timeout_ms());
+    }
+  }
+  task.kind = TaskInfo::Kind::kTrain;
+  task.round = round.round;
+  task.model_version = round.base_version;
+  task.local_steps = config_.rounds().local_steps();
+  task.deadline = round.deadline;
+  task.retry_after = absl::ZeroDuration();
+  return task;
+}
+
+absl::StatusOr<TaskInfo> Coordinator::GetTask(absl::string_view client_id,
+                                              absl::string_view token) {
+  absl::MutexLock lock(&mu_);
+  absl::Status status = CheckSessionLocked(client_id, token);
+  if (!status.ok()) return status;
+  return TaskForLocked(std::string(client_id));
+}
+
+uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view token,
+                                absl::Duration wait, TaskCallback done) {
+  absl::StatusOr<TaskInfo> answer;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Status status = CheckSessionLocked(client_id, token);
+    if (!status.ok()) {
+      answer = status;
+    } else {
+      answer = TaskForLocked(std::string(client_id));
+      if (answer->kind == TaskInfo::Kind::kWait && wait > absl::ZeroDuration() && !stopping_) {
+        const uint64_t id = next_waiter_id_++;
+        waiters_[id] = Waiter{std::string(client_id), std::string(token), clock_->Now() + wait,
+                              std::move(done)};
+        return id;
+      }
+    }
+  }
+  done(std::move(answer));
+  return 0;
+}
+
+bool Coordinator::CancelWait(uint64_t waiter_id) {
+  absl::MutexLock lock(&mu_);
+  return waiters_.erase(waiter_id) > 0;
+}
+
+void Coordinator::ReleaseWaiters(bool all) {
+  std::vector<std::pair<TaskCallback, absl::StatusOr<TaskInfo>>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      Waiter& w = it->second;
+      absl::StatusOr<TaskInfo> answer;
+      absl::Status status = CheckSessionLocked(w.client_id, w.token);
+      if (!status.ok()) {
+        answer = status;
+      } else {
+        answer = TaskForLocked(w.client_id);
+        if (answer->kind == TaskInfo::Kind::kWait && !all && now < w.deadline) {
+          ++it;
+          continue;
+        }
+      }
+      ready.emplace_back(std::move(w.done), std::move(answer));
+      it = waiters_.erase(it);
+    }
+  }
+  for (auto& [done, answer] : ready) done(std::move(answer));
+}
+
+// ---------------------------------------------------------------------------
+// Uploads.
+
+absl::Status Coordinator::RejectLocked(RejectReason reason, absl::Status status) {
+  metrics_->Rejected(reason);
+  return status;
+}
+
+absl::Status Coordinator::Reject(RejectReason reason, absl::Status status) {
+  metrics_->Rejected(reason);
+  return status;
+}
+
+bool Coordinator::IsDuplicateLocked(const std::string& client_id,
+                                    const std::string& update_id) const {
+  auto it = accepted_ids_.find(client_id);
+  if (it == accepted_ids_.end()) return false;
+  return std::find(it->second.begin(), it->second.end(), update_id) != it->second.end();
+}
+
+void Coordinator::RememberUpdateLocked(const std::string& client_id,
+                                       const std::string& update_id) {
+  std::deque<std::string>& ids = accepted_ids_[client_id];
+  ids.push_back(update_id);
+  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
+}
+
+absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHeaderInfo& h) {
+  const ModelLayout& layout = store_.layout();
+  absl::MutexLock lock(&mu_);
+  metrics_->updates_received.Increment();
+  absl::Status status = CheckSessionLocked(h.client_id, h.session_token);
+  if (!status.ok()) return RejectLocked(RejectReason::kUnauthenticated, status);
+  if (!ValidId(h.update_id)) {
+    return RejectLocked(RejectReason::kMalformed,
+                        absl::InvalidArgumentError(
+                            "update_id must be 1..128 characters of [A-Za-z0-9._:@-]"));
+  }
+  if (IsDuplicateLocked(h.client_id, h.update_id)) {
+    metrics_->updates_duplicate.Increment();
+    return absl::AlreadyExistsError(
+        absl::StrCat("update '", h.update_id, "' was already accepted"));
+  }
+  if (!h.codec_is_dense_f32) {
+    return RejectLocked(RejectReason::kMalformed,
+                        absl::InvalidArgumentError("codec: only CODEC_DENSE_F32 is accepted"));
+  }
+  if (h.layout_hash != layout.Hash() || h.num_params != layout.NumParams()) {
+    return RejectLocked(
+        RejectReason::kLayoutMismatch,
+        absl::InvalidArgumentError(absl::StrCat(
+            "model layout mismatch: update has hash ", absl::Hex(h.layout_hash), " and ",
+            h.num_params, " parameters, the server's model has hash ", absl::Hex(layout.Hash()),
+            " and ", layout.NumParams())));
+  }
+  if (h.payload_bytes != 4 * layout.NumParams()) {
+    return RejectLocked(RejectReason::kLength,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "payload_bytes is ", h.payload_bytes, ", a dense float32 update of ",
+                            layout.NumParams(), " parameters is ", 4 * layout.NumParams())));
+  }
+  if (h.payload_bytes > config_.limits().max_update_bytes()) {
+    return RejectLocked(RejectReason::kLength,
+                        absl::ResourceExhaustedError(absl::StrCat(
+                            "payload_bytes ", h.payload_bytes, " exceeds max_update_bytes ",
+                            config_.limits().max_update_bytes())));
+  }
+  if (h.num_samples == 0 || h.num_samples > config_.limits().max_num_samples()) {
+    return RejectLocked(RejectReason::kMalformed,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "num_samples must be in [1, ", config_.limits().max_num_samples(),
+                            "], got ", h.num_samples)));
+  }
+  if (phase_ == Phase::kDone) {
+    return RejectLocked(RejectReason::kFinished,
+                        absl::FailedPreconditionError("the federation has finished"));
+  }
+  RoundState& round = *current_;
+  if (phase_ != Phase::kOpen || h.round != round.round || h.base_version != round.base_version) {
+    return RejectLocked(
+        RejectReason::kStale,
+        absl::AbortedError(absl::StrCat(
+            "update for round ", h.round, " from version ", h.base_version,
+            " is stale: round ", round.round, (phase_ == Phase::kOpen ? " is open" : " is closing"),
+            " with base version ", round.base_version)));
+  }
+  if (round.uploading.contains(h.client_id)) {
+    return RejectLocked(RejectReason::kNotSelected,
+                        absl::UnavailableError("another upload from this client is in progress; "
+                                               "retry when it has finished"));
+  }
+  if (round.submitted.contains(h.client_id)) {
+    return RejectLocked(RejectReason::kNotSelected,
+                        absl::FailedPreconditionError(absl::StrCat(
+                            "client already contributed an update to round ", round.round)));
+  }
+  if (!round.assigned.contains(h.client_id)) {
+    if (round.assigned.size() >= config_.rounds().clients_per_round()) {
+      return RejectLocked(RejectReason::kNotSelected,
+                          absl::FailedPreconditionError(absl::StrCat(
+                              "round ", round.round, " is full (clients_per_round ",
+                              config_.rounds().clients_per_round(), ")")));
+    }
+    round.assigned.insert(h.client_id);
+  }
+  auto journal = UndoJournal::Open(config_.spool_dir());
+  if (!journal.ok()) return RejectLocked(RejectReason::kInternal, journal.status());
+  if (round.sum == nullptr) {
+    round.sum = std::make_unique<aggregators::StripedAccumulator>(layout.NumParams());
+  }
+  auto upload = std::unique_ptr<Upload>(new Upload());
+  upload->coordinator_ = this;
+  upload->round_ = current_;
+  upload->header_ = h;
+  upload->weight_ = static_cast<float>(h.num_samples);
+  upload->journal_ = std::move(journal).value();
+  upload->started_ = clock_->Now();
+  round.uploading[h.client_id] = upload.get();
+  metrics_->uploads_in_flight.Increment();
+  return upload;
+}
+
+absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset, absl::string_view data) {
+  RoundState& round = *upload.round_;
+  absl::ReaderMutexLock gate(&round.gate);
+  if (upload.state_ != Upload::State::kActive) {
+    return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+  }
+  auto fail = [&](RejectReason reason, absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    UndoLocked(upload, reason);
+    return status;
+  };
+  if (byte_offset != upload.received_) {
+    return fail(RejectReason::kChunkOrder,
+                absl::InvalidArgumentError(absl::StrCat("chunk offset ", byte_offset,
+                                                        ", expected ", upload.received_)));
+  }
+  if (data.empty() || data.size() % 4 != 0 || data.size() > config_.limits().max_chunk_bytes()) {
+    return fail(RejectReason::kMalformed,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "chunk of ", data.size(), " bytes: chunks must hold 1 .. ",
+                    config_.limits().max_chunk_bytes() / 4, " whole float32 values")));
+  }
+  if (upload.received_ + data.size() > upload.header_.payload_bytes) {
+    return fail(RejectReason::kLength,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "update is longer than its declared payload_bytes ",
+                    upload.header_.payload_bytes)));
+  }
+  const size_t count = data.size() / 4;
+  if (!AllFiniteBytes(data.data(), count)) {
+    return fail(RejectReason::kNonFinite,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "non-finite value (NaN or Inf) in the chunk at parameter ",
+                    byte_offset / 4)));
+  }
+  absl::Status journaled = upload.journal_->Append(data.data(), data.size());
+  if (!journaled.ok()) return fail(RejectReason::kInternal, journaled);
+  round.sum->AddBytes(byte_offset / 4, data.data(), count, upload.weight_);
+  upload.received_ += data.size();
+  bytes_received_.fetch_add(data.size(), std::memory_order_relaxed);
+  metrics_->update_bytes_received.Increment(static_cast<double>(data.size()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
+  RoundState& round = *upload.round_;
+  std::unique_ptr<UndoJournal> journal;
+  CommitInfo info;
+  {
+    absl::ReaderMutexLock gate(&round.gate);
+    absl::MutexLock lock(&mu_);
+    if (upload.state_ != Upload::State::kActive) {
+      return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+    }
+    if (upload.received_ != upload.header_.payload_bytes) {
+      UndoLocked(upload, RejectReason::kLength);
+      return absl::InvalidArgumentError(absl::StrCat("truncated update: received ",
+                                                     upload.received_, " of ",
+                                                     upload.header_.payload_bytes, " bytes"));
+    }
+    upload.state_ = Upload::State::kCommitted;
+    journal = std::move(upload.journal_);
+    round.uploading.erase(upload.header_.client_id);
+    round.submitted.insert(upload.header_.client_id);
+    round.accepted += 1;
+    round.weight_sum += static_cast<double>(upload.header_.num_samples);
+    RememberUpdateLocked(upload.header_.client_id, upload.header_.update_id);
+    ++updates_accepted_;
+    metrics_->updates_accepted.Increment();
+    metrics_->uploads_in_flight.Decrement();
+    metrics_->push_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - upload.started_));
+    info.round = round.round;
+    info.model_version = round.base_version;
+    info.accepted_in_round = round.accepted;
+    if (round.accepted >= config_.rounds().clients_per_round()) RequestCloseLocked();
+  }
+  upload.coordinator_ = nullptr;  // Nothing left to abort.
+  return info;
+}
+
+void Coordinator::AbortUpload(Upload& upload, RejectReason reason) {
+  if (upload.coordinator_ == nullptr) return;
+  RoundState& round = *upload.round_;
+  absl::ReaderMutexLock gate(&round.gate);
+  absl::MutexLock lock(&mu_);
+  UndoLocked(upload, reason);
+  upload.coordinator_ = nullptr;
+}
+
+void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
+  if (upload.state_ != Upload::State::kActive) return;
+  upload.state_ = Upload::State::kAborted;
+  RoundState& round = *upload.round_;
+  round.uploading.erase(upload.header_.client_id);
+  metrics_->uploads_in_flight.Decrement();
+  metrics_->Rejected(reason);
+  if (upload.received_ > 0) {
+    // Subtract exactly the products that were added: sum += (-w) * x.
+    absl::Status replayed = upload.journal_->Replay(
+        [&](uint64_t offset, const char* data, size_t size) {
+          round.sum->AddBytes(offset / 4, data, size / 4, -upload.weight_);
+        });
+    if (!replayed.ok()) {
+      // The round's sum can no longer be trusted: fail the round rather than
+      // publish a corrupted model.
+      LogError(absl::StrCat("round ", round.round, ": cannot undo an aborted upload (",
+                            replayed.message(), "); the round will fail"));
+      round.accepted = 0;
+      round_poisoned_ = true;
+      RequestCloseLocked();
+    }
+  }
+  upload.journal_.reset();
+}
+
+void Coordinator::RequestCloseLocked() { close_requested_ = true; }
+
+// ---------------------------------------------------------------------------
+// Closing rounds (worker thread).
+
+void Coordinator::CloseRound() {
+  std::shared_ptr<RoundState> round;
+  {
+    absl::MutexLock lock(&mu_);
+    close_requested_ = false;
+    if (phase_ != Phase::kOpen) return;
+    round = current_;
+  }
+  const absl::Time close_start = clock_->Now();
+  {
+    absl::WriterMutexLock gate(&round->gate);
+    absl::MutexLock lock(&mu_);
+    phase_ = Phase::kClosing;
+    std::vector<Upload*> in_flight;
+    for (auto& [client, upload] : round->uploading) in_flight.push_back(upload);
+    for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);
+  }
+  // No upload can touch round->sum any more: it is this thread's alone.
+  bool published = false;
+  const bool poisoned = round_poisoned_.exchange(false);
+  if (!poisoned && round->accepted > 0 && round->accepted >= config_.rounds().min_clients() &&
+      round->sum != nullptr) {
+    std::vector<float> next = round->sum->Release();
+    const float inv_weight = static_cast<float>(1.0 / round->weight_sum);
+    for (float& v : next) v *= inv_weight;
+    std::shared_ptr<const ModelSnapshot> current = store_.Current();
+    optimizer_->Apply(current->params, absl::MakeSpan(next));
+    if (AllFinite(next.data(), next.size())) {
+      store_.Publish(std::move(next), current->round + 1, clock_->Now());
+      published = true;
+    } else {
+      LogError(absl::StrCat("round ", round->round,
+                            ": the aggregate is not finite; model left unchanged"));
+    }
+  }
+  round->sum.reset();
+  const absl::Time now = clock_->Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (published) {
+      ++rounds_completed_;
+      metrics_->rounds_completed.Increment();
+      last_round_duration_ = now - std::min(round->first_task, close_start);
+      metrics_->round_duration.Observe(absl::ToDoubleSeconds(last_round_duration_));
+      metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - close_start));
+    } else {
+      ++rounds_failed_;
+      metrics_->rounds_failed.Increment();
+      LogWarning(absl::StrCat("round ", round->round, " failed with ", round->accepted,
+                              " update(s) (min_clients ", config_.rounds().min_clients(),
+                              "); model unchanged"));
+    }
+    ++round_;
+    base_version_ = store_.Current()->version;
+    current_ = std::make_shared<RoundState>(round_, base_version_);
+    const uint64_t total = config_.rounds().total_rounds();
+    phase_ = (total > 0 && rounds_completed_ >= total) ? Phase::kDone : Phase::kOpen;
+    metrics_->model_version.Set(static_cast<double>(base_version_));
+    metrics_->current_round.Set(static_cast<double>(round_));
+  }
+  if (published) {
+    LogInfo(absl::StrCat("round ", round->round, " aggregated ", round->accepted,
+                         " update(s) into version ", store_.Current()->version));
+  }
+  ReleaseWaiters(/*all=*/false);
+}
+
+void Coordinator::CheckTimers() {
+  bool close = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    if (phase_ == Phase::kOpen && now >= current_->deadline) close = true;
+    const absl::Duration ttl = absl::Milliseconds(config_.limits().session_timeout_ms());
+    std::vector<std::string> expired;
+    for (const auto& [client, session] : sessions_) {
+      if (now - session.last_seen > ttl) expired.push_back(client);
+    }
+    for (const std::string& client : expired) DropSessionLocked(client);
+  }
+  if (close) CloseRound();
+  ReleaseWaiters(/*all=*/false);
+}
+
+void Coordinator::TickForTesting() {
+  bool close;
+  {
+    absl::MutexLock lock(&mu_);
+    close = close_requested_;
+  }
+  if (close) CloseRound();
+  CheckTimers();
+}
+
+void Coordinator::WorkerLoop() {
+  while (true) {
+    bool close = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return close_requested_ || stopping_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(50));
+      if (stopping_) return;
+      close = close_requested_;
+    }
+    if (close) CloseRound();
+    CheckTimers();
+  }
+}
+
+CoordinatorStatus Coordinator::Status() const {
+  absl::MutexLock lock(&mu_);
+  CoordinatorStatus s;
+  s.model_version = base_version_;
+  s.round = round_;
+  s.rounds_completed = rounds_completed_;
+  s.rounds_failed = rounds_failed_;
+  s.connected_clients = static_cast<uint32_t>(sessions_.size());
+  s.updates_in_round = current_->accepted;
+  s.uploads_in_flight = static_cast<uint32_t>(current_->uploading.size());
+  s.updates_accepted = updates_accepted_;
+  s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
+  s.done = phase_ == Phase::kDone;
+  s.last_round_duration = last_round_duration_;
+  return s;
+}
+
+}  // namespace tally::server

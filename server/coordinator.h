@@ -1,0 +1,250 @@
+// Coordinator: sessions, tasks and synchronous FedAvg rounds, independent of
+// gRPC (the service layer in server/service.cc translates calls and streams
+// into the methods below).
+//
+// Round life cycle. Round r starts OPEN with base version v. GetTask hands a
+// TRAIN task (round r, version v) to at most clients_per_round clients; the
+// round deadline starts with the first task. Each PushUpdate is an Upload:
+// BeginUpload checks the header, AddChunk folds each chunk into the round's
+// weighted sum as it arrives (O(model) memory for any number of uploads),
+// FinishUpload commits it. The round closes when clients_per_round updates
+// are committed, or at the deadline: in-flight uploads are then aborted and
+// their partial sums subtracted (UndoJournal); with >= min_clients commits the
+// optimizer applies the weighted mean and a new version is published,
+// otherwise the round fails and the model is unchanged. Then round r+1 opens.
+//
+// Thread safety: every method is thread-safe. AddChunk runs concurrently for
+// different uploads; closing a round waits for running AddChunks. Closing and
+// aggregation run on the coordinator's own worker thread, never on the
+// caller's. Callbacks (task waiters) are invoked without internal locks held.
+#ifndef TALLY_SERVER_COORDINATOR_H_
+#define TALLY_SERVER_COORDINATOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "aggregators/optimizers/optimizer.h"
+#include "aggregators/rules/striped_accumulator.h"
+#include "core/clock.h"
+#include "core/model_store.h"
+#include "server/metrics.h"
+#include "server/undo_journal.h"
+#include "tally/v1/config.pb.h"
+
+namespace tally::server {
+
+struct SessionInfo {
+  std::string token;
+  uint64_t model_version = 0;
+};
+
+struct TaskInfo {
+  enum class Kind { kTrain, kWait, kDone };
+  Kind kind = Kind::kWait;
+  uint64_t round = 0;
+  uint64_t model_version = 0;
+  uint32_t local_steps = 0;
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Duration retry_after = absl::ZeroDuration();
+};
+
+// What an update's first message declares (already decoded from the wire).
+struct UpdateHeaderInfo {
+  std::string client_id;
+  std::string session_token;
+  std::string update_id;
+  uint64_t base_version = 0;
+  uint64_t round = 0;
+  uint64_t num_samples = 0;
+  uint32_t local_steps = 0;
+  bool codec_is_dense_f32 = false;
+  uint64_t layout_hash = 0;
+  uint64_t num_params = 0;
+  uint64_t payload_bytes = 0;
+};
+
+struct CommitInfo {
+  uint64_t round = 0;
+  uint64_t model_version = 0;
+  uint32_t accepted_in_round = 0;
+};
+
+struct CoordinatorStatus {
+  uint64_t model_version = 0;
+  uint64_t round = 0;
+  uint64_t rounds_completed = 0;
+  uint64_t rounds_failed = 0;
+  uint32_t connected_clients = 0;
+  uint32_t updates_in_round = 0;
+  uint32_t uploads_in_flight = 0;
+  uint64_t updates_accepted = 0;
+  uint64_t bytes_received = 0;
+  bool done = false;
+  absl::Duration last_round_duration;
+};
+
+class Coordinator;
+struct RoundState;
+
+// One PushUpdate in progress. Created by BeginUpload, owned by the caller;
+// destroying an Upload that was neither finished nor aborted aborts it.
+class Upload {
+ public:
+  ~Upload();
+  Upload(const Upload&) = delete;
+  Upload& operator=(const Upload&) = delete;
+
+  const std::string& client_id() const { return header_.client_id; }
+  uint64_t bytes_received() const { return received_; }
+
+ private:
+  friend class Coordinator;
+  Upload() = default;
+
+  Coordinator* coordinator_ = nullptr;
+  std::shared_ptr<RoundState> round_;
+  UpdateHeaderInfo header_;
+  float weight_ = 0;
+  uint64_t received_ = 0;
+  std::unique_ptr<UndoJournal> journal_;
+  absl::Time started_;
+  // ACTIVE -> COMMITTED | ABORTED; changed only under Coordinator::mu_ while
+  // holding the round's gate.
+  enum class State { kActive, kCommitted, kAborted };
+  State state_ = State::kActive;
+};
+
+class Coordinator {
+ public:
+  struct Options {
+    tally::v1::ServerConfig config;  // Defaulted and validated.
+    ModelLayout layout;
+    std::vector<float> initial_params;
+    Clock* clock = nullptr;
+    ServerMetrics* metrics = nullptr;
+  };
+
+  explicit Coordinator(Options options);
+  ~Coordinator();  // Stops the worker thread.
+
+  const ModelStore& store() const { return store_; }
+  ModelStore& mutable_store() { return store_; }
+
+  // Sessions.
+  absl::StatusOr<SessionInfo> Join(absl::string_view client_id);
+  absl::Status CheckSession(absl::string_view client_id, absl::string_view token);
+  absl::Status Leave(absl::string_view client_id, absl::string_view token);
+
+  // Tasks. GetTask answers at once. AwaitTask answers at once unless the
+  // answer is WAIT, in which case `done` runs (exactly once) when the answer
+  // changes or after `wait`; it returns a waiter id (0 if `done` already ran)
+  // for CancelWait, which returns true if it removed the waiter, in which case
+  // `done` will never run.
+  absl::StatusOr<TaskInfo> GetTask(absl::string_view client_id, absl::string_view token);
+  using TaskCallback = std::function<void(absl::StatusOr<TaskInfo>)>;
+  uint64_t AwaitTask(absl::string_view client_id, absl::string_view token, absl::Duration wait,
+                     TaskCallback done);
+  bool CancelWait(uint64_t waiter_id);
+
+  // Uploads. Errors carry the gRPC-mappable code (see STYLE.md) and are
+  // counted in metrics here. After an error from AddChunk or FinishUpload the
+  // upload is aborted; the caller just drops it.
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const UpdateHeaderInfo& header);
+  absl::Status AddChunk(Upload& upload, uint64_t byte_offset, absl::string_view data);
+  absl::StatusOr<CommitInfo> FinishUpload(Upload& upload);
+  void AbortUpload(Upload& upload, RejectReason reason);
+
+  CoordinatorStatus Status() const;
+
+  // Answers every pending AwaitTask (WAIT) and stops the worker thread.
+  void Stop();
+
+  // For tests: runs the deadline/session checks now instead of waiting for
+  // the worker's next tick (useful with a ManualClock).
+  void TickForTesting();
+
+ private:
+  enum class Phase { kOpen, kClosing, kDone };
+  struct Session {
+    std::string token;
+    absl::Time last_seen;
+  };
+  struct Waiter {
+    std::string client_id;
+    std::string token;
+    absl::Time deadline;
+    TaskCallback done;
+  };
+
+  absl::Status CheckSessionLocked(absl::string_view client_id, absl::string_view token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TaskInfo TaskForLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RejectLocked(RejectReason reason, absl::Status status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Reject(RejectReason reason, absl::Status status);
+  bool IsDuplicateLocked(const std::string& client_id, const std::string& update_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the upload aborted and subtracts what it added. Requires the
+  // round's gate (reader or writer).
+  void UndoLocked(Upload& upload, RejectReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseRound();
+  // Runs waiters whose answer is no longer WAIT or whose time is up.
+  void ReleaseWaiters(bool all);
+  void CheckTimers();
+  void WorkerLoop();
+
+  const tally::v1::ServerConfig config_;
+  Clock* const clock_;
+  ServerMetrics* const metrics_;
+  ModelStore store_;
+  const absl::Time started_;
+
+  mutable absl::Mutex mu_;
+  absl::BitGen token_gen_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // Recently accepted update ids per client (newest last), for deduplication.
+  absl::flat_hash_map<std::string, std::deque<std::string>> accepted_ids_ ABSL_GUARDED_BY(mu_);
+
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
+  bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t round_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t base_version_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t rounds_completed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rounds_failed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<RoundState> current_ ABSL_GUARDED_BY(mu_);
+  absl::Duration last_round_duration_ ABSL_GUARDED_BY(mu_);
+  uint64_t updates_accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> bytes_received_{0};
+  // Set when an aborted upload could not be undone: the round must fail.
+  std::atomic<bool> round_poisoned_{false};
+  std::unique_ptr<aggregators::Optimizer> optimizer_;  // Worker thread only.
+
+  uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+
+  std::thread worker_;
+};
+
+}  // namespace tally::server
+
+#endif  // TALLY_SERVER_COORDINATOR_H_

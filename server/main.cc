@@ -1,0 +1,151 @@
+// tally-server: the tally aggregation server.
+//
+// Flags are read here only; everything else comes from the text-proto
+// ServerConfig given with --config (see proto/tally/v1/config.proto).
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/text_format.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Path of a text-proto tally.v1.ServerConfig (proto/tally/v1/config.proto). "
+          "Empty = the embedded default config (the demo's softmax model, 20 clients per "
+          "round).");
+ABSL_FLAG(std::string, listen, "",
+          "gRPC listen address HOST:PORT; overrides listen_address (default 0.0.0.0:50051). "
+          "Port 0 picks a free port.");
+ABSL_FLAG(int, metrics_port, 0,
+          "Prometheus /metrics port; overrides metrics_port (default 9464). -1 disables.");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Overrides checkpoint_dir: where checkpoints are written (created if missing).");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound gRPC port is written to this file once the server is serving.");
+ABSL_FLAG(std::string, log_level, "info", "Minimum log level: debug, info, warning, error.");
+ABSL_FLAG(bool, print_config, false,
+          "Print the effective config (defaults and overrides applied) and exit.");
+ABSL_FLAG(int, shutdown_grace_ms, 10000,
+          "On SIGTERM/SIGINT, how long in-flight calls may take to finish.");
+
+namespace {
+
+using tally::server::LogError;
+using tally::server::LogInfo;
+
+bool HelpFlagsFromMain(absl::string_view filename) {
+  return absl::StrContains(filename, "server/main.cc");
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "tally-server: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = HelpFlagsFromMain;
+  usage_config.contains_helpshort_flags = HelpFlagsFromMain;
+  absl::SetFlagsUsageConfig(usage_config);
+  absl::SetProgramUsageMessage(
+      "federated-learning aggregation server.\n"
+      "Usage: tally-server [--config=server.textproto] [--listen=HOST:PORT] "
+      "[--metrics_port=N] [--checkpoint_dir=DIR]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "tally-server: unexpected argument '%s' (see --help)\n", rest[1]);
+    return 2;
+  }
+  tally::server::LogLevel level;
+  if (!tally::server::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::fprintf(stderr, "tally-server: --log_level must be debug, info, warning or error\n");
+    return 2;
+  }
+  tally::server::SetLogLevel(level);
+
+  tally::v1::ServerConfig config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    auto loaded = tally::server::LoadConfigFile(absl::GetFlag(FLAGS_config));
+    if (!loaded.ok()) return Fail(loaded.status());
+    config = std::move(loaded).value();
+  }
+  if (!absl::GetFlag(FLAGS_listen).empty()) config.set_listen_address(absl::GetFlag(FLAGS_listen));
+  if (absl::GetFlag(FLAGS_metrics_port) != 0) {
+    config.set_metrics_port(absl::GetFlag(FLAGS_metrics_port));
+  }
+  if (!absl::GetFlag(FLAGS_checkpoint_dir).empty()) {
+    config.set_checkpoint_dir(absl::GetFlag(FLAGS_checkpoint_dir));
+  }
+  tally::server::ApplyDefaults(&config);
+  if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) {
+    return Fail(valid);
+  }
+  if (absl::GetFlag(FLAGS_print_config)) {
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(config, &text);
+    std::fputs(text.c_str(), stdout);
+    return 0;
+  }
+
+  // Signals are handled by sigwait() below: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (config.metrics_port() > 0) {
+    const std::string address = absl::StrCat(config.metrics_address(), ":", config.metrics_port());
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(address);
+      exposer->RegisterCollectable(registry);
+    } catch (const std::exception& e) {
+      return Fail(absl::UnavailableError(absl::StrCat(
+          "metrics_port: cannot serve /metrics on ", address, ": ", e.what())));
+    }
+    LogInfo(absl::StrCat("metrics on http://", address, "/metrics"));
+  }
+
+  tally::server::ServerOptions options;
+  options.config = config;
+  options.registry = registry;
+  auto server = tally::server::Server::Create(std::move(options));
+  if (!server.ok()) return Fail(server.status());
+
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    const std::string path = absl::GetFlag(FLAGS_port_file);
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << (*server)->port() << "\n";
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      LogError(absl::StrCat("cannot write --port_file ", path));
+    }
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LogInfo(absl::StrCat("received signal ", signal_number, ", draining"));
+  (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
+  LogInfo("stopped");
+  return 0;
+}

@@ -1,0 +1,95 @@
+#include "server/metrics.h"
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+
+namespace tally::server {
+namespace {
+
+prometheus::Counter& MakeCounter(prometheus::Registry& registry, const std::string& name,
+                                 const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+}
+
+prometheus::Gauge& MakeGauge(prometheus::Registry& registry, const std::string& name,
+                             const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+prometheus::Histogram& MakeHistogram(prometheus::Registry& registry, const std::string& name,
+                                     const std::string& help) {
+  // 1 ms .. ~10 min, roughly x2.5 per bucket.
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+      1,     2.5,    5,     10,   25,    60,   120, 300, 600};
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, kBuckets);
+}
+
+}  // namespace
+
+const char* RejectReasonName(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::kUnauthenticated: return "unauthenticated";
+    case RejectReason::kMalformed: return "malformed";
+    case RejectReason::kLayoutMismatch: return "layout_mismatch";
+    case RejectReason::kLength: return "length";
+    case RejectReason::kChunkOrder: return "chunk_order";
+    case RejectReason::kNonFinite: return "non_finite";
+    case RejectReason::kStale: return "stale";
+    case RejectReason::kNotSelected: return "not_selected";
+    case RejectReason::kFinished: return "finished";
+    case RejectReason::kCancelled: return "cancelled";
+    case RejectReason::kInternal: return "internal";
+  }
+  return "unknown";
+}
+
+ServerMetrics::ServerMetrics(prometheus::Registry& registry)
+    : updates_received(MakeCounter(registry, "tally_updates_received_total",
+                                   "Update uploads whose header was received.")),
+      updates_accepted(MakeCounter(registry, "tally_updates_accepted_total",
+                                   "Updates accepted into a round.")),
+      updates_duplicate(MakeCounter(registry, "tally_updates_duplicate_total",
+                                    "Retried updates acknowledged as duplicates.")),
+      update_bytes_received(MakeCounter(registry, "tally_update_bytes_received_total",
+                                        "Update payload bytes received.")),
+      model_bytes_sent(MakeCounter(registry, "tally_model_bytes_sent_total",
+                                   "Model payload bytes sent by PullModel.")),
+      rounds_completed(MakeCounter(registry, "tally_rounds_completed_total",
+                                   "Rounds aggregated into a new model version.")),
+      rounds_failed(MakeCounter(registry, "tally_rounds_failed_total",
+                                "Rounds closed with fewer than min_clients updates.")),
+      round_duration(MakeHistogram(registry, "tally_round_duration_seconds",
+                                   "Time from a round's first task to its new model.")),
+      aggregation_duration(MakeHistogram(registry, "tally_aggregation_duration_seconds",
+                                         "Time to apply a round's aggregate and publish.")),
+      push_duration(MakeHistogram(registry, "tally_push_update_duration_seconds",
+                                  "Server-side duration of accepted PushUpdate calls.")),
+      model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
+      connected_clients(MakeGauge(registry, "tally_connected_clients",
+                                  "Clients with a live session.")),
+      uploads_in_flight(MakeGauge(registry, "tally_uploads_in_flight",
+                                  "PushUpdate streams being received.")),
+      current_round(MakeGauge(registry, "tally_round", "Current (open) round number.")),
+      rejected_family_(prometheus::BuildCounter()
+                           .Name("tally_updates_rejected_total")
+                           .Help("Updates rejected, by reason.")
+                           .Register(registry)) {
+  for (int i = 0; i <= static_cast<int>(RejectReason::kInternal); ++i) {
+    rejected_[i] = &rejected_family_.Add(
+        {{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
+  }
+}
+
+void ServerMetrics::Rejected(RejectReason reason) {
+  rejected_[static_cast<int>(reason)]->Increment();
+}
+
+uint64_t ServerMetrics::RejectedTotal() const {
+  double total = 0;
+  for (const prometheus::Counter* c : rejected_) total += c->Value();
+  return static_cast<uint64_t>(total);
+}
+
+}  // namespace tally::server

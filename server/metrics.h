@@ -1,0 +1,67 @@
+// ServerMetrics: every Prometheus metric tally-server exports, registered once
+// in a caller-provided Registry; the handles are cached here so hot paths
+// never look anything up. prometheus-cpp metrics are thread-safe.
+#ifndef TALLY_SERVER_METRICS_H_
+#define TALLY_SERVER_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace tally::server {
+
+// Why an update was rejected: the `reason` label of
+// tally_updates_rejected_total. Low cardinality by construction.
+enum class RejectReason {
+  kUnauthenticated,   // Unknown client/session.
+  kMalformed,         // Missing header, bad ids, bad codec, bad sample count.
+  kLayoutMismatch,    // layout_hash or num_params differ from the model's.
+  kLength,            // Declared/actual payload length wrong (incl. truncated).
+  kChunkOrder,        // Chunk offset not where the previous one ended.
+  kNonFinite,         // NaN or Inf in the payload.
+  kStale,             // Round closed / base version not current.
+  kNotSelected,       // Round full or client already contributed.
+  kFinished,          // total_rounds reached.
+  kCancelled,         // Client went away mid-upload.
+  kInternal,          // Server-side failure (spool I/O).
+};
+const char* RejectReasonName(RejectReason reason);
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(prometheus::Registry& registry);
+
+  void Rejected(RejectReason reason);
+
+  prometheus::Counter& updates_received;   // Uploads whose header arrived.
+  prometheus::Counter& updates_accepted;
+  prometheus::Counter& updates_duplicate;  // Retries acknowledged as duplicates.
+  prometheus::Counter& update_bytes_received;
+  prometheus::Counter& model_bytes_sent;
+  prometheus::Counter& rounds_completed;
+  prometheus::Counter& rounds_failed;
+  prometheus::Histogram& round_duration;
+  prometheus::Histogram& aggregation_duration;
+  prometheus::Histogram& push_duration;
+  prometheus::Gauge& model_version;
+  prometheus::Gauge& connected_clients;
+  prometheus::Gauge& uploads_in_flight;
+  prometheus::Gauge& current_round;
+
+  uint64_t RejectedTotal() const;
+
+ private:
+  prometheus::Family<prometheus::Counter>& rejected_family_;
+  prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];
+};
+
+}  // namespace tally::server
+
+#endif  // TALLY_SERVER_METRICS_H_

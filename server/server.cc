@@ -1,0 +1,131 @@
+#include "server/server.h"
+
+#include <cmath>
+#include <random>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "core/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/registry.h"
+#include "server/config.h"
+#include "server/coordinator.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/service.h"
+
+namespace tally::server {
+namespace {
+
+std::vector<float> InitialParams(const ModelLayout& layout, const tally::v1::ModelInit& init) {
+  std::vector<float> params(layout.NumParams(), 0.0f);
+  if (init.kind() == tally::v1::ModelInit::ZEROS) return params;
+  std::mt19937_64 rng(init.seed());
+  if (init.kind() == tally::v1::ModelInit::UNIFORM) {
+    std::uniform_real_distribution<float> dist(static_cast<float>(-init.scale()),
+                                               static_cast<float>(init.scale()));
+    for (float& p : params) p = dist(rng);
+  } else {
+    std::normal_distribution<float> dist(0.0f, static_cast<float>(init.scale()));
+    for (float& p : params) p = dist(rng);
+  }
+  return params;
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(tally::v1::ServerConfig config, std::shared_ptr<prometheus::Registry> registry)
+      : config_(std::move(config)), registry_(std::move(registry)), metrics_(*registry_) {}
+
+  ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
+
+  absl::Status Start(ModelLayout layout, Clock* clock) {
+    std::vector<float> initial = InitialParams(layout, config_.model().init());
+    coordinator_ = std::make_unique<Coordinator>(Coordinator::Options{
+        config_, std::move(layout), std::move(initial), clock, &metrics_});
+    aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_);
+    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, absl::Now());
+
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(config_.listen_address(), grpc::InsecureServerCredentials(), &port_);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_receive_message_bytes()));
+    builder.RegisterService(aggregator_.get());
+    builder.RegisterService(admin_.get());
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      coordinator_->Stop();
+      return absl::UnavailableError(
+          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(), "'"));
+    }
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    LogInfo(absl::StrCat("tally-server listening on ", config_.listen_address(), " (port ", port_,
+                         "), model ", coordinator_->store().layout().NumParams(),
+                         " parameters, ", config_.rounds().clients_per_round(),
+                         " clients per round"));
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+  const tally::v1::ServerConfig& config() const override { return config_; }
+  const ModelStore& model_store() const override { return coordinator_->store(); }
+
+  void Shutdown(absl::Duration grace) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    if (server_ != nullptr) {
+      server_->GetHealthCheckService()->SetServingStatus(false);
+    }
+    // Answer pending long-polls first so they do not hold the drain.
+    if (coordinator_ != nullptr) coordinator_->Stop();
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
+      server_->Wait();
+    }
+    done_.Notify();
+  }
+
+  void Wait() override { done_.WaitForNotification(); }
+
+ private:
+  const tally::v1::ServerConfig config_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  ServerMetrics metrics_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<AggregatorService> aggregator_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification done_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
+  tally::v1::ServerConfig config = std::move(options.config);
+  ApplyDefaults(&config);
+  if (config.spool_dir().empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    config.set_spool_dir(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
+  }
+  TALLY_RETURN_IF_ERROR(ValidateConfig(config));
+  TALLY_ASSIGN_OR_RETURN(ModelLayout layout, LayoutFromConfig(config.model()));
+  std::shared_ptr<prometheus::Registry> registry = options.registry;
+  if (registry == nullptr) registry = std::make_shared<prometheus::Registry>();
+  auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry));
+  TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock));
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace tally::server

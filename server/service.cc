@@ -1,0 +1,483 @@
+#include "server/service.h"
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/grpc_status.h"
+
+namespace tally::server {
+namespace {
+
+using ::tally::v1::ModelChunk;
+using ::tally::v1::ModelVersionNotice;
+using ::tally::v1::UpdateChunk;
+
+int64_t UnixMillisOrZero(absl::Time t) {
+  return t == absl::InfiniteFuture() ? 0 : absl::ToUnixMillis(t);
+}
+
+void FillTask(const TaskInfo& info, tally::v1::Task* task) {
+  switch (info.kind) {
+    case TaskInfo::Kind::kTrain: task->set_kind(tally::v1::Task::TRAIN); break;
+    case TaskInfo::Kind::kWait: task->set_kind(tally::v1::Task::WAIT); break;
+    case TaskInfo::Kind::kDone: task->set_kind(tally::v1::Task::DONE); break;
+  }
+  task->set_round(info.round);
+  task->set_model_version(info.model_version);
+  task->set_local_steps(info.local_steps);
+  task->set_deadline_unix_ms(UnixMillisOrZero(info.deadline));
+  task->set_retry_after_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(info.retry_after)));
+}
+
+// GetTask with a server-side long-poll: the call stays open (no thread held)
+// until the coordinator has something other than WAIT, or the wait ends.
+class GetTaskReactor final : public grpc::ServerUnaryReactor {
+ public:
+  GetTaskReactor(Coordinator* coordinator, const tally::v1::GetTaskRequest* request,
+                 tally::v1::Task* response, absl::Duration max_wait)
+      : coordinator_(coordinator), response_(response) {
+    const absl::Duration wait = std::min(absl::Milliseconds(request->wait_ms()), max_wait);
+    const uint64_t id = coordinator_->AwaitTask(
+        request->client_id(), request->session_token(), wait,
+        [this](absl::StatusOr<TaskInfo> task) { Complete(std::move(task)); });
+    absl::MutexLock lock(&mu_);
+    waiter_id_ = id;
+  }
+
+  void OnCancel() override {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = waiter_id_;
+    }
+    if (id != 0 && coordinator_->CancelWait(id)) Finish(grpc::Status::CANCELLED);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Complete(absl::StatusOr<TaskInfo> task) {
+    if (!task.ok()) {
+      Finish(ToGrpcStatus(task.status()));
+      return;
+    }
+    FillTask(*task, response_);
+    Finish(grpc::Status::OK);
+  }
+
+  Coordinator* const coordinator_;
+  tally::v1::Task* const response_;
+  absl::Mutex mu_;
+  uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Streams one immutable model snapshot: a header, then data chunks. For the
+// dense float32 codec the snapshot's parameter array already is the encoded
+// payload, so nothing is re-encoded per puller: each chunk is a slice of the
+// shared snapshot copied once into the outgoing message.
+class PullModelReactor final : public grpc::ServerWriteReactor<ModelChunk> {
+ public:
+  PullModelReactor(Coordinator* coordinator, ServerMetrics* metrics,
+                   const tally::v1::ModelSpec& spec, uint32_t chunk_bytes,
+                   const tally::v1::PullModelRequest* request)
+      : metrics_(metrics), chunk_bytes_(chunk_bytes) {
+    absl::Status session =
+        coordinator->CheckSession(request->client_id(), request->session_token());
+    if (!session.ok()) {
+      Finish(ToGrpcStatus(session));
+      return;
+    }
+    snapshot_ = coordinator->store().Current();
+    if (request->version() != 0 && request->version() != snapshot_->version) {
+      Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("model version ", request->version(),
+                                       " is not available; the current version is ",
+                                       snapshot_->version)));
+      return;
+    }
+    total_ = snapshot_->params.size() * sizeof(float);
+    tally::v1::ModelHeader* header = chunk_.mutable_header();
+    header->set_version(snapshot_->version);
+    *header->mutable_model_spec() = spec;
+    header->set_codec(tally::v1::CODEC_DENSE_F32);
+    header->set_payload_bytes(total_);
+    header->set_round(snapshot_->round);
+    StartWrite(&chunk_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "model stream interrupted"));
+      return;
+    }
+    if (offset_ >= total_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes_, total_ - offset_));
+    chunk_.Clear();
+    chunk_.set_offset(offset_);
+    chunk_.set_data(reinterpret_cast<const char*>(snapshot_->params.data()) + offset_, n);
+    offset_ += n;
+    metrics_->model_bytes_sent.Increment(static_cast<double>(n));
+    StartWrite(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  ServerMetrics* const metrics_;
+  const uint32_t chunk_bytes_;
+  std::shared_ptr<const ModelSnapshot> snapshot_;
+  uint64_t total_ = 0;
+  uint64_t offset_ = 0;
+  ModelChunk chunk_;
+};
+
+// Pushes a notice for each new model version. Notices coalesce: a slow
+// watcher gets the newest version, not a backlog.
+class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNotice> {
+ public:
+  WatchModelReactor(Coordinator* coordinator, const tally::v1::WatchModelRequest* request)
+      : coordinator_(coordinator), sent_(request->after_version()) {
+    absl::Status session =
+        coordinator->CheckSession(request->client_id(), request->session_token());
+    if (!session.ok()) {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+      Finish(ToGrpcStatus(session));
+      return;
+    }
+    link_ = std::make_shared<Link>();
+    link_->reactor = this;
+    std::shared_ptr<Link> link = link_;
+    subscription_ = coordinator_->mutable_store().Subscribe(
+        [link](const std::shared_ptr<const ModelSnapshot>& snapshot) {
+          absl::MutexLock lock(&link->mu);
+          if (link->reactor != nullptr) link->reactor->OnVersion(*snapshot);
+        });
+    std::shared_ptr<const ModelSnapshot> current = coordinator_->store().Current();
+    OnVersion(*current);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok || cancelled_) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    if (!writing_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    if (link_ != nullptr) {
+      {
+        absl::MutexLock lock(&link_->mu);
+        link_->reactor = nullptr;
+      }
+      coordinator_->mutable_store().Unsubscribe(subscription_);
+    }
+    delete this;
+  }
+
+ private:
+  struct Link {
+    absl::Mutex mu;
+    WatchModelReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  void OnVersion(const ModelSnapshot& snapshot) {
+    absl::MutexLock lock(&mu_);
+    if (snapshot.version > latest_) {
+      latest_ = snapshot.version;
+      latest_round_ = snapshot.round;
+      latest_published_ = snapshot.published;
+    }
+    MaybeWriteLocked();
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || latest_ <= sent_) return;
+    notice_.set_version(latest_);
+    notice_.set_round(latest_round_);
+    notice_.set_published_unix_ms(absl::ToUnixMillis(latest_published_));
+    sent_ = latest_;
+    writing_ = true;
+    StartWrite(&notice_);
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  Coordinator* const coordinator_;
+  std::shared_ptr<Link> link_;
+  int subscription_ = 0;
+  absl::Mutex mu_;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_);
+  uint64_t latest_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t latest_round_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time latest_published_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  ModelVersionNotice notice_;
+};
+
+UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
+  UpdateHeaderInfo info;
+  info.client_id = h.client_id();
+  info.session_token = h.session_token();
+  info.update_id = h.update_id();
+  info.base_version = h.base_version();
+  info.round = h.round();
+  info.num_samples = h.num_samples();
+  info.local_steps = h.local_steps();
+  info.codec_is_dense_f32 = h.codec() == tally::v1::CODEC_DENSE_F32;
+  info.layout_hash = h.layout_hash();
+  info.num_params = h.num_params();
+  info.payload_bytes = h.payload_bytes();
+  return info;
+}
+
+// Receives one update: header, then chunks folded into the round as they
+// arrive. The stream's end (client half-close) commits it.
+class PushUpdateReactor final : public grpc::ServerReadReactor<UpdateChunk> {
+ public:
+  PushUpdateReactor(grpc::CallbackServerContext* context, Coordinator* coordinator,
+                    ServerMetrics* metrics, tally::v1::PushUpdateResponse* response)
+      : context_(context), coordinator_(coordinator), metrics_(metrics), response_(response) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      EndOfStream();
+      return;
+    }
+    absl::Status status;
+    if (upload_ == nullptr) {
+      if (!chunk_.has_header()) {
+        metrics_->Rejected(RejectReason::kMalformed);
+        status = absl::InvalidArgumentError("the first message must carry the update header");
+      } else {
+        auto upload = coordinator_->BeginUpload(DecodeHeader(chunk_.header()));
+        if (upload.ok()) {
+          upload_ = std::move(upload).value();
+        } else {
+          status = upload.status();
+        }
+      }
+    } else if (chunk_.has_header()) {
+      coordinator_->AbortUpload(*upload_, RejectReason::kMalformed);
+      status = absl::InvalidArgumentError("the update header was sent twice");
+    } else {
+      status = coordinator_->AddChunk(*upload_, chunk_.offset(), chunk_.data());
+    }
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override {
+    upload_.reset();  // Aborts (and undoes) an upload that never committed.
+    delete this;
+  }
+
+ private:
+  void EndOfStream() {
+    if (context_->IsCancelled()) {
+      if (upload_ != nullptr) coordinator_->AbortUpload(*upload_, RejectReason::kCancelled);
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    if (upload_ == nullptr) {
+      metrics_->Rejected(RejectReason::kMalformed);
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "empty stream: the first message must carry the update header"));
+      return;
+    }
+    auto commit = coordinator_->FinishUpload(*upload_);
+    if (!commit.ok()) {
+      Finish(ToGrpcStatus(commit.status()));
+      return;
+    }
+    response_->set_round(commit->round);
+    response_->set_model_version(commit->model_version);
+    response_->set_accepted_in_round(commit->accepted_in_round);
+    Finish(grpc::Status::OK);
+  }
+
+  grpc::CallbackServerContext* const context_;
+  Coordinator* const coordinator_;
+  ServerMetrics* const metrics_;
+  tally::v1::PushUpdateResponse* const response_;
+  std::unique_ptr<Upload> upload_;
+  UpdateChunk chunk_;
+};
+
+// VmHWM and VmRSS of this process, in bytes (0 if /proc is unavailable).
+void ReadMemoryStats(uint64_t* peak_rss, uint64_t* rss) {
+  *peak_rss = *rss = 0;
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    uint64_t* target = nullptr;
+    if (line.rfind("VmHWM:", 0) == 0) target = peak_rss;
+    if (line.rfind("VmRSS:", 0) == 0) target = rss;
+    if (target == nullptr) continue;
+    std::string digits;
+    for (char c : line) {
+      if (c >= '0' && c <= '9') digits.push_back(c);
+    }
+    uint64_t kib = 0;
+    if (absl::SimpleAtoi(digits, &kib)) *target = kib * 1024;
+  }
+}
+
+}  // namespace
+
+tally::v1::ModelSpec ModelSpecFromLayout(const ModelLayout& layout) {
+  tally::v1::ModelSpec spec;
+  for (const TensorLayout& t : layout.tensors()) {
+    tally::v1::TensorSpec* ts = spec.add_tensors();
+    ts->set_name(t.name);
+    for (int64_t d : t.shape) ts->add_shape(d);
+    ts->set_dtype(tally::v1::DTYPE_FLOAT32);
+  }
+  spec.set_num_params(layout.NumParams());
+  spec.set_layout_hash(layout.Hash());
+  return spec;
+}
+
+AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
+                                     const tally::v1::ServerConfig* config)
+    : coordinator_(coordinator),
+      metrics_(metrics),
+      config_(config),
+      model_spec_(ModelSpecFromLayout(coordinator->store().layout())) {}
+
+grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* context,
+                                                  const tally::v1::JoinRequest* request,
+                                                  tally::v1::JoinResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const auto& codecs = request->supported_codecs();
+  if (!codecs.empty() &&
+      std::find(codecs.begin(), codecs.end(), tally::v1::CODEC_DENSE_F32) == codecs.end()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "no common codec: the server accepts CODEC_DENSE_F32"));
+    return reactor;
+  }
+  auto session = coordinator_->Join(request->client_id());
+  if (!session.ok()) {
+    reactor->Finish(ToGrpcStatus(session.status()));
+    return reactor;
+  }
+  response->set_session_token(session->token);
+  *response->mutable_model_spec() = model_spec_;
+  response->set_upload_codec(tally::v1::CODEC_DENSE_F32);
+  response->set_download_codec(tally::v1::CODEC_DENSE_F32);
+  tally::v1::Limits* limits = response->mutable_limits();
+  limits->set_max_chunk_bytes(config_->limits().max_chunk_bytes());
+  limits->set_max_update_bytes(config_->limits().max_update_bytes());
+  limits->set_heartbeat_interval_ms(config_->limits().heartbeat_interval_ms());
+  response->set_model_version(session->model_version);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AggregatorService::GetTask(grpc::CallbackServerContext* context,
+                                                     const tally::v1::GetTaskRequest* request,
+                                                     tally::v1::Task* response) {
+  return new GetTaskReactor(coordinator_, request, response,
+                            absl::Milliseconds(config_->limits().max_wait_ms()));
+}
+
+grpc::ServerWriteReactor<ModelChunk>* AggregatorService::PullModel(
+    grpc::CallbackServerContext* context, const tally::v1::PullModelRequest* request) {
+  return new PullModelReactor(coordinator_, metrics_, model_spec_,
+                              config_->limits().model_chunk_bytes(), request);
+}
+
+grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(
+    grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) {
+  return new WatchModelReactor(coordinator_, request);
+}
+
+grpc::ServerReadReactor<UpdateChunk>* AggregatorService::PushUpdate(
+    grpc::CallbackServerContext* context, tally::v1::PushUpdateResponse* response) {
+  return new PushUpdateReactor(context, coordinator_, metrics_, response);
+}
+
+grpc::ServerUnaryReactor* AggregatorService::Heartbeat(
+    grpc::CallbackServerContext* context, const tally::v1::HeartbeatRequest* request,
+    tally::v1::HeartbeatResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = coordinator_->CheckSession(request->client_id(), request->session_token());
+  if (status.ok()) {
+    const CoordinatorStatus s = coordinator_->Status();
+    response->set_model_version(s.model_version);
+    response->set_round(s.round);
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* context,
+                                                   const tally::v1::LeaveRequest* request,
+                                                   tally::v1::LeaveResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(
+      ToGrpcStatus(coordinator_->Leave(request->client_id(), request->session_token())));
+  return reactor;
+}
+
+AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics,
+                           const tally::v1::ServerConfig* config, absl::Time started)
+    : coordinator_(coordinator), metrics_(metrics), config_(config), started_(started) {}
+
+grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* context,
+                                                  const tally::v1::GetStatusRequest* request,
+                                                  tally::v1::ServerStatus* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const CoordinatorStatus s = coordinator_->Status();
+  response->set_model_version(s.model_version);
+  response->set_round(s.round);
+  response->set_rounds_completed(s.rounds_completed);
+  response->set_rounds_failed(s.rounds_failed);
+  response->set_connected_clients(s.connected_clients);
+  response->set_updates_in_round(s.updates_in_round);
+  response->set_uploads_in_flight(s.uploads_in_flight);
+  response->set_updates_accepted(s.updates_accepted);
+  response->set_updates_rejected(metrics_->RejectedTotal());
+  response->set_bytes_received(s.bytes_received);
+  response->set_num_params(coordinator_->store().layout().NumParams());
+  uint64_t peak_rss, rss;
+  ReadMemoryStats(&peak_rss, &rss);
+  response->set_peak_rss_bytes(peak_rss);
+  response->set_rss_bytes(rss);
+  response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  response->set_done(s.done);
+  response->set_strategy(absl::StrCat("sync/mean/", config_->optimizer().name()));
+  response->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace tally::server

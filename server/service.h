@@ -1,0 +1,69 @@
+// gRPC callback services: Aggregator (training clients) and Admin
+// (operators). They translate requests and streams into Coordinator calls
+// and absl::Status into grpc::Status; all state lives in the Coordinator.
+// Every reaction does O(chunk) work and never blocks on another call.
+#ifndef TALLY_SERVER_SERVICE_H_
+#define TALLY_SERVER_SERVICE_H_
+
+#include "absl/time/time.h"
+#include "server/coordinator.h"
+#include "server/metrics.h"
+#include "tally/v1/config.pb.h"
+#include "tally/v1/tally.grpc.pb.h"
+
+namespace tally::server {
+
+class AggregatorService final : public tally::v1::Aggregator::CallbackService {
+ public:
+  // Does not take ownership; all must outlive the service.
+  AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
+                    const tally::v1::ServerConfig* config);
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
+                                 const tally::v1::JoinRequest* request,
+                                 tally::v1::JoinResponse* response) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* context,
+                                    const tally::v1::GetTaskRequest* request,
+                                    tally::v1::Task* response) override;
+  grpc::ServerWriteReactor<tally::v1::ModelChunk>* PullModel(
+      grpc::CallbackServerContext* context, const tally::v1::PullModelRequest* request) override;
+  grpc::ServerWriteReactor<tally::v1::ModelVersionNotice>* WatchModel(
+      grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) override;
+  grpc::ServerReadReactor<tally::v1::UpdateChunk>* PushUpdate(
+      grpc::CallbackServerContext* context, tally::v1::PushUpdateResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const tally::v1::HeartbeatRequest* request,
+                                      tally::v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
+                                  const tally::v1::LeaveRequest* request,
+                                  tally::v1::LeaveResponse* response) override;
+
+ private:
+  Coordinator* const coordinator_;
+  ServerMetrics* const metrics_;
+  const tally::v1::ServerConfig* const config_;
+  tally::v1::ModelSpec model_spec_;  // Built once from the layout.
+};
+
+class AdminService final : public tally::v1::Admin::CallbackService {
+ public:
+  AdminService(Coordinator* coordinator, ServerMetrics* metrics,
+               const tally::v1::ServerConfig* config, absl::Time started);
+
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const tally::v1::GetStatusRequest* request,
+                                      tally::v1::ServerStatus* response) override;
+
+ private:
+  Coordinator* const coordinator_;
+  ServerMetrics* const metrics_;
+  const tally::v1::ServerConfig* const config_;
+  const absl::Time started_;
+};
+
+// Converts a ModelLayout to its wire form.
+tally::v1::ModelSpec ModelSpecFromLayout(const ModelLayout& layout);
+
+}  // namespace tally::server
+
+#endif  // TALLY_SERVER_SERVICE_H_

@@ -1,0 +1,71 @@
+#include "server/undo_journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace tally::server {
+namespace {
+
+absl::Status ErrnoError(absl::string_view what) {
+  return absl::InternalError(absl::StrCat("undo journal: ", what, ": ", std::strerror(errno)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UndoJournal>> UndoJournal::Open(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::string path = dir + "/tally-undo-XXXXXX";
+    fd = ::mkostemp(path.data(), O_CLOEXEC);
+    if (fd < 0) return ErrnoError(absl::StrCat("cannot create a file in '", dir, "'"));
+    ::unlink(path.c_str());
+  }
+  return std::unique_ptr<UndoJournal>(new UndoJournal(fd));
+}
+
+UndoJournal::~UndoJournal() { ::close(fd_); }
+
+absl::Status UndoJournal::Append(const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("write");
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    size_ += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UndoJournal::Replay(
+    const std::function<void(uint64_t, const char*, size_t)>& fn) const {
+  constexpr size_t kBlock = 1 << 20;
+  std::vector<char> buffer(kBlock);
+  uint64_t offset = 0;
+  while (offset < size_) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, size_ - offset));
+    const ssize_t n = ::pread(fd_, buffer.data(), want, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("pread");
+    }
+    if (n == 0) return absl::DataLossError("undo journal: unexpected end of file");
+    // Keep blocks float-aligned: a short read is trimmed to a multiple of 4.
+    const size_t usable = static_cast<size_t>(n) & ~size_t{3};
+    if (usable == 0) continue;
+    fn(offset, buffer.data(), usable);
+    offset += usable;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tally::server
