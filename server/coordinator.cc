@@ -477,13 +477,15 @@ void Coordinator::CloseRound() {
     absl::MutexLock lock(&mu_);
     close_requested_ = false;
     if (phase_ != Phase::kOpen) return;
+    // From here on no upload can begin, and no other thread closes this round.
+    phase_ = Phase::kClosing;
     round = current_;
   }
   const absl::Time close_start = clock_->Now();
   {
+    // Waits for chunk adds and commits in progress to finish.
     absl::WriterMutexLock gate(&round->gate);
     absl::MutexLock lock(&mu_);
-    phase_ = Phase::kClosing;
     std::vector<Upload*> in_flight;
     for (auto& [client, upload] : round->uploading) in_flight.push_back(upload);
     for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);

@@ -142,7 +142,8 @@ class Client {
                                                   absl::Duration timeout) = 0;
 
   // Streams version notices to `on_version` until it returns false, the
-  // server ends the stream, or `timeout` passes.
+  // server ends the stream, or `timeout` passes (each of which returns OK).
+  // A dropped stream is reopened after the last version seen.
   virtual absl::Status WatchModel(uint64_t after_version, absl::Duration timeout,
                                   const std::function<bool(uint64_t version, uint64_t round)>&
                                       on_version) = 0;

@@ -1,0 +1,457 @@
+// The gRPC implementation of tally::Client.
+
+#include "tally/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "client/model_stream.h"
+#include "client/proto_convert.h"
+#include "client/retry.h"
+#include "client/validation.h"
+#include "core/status_macros.h"
+#include "tally/v1/tally.grpc.pb.h"
+
+// CODEC_DENSE_F32 is little-endian float32; the payload is sent as the raw
+// bytes of the float vector.
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tally's client SDK sends floats in host byte order, which must be little-endian"
+#endif
+
+namespace tally {
+namespace {
+
+using client_internal::FromGrpcStatus;
+
+// What a call needs from the current session. Published as an immutable
+// snapshot, so a call in flight is unaffected by a concurrent (re-)Join.
+struct Session {
+  std::string token;
+  JoinResult join;
+  size_t chunk_bytes = 0;  // Upload chunk size agreed at Join.
+};
+
+// How one logical call is attempted and retried.
+struct CallSpec {
+  explicit CallSpec(const char* rpc_name) : rpc(rpc_name) {}
+  const char* rpc;
+  bool needs_session = true;  // FAILED_PRECONDITION before Join.
+  bool rejoin_on_unauthenticated = true;
+  absl::Time overall_deadline = absl::InfiniteFuture();  // Bounds all attempts.
+  uint32_t* attempts = nullptr;                          // Out, optional: number of attempts made.
+};
+
+absl::Status StatusOf(const absl::Status& status) { return status; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& status_or) {
+  return status_or.status();
+}
+
+absl::Status WithRpc(absl::string_view rpc, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(rpc, ": ", status.message()));
+}
+
+void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
+  if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
+}
+
+// Owns the channel and the stubs (both thread-safe) and the current session.
+// Thread-safe: the session is a snapshot swapped under mu_; no lock is held
+// across an RPC except join_mu_, which serializes (re-)Joins on purpose.
+class GrpcClient final : public Client {
+ public:
+  GrpcClient(ClientOptions options, const std::shared_ptr<grpc::Channel>& channel)
+      : options_(std::move(options)),
+        policy_{options_.initial_backoff, options_.max_backoff, options_.backoff_multiplier},
+        random_(options_.seed),
+        aggregator_(v1::Aggregator::NewStub(channel)),
+        admin_(v1::Admin::NewStub(channel)) {}
+
+  absl::StatusOr<JoinResult> Join() override ABSL_LOCKS_EXCLUDED(join_mu_, mu_) {
+    absl::MutexLock join_lock(&join_mu_);
+    return DoJoin();
+  }
+  absl::StatusOr<Task> GetTask(absl::Duration wait) override;
+  absl::StatusOr<Model> PullModel(uint64_t version) override;
+  absl::StatusOr<PushResult> PushUpdate(const Update& update) override;
+  absl::StatusOr<uint64_t> WaitForVersion(uint64_t after_version, absl::Duration timeout) override;
+  absl::Status WatchModel(
+      uint64_t after_version, absl::Duration timeout,
+      const std::function<bool(uint64_t version, uint64_t round)>& on_version) override;
+  absl::Status Heartbeat() override;
+  absl::Status Leave() override;
+  absl::StatusOr<ServerStatusInfo> GetServerStatus() override;
+  const ClientOptions& options() const override { return options_; }
+
+ private:
+  // Runs `attempt(session)` until it succeeds or fails for good: retries
+  // UNAVAILABLE / DEADLINE_EXCEEDED with backoff, and re-Joins once on
+  // UNAUTHENTICATED. Returns whatever `attempt` returns.
+  template <typename Fn>
+  auto Call(const CallSpec& spec, Fn&& attempt)
+      -> decltype(attempt(std::declval<const Session&>()));
+
+  absl::StatusOr<JoinResult> DoJoin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(join_mu_);
+  // Re-joins unless another thread already replaced `seen`.
+  absl::Status Rejoin(const Session* seen) ABSL_LOCKS_EXCLUDED(join_mu_, mu_);
+  std::shared_ptr<const Session> CurrentSession() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return session_;
+  }
+
+  // One attempt of a unary Aggregator call: fills in the client id and the
+  // session token of `request` and calls `method` with a deadline `timeout`
+  // from now.
+  template <typename Request, typename Response>
+  absl::Status UnaryAttempt(const char* rpc,
+                            grpc::Status (v1::Aggregator::Stub::*method)(grpc::ClientContext*,
+                                                                         const Request&, Response*),
+                            Request request, const Session& session, absl::Duration timeout,
+                            Response* response) {
+    request.set_client_id(options_.client_id);
+    request.set_session_token(session.token);
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Now() + timeout);
+    return FromGrpcStatus(rpc, ((*aggregator_).*method)(&context, request, response));
+  }
+
+  absl::StatusOr<Model> PullOnce(const Session& session, uint64_t version);
+  absl::StatusOr<v1::PushUpdateResponse> PushOnce(const Session& session, const Update& update,
+                                                  const std::string& update_id);
+
+  const ClientOptions options_;
+  const client_internal::BackoffPolicy policy_;
+  client_internal::RandomSource random_;  // Thread-safe.
+  const std::unique_ptr<v1::Aggregator::Stub> aggregator_;
+  const std::unique_ptr<v1::Admin::Stub> admin_;
+
+  absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  absl::Mutex mu_;
+  std::shared_ptr<const Session> session_ ABSL_GUARDED_BY(mu_);  // Null before Join.
+};
+
+template <typename Fn>
+auto GrpcClient::Call(const CallSpec& spec, Fn&& attempt)
+    -> decltype(attempt(std::declval<const Session&>())) {
+  std::shared_ptr<const Session> session;
+  if (spec.needs_session) {
+    session = CurrentSession();
+    if (session == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(spec.rpc, ": call Join() first"));
+    }
+  } else {
+    session = std::make_shared<const Session>();
+  }
+  bool rejoined = false;
+  int failures = 0;
+  uint32_t attempts = 0;
+  for (;;) {
+    ++attempts;
+    if (spec.attempts != nullptr) *spec.attempts = attempts;
+    auto result = attempt(*session);
+    const absl::Status status = StatusOf(result);
+    if (status.code() == absl::StatusCode::kUnauthenticated && spec.needs_session &&
+        spec.rejoin_on_unauthenticated && !rejoined) {
+      rejoined = true;
+      const absl::Status joined = Rejoin(session.get());
+      if (!joined.ok()) {
+        return absl::Status(joined.code(),
+                            absl::StrCat(spec.rpc, ": session lost (", status.message(),
+                                         ") and re-Join failed: ", joined.message()));
+      }
+      session = CurrentSession();
+      if (session == nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat(spec.rpc, ": the client left"));
+      }
+      continue;
+    }
+    if (!client_internal::IsRetryable(status.code()) || ++failures >= options_.max_attempts) {
+      return result;
+    }
+    const absl::Duration wait =
+        random_.FullJitter(client_internal::BackoffCeiling(policy_, failures - 1));
+    if (absl::Now() + wait >= spec.overall_deadline) return result;
+    absl::SleepFor(wait);
+  }
+}
+
+absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
+  v1::JoinRequest request;
+  request.set_client_id(options_.client_id);
+  request.set_sdk_version(kSdkVersion);
+  request.add_supported_codecs(v1::CODEC_DENSE_F32);
+  v1::JoinResponse response;
+  CallSpec spec("Join");
+  spec.needs_session = false;
+  TALLY_RETURN_IF_ERROR(Call(spec, [&](const Session&) {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Now() + options_.call_timeout);
+    return FromGrpcStatus("Join", aggregator_->Join(&context, request, &response));
+  }));
+
+  if (response.upload_codec() != v1::CODEC_DENSE_F32 &&
+      response.upload_codec() != v1::CODEC_UNSPECIFIED) {
+    return absl::UnimplementedError(absl::StrCat("Join: the server assigned upload codec ",
+                                                 v1::Codec_Name(response.upload_codec()),
+                                                 "; this SDK sends CODEC_DENSE_F32 only"));
+  }
+  auto session = std::make_shared<Session>();
+  session->token = response.session_token();
+  absl::StatusOr<ModelInfo> model = client_internal::ModelInfoFromSpec(response.model_spec());
+  if (!model.ok()) return WithRpc("Join", model.status());
+  session->join.model = *std::move(model);
+  session->join.model_version = response.model_version();
+  session->join.max_chunk_bytes = response.limits().max_chunk_bytes();
+  session->join.max_update_bytes = response.limits().max_update_bytes();
+  session->join.heartbeat_interval = absl::Milliseconds(response.limits().heartbeat_interval_ms());
+  absl::StatusOr<size_t> chunk_bytes = client_internal::EffectiveChunkBytes(
+      options_.chunk_bytes, response.limits().max_chunk_bytes());
+  if (!chunk_bytes.ok()) return WithRpc("Join", chunk_bytes.status());
+  session->chunk_bytes = *chunk_bytes;
+
+  JoinResult result = session->join;
+  absl::MutexLock lock(&mu_);
+  session_ = std::move(session);
+  return result;
+}
+
+absl::Status GrpcClient::Rejoin(const Session* seen) {
+  absl::MutexLock join_lock(&join_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (session_.get() != seen) return absl::OkStatus();  // Already replaced (or left).
+  }
+  return DoJoin().status();
+}
+
+absl::StatusOr<Task> GrpcClient::GetTask(absl::Duration wait) {
+  wait = std::clamp(wait, absl::ZeroDuration(),
+                    absl::Milliseconds(std::numeric_limits<uint32_t>::max()));
+  return Call(CallSpec("GetTask"), [&](const Session& session) -> absl::StatusOr<Task> {
+    v1::GetTaskRequest request;
+    request.set_wait_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(wait)));
+    v1::Task response;
+    TALLY_RETURN_IF_ERROR(UnaryAttempt("GetTask", &v1::Aggregator::Stub::GetTask,
+                                       std::move(request), session, wait + options_.call_timeout,
+                                       &response));
+    return client_internal::TaskFromProto(response);
+  });
+}
+
+absl::StatusOr<Model> GrpcClient::PullModel(uint64_t version) {
+  return Call(CallSpec("PullModel"),
+              [&](const Session& session) { return PullOnce(session, version); });
+}
+
+absl::StatusOr<Model> GrpcClient::PullOnce(const Session& session, uint64_t version) {
+  v1::PullModelRequest request;
+  request.set_client_id(options_.client_id);
+  request.set_session_token(session.token);
+  request.set_version(version);
+  grpc::ClientContext context;
+  SetDeadline(&context, absl::Now() + options_.transfer_timeout);
+  std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader =
+      aggregator_->PullModel(&context, request);
+
+  Model model;
+  client_internal::ModelAssembler assembler(session.join.model, &model);
+  v1::ModelChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
+      context.TryCancel();
+      reader->Finish().IgnoreError();
+      return WithRpc("PullModel", added);
+    }
+  }
+  TALLY_RETURN_IF_ERROR(FromGrpcStatus("PullModel", reader->Finish()));
+  if (absl::Status complete = assembler.Complete(); !complete.ok()) {
+    return WithRpc("PullModel", complete);
+  }
+  return model;
+}
+
+absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& update) {
+  if (update.num_samples == 0) {
+    return absl::InvalidArgumentError("PushUpdate: Update.num_samples must be > 0");
+  }
+  PushResult result;
+  if (update.update_id.empty()) {
+    result.update_id = random_.UpdateId();
+  } else {
+    if (absl::Status valid = client_internal::ValidateUpdateId(update.update_id); !valid.ok()) {
+      return WithRpc("PushUpdate", valid);
+    }
+    result.update_id = update.update_id;
+  }
+  CallSpec spec("PushUpdate");
+  spec.attempts = &result.attempts;
+  absl::StatusOr<v1::PushUpdateResponse> response = Call(
+      spec, [&](const Session& session) { return PushOnce(session, update, result.update_id); });
+  if (!response.ok()) {
+    if (response.status().code() != absl::StatusCode::kAlreadyExists) return response.status();
+    result.duplicate = true;
+    return result;
+  }
+  result.round = response->round();
+  result.model_version = response->model_version();
+  return result;
+}
+
+absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& session,
+                                                            const Update& update,
+                                                            const std::string& update_id) {
+  const ModelInfo& model = session.join.model;
+  if (update.delta.size() != model.num_params) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("PushUpdate: Update.delta has %d floats, the model has %d",
+                        update.delta.size(), model.num_params));
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context, absl::Now() + options_.transfer_timeout);
+  v1::PushUpdateResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
+      aggregator_->PushUpdate(&context, &response);
+
+  v1::UpdateChunk header;
+  *header.mutable_header() = client_internal::BuildUpdateHeader(options_.client_id, session.token,
+                                                                model, update, update_id);
+  bool stream_open = writer->Write(header);
+  // Every retry restarts from byte 0: the server discards a partial upload.
+  const char* bytes = reinterpret_cast<const char*>(update.delta.data());
+  const uint64_t total = model.num_params * sizeof(float);
+  v1::UpdateChunk chunk;  // Reused so its data buffer is allocated once.
+  for (uint64_t offset = 0; stream_open && offset < total; offset += session.chunk_bytes) {
+    const size_t size =
+        static_cast<size_t>(std::min<uint64_t>(session.chunk_bytes, total - offset));
+    chunk.set_offset(offset);
+    chunk.mutable_data()->assign(bytes + offset, size);
+    stream_open = writer->Write(chunk);
+  }
+  if (stream_open) writer->WritesDone();
+  TALLY_RETURN_IF_ERROR(FromGrpcStatus("PushUpdate", writer->Finish()));
+  if (!stream_open) {
+    return absl::InternalError("PushUpdate: the server acknowledged an incomplete upload");
+  }
+  return response;
+}
+
+absl::Status GrpcClient::WatchModel(
+    uint64_t after_version, absl::Duration timeout,
+    const std::function<bool(uint64_t version, uint64_t round)>& on_version) {
+  CallSpec spec("WatchModel");
+  spec.overall_deadline = absl::Now() + timeout;
+  uint64_t after = after_version;  // Advances, so a reconnect resumes where it left.
+  bool stopped = false;
+  absl::Status status = Call(spec, [&](const Session& session) {
+    v1::WatchModelRequest request;
+    request.set_client_id(options_.client_id);
+    request.set_session_token(session.token);
+    request.set_after_version(after);
+    grpc::ClientContext context;
+    SetDeadline(&context, spec.overall_deadline);
+    std::unique_ptr<grpc::ClientReader<v1::ModelVersionNotice>> reader =
+        aggregator_->WatchModel(&context, request);
+    v1::ModelVersionNotice notice;
+    while (!stopped && reader->Read(&notice)) {
+      if (notice.version() <= after) continue;
+      after = notice.version();
+      if (!on_version(notice.version(), notice.round())) {
+        stopped = true;
+        context.TryCancel();
+      }
+    }
+    const grpc::Status finished = reader->Finish();
+    return stopped ? absl::OkStatus() : FromGrpcStatus("WatchModel", finished);
+  });
+  // Reaching `timeout` is the normal end of a watch.
+  if (status.code() == absl::StatusCode::kDeadlineExceeded &&
+      absl::Now() >= spec.overall_deadline) {
+    return absl::OkStatus();
+  }
+  return status;
+}
+
+absl::StatusOr<uint64_t> GrpcClient::WaitForVersion(uint64_t after_version,
+                                                    absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::optional<uint64_t> seen;
+  TALLY_RETURN_IF_ERROR(WatchModel(after_version, timeout, [&](uint64_t version, uint64_t) {
+    seen = version;
+    return false;
+  }));
+  if (seen.has_value()) return *seen;
+  if (absl::Now() >= deadline) {
+    return absl::DeadlineExceededError(absl::StrCat("WaitForVersion: no model version > ",
+                                                    after_version, " within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "WaitForVersion: the server ended the watch before publishing a version > ", after_version));
+}
+
+absl::Status GrpcClient::Heartbeat() {
+  return Call(CallSpec("Heartbeat"), [&](const Session& session) {
+    v1::HeartbeatResponse response;
+    return UnaryAttempt("Heartbeat", &v1::Aggregator::Stub::Heartbeat, v1::HeartbeatRequest(),
+                        session, options_.call_timeout, &response);
+  });
+}
+
+absl::Status GrpcClient::Leave() {
+  CallSpec spec("Leave");
+  spec.rejoin_on_unauthenticated = false;  // Re-joining only to leave is pointless.
+  std::string left_token;
+  absl::Status status = Call(spec, [&](const Session& session) {
+    left_token = session.token;
+    v1::LeaveResponse response;
+    return UnaryAttempt("Leave", &v1::Aggregator::Stub::Leave, v1::LeaveRequest(), session,
+                        options_.call_timeout, &response);
+  });
+  // UNAUTHENTICATED: the server no longer knows the session, so it is gone too.
+  if (!status.ok() && status.code() != absl::StatusCode::kUnauthenticated) return status;
+  absl::MutexLock lock(&mu_);
+  if (session_ != nullptr && session_->token == left_token) session_.reset();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServerStatusInfo> GrpcClient::GetServerStatus() {
+  CallSpec spec("GetStatus");
+  spec.needs_session = false;
+  return Call(spec, [&](const Session&) -> absl::StatusOr<ServerStatusInfo> {
+    v1::ServerStatus response;
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Now() + options_.call_timeout);
+    TALLY_RETURN_IF_ERROR(FromGrpcStatus(
+        "GetStatus", admin_->GetStatus(&context, v1::GetStatusRequest(), &response)));
+    return client_internal::ServerStatusFromProto(response);
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  TALLY_RETURN_IF_ERROR(client_internal::ValidateClientOptions(options));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);  // Chunks are bounded by the server, not by gRPC.
+  args.SetMaxSendMessageSize(-1);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.target: cannot create a channel to '", options.target, "'"));
+  }
+  return std::unique_ptr<Client>(std::make_unique<GrpcClient>(std::move(options), channel));
+}
+
+}  // namespace tally

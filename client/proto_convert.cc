@@ -1,0 +1,98 @@
+#include "client/proto_convert.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/model_layout.h"
+
+namespace tally {
+namespace client_internal {
+
+absl::Status FromGrpcStatus(absl::string_view rpc, const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // grpc::StatusCode and absl::StatusCode share the canonical numbering.
+  const std::string& message = status.error_message();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(rpc, ": ", message.empty() ? "(no message)" : message));
+}
+
+absl::StatusOr<ModelInfo> ModelInfoFromSpec(const v1::ModelSpec& spec) {
+  std::vector<ModelLayout::TensorDef> defs;
+  defs.reserve(spec.tensors_size());
+  for (const v1::TensorSpec& t : spec.tensors()) {
+    if (t.dtype() != v1::DTYPE_FLOAT32 && t.dtype() != v1::DTYPE_UNSPECIFIED) {
+      return absl::UnimplementedError(absl::StrCat("model_spec: tensor '", t.name(), "' has dtype ",
+                                                   v1::DType_Name(t.dtype()),
+                                                   "; this SDK supports float32 only"));
+    }
+    defs.push_back({t.name(), std::vector<int64_t>(t.shape().begin(), t.shape().end())});
+  }
+  absl::StatusOr<ModelLayout> layout = ModelLayout::Create(defs);
+  if (!layout.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("server sent an invalid model_spec: ", layout.status().message()));
+  }
+  if (layout->NumParams() != spec.num_params()) {
+    return absl::DataLossError(absl::StrCat("model_spec.num_params mismatch: server says ",
+                                            spec.num_params(), ", tensor shapes give ",
+                                            layout->NumParams()));
+  }
+  if (layout->Hash() != spec.layout_hash()) {
+    return absl::DataLossError(
+        absl::StrFormat("model_spec.layout_hash mismatch: server says %#018x, layout gives %#018x",
+                        spec.layout_hash(), layout->Hash()));
+  }
+  ModelInfo info;
+  info.num_params = layout->NumParams();
+  info.layout_hash = layout->Hash();
+  info.tensors.reserve(layout->tensors().size());
+  for (const TensorLayout& t : layout->tensors()) {
+    info.tensors.push_back(TensorInfo{t.name, t.shape, t.offset, t.size});
+  }
+  return info;
+}
+
+Task TaskFromProto(const v1::Task& proto) {
+  Task task;
+  switch (proto.kind()) {
+    case v1::Task::TRAIN:
+      task.kind = Task::Kind::kTrain;
+      break;
+    case v1::Task::DONE:
+      task.kind = Task::Kind::kDone;
+      break;
+    default:  // WAIT, and anything newer than this SDK: ask again later.
+      task.kind = Task::Kind::kWait;
+      break;
+  }
+  task.round = proto.round();
+  task.model_version = proto.model_version();
+  task.local_steps = proto.local_steps();
+  task.deadline = proto.deadline_unix_ms() == 0 ? absl::InfiniteFuture()
+                                                : absl::FromUnixMillis(proto.deadline_unix_ms());
+  task.retry_after = absl::Milliseconds(proto.retry_after_ms());
+  return task;
+}
+
+ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
+  ServerStatusInfo info;
+  info.model_version = proto.model_version();
+  info.round = proto.round();
+  info.rounds_completed = proto.rounds_completed();
+  info.rounds_failed = proto.rounds_failed();
+  info.connected_clients = proto.connected_clients();
+  info.updates_in_round = proto.updates_in_round();
+  info.updates_accepted = proto.updates_accepted();
+  info.updates_rejected = proto.updates_rejected();
+  info.bytes_received = proto.bytes_received();
+  info.peak_rss_bytes = proto.peak_rss_bytes();
+  info.rss_bytes = proto.rss_bytes();
+  info.done = proto.done();
+  info.last_round_millis = proto.last_round_millis();
+  return info;
+}
+
+}  // namespace client_internal
+}  // namespace tally

@@ -1,0 +1,93 @@
+#include "client/validation.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace tally {
+namespace client_internal {
+namespace {
+
+constexpr size_t kMaxIdLength = 128;
+
+bool IsClientIdChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '@' || c == '-';
+}
+
+}  // namespace
+
+absl::Status ValidateClientId(absl::string_view client_id) {
+  if (client_id.empty() || client_id.size() > kMaxIdLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.client_id: must be 1..128 characters, got ", client_id.size()));
+  }
+  for (char c : client_id) {
+    if (!IsClientIdChar(c)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ClientOptions.client_id: '", client_id,
+                       "' contains a character outside [A-Za-z0-9._:@-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateUpdateId(absl::string_view update_id) {
+  if (update_id.empty() || update_id.size() > kMaxIdLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Update.update_id: must be 1..128 characters, got ", update_id.size()));
+  }
+  for (char c : update_id) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "Update.update_id: only printable ASCII characters without spaces are allowed");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateClientOptions(const ClientOptions& options) {
+  if (options.target.empty()) {
+    return absl::InvalidArgumentError("ClientOptions.target: must not be empty");
+  }
+  if (absl::Status s = ValidateClientId(options.client_id); !s.ok()) return s;
+  if (options.chunk_bytes == 0) {
+    return absl::InvalidArgumentError("ClientOptions.chunk_bytes: must be > 0");
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.max_attempts: must be >= 1, got ", options.max_attempts));
+  }
+  if (options.initial_backoff < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.initial_backoff: must be >= 0");
+  }
+  if (options.max_backoff < options.initial_backoff) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.max_backoff: must be >= ClientOptions.initial_backoff");
+  }
+  if (!(options.backoff_multiplier >= 1.0)) {
+    return absl::InvalidArgumentError("ClientOptions.backoff_multiplier: must be >= 1");
+  }
+  if (options.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.call_timeout: must be > 0");
+  }
+  if (options.transfer_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.transfer_timeout: must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> EffectiveChunkBytes(size_t requested, uint32_t server_max) {
+  size_t bytes = requested;
+  if (server_max > 0) bytes = std::min<size_t>(bytes, server_max);
+  bytes -= bytes % sizeof(float);
+  if (bytes == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("chunk size too small: ClientOptions.chunk_bytes=", requested,
+                     ", server max_chunk_bytes=", server_max, "; need at least 4 bytes"));
+  }
+  return bytes;
+}
+
+}  // namespace client_internal
+}  // namespace tally

@@ -1,0 +1,35 @@
+// Client-side checks of what the application passes in (options, update ids)
+// and of the limits the server announces at Join. Pure functions; internal to
+// client/ (not installed).
+#ifndef TALLY_CLIENT_VALIDATION_H_
+#define TALLY_CLIENT_VALIDATION_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tally/client.h"
+
+namespace tally {
+namespace client_internal {
+
+// OK, or INVALID_ARGUMENT naming the offending ClientOptions field.
+absl::Status ValidateClientOptions(const ClientOptions& options);
+
+// Client ids are 1..128 chars of [A-Za-z0-9._:@-].
+absl::Status ValidateClientId(absl::string_view client_id);
+
+// Update ids supplied by the application are 1..128 printable ASCII chars.
+absl::Status ValidateUpdateId(absl::string_view update_id);
+
+// The upload chunk size: min(requested, server_max) rounded down to a
+// multiple of 4 bytes (one float). server_max == 0 means "no server cap".
+// FAILED_PRECONDITION if that leaves less than one float.
+absl::StatusOr<size_t> EffectiveChunkBytes(size_t requested, uint32_t server_max);
+
+}  // namespace client_internal
+}  // namespace tally
+
+#endif  // TALLY_CLIENT_VALIDATION_H_

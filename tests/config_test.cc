@@ -1,0 +1,105 @@
+// ServerConfig parsing, defaults and validation: every error names its field.
+#include "server/config.h"
+
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+
+namespace tally::server {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, DefaultConfigIsValidAndMatchesTheDemo) {
+  const tally::v1::ServerConfig config = DefaultConfig();
+  EXPECT_THAT(ValidateConfig(config), IsOk());
+  EXPECT_EQ(config.listen_address(), "0.0.0.0:50051");
+  EXPECT_EQ(config.metrics_port(), 9464);
+  EXPECT_EQ(config.rounds().clients_per_round(), 20u);
+  EXPECT_EQ(config.optimizer().learning_rate(), 1.0);
+  auto layout = LayoutFromConfig(config.model());
+  ASSERT_THAT(layout, IsOk());
+  EXPECT_EQ(layout->NumParams(), 32u * 10 + 10);
+  EXPECT_EQ(config.limits().max_update_bytes(), 4u * 330);
+}
+
+TEST(ConfigTest, ParsesTextProtoAndKeepsExplicitValues) {
+  auto config = ParseConfigText(R"pb(
+    listen_address: "127.0.0.1:0"
+    model { tensors { name: "w" shape: [ 3, 4 ] } }
+    rounds { clients_per_round: 5 min_clients: 3 }
+    optimizer { learning_rate: 0.5 }
+  )pb");
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
+  EXPECT_EQ(config->rounds().clients_per_round(), 5u);
+  EXPECT_EQ(config->optimizer().learning_rate(), 0.5);
+  EXPECT_EQ(config->optimizer().name(), "sgd");
+  EXPECT_EQ(config->limits().max_update_bytes(), 48u);
+}
+
+TEST(ConfigTest, SyntaxErrorsNameTheLine) {
+  auto config = ParseConfigText("rounds {\n  clients_per_rund: 3\n}\n");
+  EXPECT_THAT(config, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr("2:"));
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr("clients_per_rund"));
+}
+
+TEST(ConfigTest, LoadConfigFileReportsMissingFile) {
+  EXPECT_THAT(LoadConfigFile("/nonexistent/tally.textproto"),
+              StatusIs(absl::StatusCode::kNotFound));
+  const std::string path = ::testing::TempDir() + "/tally_config_test.textproto";
+  std::ofstream(path) << "metrics_port: -1\n";
+  auto config = LoadConfigFile(path);
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->metrics_port(), -1);
+}
+
+struct BadConfig {
+  const char* text;
+  const char* field;
+};
+
+void PrintTo(const BadConfig& c, std::ostream* os) { *os << c.field; }
+
+class InvalidConfigTest : public ::testing::TestWithParam<BadConfig> {};
+
+TEST_P(InvalidConfigTest, FailsWithTheFieldName) {
+  auto config = ParseConfigText(GetParam().text);
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  absl::Status status = ValidateConfig(*config);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(GetParam().field));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, InvalidConfigTest,
+    ::testing::Values(
+        BadConfig{"listen_address: \"nohostport\"", "listen_address"},
+        BadConfig{"metrics_port: 70000", "metrics_port"},
+        BadConfig{"model { tensors { name: \"w\" shape: 0 } }", "model.tensors.shape"},
+        BadConfig{"model { tensors { name: \"w\" } tensors { name: \"w\" } }",
+                  "model.tensors.name"},
+        BadConfig{"model { init { scale: -1 } }", "model.init.scale"},
+        BadConfig{"rounds { clients_per_round: 2 min_clients: 3 }", "rounds.min_clients"},
+        BadConfig{"optimizer { name: \"adamw\" }", "optimizer.name"},
+        BadConfig{"optimizer { learning_rate: -2 }", "optimizer.learning_rate"},
+        BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},
+        BadConfig{"limits { model_chunk_bytes: 1025 }", "limits.model_chunk_bytes"},
+        BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"}),
+    [](const ::testing::TestParamInfo<BadConfig>& info) {
+      std::string name = info.param.field;
+      for (char& c : name) {
+        if (c == '.') c = '_';
+      }
+      return name;
+    });
+
+}  // namespace
+}  // namespace tally::server

@@ -1,0 +1,336 @@
+// Unit tests of the synchronous-round coordinator, without gRPC: rounds,
+// weighted means, deduplication, rejection of bad updates, aborted uploads.
+#include "server/coordinator.h"
+
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "server/config.h"
+#include "tests/status_matchers.h"
+
+namespace tally::server {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::FloatNear;
+using ::testing::Pointwise;
+
+std::string Bytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(/*clients_per_round=*/3, /*min_clients=*/2); }
+
+  void Start(uint32_t clients_per_round, uint32_t min_clients, uint64_t total_rounds = 0) {
+    coordinator_.reset();
+    tally::v1::ServerConfig config;
+    auto* w = config.mutable_model()->add_tensors();
+    w->set_name("w");
+    w->add_shape(4);
+    config.mutable_rounds()->set_clients_per_round(clients_per_round);
+    config.mutable_rounds()->set_min_clients(min_clients);
+    config.mutable_rounds()->set_total_rounds(total_rounds);
+    config.mutable_rounds()->set_round_timeout_ms(1000);
+    config.set_spool_dir(::testing::TempDir());
+    ApplyDefaults(&config);
+    ASSERT_THAT(ValidateConfig(config), IsOk());
+    auto layout = LayoutFromConfig(config.model());
+    ASSERT_THAT(layout, IsOk());
+    layout_ = *layout;
+    metrics_ = std::make_unique<ServerMetrics>(registry_);
+    coordinator_ = std::make_unique<Coordinator>(Coordinator::Options{
+        config, layout_, std::vector<float>(4, 0.0f), &clock_, metrics_.get()});
+  }
+
+  std::string JoinClient(const std::string& id) {
+    auto session = coordinator_->Join(id);
+    EXPECT_THAT(session, IsOk());
+    tokens_[id] = session.ok() ? session->token : "";
+    return tokens_[id];
+  }
+
+  UpdateHeaderInfo Header(const std::string& id, uint64_t samples, const std::string& update_id) {
+    UpdateHeaderInfo h;
+    h.client_id = id;
+    h.session_token = tokens_[id];
+    h.update_id = update_id;
+    h.round = 1;
+    h.base_version = 1;
+    h.num_samples = samples;
+    h.codec_is_dense_f32 = true;
+    h.layout_hash = layout_.Hash();
+    h.num_params = 4;
+    h.payload_bytes = 16;
+    return h;
+  }
+
+  // Sends `delta` in chunks of two floats and commits.
+  absl::StatusOr<CommitInfo> Push(const std::string& id, uint64_t samples,
+                                  const std::vector<float>& delta,
+                                  const std::string& update_id = "") {
+    auto upload = coordinator_->BeginUpload(Header(id, samples, update_id.empty() ? id + "-u" : update_id));
+    if (!upload.ok()) return upload.status();
+    const std::string bytes = Bytes(delta);
+    for (size_t off = 0; off < bytes.size(); off += 8) {
+      absl::Status s = coordinator_->AddChunk(**upload, off, absl::string_view(bytes).substr(off, 8));
+      if (!s.ok()) return s;
+    }
+    return coordinator_->FinishUpload(**upload);
+  }
+
+  // Waits (event-driven, no sleeps) until the store publishes `version`.
+  void AwaitVersion(uint64_t version) {
+    auto reached = std::make_shared<absl::Notification>();
+    const int id = coordinator_->mutable_store().Subscribe(
+        [reached, version](const std::shared_ptr<const ModelSnapshot>& s) {
+          if (s->version >= version && !reached->HasBeenNotified()) reached->Notify();
+        });
+    if (coordinator_->store().Current()->version < version) {
+      ASSERT_TRUE(reached->WaitForNotificationWithTimeout(absl::Seconds(30)))
+          << "version " << version << " was not published";
+    }
+    coordinator_->mutable_store().Unsubscribe(id);
+  }
+
+  double Rejected(const std::string& reason) {
+    for (const auto& family : registry_.Collect()) {
+      if (family.name != "tally_updates_rejected_total") continue;
+      for (const auto& metric : family.metric) {
+        if (metric.label[0].value == reason) return metric.counter.value;
+      }
+    }
+    return -1;
+  }
+
+  ManualClock clock_;
+  prometheus::Registry registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  ModelLayout layout_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::map<std::string, std::string> tokens_;
+};
+
+TEST_F(CoordinatorTest, ThreeClientRoundIsTheSampleWeightedMean) {
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  // Hand computation: (1*[1,2,3,4] + 2*[0,0,3,3] + 1*[4,0,-3,0]) / 4
+  //                 = [5,2,6,10] / 4 = [1.25, 0.5, 1.5, 2.5]; lr 1 on a zero model.
+  ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
+  ASSERT_THAT(Push("b", 2, {0, 0, 3, 3}), IsOk());
+  ASSERT_THAT(Push("c", 1, {4, 0, -3, 0}), IsOk());
+  AwaitVersion(2);
+  auto model = coordinator_->store().Current();
+  EXPECT_EQ(model->version, 2u);
+  EXPECT_EQ(model->round, 1u);
+  EXPECT_THAT(model->params, Pointwise(FloatNear(1e-6), {1.25f, 0.5f, 1.5f, 2.5f}));
+  EXPECT_EQ(coordinator_->Status().round, 2u);
+}
+
+TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  ASSERT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), IsOk());
+  EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), StatusIs(absl::StatusCode::kAlreadyExists));
+  // A different id from the same client in the same round is refused too.
+  EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "other"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(coordinator_->Status().updates_in_round, 1u);
+  ASSERT_THAT(Push("b", 1, {0, 0, 0, 0}), IsOk());
+  ASSERT_THAT(Push("c", 2, {0, 0, 0, 0}), IsOk());
+  AwaitVersion(2);
+  // Counted once: 1*4 / (1+1+2) = 1.
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-6), {1, 1, 1, 1}));
+  // Still a duplicate after the round closed.
+  EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
+TEST_F(CoordinatorTest, BadHeadersAreRejectedWithPreciseCodes) {
+  JoinClient("a");
+  UpdateHeaderInfo h = Header("a", 1, "u1");
+  h.layout_hash ^= 1;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "u1");
+  h.num_params = 5;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "u1");
+  h.payload_bytes = 12;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 0, "u1");
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "bad id with spaces");
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "u1");
+  h.codec_is_dense_f32 = false;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "u1");
+  h.round = 7;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kAborted));
+  h = Header("a", 1, "u1");
+  h.session_token = "forged";
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_EQ(Rejected("layout_mismatch"), 2);
+  EXPECT_EQ(Rejected("length"), 1);
+  EXPECT_EQ(Rejected("malformed"), 3);
+  EXPECT_EQ(Rejected("stale"), 1);
+  EXPECT_EQ(Rejected("unauthenticated"), 1);
+}
+
+TEST_F(CoordinatorTest, BadChunksAbortTheUploadAndLeaveTheSumUntouched) {
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  {  // NaN in the second chunk, after the first was already added.
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n1")));
+    const std::string bytes = Bytes({100, 100, 1, nan});
+    ASSERT_THAT(coordinator_->AddChunk(*upload, 0, absl::string_view(bytes).substr(0, 8)), IsOk());
+    EXPECT_THAT(coordinator_->AddChunk(*upload, 8, absl::string_view(bytes).substr(8, 8)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {  // Out-of-order chunk.
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n2")));
+    const std::string bytes = Bytes({100, 100, 100, 100});
+    ASSERT_THAT(coordinator_->AddChunk(*upload, 0, absl::string_view(bytes).substr(0, 8)), IsOk());
+    EXPECT_THAT(coordinator_->AddChunk(*upload, 0, absl::string_view(bytes).substr(8, 8)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {  // Longer than declared.
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n3")));
+    const std::string bytes = Bytes({100, 100, 100, 100, 100});
+    EXPECT_THAT(coordinator_->AddChunk(*upload, 0, bytes),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {  // Not a whole number of floats.
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n4")));
+    EXPECT_THAT(coordinator_->AddChunk(*upload, 0, "abc"),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {  // Truncated: the stream ends early.
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n5")));
+    const std::string bytes = Bytes({100, 100, 100, 100});
+    ASSERT_THAT(coordinator_->AddChunk(*upload, 0, absl::string_view(bytes).substr(0, 8)), IsOk());
+    EXPECT_THAT(coordinator_->FinishUpload(*upload), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {  // Inf; and a client that just disappears (the Upload is dropped).
+    TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 5, "n6")));
+    EXPECT_THAT(coordinator_->AddChunk(*upload, 0, Bytes({inf, 0})),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    TALLY_ASSERT_OK_AND_ASSIGN(auto vanished, coordinator_->BeginUpload(Header("a", 5, "n7")));
+    ASSERT_THAT(coordinator_->AddChunk(*vanished, 0, Bytes({100, 100})), IsOk());
+  }
+  EXPECT_EQ(Rejected("non_finite"), 2);
+  EXPECT_EQ(Rejected("chunk_order"), 1);
+  EXPECT_EQ(Rejected("length"), 2);
+  EXPECT_EQ(Rejected("malformed"), 1);
+  EXPECT_EQ(Rejected("cancelled"), 1);
+  // The client may still contribute properly afterwards.
+  ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
+  ASSERT_THAT(Push("b", 1, {3, 2, 1, 0}), IsOk());
+  ASSERT_THAT(Push("c", 2, {0, 0, 0, 0}), IsOk());
+  AwaitVersion(2);
+  // (1*[1,2,3,4] + 1*[3,2,1,0]) / 4 = [1,1,1,1]: nothing of the aborted uploads.
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-5), {1, 1, 1, 1}));
+}
+
+TEST_F(CoordinatorTest, DeadlineClosesTheRoundWithWhatArrivedAndAbortsInFlight) {
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  for (const char* id : {"a", "b", "c"}) {
+    auto task = coordinator_->GetTask(id, tokens_[id]);
+    ASSERT_THAT(task, IsOk());
+    EXPECT_EQ(task->kind, TaskInfo::Kind::kTrain);
+  }
+  ASSERT_THAT(Push("a", 1, {2, 2, 2, 2}), IsOk());
+  ASSERT_THAT(Push("b", 3, {6, 6, 6, 6}), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(auto slow, coordinator_->BeginUpload(Header("c", 1, "slow")));
+  ASSERT_THAT(coordinator_->AddChunk(*slow, 0, Bytes({1000, 1000})), IsOk());
+  clock_.Advance(absl::Seconds(2));  // Past the 1 s deadline.
+  coordinator_->TickForTesting();
+  AwaitVersion(2);
+  // (1*2 + 3*6) / 4 = 5; the slow upload's half is not in it.
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-5), {5, 5, 5, 5}));
+  EXPECT_THAT(coordinator_->AddChunk(*slow, 8, Bytes({1000, 1000})),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(Rejected("stale"), 1);
+}
+
+TEST_F(CoordinatorTest, RoundWithTooFewUpdatesFailsAndKeepsTheModel) {
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  ASSERT_THAT(coordinator_->GetTask("a", tokens_["a"]), IsOk());
+  ASSERT_THAT(Push("a", 1, {2, 2, 2, 2}), IsOk());
+  clock_.Advance(absl::Seconds(2));
+  coordinator_->TickForTesting();
+  const CoordinatorStatus status = coordinator_->Status();
+  EXPECT_EQ(status.rounds_failed, 1u);
+  EXPECT_EQ(status.round, 2u);
+  EXPECT_EQ(status.model_version, 1u);
+  EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(0, 0, 0, 0));
+  // An update for the failed round is now stale.
+  EXPECT_THAT(Push("b", 1, {1, 1, 1, 1}), StatusIs(absl::StatusCode::kAborted));
+}
+
+TEST_F(CoordinatorTest, TasksAreCappedPerRoundAndLongPollsWakeOnTheNextRound) {
+  Start(/*clients_per_round=*/2, /*min_clients=*/1);
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  auto a = coordinator_->GetTask("a", tokens_["a"]);
+  auto b = coordinator_->GetTask("b", tokens_["b"]);
+  auto c = coordinator_->GetTask("c", tokens_["c"]);
+  EXPECT_EQ(a->kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(b->kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(c->kind, TaskInfo::Kind::kWait);
+  // c long-polls; it is answered with a TRAIN task for round 2.
+  absl::Notification answered;
+  absl::StatusOr<TaskInfo> later;
+  coordinator_->AwaitTask("c", tokens_["c"], absl::Hours(1), [&](absl::StatusOr<TaskInfo> t) {
+    later = std::move(t);
+    answered.Notify();
+  });
+  EXPECT_FALSE(answered.HasBeenNotified());
+  ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}), IsOk());
+  ASSERT_THAT(Push("b", 1, {1, 1, 1, 1}), IsOk());
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_THAT(later, IsOk());
+  EXPECT_EQ(later->kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(later->round, 2u);
+  EXPECT_EQ(later->model_version, 2u);
+}
+
+TEST_F(CoordinatorTest, LeavingFreesTheTaskSlot) {
+  Start(/*clients_per_round=*/1, /*min_clients=*/1);
+  JoinClient("a");
+  JoinClient("b");
+  EXPECT_EQ(coordinator_->GetTask("a", tokens_["a"])->kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(coordinator_->GetTask("b", tokens_["b"])->kind, TaskInfo::Kind::kWait);
+  ASSERT_THAT(coordinator_->Leave("a", tokens_["a"]), IsOk());
+  EXPECT_EQ(coordinator_->GetTask("b", tokens_["b"])->kind, TaskInfo::Kind::kTrain);
+  EXPECT_THAT(coordinator_->GetTask("a", tokens_["a"]),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST_F(CoordinatorTest, TotalRoundsEndsTheFederation) {
+  Start(/*clients_per_round=*/1, /*min_clients=*/1, /*total_rounds=*/1);
+  JoinClient("a");
+  ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}), IsOk());
+  AwaitVersion(2);
+  // The worker finishes the round bookkeeping right after publishing.
+  absl::Notification done;
+  coordinator_->AwaitTask("a", tokens_["a"], absl::Hours(1), [&](absl::StatusOr<TaskInfo> t) {
+    EXPECT_EQ(t->kind, TaskInfo::Kind::kDone);
+    done.Notify();
+  });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  UpdateHeaderInfo h = Header("a", 1, "late");
+  h.round = 2;
+  h.base_version = 2;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+}  // namespace
+}  // namespace tally::server

@@ -1,0 +1,157 @@
+// Unit tests of core/ and aggregators/ building blocks: layout hashing,
+// vector kernels, the striped accumulator, the undo journal, the optimizer.
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aggregators/optimizers/optimizer.h"
+#include "aggregators/rules/striped_accumulator.h"
+#include "core/model_layout.h"
+#include "core/model_store.h"
+#include "core/vector_ops.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/undo_journal.h"
+#include "tests/status_matchers.h"
+
+namespace tally {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::FloatNear;
+using ::testing::Pointwise;
+
+TEST(ModelLayoutTest, OffsetsSizesAndCanonicalString) {
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout,
+                             ModelLayout::Create({{"dense/kernel", {32, 10}}, {"dense/bias", {10}}, {"s", {}}}));
+  EXPECT_EQ(layout.NumParams(), 331u);
+  ASSERT_EQ(layout.tensors().size(), 3u);
+  EXPECT_EQ(layout.tensors()[1].offset, 320u);
+  EXPECT_EQ(layout.tensors()[2].size, 1u);
+  EXPECT_EQ(layout.CanonicalString(), "dense/kernel:f32:32,10;dense/bias:f32:10;s:f32:;");
+}
+
+TEST(ModelLayoutTest, HashIsFnv1a64OfTheCanonicalString) {
+  // FNV-1a 64 reference values: "" -> cbf29ce484222325, "a" -> af63dc4c8601ec8c
+  // (published test vectors of the FNV authors).
+  EXPECT_EQ(Fnv1a64("", 0), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(Fnv1a64("a", 1), 0xaf63dc4c8601ec8cULL);
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout a, ModelLayout::Create({{"w", {2, 3}}}));
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout b, ModelLayout::Create({{"w", {3, 2}}}));
+  const std::string canonical = "w:f32:2,3;";
+  EXPECT_EQ(a.Hash(), Fnv1a64(canonical.data(), canonical.size()));
+  EXPECT_NE(a.Hash(), b.Hash());
+}
+
+TEST(ModelLayoutTest, RejectsBadTensors) {
+  EXPECT_THAT(ModelLayout::Create({}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ModelLayout::Create({{"", {1}}}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ModelLayout::Create({{"a;b", {1}}}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ModelLayout::Create({{"w", {1}}, {"w", {2}}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ModelLayout::Create({{"w", {0}}}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ModelLayout::Create({{"w", {1 << 20, 1 << 20}}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(VectorOpsTest, AllFiniteFindsNanAndInfAnywhere) {
+  std::vector<float> v(5000, 1.0f);
+  EXPECT_TRUE(AllFinite(v.data(), v.size()));
+  v[4321] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(AllFinite(v.data(), v.size()));
+  v[4321] = -std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(AllFinite(v.data(), v.size()));
+  v[4321] = std::numeric_limits<float>::max();
+  EXPECT_TRUE(AllFinite(v.data(), v.size()));
+  v[4321] = std::numeric_limits<float>::denorm_min();
+  EXPECT_TRUE(AllFinite(v.data(), v.size()));
+}
+
+TEST(VectorOpsTest, AxpyBytesReadsUnalignedLittleEndianFloats) {
+  const float x[3] = {1.5f, -2.0f, 4.0f};
+  std::string bytes(1 + sizeof(x), '\0');
+  std::memcpy(&bytes[1], x, sizeof(x));  // Deliberately misaligned.
+  std::vector<float> y = {1, 1, 1};
+  AxpyBytes(2.0f, bytes.data() + 1, y.data(), 3);
+  EXPECT_THAT(y, ElementsAre(4.0f, -3.0f, 9.0f));
+}
+
+TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {
+  // Small stripes so every add spans several locks; integer-valued floats
+  // keep every partial sum exact, so the order of adds cannot matter.
+  aggregators::StripedAccumulator acc(1000, /*stripe_floats=*/64);
+  std::vector<float> ones(1000, 1.0f);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 50; ++rep) {
+        acc.Add(0, ones.data(), 1000, static_cast<float>(t + 1));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  // Each element: 50 * (1+2+3+4) = 500.
+  for (float v : acc.sum()) ASSERT_EQ(v, 500.0f);
+  acc.Add(990, ones.data(), 10, -500.0f);
+  EXPECT_EQ(acc.sum()[989], 500.0f);
+  EXPECT_EQ(acc.sum()[990], 0.0f);
+}
+
+TEST(UndoJournalTest, ReplaysExactlyWhatWasAppended) {
+  TALLY_ASSERT_OK_AND_ASSIGN(auto journal, server::UndoJournal::Open(::testing::TempDir()));
+  std::vector<float> data(700000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i) * 0.5f;
+  const char* bytes = reinterpret_cast<const char*>(data.data());
+  ASSERT_THAT(journal->Append(bytes, 1000 * 4), IsOk());
+  ASSERT_THAT(journal->Append(bytes + 4000, (data.size() - 1000) * 4), IsOk());
+  EXPECT_EQ(journal->size(), data.size() * 4);
+  std::vector<float> replayed(data.size(), -1.0f);
+  uint64_t seen = 0;
+  ASSERT_THAT(journal->Replay([&](uint64_t offset, const char* block, size_t size) {
+    EXPECT_EQ(offset, seen);
+    EXPECT_EQ(size % 4, 0u);
+    std::memcpy(reinterpret_cast<char*>(replayed.data()) + offset, block, size);
+    seen += size;
+  }),
+              IsOk());
+  EXPECT_EQ(replayed, data);
+}
+
+TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
+  EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"),
+              StatusIs(absl::StatusCode::kInternal));
+}
+
+TEST(OptimizerTest, SgdAppliesTheServerLearningRate) {
+  TALLY_ASSERT_OK_AND_ASSIGN(auto sgd, aggregators::CreateOptimizer({"sgd", 0.5}));
+  std::vector<float> params = {1, 2, 3};
+  std::vector<float> delta = {2, -2, 0};
+  sgd->Apply(params, absl::MakeSpan(delta));
+  EXPECT_THAT(delta, ElementsAre(2.0f, 1.0f, 3.0f));  // w + 0.5 * delta.
+  EXPECT_THAT(aggregators::CreateOptimizer({"adamw", 1.0}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(aggregators::CreateOptimizer({"sgd", -1.0}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ModelStoreTest, PublishBumpsVersionAndNotifiesListeners) {
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  ModelStore store(layout, {0, 0}, absl::UnixEpoch());
+  auto v1 = store.Current();
+  std::vector<uint64_t> seen;
+  const int id = store.Subscribe([&](const auto& snapshot) { seen.push_back(snapshot->version); });
+  store.Publish({1, 2}, 1, absl::UnixEpoch());
+  store.Unsubscribe(id);
+  store.Publish({3, 4}, 2, absl::UnixEpoch());
+  EXPECT_EQ(v1->version, 1u);
+  EXPECT_THAT(v1->params, ElementsAre(0, 0));  // Old snapshots never change.
+  EXPECT_EQ(store.Current()->version, 3u);
+  EXPECT_THAT(seen, ElementsAre(2u));
+}
+
+}  // namespace
+}  // namespace tally
