@@ -445,8 +445,14 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   upload.state_ = Upload::State::kAborted;
   RoundState& round = *upload.round_;
   round.uploading.erase(upload.header_.client_id);
+  // A failed upload gives its task slot back, so that a broken or malicious
+  // client cannot keep an honest one out of the round.
+  round.assigned.erase(upload.header_.client_id);
   metrics_->uploads_in_flight.Decrement();
   metrics_->Rejected(reason);
+  LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
+                       upload.header_.client_id, "' after ", upload.received_, " bytes: ",
+                       RejectReasonName(reason)));
   if (upload.received_ > 0) {
     // Subtract exactly the products that were added: sum += (-w) * x.
     absl::Status replayed = upload.journal_->Replay(

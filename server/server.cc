@@ -86,9 +86,11 @@ class ServerImpl final : public Server {
     }
     // Answer pending long-polls first so they do not hold the drain.
     if (coordinator_ != nullptr) coordinator_->Stop();
+    LogDebug("shutdown: coordinator stopped");
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
+      LogDebug("shutdown: gRPC server drained");
       server_->Wait();
     }
     done_.Notify();

@@ -1,0 +1,78 @@
+// The tally-bench load driver: K concurrent SDK clients, each on its own
+// thread, push dense float32 updates of d parameters to one tally server,
+// round after round, and time every PushUpdate.
+//
+// Each client joins, pre-generates one random delta (seeded by its index),
+// waits until every client has joined, then for warmup_rounds + rounds rounds
+// asks for a TRAIN task and pushes the delta against the task's round and base
+// version. The server must run synchronous rounds of exactly `clients`
+// updates, so every client pushes once per round.
+//
+// Thread safety: RunLoad() is self-contained; it may be called from any
+// thread, one run at a time per server.
+#ifndef TALLY_BENCH_LOAD_GENERATOR_H_
+#define TALLY_BENCH_LOAD_GENERATOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tally/client.h"
+
+namespace tally::bench {
+
+struct LoadOptions {
+  std::string target;                            // gRPC target "host:port". Required.
+  int clients = 10;                              // Concurrent clients, >= 1.
+  uint64_t params = 10'000'000;                  // d; must equal the server model's size.
+  int rounds = 5;                                // Measured rounds, >= 1.
+  int warmup_rounds = 1;                         // Rounds run first and left out of the stats.
+  uint64_t seed = 1;                             // Deltas and client SDK seeds derive from it.
+  size_t chunk_bytes = size_t{1} << 20;          // SDK upload chunk size.
+  absl::Duration task_wait = absl::Seconds(30);  // GetTask long-poll budget.
+  // Give up when no TRAIN task for the next round arrives within this.
+  absl::Duration round_timeout = absl::Minutes(10);
+  // Set from outside (e.g. a signal handler thread) to abort the run.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct LoadResult {
+  // Measured rounds only.
+  uint64_t updates_accepted = 0;
+  uint64_t updates_duplicate = 0;  // Acknowledged as already known: not counted.
+  uint64_t bytes_accepted = 0;     // Payload bytes of accepted updates.
+  // From the first measured PushUpdate's start until the model containing the
+  // last measured round was published (seen as the next round's TRAIN task).
+  double wall_seconds = 0;
+  // From the first measured PushUpdate's start to the last one's end.
+  double push_wall_seconds = 0;
+  bool final_round_observed = false;  // False: wall_seconds == push_wall_seconds.
+  double updates_per_second = 0;
+  double mb_per_second = 0;  // bytes_accepted / 1e6 / wall_seconds.
+  // Per-call PushUpdate latency, seconds.
+  double latency_p50 = 0, latency_p90 = 0, latency_p99 = 0;
+  double latency_mean = 0, latency_max = 0;
+  std::vector<double> round_seconds;  // Per measured round: first push start to last end.
+  uint64_t push_attempts = 0;         // Including SDK retries.
+  double setup_seconds = 0;           // Client creation, Join, delta generation.
+  double total_seconds = 0;           // The whole RunLoad.
+  // Admin GetStatus after the run; status_error says why it is missing.
+  bool has_server_status = false;
+  ServerStatusInfo server_status;
+  std::string server_status_error;
+};
+
+// Checks the counts and sizes in `options` (not the target).
+absl::Status ValidateLoadOptions(const LoadOptions& options);
+
+absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options);
+
+// Nearest-rank percentile (0 < p <= 100) of an ascending vector; 0 if empty.
+double Percentile(const std::vector<double>& sorted, double p);
+
+}  // namespace tally::bench
+
+#endif  // TALLY_BENCH_LOAD_GENERATOR_H_

@@ -1,0 +1,436 @@
+// Integration tests: a real tally server on 127.0.0.1:0, the real C++ SDK,
+// and raw gRPC stubs for the malformed input the SDK refuses to send.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "server/server.h"
+#include "tally/client.h"
+#include "tally/v1/tally.grpc.pb.h"
+#include "tests/status_matchers.h"
+
+namespace tally {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+using ::testing::FloatNear;
+using ::testing::HasSubstr;
+using ::testing::Pointwise;
+
+struct Harness {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<server::Server> server;
+  std::string target;
+
+  static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
+                                        uint32_t min_clients, uint32_t timeout_ms = 600000) {
+    auto h = std::make_unique<Harness>();
+    server::ServerOptions options;
+    options.config.set_listen_address("127.0.0.1:0");
+    options.config.set_metrics_port(-1);
+    auto* t = options.config.mutable_model()->add_tensors();
+    t->set_name("w");
+    for (int64_t d : shape) t->add_shape(d);
+    options.config.mutable_rounds()->set_clients_per_round(clients);
+    options.config.mutable_rounds()->set_min_clients(min_clients);
+    options.config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
+    options.registry = h->registry;
+    auto server = server::Server::Create(std::move(options));
+    EXPECT_THAT(server, IsOk());
+    if (!server.ok()) return nullptr;
+    h->server = std::move(server).value();
+    h->target = "127.0.0.1:" + std::to_string(h->server->port());
+    return h;
+  }
+
+  std::unique_ptr<Client> NewClient(const std::string& id) {
+    ClientOptions options;
+    options.target = target;
+    options.client_id = id;
+    options.max_attempts = 3;
+    options.initial_backoff = absl::Milliseconds(10);
+    auto client = Client::Create(options);
+    EXPECT_THAT(client, IsOk());
+    return client.ok() ? std::move(client).value() : nullptr;
+  }
+
+  double Counter(const std::string& name, const std::string& reason = "") {
+    for (const auto& family : registry->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& metric : family.metric) {
+        if (reason.empty() || (!metric.label.empty() && metric.label[0].value == reason)) {
+          return metric.counter.value;
+        }
+      }
+    }
+    return -1;
+  }
+};
+
+// Each client: Join, GetTask, and push `delta` for the task's round.
+absl::StatusOr<PushResult> TrainAndPush(Client& client, const std::vector<float>& delta,
+                                        uint64_t samples, const std::string& update_id = "") {
+  TALLY_ASSIGN_OR_RETURN(JoinResult join, client.Join());
+  (void)join;
+  TALLY_ASSIGN_OR_RETURN(Task task, client.GetTask(absl::Seconds(10)));
+  if (task.kind != Task::Kind::kTrain) return absl::InternalError("expected a TRAIN task");
+  Update update;
+  update.round = task.round;
+  update.base_version = task.model_version;
+  update.num_samples = samples;
+  update.delta = delta;
+  update.update_id = update_id;
+  return client.PushUpdate(update);
+}
+
+TEST(ServerIntegrationTest, ThreeClientRoundEqualsTheHandComputedWeightedMean) {
+  auto h = Harness::Start({4}, 3, 3);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), b = h->NewClient("b"), c = h->NewClient("c");
+  // (10*[1,2,3,4] + 20*[0,0,3,3] + 10*[4,0,-3,0]) / 40 = [1.25, 0.5, 1.5, 2.5].
+  std::thread ta([&] { EXPECT_THAT(TrainAndPush(*a, {1, 2, 3, 4}, 10), IsOk()); });
+  std::thread tb([&] { EXPECT_THAT(TrainAndPush(*b, {0, 0, 3, 3}, 20), IsOk()); });
+  std::thread tc([&] { EXPECT_THAT(TrainAndPush(*c, {4, 0, -3, 0}, 10), IsOk()); });
+  ta.join();
+  tb.join();
+  tc.join();
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  EXPECT_EQ(model.version, 2u);
+  EXPECT_EQ(model.round, 1u);
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {1.25f, 0.5f, 1.5f, 2.5f}));
+  EXPECT_EQ(h->Counter("tally_updates_accepted_total"), 3);
+  EXPECT_EQ(h->Counter("tally_rounds_completed_total"), 1);
+  EXPECT_EQ(h->Counter("tally_update_bytes_received_total"), 3 * 16);
+  TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, a->GetServerStatus());
+  EXPECT_EQ(status.model_version, 2u);
+  EXPECT_EQ(status.rounds_completed, 1u);
+  EXPECT_GT(status.peak_rss_bytes, 0u);
+}
+
+TEST(ServerIntegrationTest, RetriedUpdateIsADuplicateAndCountedOnce) {
+  auto h = Harness::Start({2}, 2, 2);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), b = h->NewClient("b");
+  TALLY_ASSERT_OK_AND_ASSIGN(PushResult first, TrainAndPush(*a, {8, 8}, 1, "update-1"));
+  EXPECT_FALSE(first.duplicate);
+  Update again;
+  again.round = 1;
+  again.base_version = 1;
+  again.num_samples = 1;
+  std::vector<float> delta = {8, 8};
+  again.delta = delta;
+  again.update_id = "update-1";
+  TALLY_ASSERT_OK_AND_ASSIGN(PushResult second, a->PushUpdate(again));
+  EXPECT_TRUE(second.duplicate);
+  EXPECT_EQ(h->Counter("tally_updates_duplicate_total"), 1);
+  ASSERT_THAT(TrainAndPush(*b, {0, 0}, 1), IsOk());
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {4.0f, 4.0f}));  // (8 + 0) / 2.
+}
+
+// A raw gRPC view of the server for input the SDK would never send.
+class RawClient {
+ public:
+  RawClient(const std::string& target, const std::string& id) : id_(id) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    stub_ = tally::v1::Aggregator::NewStub(channel_);
+    grpc::ClientContext ctx;
+    tally::v1::JoinRequest request;
+    request.set_client_id(id);
+    tally::v1::JoinResponse response;
+    EXPECT_TRUE(stub_->Join(&ctx, request, &response).ok());
+    token_ = response.session_token();
+    hash_ = response.model_spec().layout_hash();
+    num_params_ = response.model_spec().num_params();
+  }
+
+  tally::v1::UpdateHeader Header(const std::string& update_id) const {
+    tally::v1::UpdateHeader h;
+    h.set_client_id(id_);
+    h.set_session_token(token_);
+    h.set_update_id(update_id);
+    h.set_round(1);
+    h.set_base_version(1);
+    h.set_num_samples(1);
+    h.set_codec(tally::v1::CODEC_DENSE_F32);
+    h.set_layout_hash(hash_);
+    h.set_num_params(num_params_);
+    h.set_payload_bytes(4 * num_params_);
+    return h;
+  }
+
+  // Sends the header and the chunks, then half-closes; returns the status.
+  grpc::Status Push(const tally::v1::UpdateHeader& header, const std::vector<std::string>& chunks) {
+    grpc::ClientContext ctx;
+    tally::v1::PushUpdateResponse response;
+    auto writer = stub_->PushUpdate(&ctx, &response);
+    tally::v1::UpdateChunk msg;
+    *msg.mutable_header() = header;
+    bool ok = writer->Write(msg);
+    uint64_t offset = 0;
+    for (const std::string& data : chunks) {
+      if (!ok) break;
+      msg.Clear();
+      msg.set_offset(offset);
+      msg.set_data(data);
+      offset += data.size();
+      ok = writer->Write(msg);
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  tally::v1::Aggregator::Stub& stub() { return *stub_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+
+ private:
+  std::string id_;
+  std::string token_;
+  uint64_t hash_ = 0;
+  uint64_t num_params_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<tally::v1::Aggregator::Stub> stub_;
+};
+
+std::string Floats(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), 4 * v.size());
+}
+
+TEST(ServerIntegrationTest, MalformedUpdatesAreRejectedAndTheServerKeepsServing) {
+  auto h = Harness::Start({4}, 2, 2);
+  ASSERT_NE(h, nullptr);
+  RawClient bad(h->target, "mallory");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+
+  tally::v1::UpdateHeader wrong_hash = bad.Header("h1");
+  wrong_hash.set_layout_hash(wrong_hash.layout_hash() + 1);
+  grpc::Status s = bad.Push(wrong_hash, {Floats({1, 1, 1, 1})});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("layout"));
+
+  tally::v1::UpdateHeader wrong_length = bad.Header("h2");
+  wrong_length.set_payload_bytes(20);
+  EXPECT_EQ(bad.Push(wrong_length, {Floats({1, 1, 1, 1, 1})}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  s = bad.Push(bad.Header("h3"), {Floats({1, 1, 1, 1, 1})});  // Longer than declared.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  s = bad.Push(bad.Header("h4"), {Floats({1, 1}), Floats({nan, 1})});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("non-finite"));
+
+  s = bad.Push(bad.Header("h5"), {Floats({1, 1})});  // Truncated: stream ends early.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("truncated"));
+
+  s = bad.Push(bad.Header("h6"), {"abc"});  // Not whole floats.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  tally::v1::UpdateHeader stale = bad.Header("h7");
+  stale.set_round(9);
+  EXPECT_EQ(bad.Push(stale, {Floats({1, 1, 1, 1})}).error_code(), grpc::StatusCode::ABORTED);
+
+  tally::v1::UpdateHeader forged = bad.Header("h8");
+  forged.set_session_token("not-a-token");
+  EXPECT_EQ(bad.Push(forged, {Floats({1, 1, 1, 1})}).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  {  // No header at all.
+    grpc::ClientContext ctx;
+    tally::v1::PushUpdateResponse response;
+    auto writer = bad.stub().PushUpdate(&ctx, &response);
+    tally::v1::UpdateChunk chunk;
+    chunk.set_data(Floats({1}));
+    writer->Write(chunk);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "layout_mismatch"), 1);
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "non_finite"), 1);
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "length"), 3);
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "stale"), 1);
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "unauthenticated"), 1);
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "malformed"), 2);
+
+  // The model is untouched and honest clients still complete a round.
+  auto a = h->NewClient("a"), b = h->NewClient("b");
+  ASSERT_THAT(TrainAndPush(*a, {2, 4, 6, 8}, 1), IsOk());
+  ASSERT_THAT(TrainAndPush(*b, {0, 0, 0, 0}, 1), IsOk());
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {1, 2, 3, 4}));
+}
+
+TEST(ServerIntegrationTest, ClientDyingMidUploadNeitherBlocksNorCorruptsTheRound) {
+  auto h = Harness::Start({1 << 20}, 2, 2);  // 4 MiB model, several chunks.
+  ASSERT_NE(h, nullptr);
+  {
+    RawClient dying(h->target, "dying");
+    grpc::ClientContext ctx;
+    tally::v1::PushUpdateResponse response;
+    auto writer = dying.stub().PushUpdate(&ctx, &response);
+    tally::v1::UpdateChunk msg;
+    *msg.mutable_header() = dying.Header("d1");
+    ASSERT_TRUE(writer->Write(msg));
+    std::vector<float> half(1 << 19, 1000.0f);
+    msg.Clear();
+    msg.set_offset(0);
+    msg.set_data(Floats(half));
+    ASSERT_TRUE(writer->Write(msg));
+    // Wait until the server has folded the chunk in, then vanish.
+    auto stats = h->NewClient("observer");
+    for (int i = 0; i < 1000; ++i) {
+      auto status = stats->GetServerStatus();
+      if (status.ok() && status->bytes_received >= 4u << 19) break;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ctx.TryCancel();
+    writer->Finish();
+  }
+  // Two honest clients fill the round; the dead one's half must not count.
+  std::vector<float> ones(1 << 20, 1.0f), threes(1 << 20, 3.0f);
+  auto a = h->NewClient("a"), b = h->NewClient("b");
+  std::thread ta([&] { EXPECT_THAT(TrainAndPush(*a, ones, 1), IsOk()); });
+  std::thread tb([&] { EXPECT_THAT(TrainAndPush(*b, threes, 1), IsOk()); });
+  ta.join();
+  tb.join();
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  for (size_t i = 0; i < model.params.size(); ++i) {
+    ASSERT_NEAR(model.params[i], 2.0f, 1e-4) << "at " << i;
+  }
+  EXPECT_EQ(h->Counter("tally_updates_rejected_total", "cancelled"), 1);
+}
+
+TEST(ServerIntegrationTest, ModelOf256MegabytesRoundTrips) {
+  constexpr int64_t kParams = int64_t{64} << 20;  // 64 Mi floats = 256 MiB.
+  auto h = Harness::Start({kParams}, 1, 1);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("big");
+  std::vector<float> delta(kParams);
+  for (int64_t i = 0; i < kParams; ++i) delta[i] = static_cast<float>(i % 1000) * 0.25f;
+  TALLY_ASSERT_OK_AND_ASSIGN(PushResult pushed, TrainAndPush(*a, delta, 3));
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(120)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  ASSERT_EQ(model.params.size(), static_cast<size_t>(kParams));
+  // One client: the weighted mean is its delta; the model started at zero.
+  EXPECT_EQ(std::memcmp(model.params.data(), delta.data(), 4 * kParams), 0);
+  EXPECT_EQ(h->Counter("tally_update_bytes_received_total"), 4.0 * kParams);
+}
+
+TEST(ServerIntegrationTest, GetTaskLongPollsAndWatchSeesNewVersions) {
+  auto h = Harness::Start({2}, 1, 1);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), b = h->NewClient("b");
+  ASSERT_THAT(a->Join(), IsOk());
+  ASSERT_THAT(b->Join(), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Task ta, a->GetTask());
+  EXPECT_EQ(ta.kind, Task::Kind::kTrain);
+  TALLY_ASSERT_OK_AND_ASSIGN(Task tb, b->GetTask());
+  EXPECT_EQ(tb.kind, Task::Kind::kWait);  // The round's single slot is taken.
+
+  std::vector<uint64_t> versions;
+  std::thread watcher([&] {
+    EXPECT_THAT(b->WatchModel(1, absl::Seconds(30), [&](uint64_t version, uint64_t round) {
+      versions.push_back(version);
+      return false;  // One notice is enough.
+    }), IsOk());
+  });
+  absl::StatusOr<Task> polled;
+  std::thread poller([&] { polled = b->GetTask(absl::Seconds(30)); });
+  std::vector<float> delta = {1, 1};
+  Update update;
+  update.round = ta.round;
+  update.base_version = ta.model_version;
+  update.delta = delta;
+  ASSERT_THAT(a->PushUpdate(update), IsOk());
+  poller.join();
+  watcher.join();
+  ASSERT_THAT(polled, IsOk());
+  EXPECT_EQ(polled->kind, Task::Kind::kTrain);  // Woken by round 2 opening.
+  EXPECT_EQ(polled->round, 2u);
+  EXPECT_EQ(polled->model_version, 2u);
+  EXPECT_EQ(versions, std::vector<uint64_t>{2});
+}
+
+// grpc.health.v1 and server reflection, called with raw bytes through the
+// generic stub (Debian ships neither proto): HealthCheckRequest{} is empty,
+// HealthCheckResponse{status: SERVING} is 08 01; a reflection request
+// {list_services: ""} is 3a 00.
+TEST(ServerIntegrationTest, HealthAndReflectionServicesAnswer) {
+  auto h = Harness::Start({2}, 1, 1);
+  ASSERT_NE(h, nullptr);
+  auto channel = grpc::CreateChannel(h->target, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  {
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer request, response;
+    grpc::Slice empty("");
+    request = grpc::ByteBuffer(&empty, 1);
+    absl::Notification done;
+    grpc::Status status;
+    stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) {
+                     status = s;
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(response.Dump(&slices).ok());
+    std::string bytes;
+    for (auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  }
+  {
+    grpc::ClientContext ctx;
+    grpc::CompletionQueue cq;
+    auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+    void* tag;
+    bool ok;
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    grpc::Slice list(std::string("\x3a\x00", 2));
+    grpc::ByteBuffer request(&list, 1);
+    call->Write(request, reinterpret_cast<void*>(2));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    grpc::ByteBuffer response;
+    call->Read(&response, reinterpret_cast<void*>(3));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(response.Dump(&slices).ok());
+    std::string bytes;
+    for (auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    EXPECT_THAT(bytes, HasSubstr("tally.v1.Aggregator"));
+    EXPECT_THAT(bytes, HasSubstr("tally.v1.Admin"));
+    EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
+    call->WritesDone(reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
+    grpc::Status status;
+    call->Finish(&status, reinterpret_cast<void*>(5));
+    while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(5)) {
+    }
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tally
