@@ -337,7 +337,9 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   auto journal = UndoJournal::Open(config_.spool_dir());
   if (!journal.ok()) return RejectLocked(RejectReason::kInternal, journal.status());
   if (round.sum == nullptr) {
-    round.sum = std::make_unique<aggregators::StripedAccumulator>(layout.NumParams());
+    round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
+                                                                  layout.NumParams());
+    spare_ = std::vector<float>();
   }
   auto upload = std::unique_ptr<Upload>(new Upload());
   upload->coordinator_ = this;
@@ -509,6 +511,15 @@ void Coordinator::CloseRound() {
     if (AllFinite(next.data(), next.size())) {
       store_.Publish(std::move(next), current->round + 1, clock_->Now());
       published = true;
+      // The retired snapshot's buffer becomes the next sum if nobody (a
+      // PullModel in progress) still holds it. Only this thread and the
+      // store ever own snapshots besides readers, so the count cannot rise.
+      if (current.use_count() == 1) {
+        std::vector<float> buffer =
+            std::move(const_cast<ModelSnapshot&>(*current).params);  // Sole owner.
+        absl::MutexLock lock(&mu_);
+        spare_ = std::move(buffer);
+      }
     } else {
       LogError(absl::StrCat("round ", round->round,
                             ": the aggregate is not finite; model left unchanged"));

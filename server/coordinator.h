@@ -238,6 +238,9 @@ class Coordinator {
   // Set when an aborted upload could not be undone: the round must fail.
   std::atomic<bool> round_poisoned_{false};
   std::unique_ptr<aggregators::Optimizer> optimizer_;  // Worker thread only.
+  // A model-sized buffer recycled from a retired snapshot nobody reads any
+  // more, reused as the next round's sum.
+  std::vector<float> spare_ ABSL_GUARDED_BY(mu_);
 
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 //
 // Flags are read here only; everything else comes from the text-proto
 // ServerConfig given with --config (see proto/tally/v1/config.proto).
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -59,6 +60,9 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // gRPC's threads would otherwise each get a glibc malloc arena that keeps
+  // freed chunk buffers: measured 100-200 MB of extra peak RSS at 50 uploads.
+  mallopt(M_ARENA_MAX, 2);
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = HelpFlagsFromMain;
   usage_config.contains_helpshort_flags = HelpFlagsFromMain;

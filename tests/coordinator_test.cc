@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -134,6 +135,29 @@ TEST_F(CoordinatorTest, ThreeClientRoundIsTheSampleWeightedMean) {
   EXPECT_EQ(model->round, 1u);
   EXPECT_THAT(model->params, Pointwise(FloatNear(1e-6), {1.25f, 0.5f, 1.5f, 2.5f}));
   EXPECT_EQ(coordinator_->Status().round, 2u);
+}
+
+TEST_F(CoordinatorTest, LaterRoundsStartFromAZeroSumOnTheNewModel) {
+  Start(/*clients_per_round=*/2, /*min_clients=*/2);
+  JoinClient("a");
+  JoinClient("b");
+  ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}, "r1a"), IsOk());
+  ASSERT_THAT(Push("b", 1, {3, 3, 3, 3}, "r1b"), IsOk());
+  AwaitVersion(2);  // Model: 2.
+  for (int round = 2; round <= 3; ++round) {
+    for (const char* id : {"a", "b"}) {
+      UpdateHeaderInfo h = Header(id, 1, absl::StrCat(id, "-", round));
+      h.round = round;
+      h.base_version = round;
+      TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(h));
+      ASSERT_THAT(coordinator_->AddChunk(*upload, 0, Bytes({-1, -1, 1, 1})), IsOk());
+      ASSERT_THAT(coordinator_->FinishUpload(*upload), IsOk());
+    }
+    AwaitVersion(round + 1);
+  }
+  // Two more rounds of mean [-1,-1,1,1] on top of 2: [0, 0, 4, 4]. A sum
+  // buffer recycled without zeroing would show the previous rounds.
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-6), {0, 0, 4, 4}));
 }
 
 TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {

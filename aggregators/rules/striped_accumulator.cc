@@ -11,6 +11,15 @@ StripedAccumulator::StripedAccumulator(size_t size, size_t stripe_floats)
       sum_(size, 0.0f),
       stripe_mu_(new absl::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {}
 
+StripedAccumulator::StripedAccumulator(std::vector<float> storage, size_t size,
+                                       size_t stripe_floats)
+    : stripe_floats_(std::max<size_t>(stripe_floats, 1)),
+      sum_(std::move(storage)),
+      stripe_mu_(new absl::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {
+  sum_.resize(size);
+  std::fill(sum_.begin(), sum_.end(), 0.0f);
+}
+
 template <typename Fn>
 void StripedAccumulator::ForEachStripe(uint64_t offset, size_t count, Fn fn) {
   size_t done = 0;

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's second command (and what .ci/run calls): installs what is
+# missing, builds everything in Release, and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+scripts/build.sh
+BUILD_DIR="${BUILD_DIR:-build}"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)"

@@ -1,0 +1,291 @@
+#include "sim/federation.h"
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "core/status_macros.h"
+#include "sim/random.h"
+#include "tally/client.h"
+
+namespace tally::sim {
+
+namespace {
+
+// Long-poll budget of one GetTask; also bounds how long a client takes to
+// notice that the run is over.
+constexpr absl::Duration kTaskPoll = absl::Seconds(1);
+
+// Seed streams (see DeriveSeed); the client index is added.
+constexpr uint64_t kSdkSeedStream = uint64_t{1} << 32;
+constexpr uint64_t kTrainSeedStream = uint64_t{2} << 32;
+constexpr uint64_t kObserverIndex = 0xffffffff;
+
+absl::Status CheckServerModel(const SoftmaxRegression& model, const ModelInfo& info) {
+  std::vector<ModelLayout::TensorDef> defs;
+  for (const TensorInfo& t : info.tensors) defs.push_back({t.name, t.shape});
+  return model.CheckLayout(defs);
+}
+
+absl::StatusOr<std::unique_ptr<Client>> ConnectAndJoin(const FederationOptions& options,
+                                                       const SoftmaxRegression& model,
+                                                       std::string client_id,
+                                                       uint64_t index) {
+  ClientOptions client_options;
+  client_options.target = options.target;
+  client_options.client_id = std::move(client_id);
+  client_options.chunk_bytes = options.chunk_bytes;
+  // 0 would mean "random"; keep runs reproducible.
+  client_options.seed = DeriveSeed(options.train.seed, kSdkSeedStream + index) | 1;
+  TALLY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(client_options));
+  TALLY_ASSIGN_OR_RETURN(JoinResult join, client->Join());
+  TALLY_RETURN_IF_ERROR(CheckServerModel(model, join.model));
+  return client;
+}
+
+// State shared by the client threads and the driver: a stop flag, the number
+// of clients still running, and the first error. Thread-safe.
+class Fleet {
+ public:
+  void Fail(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (error_.ok()) error_ = std::move(status);
+    stop_ = true;
+  }
+  absl::Status error() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+  void Stop() { stop_ = true; }
+  bool stopping() const { return stop_; }
+  std::atomic<int>& running() { return running_; }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stop_{false};
+  std::atomic<int> running_{0};
+};
+
+// One simulated client: Join, then GetTask / PullModel / train / PushUpdate
+// until the server says DONE or the fleet stops.
+class SimulatedClient {
+ public:
+  SimulatedClient(int index, const FederationOptions& options, const SoftmaxRegression& model,
+                  const Dataset& data, Fleet* fleet)
+      : index_(index), options_(options), model_(model), data_(data), fleet_(fleet) {}
+
+  absl::Status Run() {
+    TALLY_ASSIGN_OR_RETURN(client_,
+                           ConnectAndJoin(options_, model_, ClientId(), index_));
+    while (!fleet_->stopping()) {
+      TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
+      if (task.kind == Task::Kind::kDone) break;
+      if (task.kind != Task::Kind::kTrain) continue;  // WAIT: the server long-polled.
+      if (task.round == last_round_) {
+        // Already pushed for this round; do not spin if asked again.
+        absl::SleepFor(std::max(task.retry_after, absl::Milliseconds(10)));
+        continue;
+      }
+      TALLY_RETURN_IF_ERROR(TrainAndPush(task));
+    }
+    client_->Leave().IgnoreError();  // Best effort: the server may be gone.
+    return absl::OkStatus();
+  }
+
+  std::string ClientId() const { return absl::StrFormat("sim-client-%03d", index_); }
+
+ private:
+  absl::Status TrainAndPush(const Task& task) {
+    absl::StatusOr<Model> base = client_->PullModel(task.model_version);
+    if (IsRoundOver(base.status())) return absl::OkStatus();
+    TALLY_RETURN_IF_ERROR(base.status());
+
+    std::vector<float> local = base->params;
+    TrainOptions train = options_.train;
+    train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + index_),
+                            task.round);
+    if (task.local_steps > 0) train.local_steps = static_cast<int>(task.local_steps);
+    TALLY_ASSIGN_OR_RETURN(TrainResult trained,
+                           TrainLocal(model_, data_, train, absl::MakeSpan(local)));
+    for (size_t i = 0; i < local.size(); ++i) local[i] -= base->params[i];
+
+    Update update;
+    update.round = task.round;
+    update.base_version = base->version;
+    update.num_samples = data_.size();
+    update.local_steps = static_cast<uint32_t>(trained.steps);
+    update.delta = local;
+    update.metrics = {{"loss", trained.mean_loss}};
+    absl::StatusOr<PushResult> pushed = client_->PushUpdate(update);
+    if (IsRoundOver(pushed.status())) return absl::OkStatus();
+    TALLY_RETURN_IF_ERROR(pushed.status());
+    last_round_ = task.round;
+    return absl::OkStatus();
+  }
+
+  // The round closed or the base version moved on while this client worked:
+  // not an error, just ask for the next task.
+  static bool IsRoundOver(const absl::Status& status) {
+    return absl::IsAborted(status) || absl::IsNotFound(status) ||
+           absl::IsFailedPrecondition(status);
+  }
+
+  const int index_;
+  const FederationOptions& options_;
+  const SoftmaxRegression& model_;
+  const Dataset& data_;
+  Fleet* const fleet_;
+  std::unique_ptr<Client> client_;
+  uint64_t last_round_ = ~uint64_t{0};
+};
+
+// The driver's view: watches versions, evaluates, reports.
+class Observer {
+ public:
+  Observer(const FederationOptions& options, const SoftmaxRegression& model,
+           const Dataset& test, int num_clients)
+      : options_(options), model_(model), test_(test), num_clients_(num_clients) {}
+
+  // Joins and records round 0 (the current global model).
+  absl::Status Start(FederationResult* result) {
+    TALLY_ASSIGN_OR_RETURN(client_,
+                           ConnectAndJoin(options_, model_, "sim-observer", kObserverIndex));
+    TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
+    TALLY_ASSIGN_OR_RETURN(Model initial, client_->PullModel(0));
+    start_round_ = initial.round;
+    bytes_ = status.bytes_received;
+    start_time_ = last_time_ = absl::Now();
+    if (options_.out != nullptr) absl::FPrintF(options_.out, "%s\n", FormatRoundHeader());
+    return Record(initial, status, result);
+  }
+
+  // Reports every new version until max_rounds, the server's DONE, all
+  // clients gone, or an error.
+  absl::Status Watch(Fleet& fleet, FederationResult* result) {
+    while (result->rounds.back().round < options_.max_rounds && !result->server_done &&
+           fleet.error().ok()) {
+      absl::StatusOr<uint64_t> version =
+          client_->WaitForVersion(version_, options_.progress_interval);
+      if (absl::IsDeadlineExceeded(version.status())) {
+        TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
+        if (IsFinal(status)) result->server_done = true;
+        if (fleet.running() == 0 && status.model_version == version_) break;
+        ShowProgress(status);
+        continue;
+      }
+      TALLY_RETURN_IF_ERROR(version.status());
+      // Status first: clients start pushing the next round as soon as the
+      // version is out, and their bytes belong to the next line.
+      TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
+      TALLY_ASSIGN_OR_RETURN(Model model, client_->PullModel(0));
+      TALLY_RETURN_IF_ERROR(Record(model, status, result));
+      if (IsFinal(status)) result->server_done = true;
+    }
+    ClearProgress();
+    result->total_time = last_time_ - start_time_;
+    return absl::OkStatus();
+  }
+
+ private:
+  // DONE and nothing newer than what was already reported.
+  bool IsFinal(const ServerStatusInfo& status) const {
+    return status.done && status.model_version == version_;
+  }
+
+  absl::Status Record(const Model& model, const ServerStatusInfo& status,
+                      FederationResult* result) {
+    TALLY_ASSIGN_OR_RETURN(Evaluation test, model_.Evaluate(model.params, test_));
+    const absl::Time now = absl::Now();
+    RoundRecord record;
+    record.round = static_cast<int>(model.round - start_round_);
+    record.model_version = model.version;
+    record.test = test;
+    record.bytes_received = status.bytes_received - bytes_;
+    record.wall_time = now - last_time_;
+    version_ = model.version;
+    bytes_ = status.bytes_received;
+    if (record.round > 0) last_time_ = now;
+    result->rounds.push_back(record);
+    ClearProgress();
+    if (options_.out != nullptr) {
+      absl::FPrintF(options_.out, "%s\n", FormatRoundLine(record));
+      std::fflush(options_.out);
+    }
+    return absl::OkStatus();
+  }
+
+  void ShowProgress(const ServerStatusInfo& status) {
+    if (options_.progress == nullptr) return;
+    absl::FPrintF(options_.progress, "\r\x1b[K  round %d/%d: %u/%d updates, %.1f s",
+                  static_cast<int>(status.round - start_round_), options_.max_rounds,
+                  status.updates_in_round, num_clients_,
+                  absl::ToDoubleSeconds(absl::Now() - last_time_));
+    std::fflush(options_.progress);
+    progress_shown_ = true;
+  }
+
+  void ClearProgress() {
+    if (!progress_shown_) return;
+    absl::FPrintF(options_.progress, "\r\x1b[K");
+    std::fflush(options_.progress);
+    progress_shown_ = false;
+  }
+
+  const FederationOptions& options_;
+  const SoftmaxRegression& model_;
+  const Dataset& test_;
+  const int num_clients_;
+  std::unique_ptr<Client> client_;
+  uint64_t start_round_ = 0;
+  uint64_t version_ = 0;
+  uint64_t bytes_ = 0;
+  absl::Time start_time_;
+  absl::Time last_time_;
+  bool progress_shown_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
+                                               const SoftmaxRegression& model,
+                                               const FederatedData& data) {
+  if (data.clients.empty()) return absl::InvalidArgumentError("no simulated clients");
+  TALLY_RETURN_IF_ERROR(ValidateTrainOptions(options.train));
+  FederationResult result;
+  Observer observer(options, model, data.test, static_cast<int>(data.clients.size()));
+  TALLY_RETURN_IF_ERROR(observer.Start(&result));
+
+  Fleet fleet;
+  std::vector<std::unique_ptr<SimulatedClient>> clients;
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < data.clients.size(); ++k) {
+    clients.push_back(std::make_unique<SimulatedClient>(static_cast<int>(k), options, model,
+                                                        data.clients[k], &fleet));
+  }
+  fleet.running() = static_cast<int>(clients.size());
+  for (auto& client : clients) {
+    threads.emplace_back([&fleet, c = client.get()] {
+      if (absl::Status status = c->Run(); !status.ok()) {
+        fleet.Fail(absl::Status(status.code(),
+                                absl::StrCat(c->ClientId(), ": ", status.message())));
+      }
+      --fleet.running();
+    });
+  }
+  absl::Status watched = observer.Watch(fleet, &result);
+  fleet.Stop();
+  for (std::thread& thread : threads) thread.join();
+  TALLY_RETURN_IF_ERROR(watched);
+  TALLY_RETURN_IF_ERROR(fleet.error());
+  return result;
+}
+
+}  // namespace tally::sim

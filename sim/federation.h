@@ -1,0 +1,54 @@
+// RunFederation: the tally-sim demo over real gRPC. One thread per simulated
+// client, each with its own tally::Client, trains on its own shard of the
+// synthetic data whenever the server hands it a task; the calling thread
+// watches for new global model versions, evaluates each on the test set and
+// reports a line per round.
+//
+// Knows nothing about how the server was started: it only needs its address.
+// Not thread-safe; call from one thread.
+#ifndef TALLY_SIM_FEDERATION_H_
+#define TALLY_SIM_FEDERATION_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sim/local_training.h"
+#include "sim/report.h"
+#include "sim/softmax_model.h"
+#include "sim/synthetic_data.h"
+
+namespace tally::sim {
+
+struct FederationOptions {
+  std::string target;        // Server address, "host:port".
+  int max_rounds = 30;       // Stop after this many rounds (or at the server's DONE).
+  TrainOptions train;        // Local training; train.seed is the run's base seed.
+  size_t chunk_bytes = 1 << 20;  // Upload chunk size (the server may cap it).
+  // Round lines go here (flushed per line); null = nowhere.
+  std::FILE* out = stdout;
+  // Live "\r"-updated progress line goes here; null = none.
+  std::FILE* progress = nullptr;
+  // How often the progress line is refreshed while a round runs.
+  absl::Duration progress_interval = absl::Milliseconds(200);
+};
+
+struct FederationResult {
+  std::vector<RoundRecord> rounds;  // rounds[0] is the initial model.
+  absl::Duration total_time;        // From round 0's evaluation to the last round.
+  bool server_done = false;         // The server reported DONE.
+};
+
+// Runs the federation with data.clients.size() clients. FAILED_PRECONDITION if
+// the server's model is not `model`'s layout; any client's or the observer's
+// error ends the run and is returned.
+absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
+                                               const SoftmaxRegression& model,
+                                               const FederatedData& data);
+
+}  // namespace tally::sim
+
+#endif  // TALLY_SIM_FEDERATION_H_
