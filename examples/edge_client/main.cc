@@ -31,18 +31,27 @@ int main(int argc, char** argv) {
   std::cout << "joined: model version " << joined->model_version << ", " << joined->model.num_params
             << " params in " << joined->model.tensors.size() << " tensors\n";
 
-  absl::StatusOr<tally::Model> model = (*client)->PullModel();
+  absl::StatusOr<tally::Task> task = (*client)->GetTask(absl::Seconds(30));
+  if (!task.ok()) {
+    std::cerr << task.status() << "\n";
+    return 1;
+  }
+  if (task->kind != tally::Task::Kind::kTrain) {
+    std::cout << "no training task right now\n";
+    return 0;
+  }
+  absl::StatusOr<tally::Model> model = (*client)->PullModel(task->model_version);
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
     return 1;
   }
-  std::cout << "pulled: version " << model->version << " (round " << model->round << ")\n";
+  std::cout << "task: round " << task->round << ", pulled version " << model->version << "\n";
 
   // A real client would train here; a zero delta leaves the model unchanged.
   const std::vector<float> delta(model->params.size(), 0.0f);
   tally::Update update;
-  update.base_version = model->version;
-  update.round = model->round;
+  update.base_version = task->model_version;
+  update.round = task->round;
   update.num_samples = 1;
   update.delta = delta;
   absl::StatusOr<tally::PushResult> pushed = (*client)->PushUpdate(update);
