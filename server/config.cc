@@ -62,6 +62,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
   if (config->metrics_port() == 0) config->set_metrics_port(9464);
   if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
+  if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
 
   tally::v1::ModelConfig* model = config->mutable_model();
   if (model->tensors_size() == 0) {

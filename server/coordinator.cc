@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/vector_ops.h"
+#include "server/checkpoint.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -66,9 +67,17 @@ Coordinator::Coordinator(Options options)
     : config_(std::move(options.config)),
       clock_(options.clock),
       metrics_(options.metrics),
-      store_(std::move(options.layout), std::move(options.initial_params), clock_->Now()),
+      store_(std::move(options.layout), std::move(options.initial_params), clock_->Now(),
+             options.initial_version, options.initial_round),
       started_(clock_->Now()) {
+  base_version_ = options.initial_version;
+  rounds_completed_ = options.initial_round;
+  round_ = options.initial_round + 1;
+  checkpointed_version_ = options.initial_version;
+  last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
+  const uint64_t total = config_.rounds().total_rounds();
+  if (total > 0 && rounds_completed_ >= total) phase_ = Phase::kDone;
   metrics_->model_version.Set(static_cast<double>(base_version_));
   metrics_->current_round.Set(static_cast<double>(round_));
   auto optimizer = aggregators::CreateOptimizer(
@@ -88,6 +97,27 @@ void Coordinator::Stop() {
   }
   ReleaseWaiters(/*all=*/true);
   if (worker_.joinable()) worker_.join();
+  MaybeCheckpoint(/*force=*/true);
+}
+
+void Coordinator::MaybeCheckpoint(bool force) {
+  if (config_.checkpoint_dir().empty()) return;
+  std::shared_ptr<const ModelSnapshot> snapshot = store_.Current();
+  const absl::Time now = clock_->Now();
+  if (snapshot->version == checkpointed_version_) return;
+  if (!force &&
+      now - last_checkpoint_ < absl::Milliseconds(config_.checkpoint_interval_ms())) {
+    return;
+  }
+  absl::Status written = WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot);
+  if (!written.ok()) {
+    LogError(std::string(written.message()));
+    return;
+  }
+  checkpointed_version_ = snapshot->version;
+  last_checkpoint_ = now;
+  LogInfo(absl::StrCat("checkpoint: wrote version ", snapshot->version, " (round ",
+                       snapshot->round, ") to ", config_.checkpoint_dir()));
 }
 
 // ---------------------------------------------------------------------------
@@ -555,6 +585,7 @@ void Coordinator::CloseRound() {
                          " update(s) into version ", store_.Current()->version));
   }
   ReleaseWaiters(/*all=*/false);
+  if (published) MaybeCheckpoint(/*force=*/false);
 }
 
 void Coordinator::CheckTimers() {

@@ -135,6 +135,8 @@ class Coordinator {
     tally::v1::ServerConfig config;  // Defaulted and validated.
     ModelLayout layout;
     std::vector<float> initial_params;
+    uint64_t initial_version = 1;  // From a checkpoint, else 1.
+    uint64_t initial_round = 0;    // Rounds completed before, from a checkpoint.
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
   };
@@ -171,7 +173,8 @@ class Coordinator {
 
   CoordinatorStatus Status() const;
 
-  // Answers every pending AwaitTask (WAIT) and stops the worker thread.
+  // Answers every pending AwaitTask (WAIT), stops the worker thread and
+  // writes a final checkpoint if checkpoints are configured.
   void Stop();
 
   // For tests: runs the deadline/session checks now instead of waiting for
@@ -211,6 +214,10 @@ class Coordinator {
   void ReleaseWaiters(bool all);
   void CheckTimers();
   void WorkerLoop();
+  // Writes the current model if checkpoints are on and it is not yet on disk
+  // (and, unless `force`, the checkpoint interval has passed). Worker thread
+  // or Stop() only.
+  void MaybeCheckpoint(bool force);
 
   const tally::v1::ServerConfig config_;
   Clock* const clock_;
@@ -244,6 +251,9 @@ class Coordinator {
 
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+
+  absl::Time last_checkpoint_;                 // Worker thread / Stop only.
+  uint64_t checkpointed_version_ = 0;          // Worker thread / Stop only.
 
   std::thread worker_;
 };

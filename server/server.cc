@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/registry.h"
+#include "server/checkpoint.h"
 #include "server/config.h"
 #include "server/coordinator.h"
 #include "server/log.h"
@@ -44,9 +45,31 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
   absl::Status Start(ModelLayout layout, Clock* clock) {
-    std::vector<float> initial = InitialParams(layout, config_.model().init());
-    coordinator_ = std::make_unique<Coordinator>(Coordinator::Options{
-        config_, std::move(layout), std::move(initial), clock, &metrics_});
+    Coordinator::Options options;
+    options.config = config_;
+    options.clock = clock;
+    options.metrics = &metrics_;
+    if (!config_.checkpoint_dir().empty()) {
+      auto restored = ReadCheckpoint(config_.checkpoint_dir(), layout);
+      if (!restored.ok()) {
+        if (restored.status().code() != absl::StatusCode::kDataLoss) return restored.status();
+        LogError(absl::StrCat("skipping the checkpoint: ", restored.status().message(),
+                              "; starting from the initial model"));
+      } else if (restored->has_value()) {
+        LoadedCheckpoint& ckpt = **restored;
+        LogInfo(absl::StrCat("resumed from checkpoint in ", config_.checkpoint_dir(),
+                             ": model version ", ckpt.version, ", ", ckpt.round,
+                             " rounds completed"));
+        options.initial_version = ckpt.version;
+        options.initial_round = ckpt.round;
+        options.initial_params = std::move(ckpt.params);
+      }
+    }
+    if (options.initial_params.empty()) {
+      options.initial_params = InitialParams(layout, config_.model().init());
+    }
+    options.layout = std::move(layout);
+    coordinator_ = std::make_unique<Coordinator>(std::move(options));
     aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_);
     admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, absl::Now());
 

@@ -87,6 +87,7 @@ class SimulatedClient {
                            ConnectAndJoin(options_, model_, ClientId(), index_));
     while (!fleet_->stopping()) {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
+      absl::FPrintF(stderr, "DBG %s kind=%d round=%d v=%d\n", ClientId(), (int)task.kind, task.round, task.model_version);
       if (task.kind == Task::Kind::kDone) break;
       if (task.kind != Task::Kind::kTrain) continue;  // WAIT: the server long-polled.
       if (task.round == last_round_) {
@@ -105,6 +106,7 @@ class SimulatedClient {
  private:
   absl::Status TrainAndPush(const Task& task) {
     absl::StatusOr<Model> base = client_->PullModel(task.model_version);
+    absl::FPrintF(stderr, "DBG %s pull %s\n", ClientId(), base.status().ToString());
     if (IsRoundOver(base.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(base.status());
 
@@ -125,6 +127,7 @@ class SimulatedClient {
     update.delta = local;
     update.metrics = {{"loss", trained.mean_loss}};
     absl::StatusOr<PushResult> pushed = client_->PushUpdate(update);
+    absl::FPrintF(stderr, "DBG %s push %s\n", ClientId(), pushed.status().ToString());
     if (IsRoundOver(pushed.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(pushed.status());
     last_round_ = task.round;

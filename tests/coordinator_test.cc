@@ -50,8 +50,13 @@ class CoordinatorTest : public ::testing::Test {
     ASSERT_THAT(layout, IsOk());
     layout_ = *layout;
     metrics_ = std::make_unique<ServerMetrics>(registry_);
-    coordinator_ = std::make_unique<Coordinator>(Coordinator::Options{
-        config, layout_, std::vector<float>(4, 0.0f), &clock_, metrics_.get()});
+    Coordinator::Options options;
+    options.config = config;
+    options.layout = layout_;
+    options.initial_params = std::vector<float>(4, 0.0f);
+    options.clock = &clock_;
+    options.metrics = metrics_.get();
+    coordinator_ = std::make_unique<Coordinator>(std::move(options));
   }
 
   std::string JoinClient(const std::string& id) {
