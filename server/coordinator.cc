@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <utility>
 
@@ -48,6 +49,34 @@ bool ValidId(absl::string_view id) {
     if (!ok) return false;
   }
   return true;
+}
+
+// Calls fn(float_index, bytes, count) over runs of whole little-endian floats
+// in `pieces`; a float split across two pieces is passed as a run of one.
+template <typename Fn>
+void ForEachFloatRun(absl::Span<const absl::string_view> pieces, Fn fn) {
+  char carry[4];
+  size_t carried = 0;
+  size_t index = 0;
+  for (absl::string_view piece : pieces) {
+    const char* p = piece.data();
+    size_t n = piece.size();
+    if (carried > 0) {
+      const size_t take = std::min(4 - carried, n);
+      std::memcpy(carry + carried, p, take);
+      carried += take;
+      p += take;
+      n -= take;
+      if (carried < 4) continue;
+      fn(index++, carry, 1);
+      carried = 0;
+    }
+    const size_t whole = n / 4;
+    if (whole > 0) fn(index, p, whole);
+    index += whole;
+    carried = n % 4;
+    std::memcpy(carry, p + 4 * whole, carried);
+  }
 }
 
 std::string NewToken() {
@@ -383,7 +412,8 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   return upload;
 }
 
-absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset, absl::string_view data) {
+absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
+                                   absl::Span<const absl::string_view> pieces) {
   RoundState& round = *upload.round_;
   absl::ReaderMutexLock gate(&round.gate);
   if (upload.state_ != Upload::State::kActive) {
@@ -394,36 +424,46 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset, absl::s
     UndoLocked(upload, reason);
     return status;
   };
+  size_t size = 0;
+  for (absl::string_view piece : pieces) size += piece.size();
   if (byte_offset != upload.received_) {
     return fail(RejectReason::kChunkOrder,
                 absl::InvalidArgumentError(absl::StrCat("chunk offset ", byte_offset,
                                                         ", expected ", upload.received_)));
   }
-  if (data.empty() || data.size() % 4 != 0 || data.size() > config_.limits().max_chunk_bytes()) {
+  if (size == 0 || size % 4 != 0 || size > config_.limits().max_chunk_bytes()) {
     return fail(RejectReason::kMalformed,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "chunk of ", data.size(), " bytes: chunks must hold 1 .. ",
+                    "chunk of ", size, " bytes: chunks must hold 1 .. ",
                     config_.limits().max_chunk_bytes() / 4, " whole float32 values")));
   }
-  if (upload.received_ + data.size() > upload.header_.payload_bytes) {
+  if (upload.received_ + size > upload.header_.payload_bytes) {
     return fail(RejectReason::kLength,
                 absl::InvalidArgumentError(absl::StrCat(
                     "update is longer than its declared payload_bytes ",
                     upload.header_.payload_bytes)));
   }
-  const size_t count = data.size() / 4;
-  if (!AllFiniteBytes(data.data(), count)) {
+  bool finite = true;
+  ForEachFloatRun(pieces, [&](size_t, const char* bytes, size_t count) {
+    finite = finite && AllFiniteBytes(bytes, count);
+  });
+  if (!finite) {
     return fail(RejectReason::kNonFinite,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "non-finite value (NaN or Inf) in the chunk at parameter ",
-                    byte_offset / 4)));
+                    "non-finite value (NaN or Inf) in the chunk at parameters ", byte_offset / 4,
+                    " .. ", (byte_offset + size) / 4 - 1)));
   }
-  absl::Status journaled = upload.journal_->Append(data.data(), data.size());
-  if (!journaled.ok()) return fail(RejectReason::kInternal, journaled);
-  round.sum->AddBytes(byte_offset / 4, data.data(), count, upload.weight_);
-  upload.received_ += data.size();
-  bytes_received_.fetch_add(data.size(), std::memory_order_relaxed);
-  metrics_->update_bytes_received.Increment(static_cast<double>(data.size()));
+  for (absl::string_view piece : pieces) {
+    absl::Status journaled = upload.journal_->Append(piece.data(), piece.size());
+    if (!journaled.ok()) return fail(RejectReason::kInternal, journaled);
+  }
+  const uint64_t first = byte_offset / 4;
+  ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
+    round.sum->AddBytes(first + index, bytes, count, upload.weight_);
+  });
+  upload.received_ += size;
+  bytes_received_.fetch_add(size, std::memory_order_relaxed);
+  metrics_->update_bytes_received.Increment(static_cast<double>(size));
   return absl::OkStatus();
 }
 
@@ -529,37 +569,32 @@ void Coordinator::CloseRound() {
     for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);
   }
   // No upload can touch round->sum any more: it is this thread's alone.
-  bool published = false;
+  // The new model, computed outside any lock.
+  std::vector<float> next;
+  std::shared_ptr<const ModelSnapshot> current = store_.Current();
   const bool poisoned = round_poisoned_.exchange(false);
   if (!poisoned && round->accepted > 0 && round->accepted >= config_.rounds().min_clients() &&
       round->sum != nullptr) {
-    std::vector<float> next = round->sum->Release();
+    next = round->sum->Release();
     const float inv_weight = static_cast<float>(1.0 / round->weight_sum);
     for (float& v : next) v *= inv_weight;
-    std::shared_ptr<const ModelSnapshot> current = store_.Current();
     optimizer_->Apply(current->params, absl::MakeSpan(next));
-    if (AllFinite(next.data(), next.size())) {
-      store_.Publish(std::move(next), current->round + 1, clock_->Now());
-      published = true;
-      // The retired snapshot's buffer becomes the next sum if nobody (a
-      // PullModel in progress) still holds it. Only this thread and the
-      // store ever own snapshots besides readers, so the count cannot rise.
-      if (current.use_count() == 1) {
-        std::vector<float> buffer =
-            std::move(const_cast<ModelSnapshot&>(*current).params);  // Sole owner.
-        absl::MutexLock lock(&mu_);
-        spare_ = std::move(buffer);
-      }
-    } else {
+    if (!AllFinite(next.data(), next.size())) {
       LogError(absl::StrCat("round ", round->round,
                             ": the aggregate is not finite; model left unchanged"));
+      next.clear();
     }
   }
   round->sum.reset();
+  const bool published = !next.empty();
   const absl::Time now = clock_->Now();
   {
+    // Publishing and opening the next round happen atomically for callers:
+    // whoever sees version v+1 also sees round r+1 open on it. (Store
+    // listeners therefore run under mu_ and must not call the coordinator.)
     absl::MutexLock lock(&mu_);
     if (published) {
+      store_.Publish(std::move(next), current->round + 1, now);
       ++rounds_completed_;
       metrics_->rounds_completed.Increment();
       last_round_duration_ = now - std::min(round->first_task, close_start);
@@ -579,6 +614,12 @@ void Coordinator::CloseRound() {
     phase_ = (total > 0 && rounds_completed_ >= total) ? Phase::kDone : Phase::kOpen;
     metrics_->model_version.Set(static_cast<double>(base_version_));
     metrics_->current_round.Set(static_cast<double>(round_));
+    // The retired snapshot's buffer becomes the next sum if nobody (a
+    // PullModel in progress) still holds it: once replaced in the store, its
+    // count can only fall.
+    if (published && current.use_count() == 1) {
+      spare_ = std::move(const_cast<ModelSnapshot&>(*current).params);  // Sole owner.
+    }
   }
   if (published) {
     LogInfo(absl::StrCat("round ", round->round, " aggregated ", round->accepted,

@@ -36,6 +36,7 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "aggregators/optimizers/optimizer.h"
@@ -167,7 +168,13 @@ class Coordinator {
   // counted in metrics here. After an error from AddChunk or FinishUpload the
   // upload is aborted; the caller just drops it.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const UpdateHeaderInfo& header);
-  absl::Status AddChunk(Upload& upload, uint64_t byte_offset, absl::string_view data);
+  // The chunk's bytes may arrive split into several pieces (the slices gRPC
+  // received); a float may straddle two pieces.
+  absl::Status AddChunk(Upload& upload, uint64_t byte_offset,
+                        absl::Span<const absl::string_view> pieces);
+  absl::Status AddChunk(Upload& upload, uint64_t byte_offset, absl::string_view data) {
+    return AddChunk(upload, byte_offset, absl::MakeConstSpan(&data, 1));
+  }
   absl::StatusOr<CommitInfo> FinishUpload(Upload& upload);
   void AbortUpload(Upload& upload, RejectReason reason);
 

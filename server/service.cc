@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/chunk_wire.h"
 #include "server/grpc_status.h"
 
 namespace tally::server {
@@ -16,7 +17,6 @@ namespace {
 
 using ::tally::v1::ModelChunk;
 using ::tally::v1::ModelVersionNotice;
-using ::tally::v1::UpdateChunk;
 
 int64_t UnixMillisOrZero(absl::Time t) {
   return t == absl::InfiniteFuture() ? 0 : absl::ToUnixMillis(t);
@@ -255,13 +255,14 @@ UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
 }
 
 // Receives one update: header, then chunks folded into the round as they
-// arrive. The stream's end (client half-close) commits it.
-class PushUpdateReactor final : public grpc::ServerReadReactor<UpdateChunk> {
+// arrive. The stream's end (client half-close) commits it. Messages arrive as
+// raw ByteBuffers and are decoded in place (server/chunk_wire.h).
+class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   PushUpdateReactor(grpc::CallbackServerContext* context, Coordinator* coordinator,
-                    ServerMetrics* metrics, tally::v1::PushUpdateResponse* response)
+                    ServerMetrics* metrics, grpc::ByteBuffer* response)
       : context_(context), coordinator_(coordinator), metrics_(metrics), response_(response) {
-    StartRead(&chunk_);
+    StartRead(&message_);
   }
 
   void OnReadDone(bool ok) override {
@@ -269,30 +270,13 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<UpdateChunk> {
       EndOfStream();
       return;
     }
-    absl::Status status;
-    if (upload_ == nullptr) {
-      if (!chunk_.has_header()) {
-        metrics_->Rejected(RejectReason::kMalformed);
-        status = absl::InvalidArgumentError("the first message must carry the update header");
-      } else {
-        auto upload = coordinator_->BeginUpload(DecodeHeader(chunk_.header()));
-        if (upload.ok()) {
-          upload_ = std::move(upload).value();
-        } else {
-          status = upload.status();
-        }
-      }
-    } else if (chunk_.has_header()) {
-      coordinator_->AbortUpload(*upload_, RejectReason::kMalformed);
-      status = absl::InvalidArgumentError("the update header was sent twice");
-    } else {
-      status = coordinator_->AddChunk(*upload_, chunk_.offset(), chunk_.data());
-    }
+    absl::Status status = HandleMessage();
+    message_.Clear();
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
       return;
     }
-    StartRead(&chunk_);
+    StartRead(&message_);
   }
 
   void OnDone() override {
@@ -301,6 +285,43 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<UpdateChunk> {
   }
 
  private:
+  absl::Status HandleMessage() {
+    slices_.clear();
+    ParsedUpdateChunk chunk;
+    absl::Status status;
+    if (grpc::Status dumped = message_.Dump(&slices_); !dumped.ok()) {
+      status = absl::InternalError("cannot read the message buffer");
+    } else {
+      status = ParseUpdateChunk(slices_, &chunk);
+    }
+    if (status.ok() && chunk.has_header && chunk.has_data) {
+      status = absl::InvalidArgumentError("a message carries both a header and data");
+    }
+    if (!status.ok()) {
+      if (upload_ != nullptr) {
+        coordinator_->AbortUpload(*upload_, RejectReason::kMalformed);
+      } else {
+        metrics_->Rejected(RejectReason::kMalformed);
+      }
+      return status;
+    }
+    if (upload_ == nullptr) {
+      if (!chunk.has_header) {
+        metrics_->Rejected(RejectReason::kMalformed);
+        return absl::InvalidArgumentError("the first message must carry the update header");
+      }
+      auto upload = coordinator_->BeginUpload(DecodeHeader(chunk.header));
+      if (!upload.ok()) return upload.status();
+      upload_ = std::move(upload).value();
+      return absl::OkStatus();
+    }
+    if (chunk.has_header) {
+      coordinator_->AbortUpload(*upload_, RejectReason::kMalformed);
+      return absl::InvalidArgumentError("the update header was sent twice");
+    }
+    return coordinator_->AddChunk(*upload_, chunk.offset, chunk.data);
+  }
+
   void EndOfStream() {
     if (context_->IsCancelled()) {
       if (upload_ != nullptr) coordinator_->AbortUpload(*upload_, RejectReason::kCancelled);
@@ -318,18 +339,22 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<UpdateChunk> {
       Finish(ToGrpcStatus(commit.status()));
       return;
     }
-    response_->set_round(commit->round);
-    response_->set_model_version(commit->model_version);
-    response_->set_accepted_in_round(commit->accepted_in_round);
+    tally::v1::PushUpdateResponse response;
+    response.set_round(commit->round);
+    response.set_model_version(commit->model_version);
+    response.set_accepted_in_round(commit->accepted_in_round);
+    grpc::Slice slice(response.SerializeAsString());
+    *response_ = grpc::ByteBuffer(&slice, 1);
     Finish(grpc::Status::OK);
   }
 
   grpc::CallbackServerContext* const context_;
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
-  tally::v1::PushUpdateResponse* const response_;
+  grpc::ByteBuffer* const response_;
   std::unique_ptr<Upload> upload_;
-  UpdateChunk chunk_;
+  grpc::ByteBuffer message_;
+  std::vector<grpc::Slice> slices_;
 };
 
 // VmHWM and VmRSS of this process, in bytes (0 if /proc is unavailable).
@@ -420,8 +445,8 @@ grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(
   return new WatchModelReactor(coordinator_, request);
 }
 
-grpc::ServerReadReactor<UpdateChunk>* AggregatorService::PushUpdate(
-    grpc::CallbackServerContext* context, tally::v1::PushUpdateResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* AggregatorService::PushUpdate(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new PushUpdateReactor(context, coordinator_, metrics_, response);
 }
 

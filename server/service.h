@@ -13,7 +13,11 @@
 
 namespace tally::server {
 
-class AggregatorService final : public tally::v1::Aggregator::CallbackService {
+// PushUpdate is registered as a raw method: its messages are decoded from
+// the received slices without an intermediate copy (server/chunk_wire.h).
+class AggregatorService final
+    : public tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
+          tally::v1::Aggregator::CallbackService> {
  public:
   // Does not take ownership; all must outlive the service.
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
@@ -29,8 +33,8 @@ class AggregatorService final : public tally::v1::Aggregator::CallbackService {
       grpc::CallbackServerContext* context, const tally::v1::PullModelRequest* request) override;
   grpc::ServerWriteReactor<tally::v1::ModelVersionNotice>* WatchModel(
       grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) override;
-  grpc::ServerReadReactor<tally::v1::UpdateChunk>* PushUpdate(
-      grpc::CallbackServerContext* context, tally::v1::PushUpdateResponse* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PushUpdate(grpc::CallbackServerContext* context,
+                                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const tally::v1::HeartbeatRequest* request,
                                       tally::v1::HeartbeatResponse* response) override;

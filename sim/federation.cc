@@ -24,9 +24,7 @@ namespace {
 constexpr absl::Duration kTaskPoll = absl::Seconds(1);
 
 // Seed streams (see DeriveSeed); the client index is added.
-constexpr uint64_t kSdkSeedStream = uint64_t{1} << 32;
-constexpr uint64_t kTrainSeedStream = uint64_t{2} << 32;
-constexpr uint64_t kObserverIndex = 0xffffffff;
+constexpr uint64_t kTrainSeedStream = uint64_t{1} << 32;
 
 absl::Status CheckServerModel(const SoftmaxRegression& model, const ModelInfo& info) {
   std::vector<ModelLayout::TensorDef> defs;
@@ -36,14 +34,16 @@ absl::Status CheckServerModel(const SoftmaxRegression& model, const ModelInfo& i
 
 absl::StatusOr<std::unique_ptr<Client>> ConnectAndJoin(const FederationOptions& options,
                                                        const SoftmaxRegression& model,
-                                                       std::string client_id,
-                                                       uint64_t index) {
+                                                       std::string client_id) {
   ClientOptions client_options;
   client_options.target = options.target;
   client_options.client_id = std::move(client_id);
   client_options.chunk_bytes = options.chunk_bytes;
-  // 0 would mean "random"; keep runs reproducible.
-  client_options.seed = DeriveSeed(options.train.seed, kSdkSeedStream + index) | 1;
+  // The SDK seed drives only retry jitter and update ids, never the learning.
+  // It must differ between runs: a long-lived server deduplicates updates by
+  // (client id, update id), so a second run that replayed the first run's ids
+  // would have its updates acknowledged as duplicates and never counted.
+  client_options.seed = 0;  // Random.
   TALLY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(client_options));
   TALLY_ASSIGN_OR_RETURN(JoinResult join, client->Join());
   TALLY_RETURN_IF_ERROR(CheckServerModel(model, join.model));
@@ -84,15 +84,14 @@ class SimulatedClient {
 
   absl::Status Run() {
     TALLY_ASSIGN_OR_RETURN(client_,
-                           ConnectAndJoin(options_, model_, ClientId(), index_));
+                           ConnectAndJoin(options_, model_, ClientId()));
     while (!fleet_->stopping()) {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
-      absl::FPrintF(stderr, "DBG %s kind=%d round=%d v=%d\n", ClientId(), (int)task.kind, task.round, task.model_version);
       if (task.kind == Task::Kind::kDone) break;
       if (task.kind != Task::Kind::kTrain) continue;  // WAIT: the server long-polled.
       if (task.round == last_round_) {
         // Already pushed for this round; do not spin if asked again.
-        absl::SleepFor(std::max(task.retry_after, absl::Milliseconds(10)));
+        absl::SleepFor(std::max(task.retry_after, absl::Milliseconds(50)));
         continue;
       }
       TALLY_RETURN_IF_ERROR(TrainAndPush(task));
@@ -106,7 +105,6 @@ class SimulatedClient {
  private:
   absl::Status TrainAndPush(const Task& task) {
     absl::StatusOr<Model> base = client_->PullModel(task.model_version);
-    absl::FPrintF(stderr, "DBG %s pull %s\n", ClientId(), base.status().ToString());
     if (IsRoundOver(base.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(base.status());
 
@@ -127,7 +125,6 @@ class SimulatedClient {
     update.delta = local;
     update.metrics = {{"loss", trained.mean_loss}};
     absl::StatusOr<PushResult> pushed = client_->PushUpdate(update);
-    absl::FPrintF(stderr, "DBG %s push %s\n", ClientId(), pushed.status().ToString());
     if (IsRoundOver(pushed.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(pushed.status());
     last_round_ = task.round;
@@ -160,7 +157,7 @@ class Observer {
   // Joins and records round 0 (the current global model).
   absl::Status Start(FederationResult* result) {
     TALLY_ASSIGN_OR_RETURN(client_,
-                           ConnectAndJoin(options_, model_, "sim-observer", kObserverIndex));
+                           ConnectAndJoin(options_, model_, "sim-observer"));
     TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
     TALLY_ASSIGN_OR_RETURN(Model initial, client_->PullModel(0));
     start_round_ = initial.round;

@@ -172,6 +172,12 @@ int Run() {
   const Summary summary = Summarize(result->rounds, result->total_time);
   absl::PrintF("%s", FormatSummary(summary));
   std::fflush(stdout);
+  if (summary.rounds == 0 && result->server_done) {
+    std::fprintf(stderr,
+                 "tally-sim: FAILED: the server reports DONE (it already completed its "
+                 "total_rounds); no round ran. Restart it or use the in-process server.\n");
+    return 1;
+  }
   if (!(summary.final_accuracy > summary.initial_accuracy)) {
     std::fprintf(stderr,
                  "tally-sim: FAILED: test accuracy did not rise above the initial %.4f "

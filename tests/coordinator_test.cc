@@ -165,6 +165,20 @@ TEST_F(CoordinatorTest, LaterRoundsStartFromAZeroSumOnTheNewModel) {
   EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-6), {0, 0, 4, 4}));
 }
 
+TEST_F(CoordinatorTest, ChunkPiecesMaySplitFloats) {
+  Start(/*clients_per_round=*/1, /*min_clients=*/1);
+  JoinClient("a");
+  TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 1, "split")));
+  const std::string bytes = Bytes({1.5f, -2.25f, 3, 1e-3f});
+  const absl::string_view all(bytes);
+  // Pieces of 3, 6 and 7 bytes: floats 0, 1 and 2 straddle piece boundaries.
+  const absl::string_view pieces[] = {all.substr(0, 3), all.substr(3, 6), all.substr(9, 7)};
+  ASSERT_THAT(coordinator_->AddChunk(*upload, 0, absl::MakeConstSpan(pieces)), IsOk());
+  ASSERT_THAT(coordinator_->FinishUpload(*upload), IsOk());
+  AwaitVersion(2);
+  EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(1.5f, -2.25f, 3.0f, 1e-3f));
+}
+
 TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {
   for (const char* id : {"a", "b", "c"}) JoinClient(id);
   ASSERT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), IsOk());

@@ -1,0 +1,90 @@
+// Zero-copy UpdateChunk decoding against protobuf's own encoder, with the
+// bytes cut into slices at every awkward place.
+#include "server/chunk_wire.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+
+namespace tally::server {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+
+std::vector<grpc::Slice> Cut(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t i = 0; i < bytes.size(); i += piece) {
+    slices.emplace_back(bytes.data() + i, std::min(piece, bytes.size() - i));
+  }
+  return slices;
+}
+
+std::string Join(const std::vector<absl::string_view>& views) {
+  std::string out;
+  for (absl::string_view v : views) out.append(v.data(), v.size());
+  return out;
+}
+
+TEST(ChunkWireTest, DecodesDataAndOffsetAcrossAnySliceBoundaries) {
+  tally::v1::UpdateChunk chunk;
+  std::string data(1000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7);
+  chunk.set_data(data);
+  chunk.set_offset(123456789012ULL);
+  const std::string wire = chunk.SerializeAsString();
+  for (size_t piece : {1, 2, 3, 5, 7, 64, 999, 4096}) {
+    const std::vector<grpc::Slice> slices = Cut(wire, piece);
+    ParsedUpdateChunk parsed;
+    ASSERT_THAT(ParseUpdateChunk(slices, &parsed), IsOk()) << "piece " << piece;
+    EXPECT_FALSE(parsed.has_header);
+    EXPECT_TRUE(parsed.has_data);
+    EXPECT_EQ(parsed.offset, 123456789012ULL);
+    EXPECT_EQ(parsed.data_size, data.size());
+    EXPECT_EQ(Join(parsed.data), data) << "piece " << piece;
+  }
+}
+
+TEST(ChunkWireTest, DecodesTheHeaderAndSkipsUnknownFields) {
+  tally::v1::UpdateChunk chunk;
+  chunk.mutable_header()->set_client_id("edge-7");
+  chunk.mutable_header()->set_num_params(42);
+  std::string wire = chunk.SerializeAsString();
+  // Unknown fields 9 (varint), 10 (fixed64), 11 (bytes), 12 (fixed32).
+  wire += std::string("\x48\x96\x01", 3);
+  wire += std::string("\x51", 1) + std::string(8, '\x01');
+  wire += std::string("\x5a\x02zz", 4);
+  wire += std::string("\x65", 1) + std::string(4, '\x02');
+  ParsedUpdateChunk parsed;
+  ASSERT_THAT(ParseUpdateChunk(Cut(wire, 3), &parsed), IsOk());
+  EXPECT_TRUE(parsed.has_header);
+  EXPECT_FALSE(parsed.has_data);
+  EXPECT_EQ(parsed.header.client_id(), "edge-7");
+  EXPECT_EQ(parsed.header.num_params(), 42u);
+}
+
+TEST(ChunkWireTest, RejectsMalformedFraming) {
+  const std::vector<std::string> bad = {
+      std::string("\x12\x05" "abc", 5),             // Data longer than the message.
+      std::string("\x12", 1),                       // Missing length.
+      std::string("\x18\xff\xff", 3),               // Truncated varint.
+      std::string("\x10\x01", 2),                   // Data with wire type 0.
+      std::string("\x0a\x03\xff\xff\xff", 5),       // Unparsable header.
+      std::string("\x00", 1),                       // Field 0.
+      std::string("\x1b", 1),                       // Group wire type.
+      std::string("\x18\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12),  // > 10 bytes.
+  };
+  for (const std::string& wire : bad) {
+    ParsedUpdateChunk parsed;
+    EXPECT_THAT(ParseUpdateChunk(Cut(wire, 1), &parsed),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << absl::CEscape(wire);
+  }
+}
+
+}  // namespace
+}  // namespace tally::server
