@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/model_stream.h"
 #include "client/proto_convert.h"
+#include "client/raw_push.h"
 #include "client/retry.h"
 #include "client/validation.h"
 #include "core/status_macros.h"
@@ -76,6 +77,7 @@ class GrpcClient final : public Client {
         policy_{options_.initial_backoff, options_.max_backoff, options_.backoff_multiplier},
         random_(options_.seed),
         aggregator_(v1::Aggregator::NewStub(channel)),
+        generic_(std::make_unique<grpc::GenericStub>(channel)),
         admin_(v1::Admin::NewStub(channel)) {}
 
   absl::StatusOr<JoinResult> Join() override ABSL_LOCKS_EXCLUDED(join_mu_, mu_) {
@@ -134,6 +136,7 @@ class GrpcClient final : public Client {
   const client_internal::BackoffPolicy policy_;
   client_internal::RandomSource random_;  // Thread-safe.
   const std::unique_ptr<v1::Aggregator::Stub> aggregator_;
+  const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (client/raw_push.h).
   const std::unique_ptr<v1::Admin::Stub> admin_;
 
   absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -317,32 +320,16 @@ absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& sessi
         absl::StrFormat("PushUpdate: Update.delta has %d floats, the model has %d",
                         update.delta.size(), model.num_params));
   }
-  grpc::ClientContext context;
-  SetDeadline(&context, absl::Now() + options_.transfer_timeout);
-  v1::PushUpdateResponse response;
-  std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
-      aggregator_->PushUpdate(&context, &response);
-
-  v1::UpdateChunk header;
-  *header.mutable_header() = client_internal::BuildUpdateHeader(options_.client_id, session.token,
-                                                                model, update, update_id);
-  bool stream_open = writer->Write(header);
+  const v1::UpdateHeader header = client_internal::BuildUpdateHeader(
+      options_.client_id, session.token, model, update, update_id);
   // Every retry restarts from byte 0: the server discards a partial upload.
-  const char* bytes = reinterpret_cast<const char*>(update.delta.data());
-  const uint64_t total = model.num_params * sizeof(float);
-  v1::UpdateChunk chunk;  // Reused so its data buffer is allocated once.
-  for (uint64_t offset = 0; stream_open && offset < total; offset += session.chunk_bytes) {
-    const size_t size =
-        static_cast<size_t>(std::min<uint64_t>(session.chunk_bytes, total - offset));
-    chunk.set_offset(offset);
-    chunk.mutable_data()->assign(bytes + offset, size);
-    stream_open = writer->Write(chunk);
-  }
-  if (stream_open) writer->WritesDone();
-  TALLY_RETURN_IF_ERROR(FromGrpcStatus("PushUpdate", writer->Finish()));
-  if (!stream_open) {
-    return absl::InternalError("PushUpdate: the server acknowledged an incomplete upload");
-  }
+  v1::PushUpdateResponse response;
+  const absl::Span<const char> payload(reinterpret_cast<const char*>(update.delta.data()),
+                                       model.num_params * sizeof(float));
+  TALLY_RETURN_IF_ERROR(FromGrpcStatus(
+      "PushUpdate",
+      client_internal::RawPushUpdate(*generic_, absl::Now() + options_.transfer_timeout, header,
+                                     payload, session.chunk_bytes, &response)));
   return response;
 }
 

@@ -83,8 +83,7 @@ class SimulatedClient {
       : index_(index), options_(options), model_(model), data_(data), fleet_(fleet) {}
 
   absl::Status Run() {
-    TALLY_ASSIGN_OR_RETURN(client_,
-                           ConnectAndJoin(options_, model_, ClientId()));
+    TALLY_ASSIGN_OR_RETURN(client_, ConnectAndJoin(options_, model_, ClientId()));
     while (!fleet_->stopping()) {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
       if (task.kind == Task::Kind::kDone) break;
@@ -110,8 +109,7 @@ class SimulatedClient {
 
     std::vector<float> local = base->params;
     TrainOptions train = options_.train;
-    train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + index_),
-                            task.round);
+    train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + index_), task.round);
     if (task.local_steps > 0) train.local_steps = static_cast<int>(task.local_steps);
     TALLY_ASSIGN_OR_RETURN(TrainResult trained,
                            TrainLocal(model_, data_, train, absl::MakeSpan(local)));
@@ -150,14 +148,13 @@ class SimulatedClient {
 // The driver's view: watches versions, evaluates, reports.
 class Observer {
  public:
-  Observer(const FederationOptions& options, const SoftmaxRegression& model,
-           const Dataset& test, int num_clients)
+  Observer(const FederationOptions& options, const SoftmaxRegression& model, const Dataset& test,
+           int num_clients)
       : options_(options), model_(model), test_(test), num_clients_(num_clients) {}
 
   // Joins and records round 0 (the current global model).
   absl::Status Start(FederationResult* result) {
-    TALLY_ASSIGN_OR_RETURN(client_,
-                           ConnectAndJoin(options_, model_, "sim-observer"));
+    TALLY_ASSIGN_OR_RETURN(client_, ConnectAndJoin(options_, model_, "sim-observer"));
     TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
     TALLY_ASSIGN_OR_RETURN(Model initial, client_->PullModel(0));
     start_round_ = initial.round;
@@ -206,6 +203,9 @@ class Observer {
     const absl::Time now = absl::Now();
     RoundRecord record;
     record.round = static_cast<int>(model.round - start_round_);
+    if (!result->rounds.empty()) {
+      record.rounds_covered = record.round - result->rounds.back().round;
+    }
     record.model_version = model.version;
     record.test = test;
     record.bytes_received = status.bytes_received - bytes_;
@@ -274,8 +274,8 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
   for (auto& client : clients) {
     threads.emplace_back([&fleet, c = client.get()] {
       if (absl::Status status = c->Run(); !status.ok()) {
-        fleet.Fail(absl::Status(status.code(),
-                                absl::StrCat(c->ClientId(), ": ", status.message())));
+        fleet.Fail(
+            absl::Status(status.code(), absl::StrCat(c->ClientId(), ": ", status.message())));
       }
       --fleet.running();
     });

@@ -24,9 +24,9 @@
 namespace tally::sim {
 
 struct FederationOptions {
-  std::string target;        // Server address, "host:port".
-  int max_rounds = 30;       // Stop after this many rounds (or at the server's DONE).
-  TrainOptions train;        // Local training; train.seed is the run's base seed.
+  std::string target;            // Server address, "host:port".
+  int max_rounds = 30;           // Stop after this many rounds (or at the server's DONE).
+  TrainOptions train;            // Local training; train.seed is the run's base seed.
   size_t chunk_bytes = 1 << 20;  // Upload chunk size (the server may cap it).
   // Round lines go here (flushed per line); null = nowhere.
   std::FILE* out = stdout;

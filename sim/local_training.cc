@@ -29,8 +29,7 @@ absl::Status ValidateTrainOptions(const TrainOptions& o) {
 }
 
 absl::StatusOr<TrainResult> TrainLocal(const SoftmaxRegression& model, const Dataset& data,
-                                       const TrainOptions& options,
-                                       absl::Span<float> params) {
+                                       const TrainOptions& options, absl::Span<float> params) {
   if (absl::Status status = ValidateTrainOptions(options); !status.ok()) return status;
   if (absl::Status status = model.CheckCompatible(params, data); !status.ok()) {
     return status;
@@ -40,9 +39,8 @@ absl::StatusOr<TrainResult> TrainLocal(const SoftmaxRegression& model, const Dat
   const size_t n = data.size();
   const size_t batch = std::min<size_t>(options.batch_size, n);
   const size_t batches_per_epoch = (n + batch - 1) / batch;
-  const size_t total_steps = options.local_steps > 0
-                                 ? static_cast<size_t>(options.local_steps)
-                                 : batches_per_epoch * options.epochs;
+  const size_t total_steps = options.local_steps > 0 ? static_cast<size_t>(options.local_steps)
+                                                     : batches_per_epoch * options.epochs;
   std::mt19937_64 rng(options.seed);
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);

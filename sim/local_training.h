@@ -37,8 +37,7 @@ absl::Status ValidateTrainOptions(const TrainOptions& options);
 // Trains `params` (model.num_params() floats, updated in place) on `data`.
 // INVALID_ARGUMENT on bad options, empty data, or mismatched sizes.
 absl::StatusOr<TrainResult> TrainLocal(const SoftmaxRegression& model, const Dataset& data,
-                                       const TrainOptions& options,
-                                       absl::Span<float> params);
+                                       const TrainOptions& options, absl::Span<float> params);
 
 }  // namespace tally::sim
 

@@ -157,12 +157,12 @@ int Run() {
     server = std::move(started).value();
     target = absl::StrCat("127.0.0.1:", server->port());
   }
-  absl::PrintF("tally-sim: %d clients, %d rounds, model [%d,%d]+[%d] (%d params), "
-               "alpha %g, server %s%s\n",
-               absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_rounds),
-               model.num_features(), model.num_classes(), model.num_classes(),
-               model.num_params(), absl::GetFlag(FLAGS_alpha), target,
-               server ? " (in-process)" : "");
+  absl::PrintF(
+      "tally-sim: %d clients, %d rounds, model [%d,%d]+[%d] (%d params), "
+      "alpha %g, server %s%s\n",
+      absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_rounds), model.num_features(),
+      model.num_classes(), model.num_classes(), model.num_params(), absl::GetFlag(FLAGS_alpha),
+      target, server ? " (in-process)" : "");
 
   absl::StatusOr<FederationResult> result =
       RunFederation(FederationOptionsFromFlags(target), model, *data);

@@ -18,7 +18,7 @@ std::string FormatBytes(uint64_t bytes) {
 }
 
 std::string FormatRoundHeader() {
-  return absl::StrFormat("%5s  %8s  %9s  %12s  %10s", "round", "test_acc", "test_loss",
+  return absl::StrFormat("%7s  %8s  %9s  %12s  %10s", "round", "test_acc", "test_loss",
                          "bytes_recv", "round_time");
 }
 
@@ -26,8 +26,11 @@ std::string FormatRoundLine(const RoundRecord& r) {
   const std::string time =
       r.round == 0 ? "-" : absl::StrFormat("%.3f s", absl::ToDoubleSeconds(r.wall_time));
   const std::string bytes = r.round == 0 ? "-" : FormatBytes(r.bytes_received);
-  return absl::StrFormat("%5d  %8.4f  %9.4f  %12s  %10s", r.round, r.test.accuracy,
-                         r.test.loss, bytes, time);
+  const std::string round = r.rounds_covered > 1
+                                ? absl::StrCat(r.round - r.rounds_covered + 1, "-", r.round)
+                                : absl::StrCat(r.round);
+  return absl::StrFormat("%7s  %8.4f  %9.4f  %12s  %10s", round, r.test.accuracy, r.test.loss,
+                         bytes, time);
 }
 
 Summary Summarize(absl::Span<const RoundRecord> rounds, absl::Duration total_time) {
@@ -61,16 +64,13 @@ std::string FormatSummary(const Summary& s) {
   auto row = [&out](const std::string& name, const std::string& value) {
     absl::StrAppendFormat(&out, "  %-18s %s\n", name, value);
   };
-  row("initial accuracy", absl::StrFormat("%.4f (loss %.4f)", s.initial_accuracy,
-                                          s.initial_loss));
-  row("final accuracy",
-      absl::StrFormat("%.4f (loss %.4f)", s.final_accuracy, s.final_loss));
+  row("initial accuracy", absl::StrFormat("%.4f (loss %.4f)", s.initial_accuracy, s.initial_loss));
+  row("final accuracy", absl::StrFormat("%.4f (loss %.4f)", s.final_accuracy, s.final_loss));
   row("best accuracy", absl::StrFormat("%.4f (round %d)", s.best_accuracy, s.best_round));
   row("rounds", absl::StrCat(s.rounds));
   row("bytes received", FormatBytes(s.total_bytes));
   row("total time", absl::StrFormat("%.3f s", absl::ToDoubleSeconds(s.total_time)));
-  row("mean round time",
-      absl::StrFormat("%.3f s", absl::ToDoubleSeconds(s.mean_round_time)));
+  row("mean round time", absl::StrFormat("%.3f s", absl::ToDoubleSeconds(s.mean_round_time)));
   return out;
 }
 

@@ -15,11 +15,15 @@ namespace tally::sim {
 
 // What the driver observed about one global model version.
 struct RoundRecord {
-  int round = 0;                 // 0 = the initial model.
+  int round = 0;  // 0 = the initial model.
   uint64_t model_version = 0;
-  Evaluation test;               // On the held-out test set.
-  uint64_t bytes_received = 0;   // By the server during this round.
-  absl::Duration wall_time;      // From the previous version to this one.
+  Evaluation test;              // On the held-out test set.
+  uint64_t bytes_received = 0;  // By the server during this round.
+  absl::Duration wall_time;     // From the previous version to this one.
+  // Rounds since the previous record: more than 1 when the server published
+  // several versions before the driver looked (only the newest is evaluated;
+  // bytes and time cover them all).
+  int rounds_covered = 1;
 };
 
 struct Summary {

@@ -37,21 +37,20 @@ absl::Status SoftmaxRegression::CheckLayout(
   }
   if (same) return absl::OkStatus();
   return absl::FailedPreconditionError(
-      absl::StrCat("the server's model is ", DescribeLayout(layout),
-                   " but the simulator needs ", DescribeLayout(want),
-                   " (set --features and --classes to match the server)"));
+      absl::StrCat("the server's model is ", DescribeLayout(layout), " but the simulator needs ",
+                   DescribeLayout(want), " (set --features and --classes to match the server)"));
 }
 
 absl::Status SoftmaxRegression::CheckCompatible(absl::Span<const float> params,
                                                 const Dataset& data) const {
   if (params.size() != num_params()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected ", num_params(), " parameters, got ", params.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", num_params(), " parameters, got ", params.size()));
   }
   if (data.num_features != num_features_ || data.num_classes != num_classes_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data has ", data.num_features, " features and ", data.num_classes,
-        " classes; the model ", num_features_, " and ", num_classes_));
+    return absl::InvalidArgumentError(absl::StrCat("data has ", data.num_features, " features and ",
+                                                   data.num_classes, " classes; the model ",
+                                                   num_features_, " and ", num_classes_));
   }
   return absl::OkStatus();
 }
@@ -80,8 +79,7 @@ double SoftmaxRegression::SoftmaxInPlace(float* logits) const {
   return max + std::log(sum);
 }
 
-double SoftmaxRegression::LossAndGradient(absl::Span<const float> params,
-                                          const Dataset& data,
+double SoftmaxRegression::LossAndGradient(absl::Span<const float> params, const Dataset& data,
                                           absl::Span<const size_t> batch,
                                           absl::Span<float> grad) const {
   assert(CheckCompatible(params, data).ok() && grad.size() == num_params());

@@ -60,8 +60,7 @@ class SoftmaxRegression {
                          absl::Span<const size_t> batch, absl::Span<float> grad) const;
 
   // Accuracy and mean loss over all of `data`.
-  absl::StatusOr<Evaluation> Evaluate(absl::Span<const float> params,
-                                      const Dataset& data) const;
+  absl::StatusOr<Evaluation> Evaluate(absl::Span<const float> params, const Dataset& data) const;
 
  private:
   // Softmax of `logits` in place; returns log-sum-exp of the input.

@@ -33,15 +33,14 @@ absl::Status ValidateOptions(const SyntheticDataOptions& o) {
     return bad("class_separation", o.class_separation, ">= 0");
   }
   if (o.min_samples_per_client < 0 || o.min_samples_per_client > o.samples_per_client) {
-    return bad("min_samples_per_client", o.min_samples_per_client,
-               "in [0, samples_per_client]");
+    return bad("min_samples_per_client", o.min_samples_per_client, "in [0, samples_per_client]");
   }
   return absl::OkStatus();
 }
 
 // `n` balanced samples (label i % C) around the given class means.
-Dataset DrawSamples(const std::vector<float>& means, int num_features, int num_classes,
-                    size_t n, std::mt19937_64& rng) {
+Dataset DrawSamples(const std::vector<float>& means, int num_features, int num_classes, size_t n,
+                    std::mt19937_64& rng) {
   Dataset data;
   data.num_features = num_features;
   data.num_classes = num_classes;
@@ -76,9 +75,9 @@ Dataset Subset(const Dataset& data, absl::Span<const size_t> indices) {
 void TopUpSmallClients(size_t min_per_client, std::vector<std::vector<size_t>>& parts) {
   for (auto& part : parts) {
     while (part.size() < min_per_client) {
-      auto largest = std::max_element(
-          parts.begin(), parts.end(),
-          [](const auto& a, const auto& b) { return a.size() < b.size(); });
+      auto largest = std::max_element(parts.begin(), parts.end(), [](const auto& a, const auto& b) {
+        return a.size() < b.size();
+      });
       part.push_back(largest->back());
       largest->pop_back();
     }
@@ -94,23 +93,25 @@ double DefaultClassSeparation(int num_features) {
   return 0.5 * std::sqrt(32.0 / std::max(num_features, 1));
 }
 
-absl::StatusOr<std::vector<std::vector<size_t>>> DirichletLabelSplit(
-    absl::Span<const int> labels, int num_classes, int num_clients, double alpha,
-    size_t min_per_client, std::mt19937_64& rng) {
+absl::StatusOr<std::vector<std::vector<size_t>>> DirichletLabelSplit(absl::Span<const int> labels,
+                                                                     int num_classes,
+                                                                     int num_clients, double alpha,
+                                                                     size_t min_per_client,
+                                                                     std::mt19937_64& rng) {
   if (num_classes < 1 || num_clients < 1 || !(alpha > 0)) {
     return absl::InvalidArgumentError(
         "DirichletLabelSplit needs num_classes >= 1, num_clients >= 1, alpha > 0");
   }
   if (labels.size() < min_per_client * num_clients) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot give each of ", num_clients, " clients ", min_per_client,
-                     " samples out of ", labels.size()));
+    return absl::InvalidArgumentError(absl::StrCat("cannot give each of ", num_clients, " clients ",
+                                                   min_per_client, " samples out of ",
+                                                   labels.size()));
   }
   std::vector<std::vector<size_t>> by_class(num_classes);
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0 || labels[i] >= num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat("label ", labels[i], " at index ", i,
-                                                     " is outside [0, ", num_classes, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label ", labels[i], " at index ", i, " is outside [0, ", num_classes, ")"));
     }
     by_class[labels[i]].push_back(i);
   }
@@ -123,10 +124,11 @@ absl::StatusOr<std::vector<std::vector<size_t>>> DirichletLabelSplit(
     size_t begin = 0;
     for (int k = 0; k < num_clients; ++k) {
       cumulative += p[k];
-      const size_t end = k + 1 == num_clients
-                             ? members.size()
-                             : std::min(members.size(), static_cast<size_t>(std::llround(
-                                                            cumulative * members.size())));
+      const size_t end =
+          k + 1 == num_clients
+              ? members.size()
+              : std::min(members.size(),
+                         static_cast<size_t>(std::llround(cumulative * members.size())));
       for (size_t j = begin; j < end; ++j) parts[k].push_back(members[j]);
       begin = std::max(begin, end);
     }
@@ -140,8 +142,8 @@ absl::StatusOr<FederatedData> GenerateFederatedData(const SyntheticDataOptions& 
   if (absl::Status status = ValidateOptions(options); !status.ok()) return status;
   const int f = options.num_features;
   const int c = options.num_classes;
-  const double sep = options.class_separation > 0 ? options.class_separation
-                                                  : DefaultClassSeparation(f);
+  const double sep =
+      options.class_separation > 0 ? options.class_separation : DefaultClassSeparation(f);
 
   std::mt19937_64 means_rng(DeriveSeed(options.seed, kMeansStream));
   std::normal_distribution<float> mean_dist(0.0f, static_cast<float>(sep));
@@ -149,8 +151,7 @@ absl::StatusOr<FederatedData> GenerateFederatedData(const SyntheticDataOptions& 
   for (float& m : means) m = mean_dist(means_rng);
 
   std::mt19937_64 train_rng(DeriveSeed(options.seed, kTrainStream));
-  const size_t num_train =
-      static_cast<size_t>(options.num_clients) * options.samples_per_client;
+  const size_t num_train = static_cast<size_t>(options.num_clients) * options.samples_per_client;
   Dataset train = DrawSamples(means, f, c, num_train, train_rng);
 
   FederatedData out;

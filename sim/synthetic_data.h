@@ -35,12 +35,12 @@ struct Dataset {
 };
 
 struct SyntheticDataOptions {
-  int num_features = 32;        // F >= 1.
-  int num_classes = 10;         // C >= 2.
-  int num_clients = 20;         // K >= 1.
-  int samples_per_client = 200; // Mean per client; total = K * this.
-  int test_samples = 2000;      // >= 1.
-  double alpha = 0.5;           // Dirichlet concentration, > 0.
+  int num_features = 32;         // F >= 1.
+  int num_classes = 10;          // C >= 2.
+  int num_clients = 20;          // K >= 1.
+  int samples_per_client = 200;  // Mean per client; total = K * this.
+  int test_samples = 2000;       // >= 1.
+  double alpha = 0.5;            // Dirichlet concentration, > 0.
   // Standard deviation of each class-mean coordinate. 0 (default) =
   // DefaultClassSeparation(num_features).
   double class_separation = 0;
@@ -68,9 +68,11 @@ absl::StatusOr<FederatedData> GenerateFederatedData(const SyntheticDataOptions& 
 // indices into `labels` it receives. Every index appears exactly once, and
 // every client gets at least `min_per_client` indices (requires
 // labels.size() >= num_clients * min_per_client).
-absl::StatusOr<std::vector<std::vector<size_t>>> DirichletLabelSplit(
-    absl::Span<const int> labels, int num_classes, int num_clients, double alpha,
-    size_t min_per_client, std::mt19937_64& rng);
+absl::StatusOr<std::vector<std::vector<size_t>>> DirichletLabelSplit(absl::Span<const int> labels,
+                                                                     int num_classes,
+                                                                     int num_clients, double alpha,
+                                                                     size_t min_per_client,
+                                                                     std::mt19937_64& rng);
 
 // All samples of several data sets in one (e.g. for centralized training).
 Dataset Concatenate(absl::Span<const Dataset> parts);

@@ -69,8 +69,7 @@ TEST(DirichletLabelSplitTest, SmallAlphaIsNonIidLargeAlphaNearlyIid) {
     for (const auto& part : *parts) {
       std::vector<int> count(10, 0);
       for (size_t i : part) ++count[labels[i]];
-      total += static_cast<double>(*std::max_element(count.begin(), count.end())) /
-               part.size();
+      total += static_cast<double>(*std::max_element(count.begin(), count.end())) / part.size();
     }
     return total / parts->size();
   };
@@ -297,6 +296,8 @@ TEST(ReportTest, SummaryOfRounds) {
   EXPECT_EQ(FormatBytes(1234567), "1.23 MB");
   EXPECT_NE(FormatSummary(s).find("best accuracy"), std::string::npos);
   EXPECT_NE(FormatRoundLine(rounds[1]).find("0.8000"), std::string::npos);
+  rounds[2].rounds_covered = 2;  // Rounds 1 and 2 seen as one version.
+  EXPECT_NE(FormatRoundLine(rounds[2]).find(" 1-2 "), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,39 @@
+// PushUpdate over the generic stub: each chunk message is framed by hand
+// (tally.v1.UpdateChunk fields 2 "data" and 3 "offset") around one gRPC slice
+// holding the payload, so a payload byte is copied once (into the slice gRPC
+// then owns) instead of twice (into a protobuf string, then again when the
+// message is serialized). The server decodes the same wire format.
+// Internal to client/.
+#ifndef TALLY_CLIENT_RAW_PUSH_H_
+#define TALLY_CLIENT_RAW_PUSH_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "tally/v1/tally.pb.h"
+
+namespace tally::client_internal {
+
+inline constexpr char kPushUpdateMethod[] = "/tally.v1.Aggregator/PushUpdate";
+
+// Appends the protobuf varint encoding of `value` to `out`.
+void AppendVarint(uint64_t value, std::string* out);
+
+// The bytes of an UpdateChunk{data: <size bytes>, offset: offset} that come
+// before and after the data itself.
+void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string* suffix);
+
+// Sends `header` then `payload` in chunks of `chunk_bytes` (> 0) and returns
+// the server's response, or the call's status as a gRPC status.
+grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
+                           const tally::v1::UpdateHeader& header,
+                           absl::Span<const char> payload, size_t chunk_bytes,
+                           tally::v1::PushUpdateResponse* response);
+
+}  // namespace tally::client_internal
+
+#endif  // TALLY_CLIENT_RAW_PUSH_H_
