@@ -18,8 +18,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/config.h"
@@ -50,7 +52,7 @@ ABSL_FLAG(double, separation, 0,
 ABSL_FLAG(int, local_epochs, 1, "Local epochs per round (unless the task sets local steps).");
 ABSL_FLAG(int, batch, 32, "Local mini-batch size.");
 ABSL_FLAG(double, lr, 0.1, "Local SGD learning rate.");
-ABSL_FLAG(uint64_t, seed, 1, "Seed of data generation, local shuffling and client ids.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of the synthetic data and of local training (shuffling).");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "Upload chunk size in bytes (the server may cap it).");
 ABSL_FLAG(bool, quiet, false, "No live progress line on stderr.");
 ABSL_FLAG(std::string, server_log_level, "warning",
@@ -192,8 +194,16 @@ int Run() {
 }  // namespace tally::sim
 
 int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage_config;
+  // --help lists this file's flags (absl's default matches files named after
+  // the binary).
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "sim/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
-      "tally-sim: federated-learning demo over real gRPC with simulated clients.\n"
+      "federated-learning demo over real gRPC with simulated clients.\n"
       "Usage: tally-sim [--server=HOST:PORT] [--clients=20] [--rounds=30] [--seed=1] ...");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
