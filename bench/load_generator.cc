@@ -122,11 +122,13 @@ absl::Status SetUpClient(int index, const LoadOptions& options, std::unique_ptr<
   client_options.target = options.target;
   client_options.client_id = absl::StrCat("bench-", index);
   client_options.chunk_bytes = options.chunk_bytes;
-  client_options.seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
+  // The SDK seed stays 0 (random): a fixed one would repeat update ids in a
+  // second run against the same server, which would then be duplicates.
+  const uint64_t delta_seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
   absl::StatusOr<std::unique_ptr<Client>> created = Client::Create(client_options);
   if (!created.ok()) return created.status();
   *client = *std::move(created);
-  *delta = RandomDelta(options.params, client_options.seed);
+  *delta = RandomDelta(options.params, delta_seed);
   absl::StatusOr<JoinResult> joined = (*client)->Join();
   if (!joined.ok()) return joined.status();
   if (joined->model.num_params != options.params) {

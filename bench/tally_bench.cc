@@ -25,6 +25,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,7 +45,7 @@ ABSL_FLAG(int, clients, 10, "Concurrent clients K (one thread and one SDK client
 ABSL_FLAG(uint64_t, params, 10'000'000, "Parameters d per update (float32, 4*d bytes).");
 ABSL_FLAG(int, rounds, 5, "Measured rounds; every client pushes one update per round.");
 ABSL_FLAG(int, warmup_rounds, 1, "Rounds run before the measured ones, not in the stats.");
-ABSL_FLAG(uint64_t, seed, 1, "Seed of the random deltas and of the SDK clients.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of the random deltas.");
 ABSL_FLAG(uint64_t, chunk_bytes, 1 << 20, "Upload chunk size of the SDK (capped by the server).");
 ABSL_FLAG(absl::Duration, task_wait, absl::Seconds(30), "GetTask long-poll budget per call.");
 ABSL_FLAG(absl::Duration, server_start_timeout, absl::Seconds(30),
@@ -341,6 +343,14 @@ absl::Status Run() {
 }  // namespace tally::bench
 
 int main(int argc, char** argv) {
+  // --help lists this file's flags (absl's default wants a file named like
+  // the binary, and "tally-bench" has a dash).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "bench/tally_bench.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "Load generator for tally-server: K concurrent clients push dense float32 updates\n"
       "of d parameters; reports updates/s, MB/s ingested, PushUpdate latency and peak RSS.\n"
