@@ -393,7 +393,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     }
     round.assigned.insert(h.client_id);
   }
-  auto journal = UndoJournal::Open(config_.spool_dir());
+  auto journal = NewJournalLocked(h.payload_bytes);
   if (!journal.ok()) return RejectLocked(RejectReason::kInternal, journal.status());
   if (round.sum == nullptr) {
     round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
@@ -469,7 +469,6 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
 
 absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
   RoundState& round = *upload.round_;
-  std::unique_ptr<UndoJournal> journal;
   CommitInfo info;
   {
     absl::ReaderMutexLock gate(&round.gate);
@@ -484,7 +483,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
                                                      upload.header_.payload_bytes, " bytes"));
     }
     upload.state_ = Upload::State::kCommitted;
-    journal = std::move(upload.journal_);
+    ReleaseJournalLocked(upload);
     round.uploading.erase(upload.header_.client_id);
     round.submitted.insert(upload.header_.client_id);
     round.accepted += 1;
@@ -539,6 +538,49 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
       round.accepted = 0;
       round_poisoned_ = true;
       RequestCloseLocked();
+    }
+  }
+  ReleaseJournalLocked(upload);
+}
+
+absl::StatusOr<std::unique_ptr<UndoJournal>> Coordinator::NewJournalLocked(uint64_t bytes) {
+  if (journal_bytes_in_use_ + bytes > config_.limits().undo_memory_bytes()) {
+    return UndoJournal::Open(config_.spool_dir());
+  }
+  journal_bytes_in_use_ += bytes;
+  std::string buffer;
+  for (auto it = idle_journal_buffers_.begin(); it != idle_journal_buffers_.end(); ++it) {
+    if (it->capacity() >= bytes) {
+      buffer = std::move(*it);
+      idle_journal_buffers_.erase(it);
+      break;
+    }
+  }
+  if (buffer.capacity() < bytes) {
+    // A new buffer: first shed idle ones so that reserved plus idle memory
+    // stays within the budget.
+    uint64_t idle = 0;
+    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
+    while (!idle_journal_buffers_.empty() &&
+           idle + journal_bytes_in_use_ > config_.limits().undo_memory_bytes()) {
+      idle -= idle_journal_buffers_.back().capacity();
+      idle_journal_buffers_.pop_back();
+    }
+    buffer = std::string();
+    buffer.reserve(bytes);
+  }
+  return UndoJournal::InMemory(std::move(buffer));
+}
+
+void Coordinator::ReleaseJournalLocked(Upload& upload) {
+  if (upload.journal_ == nullptr) return;
+  if (upload.journal_->in_memory()) {
+    journal_bytes_in_use_ -= upload.header_.payload_bytes;
+    std::string buffer = upload.journal_->TakeBuffer();
+    uint64_t idle = 0;
+    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
+    if (idle + buffer.capacity() <= config_.limits().undo_memory_bytes()) {
+      idle_journal_buffers_.push_back(std::move(buffer));
     }
   }
   upload.journal_.reset();

@@ -212,6 +212,10 @@ class Coordinator {
   void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An in-memory journal if `bytes` fit in the budget, else a file journal.
+  absl::StatusOr<std::unique_ptr<UndoJournal>> NewJournalLocked(uint64_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseJournalLocked(Upload& upload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the upload aborted and subtracts what it added. Requires the
   // round's gate (reader or writer).
   void UndoLocked(Upload& upload, RejectReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -255,6 +259,10 @@ class Coordinator {
   // A model-sized buffer recycled from a retired snapshot nobody reads any
   // more, reused as the next round's sum.
   std::vector<float> spare_ ABSL_GUARDED_BY(mu_);
+  // In-memory undo journals: bytes reserved by active uploads, and idle
+  // buffers kept for reuse (their capacities add up to at most the budget).
+  uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> idle_journal_buffers_ ABSL_GUARDED_BY(mu_);
 
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);

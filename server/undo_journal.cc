@@ -30,9 +30,23 @@ absl::StatusOr<std::unique_ptr<UndoJournal>> UndoJournal::Open(const std::string
   return std::unique_ptr<UndoJournal>(new UndoJournal(fd));
 }
 
-UndoJournal::~UndoJournal() { ::close(fd_); }
+std::unique_ptr<UndoJournal> UndoJournal::InMemory(std::string buffer) {
+  auto journal = std::unique_ptr<UndoJournal>(new UndoJournal(-1));
+  journal->buffer_ = std::move(buffer);
+  journal->buffer_.clear();
+  return journal;
+}
+
+UndoJournal::~UndoJournal() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 absl::Status UndoJournal::Append(const char* data, size_t size) {
+  if (fd_ < 0) {
+    buffer_.append(data, size);
+    size_ += size;
+    return absl::OkStatus();
+  }
   while (size > 0) {
     const ssize_t n = ::write(fd_, data, size);
     if (n < 0) {
@@ -49,6 +63,13 @@ absl::Status UndoJournal::Append(const char* data, size_t size) {
 absl::Status UndoJournal::Replay(
     const std::function<void(uint64_t, const char*, size_t)>& fn) const {
   constexpr size_t kBlock = 1 << 20;
+  if (fd_ < 0) {
+    for (uint64_t offset = 0; offset < size_; offset += kBlock) {
+      fn(offset, buffer_.data() + offset,
+         static_cast<size_t>(std::min<uint64_t>(kBlock, size_ - offset)));
+    }
+    return absl::OkStatus();
+  }
   std::vector<char> buffer(kBlock);
   uint64_t offset = 0;
   while (offset < size_) {

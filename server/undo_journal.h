@@ -3,14 +3,14 @@
 // never completes (client died, stream truncated, NaN in a later chunk, round
 // closed under it).
 //
-// Why a file: the weighted mean is accumulated chunk by chunk as bytes
-// arrive, so memory is O(model) however many clients upload at once, but
-// excluding a half-received update exactly needs the half it sent. Keeping
-// those halves in RAM would make memory O(clients x model) again; an
-// unlinked temporary file keeps them in the kernel's page cache, outside the
-// process's RSS, and costs one memcpy per byte. The file is never read unless
-// the upload aborts, and vanishes (usually before any disk write-back) when
-// the journal is closed.
+// The weighted mean is accumulated chunk by chunk as bytes arrive, so the
+// sum is O(model) however many clients upload at once, but excluding a
+// half-received update exactly needs the half it sent. A journal keeps it
+// either in memory (a buffer from a budget-bounded pool: one memcpy per byte)
+// or, once the budget is spent, in an unlinked temporary file (page cache,
+// outside the process's RSS, but ~5x the CPU per byte in measurements). So
+// memory stays O(model + budget) for any number of concurrent uploads. A
+// journal is read only if its upload aborts.
 //
 // Thread-compatible: one upload uses it at a time.
 #ifndef TALLY_SERVER_UNDO_JOURNAL_H_
@@ -29,12 +29,17 @@ class UndoJournal {
  public:
   // Creates an anonymous file in `dir` (O_TMPFILE, or mkstemp + unlink).
   static absl::StatusOr<std::unique_ptr<UndoJournal>> Open(const std::string& dir);
+  // A journal that appends to `buffer` (cleared; its capacity is kept).
+  static std::unique_ptr<UndoJournal> InMemory(std::string buffer);
   ~UndoJournal();
   UndoJournal(const UndoJournal&) = delete;
   UndoJournal& operator=(const UndoJournal&) = delete;
 
   absl::Status Append(const char* data, size_t size);
   uint64_t size() const { return size_; }
+  bool in_memory() const { return fd_ < 0; }
+  // The in-memory buffer, for reuse (empty for a file journal).
+  std::string TakeBuffer() { return std::move(buffer_); }
 
   // Calls fn(byte_offset, data, size) over everything appended, in order, in
   // blocks of at most 1 MiB (a multiple of 4 bytes).
@@ -42,7 +47,8 @@ class UndoJournal {
 
  private:
   explicit UndoJournal(int fd) : fd_(fd) {}
-  int fd_;
+  int fd_;  // -1: in memory.
+  std::string buffer_;
   uint64_t size_ = 0;
 };
 

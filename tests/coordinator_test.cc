@@ -2,6 +2,7 @@
 // weighted means, deduplication, rejection of bad updates, aborted uploads.
 #include "server/coordinator.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -44,6 +45,7 @@ class CoordinatorTest : public ::testing::Test {
     config.mutable_rounds()->set_total_rounds(total_rounds);
     config.mutable_rounds()->set_round_timeout_ms(1000);
     config.set_spool_dir(::testing::TempDir());
+    config.mutable_limits()->set_undo_memory_bytes(undo_memory_bytes_);
     ApplyDefaults(&config);
     ASSERT_THAT(ValidateConfig(config), IsOk());
     auto layout = LayoutFromConfig(config.model());
@@ -119,6 +121,7 @@ class CoordinatorTest : public ::testing::Test {
     return -1;
   }
 
+  uint64_t undo_memory_bytes_ = 0;  // 0 = the default budget.
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -281,6 +284,24 @@ TEST_F(CoordinatorTest, BadChunksAbortTheUploadAndLeaveTheSumUntouched) {
   AwaitVersion(2);
   // (1*[1,2,3,4] + 1*[3,2,1,0]) / 4 = [1,1,1,1]: nothing of the aborted uploads.
   EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-5), {1, 1, 1, 1}));
+}
+
+TEST_F(CoordinatorTest, UploadsBeyondTheMemoryBudgetJournalToFilesAndUndoExactly) {
+  undo_memory_bytes_ = 16;  // Room for one 16-byte update in memory.
+  Start(/*clients_per_round=*/2, /*min_clients=*/2);
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  TALLY_ASSERT_OK_AND_ASSIGN(auto in_memory, coordinator_->BeginUpload(Header("a", 1, "m")));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto on_file, coordinator_->BeginUpload(Header("b", 1, "f")));
+  ASSERT_THAT(coordinator_->AddChunk(*in_memory, 0, Bytes({500, 500})), IsOk());
+  ASSERT_THAT(coordinator_->AddChunk(*on_file, 0, Bytes({700, 700})), IsOk());
+  // Both fail: one is dropped, one sends NaN; both halves must vanish.
+  in_memory.reset();
+  EXPECT_THAT(coordinator_->AddChunk(*on_file, 8, Bytes({std::nanf(""), 1})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_THAT(Push("c", 1, {2, 2, 2, 2}), IsOk());
+  ASSERT_THAT(Push("a", 1, {4, 4, 4, 4}, "a2"), IsOk());
+  AwaitVersion(2);
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-4), {3, 3, 3, 3}));
 }
 
 TEST_F(CoordinatorTest, DeadlineClosesTheRoundWithWhatArrivedAndAbortsInFlight) {

@@ -121,6 +121,26 @@ TEST(UndoJournalTest, ReplaysExactlyWhatWasAppended) {
   EXPECT_EQ(replayed, data);
 }
 
+TEST(UndoJournalTest, InMemoryJournalReplaysInBlocksAndKeepsItsBuffer) {
+  std::string buffer;
+  buffer.reserve(3 << 20);
+  auto journal = server::UndoJournal::InMemory(std::move(buffer));
+  EXPECT_TRUE(journal->in_memory());
+  std::string data(2500000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31);
+  ASSERT_THAT(journal->Append(data.data(), 1000), IsOk());
+  ASSERT_THAT(journal->Append(data.data() + 1000, data.size() - 1000), IsOk());
+  std::string replayed;
+  ASSERT_THAT(journal->Replay([&](uint64_t offset, const char* block, size_t size) {
+    EXPECT_EQ(offset, replayed.size());
+    EXPECT_LE(size, 1u << 20);
+    replayed.append(block, size);
+  }),
+              IsOk());
+  EXPECT_EQ(replayed, data);
+  EXPECT_GE(journal->TakeBuffer().capacity(), data.size());
+}
+
 TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
   EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"),
               StatusIs(absl::StatusCode::kInternal));

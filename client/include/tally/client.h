@@ -42,7 +42,10 @@ struct ClientOptions {
   absl::Duration call_timeout = absl::Seconds(60);       // Unary calls.
   absl::Duration transfer_timeout = absl::Minutes(30);   // Pull/Push streams.
   size_t chunk_bytes = 1 << 20;  // Upload chunk size; capped by the server.
-  uint64_t seed = 0;             // For jitter and update ids; 0 = random.
+  // Seeds retry jitter and generated update ids; 0 (default) = random. A
+  // fixed seed makes every process generate the same update ids, which a
+  // long-lived server then treats as duplicates: use it only in tests.
+  uint64_t seed = 0;
 };
 
 struct TensorInfo {
