@@ -443,24 +443,26 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
                     "update is longer than its declared payload_bytes ",
                     upload.header_.payload_bytes)));
   }
-  bool finite = true;
-  ForEachFloatRun(pieces, [&](size_t, const char* bytes, size_t count) {
-    finite = finite && AllFiniteBytes(bytes, count);
-  });
-  if (!finite) {
-    return fail(RejectReason::kNonFinite,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "non-finite value (NaN or Inf) in the chunk at parameters ", byte_offset / 4,
-                    " .. ", (byte_offset + size) / 4 - 1)));
-  }
-  for (absl::string_view piece : pieces) {
-    absl::Status journaled = upload.journal_->Append(piece.data(), piece.size());
-    if (!journaled.ok()) return fail(RejectReason::kInternal, journaled);
-  }
+  // One pass per received piece while it is in L1: check, journal, add. A
+  // bad value later in the chunk undoes the pieces already added (they are
+  // in the journal), so the chunk is still all-or-nothing.
   const uint64_t first = byte_offset / 4;
+  absl::Status status;
+  RejectReason reason = RejectReason::kInternal;
   ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
+    if (!status.ok()) return;
+    if (!AllFiniteBytes(bytes, count)) {
+      reason = RejectReason::kNonFinite;
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "non-finite value (NaN or Inf) in the chunk at parameters ", first + index, " .. ",
+          first + index + count - 1));
+      return;
+    }
+    status = upload.journal_->Append(bytes, 4 * count);
+    if (!status.ok()) return;
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
   });
+  if (!status.ok()) return fail(reason, status);
   upload.received_ += size;
   bytes_received_.fetch_add(size, std::memory_order_relaxed);
   metrics_->update_bytes_received.Increment(static_cast<double>(size));
@@ -524,7 +526,7 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
                        upload.header_.client_id, "' after ", upload.received_, " bytes: ",
                        RejectReasonName(reason)));
-  if (upload.received_ > 0) {
+  if (upload.journal_ != nullptr && upload.journal_->size() > 0) {
     // Subtract exactly the products that were added: sum += (-w) * x.
     absl::Status replayed = upload.journal_->Replay(
         [&](uint64_t offset, const char* data, size_t size) {

@@ -171,6 +171,16 @@ TEST_F(CoordinatorTest, LaterRoundsStartFromAZeroSumOnTheNewModel) {
 TEST_F(CoordinatorTest, ChunkPiecesMaySplitFloats) {
   Start(/*clients_per_round=*/1, /*min_clients=*/1);
   JoinClient("a");
+  // First a chunk whose last piece holds a NaN: its earlier pieces, already
+  // added, must be taken back.
+  {
+    TALLY_ASSERT_OK_AND_ASSIGN(auto bad, coordinator_->BeginUpload(Header("a", 9, "bad")));
+    const std::string poisoned = Bytes({100, 100, 100, std::nanf("")});
+    const absl::string_view p(poisoned);
+    const absl::string_view bad_pieces[] = {p.substr(0, 5), p.substr(5, 11)};
+    EXPECT_THAT(coordinator_->AddChunk(*bad, 0, absl::MakeConstSpan(bad_pieces)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
   TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(Header("a", 1, "split")));
   const std::string bytes = Bytes({1.5f, -2.25f, 3, 1e-3f});
   const absl::string_view all(bytes);
