@@ -10,12 +10,23 @@ scripts/build.sh
 BUILD_DIR="${BUILD_DIR:-build}"
 PORT="${TALLY_PORT:-50051}"
 METRICS_PORT="${TALLY_METRICS_PORT:-9464}"
-LOG="$(mktemp -t tally-server.XXXXXX.log)"
+WORK="$(mktemp -d -t tally-demo.XXXXXX)"
+LOG="$WORK/tally-server.log"
 
 "$BUILD_DIR/server/tally-server" --listen="127.0.0.1:$PORT" --metrics_port="$METRICS_PORT" \
-  >"$LOG" 2>&1 &
+  --port_file="$WORK/port" >"$LOG" 2>&1 &
 SERVER_PID=$!
 trap 'kill -TERM $SERVER_PID 2>/dev/null || true; wait $SERVER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  [ -s "$WORK/port" ] && break
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "tally-server failed to start:" >&2
+    cat "$LOG" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -s "$WORK/port" ] || { echo "tally-server did not start in 10 s; log: $LOG" >&2; exit 1; }
 echo "tally-server pid $SERVER_PID on 127.0.0.1:$PORT, metrics on :$METRICS_PORT, log $LOG"
 
 "$BUILD_DIR/sim/tally-sim" --server="127.0.0.1:$PORT" "$@"
