@@ -65,6 +65,9 @@ class Fleet {
   }
   void Stop() { stop_ = true; }
   bool stopping() const { return stop_; }
+  // Tasks for later rounds are not trained: the run ends with that round.
+  void set_last_round(uint64_t round) { last_round_ = round; }
+  uint64_t last_round() const { return last_round_; }
   std::atomic<int>& running() { return running_; }
 
  private:
@@ -72,6 +75,7 @@ class Fleet {
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::atomic<int> running_{0};
+  std::atomic<uint64_t> last_round_{~uint64_t{0}};
 };
 
 // One simulated client: Join, then GetTask / PullModel / train / PushUpdate
@@ -88,6 +92,7 @@ class SimulatedClient {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
       if (task.kind == Task::Kind::kDone) break;
       if (task.kind != Task::Kind::kTrain) continue;  // WAIT: the server long-polled.
+      if (task.round > fleet_->last_round()) break;  // Beyond the run's last round.
       if (task.round == last_round_) {
         // Already pushed for this round; do not spin if asked again.
         absl::SleepFor(std::max(task.retry_after, absl::Milliseconds(50)));
@@ -163,6 +168,8 @@ class Observer {
     if (options_.out != nullptr) absl::FPrintF(options_.out, "%s\n", FormatRoundHeader());
     return Record(initial, status, result);
   }
+
+  uint64_t start_round() const { return start_round_; }
 
   // Reports every new version until max_rounds, the server's DONE, all
   // clients gone, or an error.
@@ -264,6 +271,8 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
   TALLY_RETURN_IF_ERROR(observer.Start(&result));
 
   Fleet fleet;
+  // Rounds are numbered from 1; the server had completed start_round() before.
+  fleet.set_last_round(observer.start_round() + static_cast<uint64_t>(options.max_rounds));
   std::vector<std::unique_ptr<SimulatedClient>> clients;
   std::vector<std::thread> threads;
   for (size_t k = 0; k < data.clients.size(); ++k) {
