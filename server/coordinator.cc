@@ -679,12 +679,19 @@ void Coordinator::CheckTimers() {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     if (phase_ == Phase::kOpen && now >= current_->deadline) close = true;
-    const absl::Duration ttl = absl::Milliseconds(config_.limits().session_timeout_ms());
-    std::vector<std::string> expired;
-    for (const auto& [client, session] : sessions_) {
-      if (now - session.last_seen > ttl) expired.push_back(client);
+    // Expired sessions: a scan over all clients, so at most once a second.
+    if (now - last_session_scan_ >= absl::Seconds(1)) {
+      last_session_scan_ = now;
+      const absl::Duration ttl = absl::Milliseconds(config_.limits().session_timeout_ms());
+      std::vector<std::string> expired;
+      for (const auto& [client, session] : sessions_) {
+        if (now - session.last_seen > ttl) expired.push_back(client);
+      }
+      for (const std::string& client : expired) {
+        LogInfo(absl::StrCat("session of client '", client, "' expired"));
+        DropSessionLocked(client);
+      }
     }
-    for (const std::string& client : expired) DropSessionLocked(client);
   }
   if (close) CloseRound();
   ReleaseWaiters(/*all=*/false);

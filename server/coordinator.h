@@ -264,6 +264,7 @@ class Coordinator {
   uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> idle_journal_buffers_ ABSL_GUARDED_BY(mu_);
 
+  absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 

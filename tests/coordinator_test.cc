@@ -388,6 +388,21 @@ TEST_F(CoordinatorTest, LeavingFreesTheTaskSlot) {
               StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
+TEST_F(CoordinatorTest, IdleSessionsExpire) {
+  Start(/*clients_per_round=*/1, /*min_clients=*/1);
+  JoinClient("a");
+  JoinClient("b");
+  EXPECT_EQ(coordinator_->GetTask("a", tokens_["a"])->kind, TaskInfo::Kind::kTrain);
+  clock_.Advance(absl::Seconds(200));
+  EXPECT_EQ(coordinator_->GetTask("b", tokens_["b"])->kind, TaskInfo::Kind::kWait);  // b is seen.
+  clock_.Advance(absl::Seconds(200));  // a idle 400 s > 300 s; b idle 200 s.
+  coordinator_->TickForTesting();
+  EXPECT_THAT(coordinator_->GetTask("a", tokens_["a"]),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_EQ(coordinator_->GetTask("b", tokens_["b"])->kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(coordinator_->Status().connected_clients, 1u);
+}
+
 TEST_F(CoordinatorTest, TotalRoundsEndsTheFederation) {
   Start(/*clients_per_round=*/1, /*min_clients=*/1, /*total_rounds=*/1);
   JoinClient("a");
