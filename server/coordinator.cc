@@ -443,25 +443,35 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
                     "update is longer than its declared payload_bytes ",
                     upload.header_.payload_bytes)));
   }
-  // One pass per received piece while it is in L1: check, journal, add. A
-  // bad value later in the chunk undoes the pieces already added (they are
-  // in the journal), so the chunk is still all-or-nothing.
   const uint64_t first = byte_offset / 4;
   absl::Status status;
   RejectReason reason = RejectReason::kInternal;
-  ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
-    if (!status.ok()) return;
-    if (!AllFiniteBytes(bytes, count)) {
-      reason = RejectReason::kNonFinite;
-      status = absl::InvalidArgumentError(absl::StrCat(
-          "non-finite value (NaN or Inf) in the chunk at parameters ", first + index, " .. ",
-          first + index + count - 1));
-      return;
-    }
-    status = upload.journal_->Append(bytes, 4 * count);
-    if (!status.ok()) return;
+  auto check = [&](size_t index, const char* bytes, size_t count) {
+    if (!status.ok() || AllFiniteBytes(bytes, count)) return;
+    reason = RejectReason::kNonFinite;
+    status = absl::InvalidArgumentError(
+        absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ",
+                     first + index, " .. ", first + index + count - 1));
+  };
+  auto add = [&](size_t index, const char* bytes, size_t count) {
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
-  });
+  };
+  if (upload.journal_->in_memory()) {
+    // One pass per received piece while it is in L1: check, journal, add. A
+    // bad value later in the chunk undoes the pieces already added (they are
+    // in the journal), so the chunk is still all-or-nothing.
+    ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
+      check(index, bytes, count);
+      if (!status.ok()) return;
+      status = upload.journal_->Append(bytes, 4 * count);
+      if (status.ok()) add(index, bytes, count);
+    });
+  } else {
+    // A file journal: check everything, then one writev, then add.
+    ForEachFloatRun(pieces, check);
+    if (status.ok()) status = upload.journal_->AppendPieces(pieces);
+    if (status.ok()) ForEachFloatRun(pieces, add);
+  }
   if (!status.ok()) return fail(reason, status);
   upload.received_ += size;
   bytes_received_.fetch_add(size, std::memory_order_relaxed);

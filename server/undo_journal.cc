@@ -1,6 +1,7 @@
 #include "server/undo_journal.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace tally::server {
 namespace {
@@ -56,6 +58,43 @@ absl::Status UndoJournal::Append(const char* data, size_t size) {
     data += n;
     size -= static_cast<size_t>(n);
     size_ += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UndoJournal::AppendPieces(absl::Span<const absl::string_view> pieces) {
+  if (fd_ < 0) {
+    for (absl::string_view piece : pieces) TALLY_RETURN_IF_ERROR(Append(piece.data(), piece.size()));
+    return absl::OkStatus();
+  }
+  constexpr size_t kMaxIov = 256;
+  std::vector<iovec> iov;
+  size_t next = 0;
+  while (next < pieces.size()) {
+    iov.clear();
+    size_t total = 0;
+    for (; next < pieces.size() && iov.size() < kMaxIov; ++next) {
+      iov.push_back({const_cast<char*>(pieces[next].data()), pieces[next].size()});
+      total += pieces[next].size();
+    }
+    size_t done = 0;
+    size_t first = 0;
+    while (done < total) {
+      const ssize_t n = ::writev(fd_, iov.data() + first, static_cast<int>(iov.size() - first));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("writev");
+      }
+      done += static_cast<size_t>(n);
+      size_ += static_cast<uint64_t>(n);
+      // Skip what was written; trim a partially written iovec.
+      size_t left = static_cast<size_t>(n);
+      while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (left > 0) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -22,6 +22,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace tally::server {
 
@@ -36,6 +38,8 @@ class UndoJournal {
   UndoJournal& operator=(const UndoJournal&) = delete;
 
   absl::Status Append(const char* data, size_t size);
+  // Appends the pieces in order (one writev for a file journal).
+  absl::Status AppendPieces(absl::Span<const absl::string_view> pieces);
   uint64_t size() const { return size_; }
   bool in_memory() const { return fd_ < 0; }
   // The in-memory buffer, for reuse (empty for a file journal).

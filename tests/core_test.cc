@@ -141,6 +141,24 @@ TEST(UndoJournalTest, InMemoryJournalReplaysInBlocksAndKeepsItsBuffer) {
   EXPECT_GE(journal->TakeBuffer().capacity(), data.size());
 }
 
+TEST(UndoJournalTest, FileJournalAppendsManyPiecesInOrder) {
+  TALLY_ASSERT_OK_AND_ASSIGN(auto journal, server::UndoJournal::Open(::testing::TempDir()));
+  EXPECT_FALSE(journal->in_memory());
+  std::string data(300 * 1000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + 1);
+  std::vector<absl::string_view> pieces;  // 300 pieces: more than one writev batch.
+  for (size_t i = 0; i < data.size(); i += 1000) pieces.push_back(absl::string_view(data).substr(i, 1000));
+  ASSERT_THAT(journal->Append(data.data(), 0), IsOk());
+  ASSERT_THAT(journal->AppendPieces(pieces), IsOk());
+  EXPECT_EQ(journal->size(), data.size());
+  std::string replayed;
+  ASSERT_THAT(journal->Replay([&](uint64_t, const char* block, size_t size) {
+    replayed.append(block, size);
+  }),
+              IsOk());
+  EXPECT_EQ(replayed, data);
+}
+
 TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
   EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"),
               StatusIs(absl::StatusCode::kInternal));
