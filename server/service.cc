@@ -271,6 +271,9 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
       return;
     }
     absl::Status status = HandleMessage();
+    // Drop the received bytes now rather than at the next message: an idle
+    // stream should not pin its last chunk.
+    slices_.clear();
     message_.Clear();
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
