@@ -96,7 +96,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (limits->heartbeat_interval_ms() == 0) limits->set_heartbeat_interval_ms(30000);
   if (limits->max_wait_ms() == 0) limits->set_max_wait_ms(30000);
   if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);
-  if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(256u << 20);
+  if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(64u << 20);
   if (limits->max_update_bytes() == 0) {
     auto layout = LayoutFromConfig(*model);
     if (layout.ok()) limits->set_max_update_bytes(4 * layout->NumParams());
