@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "core/wire_framing.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tally::client_internal {
@@ -88,23 +89,6 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 };
 
 }  // namespace
-
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
-    value >>= 7;
-  }
-  out->push_back(static_cast<char>(value));
-}
-
-void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string* suffix) {
-  prefix->clear();
-  suffix->clear();
-  prefix->push_back('\x12');  // Field 2 (data), length-delimited.
-  AppendVarint(size, prefix);
-  suffix->push_back('\x18');  // Field 3 (offset), varint.
-  AppendVarint(offset, suffix);
-}
 
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
                            const tally::v1::UpdateHeader& header,

@@ -20,13 +20,6 @@ namespace tally::client_internal {
 
 inline constexpr char kPushUpdateMethod[] = "/tally.v1.Aggregator/PushUpdate";
 
-// Appends the protobuf varint encoding of `value` to `out`.
-void AppendVarint(uint64_t value, std::string* out);
-
-// The bytes of an UpdateChunk{data: <size bytes>, offset: offset} that come
-// before and after the data itself.
-void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string* suffix);
-
 // Sends `header` then `payload` in chunks of `chunk_bytes` (> 0) and returns
 // the server's response, or the call's status as a gRPC status.
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,

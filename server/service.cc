@@ -10,12 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/chunk_wire.h"
+#include "server/encoded_model.h"
 #include "server/grpc_status.h"
 
 namespace tally::server {
 namespace {
 
-using ::tally::v1::ModelChunk;
 using ::tally::v1::ModelVersionNotice;
 
 int64_t UnixMillisOrZero(absl::Time t) {
@@ -76,38 +76,44 @@ class GetTaskReactor final : public grpc::ServerUnaryReactor {
   uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Streams one immutable model snapshot: a header, then data chunks. For the
-// dense float32 codec the snapshot's parameter array already is the encoded
-// payload, so nothing is re-encoded per puller: each chunk is a slice of the
-// shared snapshot copied once into the outgoing message.
-class PullModelReactor final : public grpc::ServerWriteReactor<ModelChunk> {
+// Parses a protobuf message from a received ByteBuffer.
+bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return false;
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return message->ParseFromString(bytes);
+}
+
+// Streams one model version: the messages of its EncodedModel, shared with
+// every other puller of that version (nothing is encoded or copied here).
+class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  PullModelReactor(Coordinator* coordinator, ServerMetrics* metrics,
-                   const tally::v1::ModelSpec& spec, uint32_t chunk_bytes,
-                   const tally::v1::PullModelRequest* request)
-      : metrics_(metrics), chunk_bytes_(chunk_bytes) {
-    absl::Status session =
-        coordinator->CheckSession(request->client_id(), request->session_token());
+  PullModelReactor(Coordinator* coordinator, ServerMetrics* metrics, EncodedModelCache* cache,
+                   const grpc::ByteBuffer* request_bytes)
+      : metrics_(metrics) {
+    tally::v1::PullModelRequest request;
+    if (!ParseMessage(*request_bytes, &request)) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullModelRequest"));
+      return;
+    }
+    absl::Status session = coordinator->CheckSession(request.client_id(), request.session_token());
     if (!session.ok()) {
       Finish(ToGrpcStatus(session));
       return;
     }
-    snapshot_ = coordinator->store().Current();
-    if (request->version() != 0 && request->version() != snapshot_->version) {
+    std::shared_ptr<const ModelSnapshot> snapshot = coordinator->store().Current();
+    if (request.version() != 0 && request.version() != snapshot->version) {
       Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("model version ", request->version(),
+                          absl::StrCat("model version ", request.version(),
                                        " is not available; the current version is ",
-                                       snapshot_->version)));
+                                       snapshot->version)));
       return;
     }
-    total_ = snapshot_->params.size() * sizeof(float);
-    tally::v1::ModelHeader* header = chunk_.mutable_header();
-    header->set_version(snapshot_->version);
-    *header->mutable_model_spec() = spec;
-    header->set_codec(tally::v1::CODEC_DENSE_F32);
-    header->set_payload_bytes(total_);
-    header->set_round(snapshot_->round);
-    StartWrite(&chunk_);
+    encoded_ = cache->Get(std::move(snapshot));
+    StartWrite(&encoded_->messages[next_++]);
   }
 
   void OnWriteDone(bool ok) override {
@@ -115,28 +121,20 @@ class PullModelReactor final : public grpc::ServerWriteReactor<ModelChunk> {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "model stream interrupted"));
       return;
     }
-    if (offset_ >= total_) {
+    metrics_->model_bytes_sent.Increment(static_cast<double>(encoded_->chunk_bytes[next_ - 1]));
+    if (next_ == encoded_->messages.size()) {
       Finish(grpc::Status::OK);
       return;
     }
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes_, total_ - offset_));
-    chunk_.Clear();
-    chunk_.set_offset(offset_);
-    chunk_.set_data(reinterpret_cast<const char*>(snapshot_->params.data()) + offset_, n);
-    offset_ += n;
-    metrics_->model_bytes_sent.Increment(static_cast<double>(n));
-    StartWrite(&chunk_);
+    StartWrite(&encoded_->messages[next_++]);
   }
 
   void OnDone() override { delete this; }
 
  private:
   ServerMetrics* const metrics_;
-  const uint32_t chunk_bytes_;
-  std::shared_ptr<const ModelSnapshot> snapshot_;
-  uint64_t total_ = 0;
-  uint64_t offset_ = 0;
-  ModelChunk chunk_;
+  std::shared_ptr<const EncodedModel> encoded_;
+  size_t next_ = 0;
 };
 
 // Pushes a notice for each new model version. Notices coalesce: a slow
@@ -399,7 +397,8 @@ AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* me
     : coordinator_(coordinator),
       metrics_(metrics),
       config_(config),
-      model_spec_(ModelSpecFromLayout(coordinator->store().layout())) {}
+      model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
+      model_cache_(model_spec_, config->limits().model_chunk_bytes()) {}
 
 grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* context,
                                                   const tally::v1::JoinRequest* request,
@@ -437,10 +436,9 @@ grpc::ServerUnaryReactor* AggregatorService::GetTask(grpc::CallbackServerContext
                             absl::Milliseconds(config_->limits().max_wait_ms()));
 }
 
-grpc::ServerWriteReactor<ModelChunk>* AggregatorService::PullModel(
-    grpc::CallbackServerContext* context, const tally::v1::PullModelRequest* request) {
-  return new PullModelReactor(coordinator_, metrics_, model_spec_,
-                              config_->limits().model_chunk_bytes(), request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullModel(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return new PullModelReactor(coordinator_, metrics_, &model_cache_, request);
 }
 
 grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(

@@ -7,17 +7,20 @@
 
 #include "absl/time/time.h"
 #include "server/coordinator.h"
+#include "server/encoded_model.h"
 #include "server/metrics.h"
 #include "tally/v1/config.pb.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 namespace tally::server {
 
-// PushUpdate is registered as a raw method: its messages are decoded from
-// the received slices without an intermediate copy (server/chunk_wire.h).
+// PushUpdate and PullModel are raw methods: update chunks are decoded from
+// the received slices without an intermediate copy (server/chunk_wire.h), and
+// model chunks are pre-encoded once per version (server/encoded_model.h).
 class AggregatorService final
-    : public tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
-          tally::v1::Aggregator::CallbackService> {
+    : public tally::v1::Aggregator::WithRawCallbackMethod_PullModel<
+          tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
+              tally::v1::Aggregator::CallbackService>> {
  public:
   // Does not take ownership; all must outlive the service.
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
@@ -29,8 +32,8 @@ class AggregatorService final
   grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* context,
                                     const tally::v1::GetTaskRequest* request,
                                     tally::v1::Task* response) override;
-  grpc::ServerWriteReactor<tally::v1::ModelChunk>* PullModel(
-      grpc::CallbackServerContext* context, const tally::v1::PullModelRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullModel(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerWriteReactor<tally::v1::ModelVersionNotice>* WatchModel(
       grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) override;
   grpc::ServerReadReactor<grpc::ByteBuffer>* PushUpdate(grpc::CallbackServerContext* context,
@@ -47,6 +50,7 @@ class AggregatorService final
   ServerMetrics* const metrics_;
   const tally::v1::ServerConfig* const config_;
   tally::v1::ModelSpec model_spec_;  // Built once from the layout.
+  EncodedModelCache model_cache_;
 };
 
 class AdminService final : public tally::v1::Admin::CallbackService {

@@ -113,6 +113,13 @@ TEST(ServerIntegrationTest, ThreeClientRoundEqualsTheHandComputedWeightedMean) {
   EXPECT_EQ(h->Counter("tally_updates_accepted_total"), 3);
   EXPECT_EQ(h->Counter("tally_rounds_completed_total"), 1);
   EXPECT_EQ(h->Counter("tally_update_bytes_received_total"), 3 * 16);
+  // Every puller of the version gets the same (shared, pre-encoded) bytes.
+  TALLY_ASSERT_OK_AND_ASSIGN(Model from_b, b->PullModel(2));
+  TALLY_ASSERT_OK_AND_ASSIGN(Model from_c, c->PullModel());
+  EXPECT_EQ(from_b.params, model.params);
+  EXPECT_EQ(from_c.params, model.params);
+  EXPECT_EQ(h->Counter("tally_model_bytes_sent_total"), 3 * 16);
+  EXPECT_THAT(a->PullModel(1), StatusIs(absl::StatusCode::kNotFound));  // Superseded.
   TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, a->GetServerStatus());
   EXPECT_EQ(status.model_version, 2u);
   EXPECT_EQ(status.rounds_completed, 1u);
