@@ -325,6 +325,61 @@ TEST(ServerIntegrationTest, ClientDyingMidUploadNeitherBlocksNorCorruptsTheRound
   EXPECT_EQ(h->Counter("tally_updates_rejected_total", "cancelled"), 1);
 }
 
+// The server answers UNAVAILABLE while an earlier upload of the same client
+// is still streaming; the SDK backs off and retries with the same update id
+// until it goes through.
+TEST(ServerIntegrationTest, SdkRetriesUnavailableWithTheSameUpdateId) {
+  auto h = Harness::Start({4}, 1, 1);
+  ASSERT_NE(h, nullptr);
+  RawClient stale(h->target, "edge");
+  grpc::ClientContext ctx;
+  tally::v1::PushUpdateResponse response;
+  auto writer = stale.stub().PushUpdate(&ctx, &response);
+  tally::v1::UpdateChunk msg;
+  *msg.mutable_header() = stale.Header("old-stream");
+  ASSERT_TRUE(writer->Write(msg));
+  // The server has begun that upload once it counted its header (the count
+  // and the registration happen under one lock).
+  for (int i = 0; i < 2000 && h->Counter("tally_updates_received_total") < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(h->Counter("tally_updates_received_total"), 1);
+
+  ClientOptions options;
+  options.target = h->target;
+  options.client_id = "edge";  // Same client: a new session, same identity.
+  options.max_attempts = 50;
+  options.initial_backoff = absl::Milliseconds(20);
+  options.max_backoff = absl::Milliseconds(100);
+  TALLY_ASSERT_OK_AND_ASSIGN(auto client, Client::Create(options));
+  ASSERT_THAT(client->Join(), IsOk());
+  absl::StatusOr<PushResult> pushed;
+  std::thread pusher([&] {
+    std::vector<float> delta = {1, 2, 3, 4};
+    Update update;
+    update.round = 1;
+    update.base_version = 1;
+    update.delta = delta;
+    update.update_id = "retried";
+    pushed = client->PushUpdate(update);
+  });
+  // Once the SDK has been turned away at least once, the old stream dies.
+  for (int i = 0; i < 2000 && h->Counter("tally_updates_rejected_total", "not_selected") < 1;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GE(h->Counter("tally_updates_rejected_total", "not_selected"), 1);
+  ctx.TryCancel();
+  writer->Finish();
+  pusher.join();
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_GE(pushed->attempts, 2u);
+  EXPECT_EQ(pushed->update_id, "retried");
+  ASSERT_THAT(client->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, client->PullModel());
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {1, 2, 3, 4}));
+}
+
 TEST(ServerIntegrationTest, ModelOf256MegabytesRoundTrips) {
   constexpr int64_t kParams = int64_t{64} << 20;  // 64 Mi floats = 256 MiB.
   auto h = Harness::Start({kParams}, 1, 1);
