@@ -84,7 +84,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
 
   tally::v1::OptimizerConfig* optimizer = config->mutable_optimizer();
   if (optimizer->name().empty()) optimizer->set_name("sgd");
-  if (optimizer->learning_rate() == 0) optimizer->set_learning_rate(1.0);
+  if (optimizer->learning_rate() == 0) {
+    optimizer->set_learning_rate(aggregators::DefaultLearningRate(optimizer->name()));
+  }
 
   tally::v1::LimitsConfig* limits = config->mutable_limits();
   if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
@@ -101,6 +103,18 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     auto layout = LayoutFromConfig(*model);
     if (layout.ok()) limits->set_max_update_bytes(4 * layout->NumParams());
   }
+}
+
+aggregators::OptimizerOptions OptimizerOptionsFromConfig(
+    const tally::v1::OptimizerConfig& config) {
+  aggregators::OptimizerOptions options;
+  options.name = config.name().empty() ? "sgd" : config.name();
+  options.learning_rate = config.learning_rate();
+  if (config.has_momentum()) options.momentum = config.momentum();
+  if (config.has_beta1()) options.beta1 = config.beta1();
+  if (config.has_beta2()) options.beta2 = config.beta2();
+  if (config.has_tau()) options.tau = config.tau();
+  return options;
 }
 
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model) {
@@ -135,13 +149,9 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (rounds.clients_per_round() > 100000) {
     return invalid("rounds.clients_per_round: ", rounds.clients_per_round(), " > 100000");
   }
-  if (config.optimizer().name() != "sgd") {
-    return invalid("optimizer.name: unknown optimizer '", config.optimizer().name(),
-                   "' (known: sgd)");
-  }
-  const double lr = config.optimizer().learning_rate();
-  if (!(lr > 0) || lr > 1e6) {
-    return invalid("optimizer.learning_rate: ", lr, " must be in (0, 1e6]");
+  if (auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config.optimizer()));
+      !optimizer.ok()) {
+    return optimizer.status();
   }
   const auto& limits = config.limits();
   if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {

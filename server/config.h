@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "aggregators/optimizers/optimizer.h"
 #include "core/model_layout.h"
 #include "tally/v1/config.pb.h"
 
@@ -22,6 +23,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config);
 
 // Checks a defaulted config; the error message starts with the field's name.
 absl::Status ValidateConfig(const tally::v1::ServerConfig& config);
+
+// The optimizer options the config describes.
+aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config);
 
 // The model layout the config describes.
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model);

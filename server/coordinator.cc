@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/vector_ops.h"
 #include "server/checkpoint.h"
+#include "server/config.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -109,8 +110,7 @@ Coordinator::Coordinator(Options options)
   if (total > 0 && rounds_completed_ >= total) phase_ = Phase::kDone;
   metrics_->model_version.Set(static_cast<double>(base_version_));
   metrics_->current_round.Set(static_cast<double>(round_));
-  auto optimizer = aggregators::CreateOptimizer(
-      {config_.optimizer().name(), config_.optimizer().learning_rate()});
+  auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config_.optimizer()));
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
   optimizer_ = std::move(optimizer).value();
   worker_ = std::thread([this] { WorkerLoop(); });

@@ -43,6 +43,17 @@ TEST(ConfigTest, ParsesTextProtoAndKeepsExplicitValues) {
   EXPECT_EQ(config->limits().max_update_bytes(), 48u);
 }
 
+TEST(ConfigTest, OptimizerLearningRateDefaultsByName) {
+  auto config = ParseConfigText("optimizer { name: \"fedadam\" momentum: 0 }");
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
+  EXPECT_EQ(config->optimizer().learning_rate(), 0.1);
+  const aggregators::OptimizerOptions options = OptimizerOptionsFromConfig(config->optimizer());
+  EXPECT_EQ(options.momentum, 0.0);  // Explicit zero is kept, not defaulted.
+  EXPECT_EQ(options.beta1, -1.0);    // Unset: the optimizer's default.
+}
+
 TEST(ConfigTest, SyntaxErrorsNameTheLine) {
   auto config = ParseConfigText("rounds {\n  clients_per_rund: 3\n}\n");
   EXPECT_THAT(config, StatusIs(absl::StatusCode::kInvalidArgument));
@@ -90,6 +101,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"rounds { clients_per_round: 2 min_clients: 3 }", "rounds.min_clients"},
         BadConfig{"optimizer { name: \"adamw\" }", "optimizer.name"},
         BadConfig{"optimizer { learning_rate: -2 }", "optimizer.learning_rate"},
+        BadConfig{"optimizer { name: \"fedadam\" beta2: 1.5 }", "optimizer.beta2"},
+        BadConfig{"optimizer { name: \"fedavgm\" momentum: 1 }", "optimizer.momentum"},
         BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},
         BadConfig{"limits { model_chunk_bytes: 1025 }", "limits.model_chunk_bytes"},
         BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"}),

@@ -46,6 +46,7 @@ class CoordinatorTest : public ::testing::Test {
     config.mutable_rounds()->set_round_timeout_ms(1000);
     config.set_spool_dir(::testing::TempDir());
     config.mutable_limits()->set_undo_memory_bytes(undo_memory_bytes_);
+    *config.mutable_optimizer() = optimizer_;
     ApplyDefaults(&config);
     ASSERT_THAT(ValidateConfig(config), IsOk());
     auto layout = LayoutFromConfig(config.model());
@@ -122,6 +123,7 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   uint64_t undo_memory_bytes_ = 0;  // 0 = the default budget.
+  tally::v1::OptimizerConfig optimizer_;  // Default: sgd, lr 1.
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -190,6 +192,25 @@ TEST_F(CoordinatorTest, ChunkPiecesMaySplitFloats) {
   ASSERT_THAT(coordinator_->FinishUpload(*upload), IsOk());
   AwaitVersion(2);
   EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(1.5f, -2.25f, 3.0f, 1e-3f));
+}
+
+TEST_F(CoordinatorTest, ServerOptimizerStateCarriesAcrossRounds) {
+  optimizer_.set_name("fedavgm");
+  optimizer_.set_momentum(0.9);
+  Start(/*clients_per_round=*/1, /*min_clients=*/1);
+  JoinClient("a");
+  ASSERT_THAT(Push("a", 1, {0.5f, 0.5f, 0.5f, 0.5f}, "r1"), IsOk());
+  AwaitVersion(2);
+  UpdateHeaderInfo h = Header("a", 1, "r2");
+  h.round = 2;
+  h.base_version = 2;
+  TALLY_ASSERT_OK_AND_ASSIGN(auto upload, coordinator_->BeginUpload(h));
+  ASSERT_THAT(coordinator_->AddChunk(*upload, 0, Bytes({-0.2f, -0.2f, -0.2f, -0.2f})), IsOk());
+  ASSERT_THAT(coordinator_->FinishUpload(*upload), IsOk());
+  AwaitVersion(3);
+  // ALGORITHMS.md §5.5 FedAvgM example from w = 0: v = 0.5 -> 0.5, v = 0.25 -> 0.75.
+  EXPECT_THAT(coordinator_->store().Current()->params,
+              Pointwise(FloatNear(1e-6), {0.75f, 0.75f, 0.75f, 0.75f}));
 }
 
 TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {

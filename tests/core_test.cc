@@ -165,14 +165,14 @@ TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
 }
 
 TEST(OptimizerTest, SgdAppliesTheServerLearningRate) {
-  TALLY_ASSERT_OK_AND_ASSIGN(auto sgd, aggregators::CreateOptimizer({"sgd", 0.5}));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto sgd, aggregators::CreateOptimizer({"sgd", 0.5, -1, -1, -1, -1}));
   std::vector<float> params = {1, 2, 3};
   std::vector<float> delta = {2, -2, 0};
   sgd->Apply(params, absl::MakeSpan(delta));
   EXPECT_THAT(delta, ElementsAre(2.0f, 1.0f, 3.0f));  // w + 0.5 * delta.
-  EXPECT_THAT(aggregators::CreateOptimizer({"adamw", 1.0}),
+  EXPECT_THAT(aggregators::CreateOptimizer({"adamw", 1.0, -1, -1, -1, -1}),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(aggregators::CreateOptimizer({"sgd", -1.0}),
+  EXPECT_THAT(aggregators::CreateOptimizer({"sgd", -1.0, -1, -1, -1, -1}),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

@@ -1,14 +1,21 @@
 // Server optimizers: how a round's aggregate (the weighted mean of the
 // clients' deltas, the "pseudo-gradient" of Reddi et al.) is applied to the
-// global model. ALGORITHMS.md §5.5.
+// global model. ALGORITHMS.md §5.5 (FedAvg, FedAvgM, FedAdagrad, FedAdam,
+// FedYogi) and §5.6 (DiLoCo's Nesterov outer step).
 //
-// An Optimizer owns its state (momentum, moments) and is used by one thread
-// at a time (the coordinator's aggregation step): thread-compatible.
+// Deltas are `local - global` throughout tally; DiLoCo's outer gradient
+// `global - mean local` is therefore the negated delta (§5.6).
+//
+// An Optimizer owns its state (momentum, moments), allocated on the first
+// Apply, and is used by one thread at a time (the coordinator's aggregation
+// step): thread-compatible.
 #ifndef TALLY_AGGREGATORS_OPTIMIZERS_OPTIMIZER_H_
 #define TALLY_AGGREGATORS_OPTIMIZERS_OPTIMIZER_H_
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -22,15 +29,33 @@ class Optimizer {
   // On entry `inout` holds the aggregate delta; on return the new model.
   // `params` is the current model. Both have the model's size.
   virtual void Apply(absl::Span<const float> params, absl::Span<float> inout) = 0;
+  // The optimizer's state tensors by name (empty before the first Apply, and
+  // always for sgd), for checkpoints: read them, or resize and fill them
+  // before the first Apply to restore.
+  virtual std::vector<std::pair<std::string, std::vector<float>*>> MutableState() { return {}; }
 };
 
+// Every field is optional; unset fields take the defaults of the chosen
+// optimizer (the APPFL/paper values of ALGORITHMS.md).
 struct OptimizerOptions {
   std::string name = "sgd";
-  double learning_rate = 1.0;
+  double learning_rate = 0;  // 0 = default: sgd 1, fedavgm 1, fedadagrad 0.01,
+                             // fedadam 0.1, fedyogi 0.01, nesterov 0.7.
+  double momentum = -1;      // fedavgm beta (0.9), nesterov mu (0.9); -1 = default.
+  double beta1 = -1;         // fedadagrad/fedadam/fedyogi (0.9); -1 = default.
+  double beta2 = -1;         // fedadam/fedyogi (0.99); -1 = default.
+  double tau = -1;           // Adaptivity epsilon (1e-3); -1 = default.
 };
 
-// Known names: "sgd" (w += lr * delta; lr 1 = FedAvg).
+// Known names: sgd, fedavgm, fedadagrad, fedadam, fedyogi, nesterov.
+// INVALID_ARGUMENT for an unknown name or an out-of-range value.
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerOptions& options);
+
+// The default server learning rate of optimizer `name` (1 if unknown).
+double DefaultLearningRate(const std::string& name);
+
+// The names CreateOptimizer knows, for messages and docs.
+const std::vector<std::string>& OptimizerNames();
 
 }  // namespace tally::aggregators
 
