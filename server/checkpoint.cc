@@ -11,11 +11,15 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace tally::server {
 namespace {
 
-constexpr char kMagic[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '1'};
+constexpr char kMagicV1[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '1'};
+constexpr char kMagicV2[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '2'};
+constexpr uint32_t kMaxName = 256;
+constexpr uint32_t kMaxStateTensors = 16;
 constexpr size_t kHeaderBytes = 8 + 4 * 8;
 constexpr size_t kDigestBytes = 32;
 
@@ -65,6 +69,8 @@ absl::Status ReadAll(int fd, void* data, size_t size, const std::string& path) {
 }
 
 void PutU64(char* out, uint64_t v) { std::memcpy(out, &v, 8); }
+void AppendU32(std::string* out, uint32_t v) { out->append(reinterpret_cast<char*>(&v), 4); }
+void AppendU64(std::string* out, uint64_t v) { out->append(reinterpret_cast<char*>(&v), 8); }
 uint64_t GetU64(const char* in) {
   uint64_t v;
   std::memcpy(&v, in, 8);
@@ -73,27 +79,49 @@ uint64_t GetU64(const char* in) {
 
 }  // namespace
 
-absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
-                             const ModelSnapshot& snapshot) {
+absl::Status WriteCheckpoint(
+    const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
+    const std::string& optimizer_name,
+    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("mkdir", dir);
   const std::string path = absl::StrCat(dir, "/", kCheckpointFileName);
   const std::string tmp = absl::StrCat(path, ".tmp");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   char header[kHeaderBytes];
-  std::memcpy(header, kMagic, 8);
+  std::memcpy(header, kMagicV2, 8);
   PutU64(header + 8, snapshot.version);
   PutU64(header + 16, snapshot.round);
   PutU64(header + 24, layout.Hash());
   PutU64(header + 32, snapshot.params.size());
+  // The optimizer section's small fields; the tensors are written in place.
+  std::string names;
+  AppendU32(&names, static_cast<uint32_t>(optimizer_name.size()));
+  names += optimizer_name;
+  AppendU32(&names, static_cast<uint32_t>(optimizer_tensors.size()));
+  std::vector<std::string> tensor_headers;
+  for (const auto& [key, values] : optimizer_tensors) {
+    std::string th;
+    AppendU32(&th, static_cast<uint32_t>(key.size()));
+    th += key;
+    AppendU64(&th, values->size());
+    tensor_headers.push_back(std::move(th));
+  }
   Sha256 sha;
-  sha.Update(header, sizeof(header));
-  const size_t param_bytes = snapshot.params.size() * sizeof(float);
-  sha.Update(snapshot.params.data(), param_bytes);
+  absl::Status status;
+  auto emit = [&](const void* data, size_t size) {
+    sha.Update(data, size);
+    if (status.ok()) status = WriteAll(fd, data, size, tmp);
+  };
+  emit(header, sizeof(header));
+  emit(snapshot.params.data(), snapshot.params.size() * sizeof(float));
+  emit(names.data(), names.size());
+  for (size_t i = 0; i < optimizer_tensors.size(); ++i) {
+    emit(tensor_headers[i].data(), tensor_headers[i].size());
+    emit(optimizer_tensors[i].second->data(), optimizer_tensors[i].second->size() * sizeof(float));
+  }
   unsigned char digest[kDigestBytes];
   sha.Final(digest);
-  absl::Status status = WriteAll(fd, header, sizeof(header), tmp);
-  if (status.ok()) status = WriteAll(fd, snapshot.params.data(), param_bytes, tmp);
   if (status.ok()) status = WriteAll(fd, digest, sizeof(digest), tmp);
   if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus("fsync", tmp);
   ::close(fd);
@@ -127,7 +155,8 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string
   char header[kHeaderBytes];
   absl::Status status = ReadAll(fd, header, sizeof(header), path);
   if (!status.ok()) return status;
-  if (std::memcmp(header, kMagic, 8) != 0) {
+  const bool v2 = std::memcmp(header, kMagicV2, 8) == 0;
+  if (!v2 && std::memcmp(header, kMagicV1, 8) != 0) {
     return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has no tally header"));
   }
   LoadedCheckpoint ckpt;
@@ -147,6 +176,40 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string
   ckpt.params.resize(num_params);
   status = ReadAll(fd, ckpt.params.data(), num_params * sizeof(float), path);
   if (!status.ok()) return status;
+  Sha256 sha;
+  sha.Update(header, sizeof(header));
+  sha.Update(ckpt.params.data(), num_params * sizeof(float));
+  auto read_hashed = [&](void* data, size_t size) {
+    absl::Status s = ReadAll(fd, data, size, path);
+    if (s.ok()) sha.Update(data, size);
+    return s;
+  };
+  auto corrupt = [&](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat("checkpoint '", path, "': ", what));
+  };
+  if (v2) {
+    uint32_t name_size = 0;
+    TALLY_RETURN_IF_ERROR(read_hashed(&name_size, 4));
+    if (name_size > kMaxName) return corrupt("optimizer name too long");
+    ckpt.optimizer.name.resize(name_size);
+    TALLY_RETURN_IF_ERROR(read_hashed(ckpt.optimizer.name.data(), name_size));
+    uint32_t tensors = 0;
+    TALLY_RETURN_IF_ERROR(read_hashed(&tensors, 4));
+    if (tensors > kMaxStateTensors) return corrupt("too many optimizer state tensors");
+    for (uint32_t t = 0; t < tensors; ++t) {
+      uint32_t key_size = 0;
+      TALLY_RETURN_IF_ERROR(read_hashed(&key_size, 4));
+      if (key_size > kMaxName) return corrupt("optimizer state key too long");
+      std::string key(key_size, '\0');
+      TALLY_RETURN_IF_ERROR(read_hashed(key.data(), key_size));
+      uint64_t count = 0;
+      TALLY_RETURN_IF_ERROR(read_hashed(&count, 8));
+      if (count != num_params) return corrupt("optimizer state of the wrong size");
+      std::vector<float> values(count);
+      TALLY_RETURN_IF_ERROR(read_hashed(values.data(), count * sizeof(float)));
+      ckpt.optimizer.tensors.emplace_back(std::move(key), std::move(values));
+    }
+  }
   unsigned char stored[kDigestBytes];
   status = ReadAll(fd, stored, sizeof(stored), path);
   if (!status.ok()) return status;
@@ -154,9 +217,6 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string
   if (::read(fd, &extra, 1) != 0) {
     return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has trailing bytes"));
   }
-  Sha256 sha;
-  sha.Update(header, sizeof(header));
-  sha.Update(ckpt.params.data(), num_params * sizeof(float));
   unsigned char digest[kDigestBytes];
   sha.Final(digest);
   if (std::memcmp(digest, stored, kDigestBytes) != 0) {

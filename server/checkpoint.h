@@ -3,18 +3,21 @@
 // directory) so that a crash leaves either the old or the new checkpoint,
 // never a torn one. A SHA-256 over the whole content detects corruption.
 //
-// File layout (little-endian):
-//   "TALLYCK1" | u64 version | u64 round | u64 layout_hash | u64 num_params |
-//   f32 params[num_params] | 32-byte SHA-256 of everything before it.
-//
-// Optimizer, schedule and client-registry state join this file in later
-// versions of the format (see the trust-and-survival issue).
+// File layout (little-endian), version 2:
+//   "TALLYCK2" | u64 version | u64 round | u64 layout_hash | u64 num_params |
+//   f32 params[num_params] |
+//   u32 optimizer name length | name | u32 state tensor count |
+//     per tensor: u32 key length | key | u64 count | f32 values[count] |
+//   32-byte SHA-256 of everything before it.
+// Version 1 ("TALLYCK1") is the same without the optimizer section; it is
+// still read. Schedule and client-registry state join in later versions.
 #ifndef TALLY_SERVER_CHECKPOINT_H_
 #define TALLY_SERVER_CHECKPOINT_H_
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -25,15 +28,25 @@ namespace tally::server {
 
 inline constexpr char kCheckpointFileName[] = "model.tallyckpt";
 
+// The server optimizer's state: its name and named state tensors.
+struct OptimizerState {
+  std::string name;
+  std::vector<std::pair<std::string, std::vector<float>>> tensors;
+};
+
 struct LoadedCheckpoint {
   uint64_t version = 0;
   uint64_t round = 0;
   std::vector<float> params;
+  OptimizerState optimizer;  // Empty name for a version-1 checkpoint.
 };
 
-// Writes `snapshot` as dir/model.tallyckpt (creating `dir` if missing).
-absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
-                             const ModelSnapshot& snapshot);
+// Writes `snapshot` and the optimizer state as dir/model.tallyckpt (creating
+// `dir` if missing). `optimizer_tensors` point at the optimizer's own state.
+absl::Status WriteCheckpoint(
+    const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
+    const std::string& optimizer_name = "",
+    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors = {});
 
 // Reads dir/model.tallyckpt. nullopt if there is none; DATA_LOSS if it is
 // corrupt; FAILED_PRECONDITION if it belongs to another model layout.

@@ -113,10 +113,32 @@ Coordinator::Coordinator(Options options)
   auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config_.optimizer()));
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
   optimizer_ = std::move(optimizer).value();
+  RestoreOptimizerState(options.optimizer_state);
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
 Coordinator::~Coordinator() { Stop(); }
+
+void Coordinator::RestoreOptimizerState(OptimizerState& state) {
+  if (state.name.empty()) return;
+  if (state.name != optimizer_->name()) {
+    LogWarning(absl::StrCat("checkpoint: optimizer state is for '", state.name,
+                            "', the config says '", optimizer_->name(),
+                            "'; the optimizer starts fresh"));
+    return;
+  }
+  size_t restored = 0;
+  for (auto& [key, target] : optimizer_->MutableState()) {
+    for (auto& [saved_key, values] : state.tensors) {
+      if (saved_key == key) {
+        *target = std::move(values);
+        ++restored;
+      }
+    }
+  }
+  LogInfo(absl::StrCat("checkpoint: restored ", restored, " state tensor(s) of optimizer '",
+                       state.name, "'"));
+}
 
 void Coordinator::Stop() {
   {
@@ -138,7 +160,8 @@ void Coordinator::MaybeCheckpoint(bool force) {
       now - last_checkpoint_ < absl::Milliseconds(config_.checkpoint_interval_ms())) {
     return;
   }
-  absl::Status written = WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot);
+  absl::Status written = WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot,
+                                         optimizer_->name(), optimizer_->MutableState());
   if (!written.ok()) {
     LogError(std::string(written.message()));
     return;

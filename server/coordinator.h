@@ -43,6 +43,7 @@
 #include "aggregators/rules/striped_accumulator.h"
 #include "core/clock.h"
 #include "core/model_store.h"
+#include "server/checkpoint.h"
 #include "server/metrics.h"
 #include "server/undo_journal.h"
 #include "tally/v1/config.pb.h"
@@ -138,6 +139,9 @@ class Coordinator {
     std::vector<float> initial_params;
     uint64_t initial_version = 1;  // From a checkpoint, else 1.
     uint64_t initial_round = 0;    // Rounds completed before, from a checkpoint.
+    // Optimizer state from a checkpoint; used if its name is the configured
+    // optimizer's.
+    OptimizerState optimizer_state;
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
   };
@@ -229,6 +233,8 @@ class Coordinator {
   // (and, unless `force`, the checkpoint interval has passed). Worker thread
   // or Stop() only.
   void MaybeCheckpoint(bool force);
+  // Moves the matching state tensors of `state` into the optimizer.
+  void RestoreOptimizerState(OptimizerState& state);
 
   const tally::v1::ServerConfig config_;
   Clock* const clock_;

@@ -63,6 +63,7 @@ class ServerImpl final : public Server {
         options.initial_version = ckpt.version;
         options.initial_round = ckpt.round;
         options.initial_params = std::move(ckpt.params);
+        options.optimizer_state = std::move(ckpt.optimizer);
       }
     }
     if (options.initial_params.empty()) {

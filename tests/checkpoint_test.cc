@@ -2,6 +2,9 @@
 // and a real server resuming from its checkpoint after a restart.
 #include "server/checkpoint.h"
 
+#include <openssl/sha.h>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -18,6 +21,8 @@ namespace {
 using ::tally::testing::IsOk;
 using ::tally::testing::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::FloatNear;
+using ::testing::Pointwise;
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/" + name;
@@ -59,6 +64,60 @@ TEST(CheckpointTest, RoundTripsAndDetectsCorruption) {
   EXPECT_THAT(ReadCheckpoint(dir, layout), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(CheckpointTest, OptimizerStateRoundTrips) {
+  const std::string dir = FreshDir("ckpt_optimizer");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  ModelSnapshot snapshot;
+  snapshot.version = 3;
+  snapshot.round = 2;
+  snapshot.params = {1, 2};
+  std::vector<float> m = {0.25f, -0.5f}, v = {4, 8};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, "fedadam", {{"m", &m}, {"v", &v}}), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpoint(dir, layout));
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->optimizer.name, "fedadam");
+  ASSERT_EQ(loaded->optimizer.tensors.size(), 2u);
+  EXPECT_EQ(loaded->optimizer.tensors[0].first, "m");
+  EXPECT_THAT(loaded->optimizer.tensors[0].second, ElementsAre(0.25f, -0.5f));
+  EXPECT_EQ(loaded->optimizer.tensors[1].first, "v");
+  EXPECT_THAT(loaded->optimizer.tensors[1].second, ElementsAre(4.0f, 8.0f));
+  // A flipped byte in the optimizer section fails the checksum as well.
+  const std::string path = dir + "/" + kCheckpointFileName;
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    f.seekp(size - 32 - 2);  // Inside v's last value.
+    f.put('\x55');
+  }
+  EXPECT_THAT(ReadCheckpoint(dir, layout), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(CheckpointTest, ReadsVersionOneFiles) {
+  const std::string dir = FreshDir("ckpt_v1");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  // Hand-built v1 file: magic, version 5, round 4, hash, 2 params, SHA-256.
+  std::string bytes = "TALLYCK1";
+  auto u64 = [&](uint64_t x) { bytes.append(reinterpret_cast<const char*>(&x), 8); };
+  u64(5);
+  u64(4);
+  u64(layout.Hash());
+  u64(2);
+  const float params[2] = {7.5f, -1.0f};
+  bytes.append(reinterpret_cast<const char*>(params), sizeof(params));
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  bytes.append(reinterpret_cast<const char*>(digest), 32);
+  std::ofstream(dir + "/" + kCheckpointFileName, std::ios::binary) << bytes;
+  TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpoint(dir, layout));
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->version, 5u);
+  EXPECT_EQ(loaded->round, 4u);
+  EXPECT_THAT(loaded->params, ElementsAre(7.5f, -1.0f));
+  EXPECT_TRUE(loaded->optimizer.name.empty());
+}
+
 TEST(CheckpointTest, RestartedServerResumesFromItsCheckpoint) {
   const std::string dir = FreshDir("ckpt_server");
   auto make_options = [&] {
@@ -70,6 +129,7 @@ TEST(CheckpointTest, RestartedServerResumesFromItsCheckpoint) {
     t->set_name("w");
     t->add_shape(2);
     options.config.mutable_rounds()->set_clients_per_round(1);
+    options.config.mutable_optimizer()->set_name("fedavgm");  // Momentum 0.9.
     return options;
   };
   {
@@ -102,6 +162,17 @@ TEST(CheckpointTest, RestartedServerResumesFromItsCheckpoint) {
   TALLY_ASSERT_OK_AND_ASSIGN(Task task, client->GetTask());
   EXPECT_EQ(task.round, 2u);  // Round numbering continues.
   EXPECT_EQ(task.model_version, 2u);
+  // The momentum survived too: v = 0.9 * [0.5, -4] + [1, 1] = [1.45, -2.6],
+  // so w = [0.5, -4] + v = [1.95, -6.6] (a fresh optimizer would give [1.5, -3]).
+  std::vector<float> delta = {1.0f, 1.0f};
+  Update update;
+  update.round = task.round;
+  update.base_version = task.model_version;
+  update.delta = delta;
+  ASSERT_THAT(client->PushUpdate(update), IsOk());
+  ASSERT_THAT(client->WaitForVersion(2, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model after, client->PullModel());
+  EXPECT_THAT(after.params, Pointwise(FloatNear(1e-5), {1.95f, -6.6f}));
 }
 
 }  // namespace
