@@ -91,9 +91,8 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 }  // namespace
 
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
-                           const tally::v1::UpdateHeader& header,
-                           absl::Span<const char> payload, size_t chunk_bytes,
-                           tally::v1::PushUpdateResponse* response) {
+                           const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
+                           size_t chunk_bytes, tally::v1::PushUpdateResponse* response) {
   grpc::ClientContext context;
   if (deadline != absl::InfiniteFuture()) context.set_deadline(absl::ToChronoTime(deadline));
   PushReactor reactor(header, payload, chunk_bytes);

@@ -23,9 +23,8 @@ inline constexpr char kPushUpdateMethod[] = "/tally.v1.Aggregator/PushUpdate";
 // Sends `header` then `payload` in chunks of `chunk_bytes` (> 0) and returns
 // the server's response, or the call's status as a gRPC status.
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
-                           const tally::v1::UpdateHeader& header,
-                           absl::Span<const char> payload, size_t chunk_bytes,
-                           tally::v1::PushUpdateResponse* response);
+                           const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
+                           size_t chunk_bytes, tally::v1::PushUpdateResponse* response);
 
 }  // namespace tally::client_internal
 

@@ -27,9 +27,9 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(const std::vector<TensorDef>& te
   for (const TensorDef& def : tensors) {
     if (def.name.empty() || def.name.size() > 256 ||
         def.name.find_first_of(";:,") != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model.tensors.name: invalid tensor name '", def.name,
-                       "' (1..256 chars, no ';', ':' or ',')"));
+      return absl::InvalidArgumentError(absl::StrCat("model.tensors.name: invalid tensor name '",
+                                                     def.name,
+                                                     "' (1..256 chars, no ';', ':' or ',')"));
     }
     if (!names.insert(def.name).second) {
       return absl::InvalidArgumentError(
@@ -38,10 +38,11 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(const std::vector<TensorDef>& te
     uint64_t size = 1;
     for (int64_t dim : def.shape) {
       if (dim < 1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "model.tensors.shape: tensor '", def.name, "' has dimension ", dim, " < 1"));
+        return absl::InvalidArgumentError(absl::StrCat("model.tensors.shape: tensor '", def.name,
+                                                       "' has dimension ", dim, " < 1"));
       }
-      if (static_cast<uint64_t>(dim) > kMaxParams || size * static_cast<uint64_t>(dim) > kMaxParams) {
+      if (static_cast<uint64_t>(dim) > kMaxParams ||
+          size * static_cast<uint64_t>(dim) > kMaxParams) {
         return absl::InvalidArgumentError(
             absl::StrCat("model.tensors.shape: tensor '", def.name, "' is too large"));
       }

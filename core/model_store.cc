@@ -22,8 +22,8 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Current() const {
   return current_;
 }
 
-std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> params,
-                                                         uint64_t round, absl::Time now) {
+std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> params, uint64_t round,
+                                                         absl::Time now) {
   if (params.size() != layout_.NumParams()) std::abort();
   auto snap = std::make_shared<ModelSnapshot>();
   snap->round = round;

@@ -36,8 +36,8 @@ class ModelStore {
   using Listener = std::function<void(const std::shared_ptr<const ModelSnapshot>&)>;
 
   // `initial.size()` must equal layout.NumParams() (checked).
-  ModelStore(ModelLayout layout, std::vector<float> initial, absl::Time now,
-             uint64_t version = 1, uint64_t round = 0);
+  ModelStore(ModelLayout layout, std::vector<float> initial, absl::Time now, uint64_t version = 1,
+             uint64_t round = 0);
 
   const ModelLayout& layout() const { return layout_; }
 

@@ -10,10 +10,10 @@
 #define TALLY_STATUS_CONCAT_(a, b) TALLY_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define TALLY_RETURN_IF_ERROR(expr)                  \
-  do {                                               \
-    ::absl::Status tally_status_ = (expr);           \
-    if (!tally_status_.ok()) return tally_status_;   \
+#define TALLY_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status tally_status_ = (expr);         \
+    if (!tally_status_.ok()) return tally_status_; \
   } while (0)
 
 // `lhs` = value of the StatusOr `rexpr`, or returns its error status.

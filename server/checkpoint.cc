@@ -165,10 +165,10 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string
   const uint64_t hash = GetU64(header + 24);
   const uint64_t num_params = GetU64(header + 32);
   if (hash != layout.Hash() || num_params != layout.NumParams()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint '", path, "' is for another model (", num_params,
-        " parameters, layout hash ", absl::Hex(hash), "); the config describes ",
-        layout.NumParams(), " parameters, hash ", absl::Hex(layout.Hash())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint '", path, "' is for another model (", num_params,
+                     " parameters, layout hash ", absl::Hex(hash), "); the config describes ",
+                     layout.NumParams(), " parameters, hash ", absl::Hex(layout.Hash())));
   }
   if (ckpt.version == 0) {
     return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has version 0"));

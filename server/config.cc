@@ -52,8 +52,7 @@ absl::StatusOr<tally::v1::ServerConfig> LoadConfigFile(const std::string& path) 
   buffer << in.rdbuf();
   auto config = ParseConfigText(buffer.str());
   if (!config.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", config.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
   }
   return config;
 }
@@ -105,8 +104,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   }
 }
 
-aggregators::OptimizerOptions OptimizerOptionsFromConfig(
-    const tally::v1::OptimizerConfig& config) {
+aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config) {
   aggregators::OptimizerOptions options;
   options.name = config.name().empty() ? "sgd" : config.name();
   options.learning_rate = config.learning_rate();
@@ -126,9 +124,7 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
 }
 
 absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
-  auto invalid = [](auto&&... parts) {
-    return absl::InvalidArgumentError(absl::StrCat(parts...));
-  };
+  auto invalid = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
   if (config.listen_address().find(':') == std::string::npos) {
     return invalid("listen_address: '", config.listen_address(), "' must be HOST:PORT");
   }

@@ -3,8 +3,8 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -29,8 +29,8 @@ struct RoundState {
   std::unique_ptr<aggregators::StripedAccumulator> sum;
 
   // The rest is guarded by Coordinator::mu_.
-  absl::flat_hash_set<std::string> assigned;   // Got a TRAIN task.
-  absl::flat_hash_set<std::string> submitted;  // Update committed.
+  absl::flat_hash_set<std::string> assigned;            // Got a TRAIN task.
+  absl::flat_hash_set<std::string> submitted;           // Update committed.
   absl::flat_hash_map<std::string, Upload*> uploading;  // client -> active upload.
   uint32_t accepted = 0;
   double weight_sum = 0;
@@ -156,8 +156,7 @@ void Coordinator::MaybeCheckpoint(bool force) {
   std::shared_ptr<const ModelSnapshot> snapshot = store_.Current();
   const absl::Time now = clock_->Now();
   if (snapshot->version == checkpointed_version_) return;
-  if (!force &&
-      now - last_checkpoint_ < absl::Milliseconds(config_.checkpoint_interval_ms())) {
+  if (!force && now - last_checkpoint_ < absl::Milliseconds(config_.checkpoint_interval_ms())) {
     return;
   }
   absl::Status written = WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot,
@@ -168,8 +167,8 @@ void Coordinator::MaybeCheckpoint(bool force) {
   }
   checkpointed_version_ = snapshot->version;
   last_checkpoint_ = now;
-  LogInfo(absl::StrCat("checkpoint: wrote version ", snapshot->version, " (round ",
-                       snapshot->round, ") to ", config_.checkpoint_dir()));
+  LogInfo(absl::StrCat("checkpoint: wrote version ", snapshot->version, " (round ", snapshot->round,
+                       ") to ", config_.checkpoint_dir()));
 }
 
 // ---------------------------------------------------------------------------
@@ -177,8 +176,7 @@ void Coordinator::MaybeCheckpoint(bool force) {
 
 absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id) {
   if (!ValidId(client_id)) {
-    return absl::InvalidArgumentError(
-        "client_id must be 1..128 characters of [A-Za-z0-9._:@-]");
+    return absl::InvalidArgumentError("client_id must be 1..128 characters of [A-Za-z0-9._:@-]");
   }
   absl::MutexLock lock(&mu_);
   Session& session = sessions_[std::string(client_id)];
@@ -188,8 +186,7 @@ absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id) {
   return SessionInfo{session.token, store_.Current()->version};
 }
 
-absl::Status Coordinator::CheckSessionLocked(absl::string_view client_id,
-                                             absl::string_view token) {
+absl::Status Coordinator::CheckSessionLocked(absl::string_view client_id, absl::string_view token) {
   auto it = sessions_.find(client_id);
   if (it == sessions_.end() || it->second.token != token) {
     return absl::UnauthenticatedError(
@@ -331,8 +328,7 @@ bool Coordinator::IsDuplicateLocked(const std::string& client_id,
   return std::find(it->second.begin(), it->second.end(), update_id) != it->second.end();
 }
 
-void Coordinator::RememberUpdateLocked(const std::string& client_id,
-                                       const std::string& update_id) {
+void Coordinator::RememberUpdateLocked(const std::string& client_id, const std::string& update_id) {
   std::deque<std::string>& ids = accepted_ids_[client_id];
   ids.push_back(update_id);
   if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
@@ -345,9 +341,9 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   absl::Status status = CheckSessionLocked(h.client_id, h.session_token);
   if (!status.ok()) return RejectLocked(RejectReason::kUnauthenticated, status);
   if (!ValidId(h.update_id)) {
-    return RejectLocked(RejectReason::kMalformed,
-                        absl::InvalidArgumentError(
-                            "update_id must be 1..128 characters of [A-Za-z0-9._:@-]"));
+    return RejectLocked(
+        RejectReason::kMalformed,
+        absl::InvalidArgumentError("update_id must be 1..128 characters of [A-Za-z0-9._:@-]"));
   }
   if (IsDuplicateLocked(h.client_id, h.update_id)) {
     metrics_->updates_duplicate.Increment();
@@ -359,12 +355,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
                         absl::InvalidArgumentError("codec: only CODEC_DENSE_F32 is accepted"));
   }
   if (h.layout_hash != layout.Hash() || h.num_params != layout.NumParams()) {
-    return RejectLocked(
-        RejectReason::kLayoutMismatch,
-        absl::InvalidArgumentError(absl::StrCat(
-            "model layout mismatch: update has hash ", absl::Hex(h.layout_hash), " and ",
-            h.num_params, " parameters, the server's model has hash ", absl::Hex(layout.Hash()),
-            " and ", layout.NumParams())));
+    return RejectLocked(RejectReason::kLayoutMismatch,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "model layout mismatch: update has hash ", absl::Hex(h.layout_hash),
+                            " and ", h.num_params, " parameters, the server's model has hash ",
+                            absl::Hex(layout.Hash()), " and ", layout.NumParams())));
   }
   if (h.payload_bytes != 4 * layout.NumParams()) {
     return RejectLocked(RejectReason::kLength,
@@ -380,9 +375,9 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   }
   if (h.num_samples == 0 || h.num_samples > config_.limits().max_num_samples()) {
     return RejectLocked(RejectReason::kMalformed,
-                        absl::InvalidArgumentError(absl::StrCat(
-                            "num_samples must be in [1, ", config_.limits().max_num_samples(),
-                            "], got ", h.num_samples)));
+                        absl::InvalidArgumentError(absl::StrCat("num_samples must be in [1, ",
+                                                                config_.limits().max_num_samples(),
+                                                                "], got ", h.num_samples)));
   }
   if (phase_ == Phase::kDone) {
     return RejectLocked(RejectReason::kFinished,
@@ -392,10 +387,10 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (phase_ != Phase::kOpen || h.round != round.round || h.base_version != round.base_version) {
     return RejectLocked(
         RejectReason::kStale,
-        absl::AbortedError(absl::StrCat(
-            "update for round ", h.round, " from version ", h.base_version,
-            " is stale: round ", round.round, (phase_ == Phase::kOpen ? " is open" : " is closing"),
-            " with base version ", round.base_version)));
+        absl::AbortedError(absl::StrCat("update for round ", h.round, " from version ",
+                                        h.base_version, " is stale: round ", round.round,
+                                        (phase_ == Phase::kOpen ? " is open" : " is closing"),
+                                        " with base version ", round.base_version)));
   }
   if (round.uploading.contains(h.client_id)) {
     return RejectLocked(RejectReason::kNotSelected,
@@ -410,17 +405,17 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (!round.assigned.contains(h.client_id)) {
     if (round.assigned.size() >= config_.rounds().clients_per_round()) {
       return RejectLocked(RejectReason::kNotSelected,
-                          absl::FailedPreconditionError(absl::StrCat(
-                              "round ", round.round, " is full (clients_per_round ",
-                              config_.rounds().clients_per_round(), ")")));
+                          absl::FailedPreconditionError(
+                              absl::StrCat("round ", round.round, " is full (clients_per_round ",
+                                           config_.rounds().clients_per_round(), ")")));
     }
     round.assigned.insert(h.client_id);
   }
   auto journal = NewJournalLocked(h.payload_bytes);
   if (!journal.ok()) return RejectLocked(RejectReason::kInternal, journal.status());
   if (round.sum == nullptr) {
-    round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
-                                                                  layout.NumParams());
+    round.sum =
+        std::make_unique<aggregators::StripedAccumulator>(std::move(spare_), layout.NumParams());
     spare_ = std::vector<float>();
   }
   auto upload = std::unique_ptr<Upload>(new Upload());
@@ -451,20 +446,19 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   for (absl::string_view piece : pieces) size += piece.size();
   if (byte_offset != upload.received_) {
     return fail(RejectReason::kChunkOrder,
-                absl::InvalidArgumentError(absl::StrCat("chunk offset ", byte_offset,
-                                                        ", expected ", upload.received_)));
+                absl::InvalidArgumentError(
+                    absl::StrCat("chunk offset ", byte_offset, ", expected ", upload.received_)));
   }
   if (size == 0 || size % 4 != 0 || size > config_.limits().max_chunk_bytes()) {
     return fail(RejectReason::kMalformed,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "chunk of ", size, " bytes: chunks must hold 1 .. ",
-                    config_.limits().max_chunk_bytes() / 4, " whole float32 values")));
+                absl::InvalidArgumentError(
+                    absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                                 config_.limits().max_chunk_bytes() / 4, " whole float32 values")));
   }
   if (upload.received_ + size > upload.header_.payload_bytes) {
-    return fail(RejectReason::kLength,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "update is longer than its declared payload_bytes ",
-                    upload.header_.payload_bytes)));
+    return fail(RejectReason::kLength, absl::InvalidArgumentError(absl::StrCat(
+                                           "update is longer than its declared payload_bytes ",
+                                           upload.header_.payload_bytes)));
   }
   const uint64_t first = byte_offset / 4;
   absl::Status status;
@@ -473,8 +467,8 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
     if (!status.ok() || AllFiniteBytes(bytes, count)) return;
     reason = RejectReason::kNonFinite;
     status = absl::InvalidArgumentError(
-        absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ",
-                     first + index, " .. ", first + index + count - 1));
+        absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ", first + index,
+                     " .. ", first + index + count - 1));
   };
   auto add = [&](size_t index, const char* bytes, size_t count) {
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
@@ -557,12 +551,12 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   metrics_->uploads_in_flight.Decrement();
   metrics_->Rejected(reason);
   LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
-                       upload.header_.client_id, "' after ", upload.received_, " bytes: ",
-                       RejectReasonName(reason)));
+                       upload.header_.client_id, "' after ", upload.received_,
+                       " bytes: ", RejectReasonName(reason)));
   if (upload.journal_ != nullptr && upload.journal_->size() > 0) {
     // Subtract exactly the products that were added: sum += (-w) * x.
-    absl::Status replayed = upload.journal_->Replay(
-        [&](uint64_t offset, const char* data, size_t size) {
+    absl::Status replayed =
+        upload.journal_->Replay([&](uint64_t offset, const char* data, size_t size) {
           round.sum->AddBytes(offset / 4, data, size / 4, -upload.weight_);
         });
     if (!replayed.ok()) {
@@ -745,9 +739,8 @@ void Coordinator::WorkerLoop() {
     bool close = false;
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return close_requested_ || stopping_;
-      };
+      auto wake = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return close_requested_ || stopping_; };
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(50));
       if (stopping_) return;
       close = close_requested_;

@@ -36,9 +36,9 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/striped_accumulator.h"
 #include "core/clock.h"
@@ -274,8 +274,8 @@ class Coordinator {
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 
-  absl::Time last_checkpoint_;                 // Worker thread / Stop only.
-  uint64_t checkpointed_version_ = 0;          // Worker thread / Stop only.
+  absl::Time last_checkpoint_;         // Worker thread / Stop only.
+  uint64_t checkpointed_version_ = 0;  // Worker thread / Stop only.
 
   std::thread worker_;
 };

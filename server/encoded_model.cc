@@ -38,12 +38,11 @@ std::shared_ptr<const EncodedModel> EncodeModel(SnapshotRef snapshot,
   for (size_t offset = 0; offset < total; offset += chunk_bytes) {
     const size_t size = std::min(chunk_bytes, total - offset);
     ChunkFraming(size, offset, &prefix, &suffix);
-    grpc::Slice slices[3] = {
-        grpc::Slice(prefix),
-        // No copy: the slice keeps the snapshot alive until gRPC is done.
-        grpc::Slice(const_cast<char*>(payload + offset), size, &ReleaseSnapshot,
-                    new SnapshotRef(snapshot)),
-        grpc::Slice(suffix)};
+    grpc::Slice slices[3] = {grpc::Slice(prefix),
+                             // No copy: the slice keeps the snapshot alive until gRPC is done.
+                             grpc::Slice(const_cast<char*>(payload + offset), size,
+                                         &ReleaseSnapshot, new SnapshotRef(snapshot)),
+                             grpc::Slice(suffix)};
     encoded->messages.emplace_back(slices, 3);
     encoded->chunk_bytes.push_back(size);
   }

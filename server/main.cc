@@ -127,8 +127,8 @@ int main(int argc, char** argv) {
       exposer = std::make_unique<prometheus::Exposer>(address);
       exposer->RegisterCollectable(registry);
     } catch (const std::exception& e) {
-      return Fail(absl::UnavailableError(absl::StrCat(
-          "metrics_port: cannot serve /metrics on ", address, ": ", e.what())));
+      return Fail(absl::UnavailableError(
+          absl::StrCat("metrics_port: cannot serve /metrics on ", address, ": ", e.what())));
     }
     LogInfo(absl::StrCat("metrics on http://", address, "/metrics"));
   }

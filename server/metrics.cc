@@ -22,7 +22,7 @@ prometheus::Histogram& MakeHistogram(prometheus::Registry& registry, const std::
   // 1 ms .. ~10 min, roughly x2.5 per bucket.
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-      1,     2.5,    5,     10,   25,    60,   120, 300, 600};
+      1,     2.5,    5,     10,   25,    60,   120, 300,  600};
   return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add({}, kBuckets);
 }
 
@@ -30,17 +30,28 @@ prometheus::Histogram& MakeHistogram(prometheus::Registry& registry, const std::
 
 const char* RejectReasonName(RejectReason reason) {
   switch (reason) {
-    case RejectReason::kUnauthenticated: return "unauthenticated";
-    case RejectReason::kMalformed: return "malformed";
-    case RejectReason::kLayoutMismatch: return "layout_mismatch";
-    case RejectReason::kLength: return "length";
-    case RejectReason::kChunkOrder: return "chunk_order";
-    case RejectReason::kNonFinite: return "non_finite";
-    case RejectReason::kStale: return "stale";
-    case RejectReason::kNotSelected: return "not_selected";
-    case RejectReason::kFinished: return "finished";
-    case RejectReason::kCancelled: return "cancelled";
-    case RejectReason::kInternal: return "internal";
+    case RejectReason::kUnauthenticated:
+      return "unauthenticated";
+    case RejectReason::kMalformed:
+      return "malformed";
+    case RejectReason::kLayoutMismatch:
+      return "layout_mismatch";
+    case RejectReason::kLength:
+      return "length";
+    case RejectReason::kChunkOrder:
+      return "chunk_order";
+    case RejectReason::kNonFinite:
+      return "non_finite";
+    case RejectReason::kStale:
+      return "stale";
+    case RejectReason::kNotSelected:
+      return "not_selected";
+    case RejectReason::kFinished:
+      return "finished";
+    case RejectReason::kCancelled:
+      return "cancelled";
+    case RejectReason::kInternal:
+      return "internal";
   }
   return "unknown";
 }
@@ -48,8 +59,8 @@ const char* RejectReasonName(RejectReason reason) {
 ServerMetrics::ServerMetrics(prometheus::Registry& registry)
     : updates_received(MakeCounter(registry, "tally_updates_received_total",
                                    "Update uploads whose header was received.")),
-      updates_accepted(MakeCounter(registry, "tally_updates_accepted_total",
-                                   "Updates accepted into a round.")),
+      updates_accepted(
+          MakeCounter(registry, "tally_updates_accepted_total", "Updates accepted into a round.")),
       updates_duplicate(MakeCounter(registry, "tally_updates_duplicate_total",
                                     "Retried updates acknowledged as duplicates.")),
       update_bytes_received(MakeCounter(registry, "tally_update_bytes_received_total",
@@ -67,18 +78,18 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       push_duration(MakeHistogram(registry, "tally_push_update_duration_seconds",
                                   "Server-side duration of accepted PushUpdate calls.")),
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
-      connected_clients(MakeGauge(registry, "tally_connected_clients",
-                                  "Clients with a live session.")),
-      uploads_in_flight(MakeGauge(registry, "tally_uploads_in_flight",
-                                  "PushUpdate streams being received.")),
+      connected_clients(
+          MakeGauge(registry, "tally_connected_clients", "Clients with a live session.")),
+      uploads_in_flight(
+          MakeGauge(registry, "tally_uploads_in_flight", "PushUpdate streams being received.")),
       current_round(MakeGauge(registry, "tally_round", "Current (open) round number.")),
       rejected_family_(prometheus::BuildCounter()
                            .Name("tally_updates_rejected_total")
                            .Help("Updates rejected, by reason.")
                            .Register(registry)) {
   for (int i = 0; i <= static_cast<int>(RejectReason::kInternal); ++i) {
-    rejected_[i] = &rejected_family_.Add(
-        {{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
+    rejected_[i] =
+        &rejected_family_.Add({{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
   }
 }
 

@@ -20,17 +20,17 @@ namespace tally::server {
 // Why an update was rejected: the `reason` label of
 // tally_updates_rejected_total. Low cardinality by construction.
 enum class RejectReason {
-  kUnauthenticated,   // Unknown client/session.
-  kMalformed,         // Missing header, bad ids, bad codec, bad sample count.
-  kLayoutMismatch,    // layout_hash or num_params differ from the model's.
-  kLength,            // Declared/actual payload length wrong (incl. truncated).
-  kChunkOrder,        // Chunk offset not where the previous one ended.
-  kNonFinite,         // NaN or Inf in the payload.
-  kStale,             // Round closed / base version not current.
-  kNotSelected,       // Round full or client already contributed.
-  kFinished,          // total_rounds reached.
-  kCancelled,         // Client went away mid-upload.
-  kInternal,          // Server-side failure (spool I/O).
+  kUnauthenticated,  // Unknown client/session.
+  kMalformed,        // Missing header, bad ids, bad codec, bad sample count.
+  kLayoutMismatch,   // layout_hash or num_params differ from the model's.
+  kLength,           // Declared/actual payload length wrong (incl. truncated).
+  kChunkOrder,       // Chunk offset not where the previous one ended.
+  kNonFinite,        // NaN or Inf in the payload.
+  kStale,            // Round closed / base version not current.
+  kNotSelected,      // Round full or client already contributed.
+  kFinished,         // total_rounds reached.
+  kCancelled,        // Client went away mid-upload.
+  kInternal,         // Server-side failure (spool I/O).
 };
 const char* RejectReasonName(RejectReason reason);
 
@@ -40,7 +40,7 @@ class ServerMetrics {
 
   void Rejected(RejectReason reason);
 
-  prometheus::Counter& updates_received;   // Uploads whose header arrived.
+  prometheus::Counter& updates_received;  // Uploads whose header arrived.
   prometheus::Counter& updates_accepted;
   prometheus::Counter& updates_duplicate;  // Retries acknowledged as duplicates.
   prometheus::Counter& update_bytes_received;

@@ -78,7 +78,8 @@ class ServerImpl final : public Server {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.AddListeningPort(config_.listen_address(), grpc::InsecureServerCredentials(), &port_);
-    builder.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_receive_message_bytes()));
+    builder.SetMaxReceiveMessageSize(
+        static_cast<int>(config_.limits().max_receive_message_bytes()));
     builder.RegisterService(aggregator_.get());
     builder.RegisterService(admin_.get());
     server_ = builder.BuildAndStart();
@@ -89,9 +90,8 @@ class ServerImpl final : public Server {
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
     LogInfo(absl::StrCat("tally-server listening on ", config_.listen_address(), " (port ", port_,
-                         "), model ", coordinator_->store().layout().NumParams(),
-                         " parameters, ", config_.rounds().clients_per_round(),
-                         " clients per round"));
+                         "), model ", coordinator_->store().layout().NumParams(), " parameters, ",
+                         config_.rounds().clients_per_round(), " clients per round"));
     return absl::OkStatus();
   }
 

@@ -24,9 +24,15 @@ int64_t UnixMillisOrZero(absl::Time t) {
 
 void FillTask(const TaskInfo& info, tally::v1::Task* task) {
   switch (info.kind) {
-    case TaskInfo::Kind::kTrain: task->set_kind(tally::v1::Task::TRAIN); break;
-    case TaskInfo::Kind::kWait: task->set_kind(tally::v1::Task::WAIT); break;
-    case TaskInfo::Kind::kDone: task->set_kind(tally::v1::Task::DONE); break;
+    case TaskInfo::Kind::kTrain:
+      task->set_kind(tally::v1::Task::TRAIN);
+      break;
+    case TaskInfo::Kind::kWait:
+      task->set_kind(tally::v1::Task::WAIT);
+      break;
+    case TaskInfo::Kind::kDone:
+      task->set_kind(tally::v1::Task::DONE);
+      break;
   }
   task->set_round(info.round);
   task->set_model_version(info.model_version);
@@ -106,10 +112,10 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
     }
     std::shared_ptr<const ModelSnapshot> snapshot = coordinator->store().Current();
     if (request.version() != 0 && request.version() != snapshot->version) {
-      Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("model version ", request.version(),
-                                       " is not available; the current version is ",
-                                       snapshot->version)));
+      Finish(grpc::Status(
+          grpc::StatusCode::NOT_FOUND,
+          absl::StrCat("model version ", request.version(),
+                       " is not available; the current version is ", snapshot->version)));
       return;
     }
     encoded_ = cache->Get(std::move(snapshot));
@@ -451,9 +457,9 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* AggregatorService::PushUpdate(
   return new PushUpdateReactor(context, coordinator_, metrics_, response);
 }
 
-grpc::ServerUnaryReactor* AggregatorService::Heartbeat(
-    grpc::CallbackServerContext* context, const tally::v1::HeartbeatRequest* request,
-    tally::v1::HeartbeatResponse* response) {
+grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerContext* context,
+                                                       const tally::v1::HeartbeatRequest* request,
+                                                       tally::v1::HeartbeatResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = coordinator_->CheckSession(request->client_id(), request->session_token());
   if (status.ok()) {

@@ -17,10 +17,9 @@ namespace tally::server {
 // PushUpdate and PullModel are raw methods: update chunks are decoded from
 // the received slices without an intermediate copy (server/chunk_wire.h), and
 // model chunks are pre-encoded once per version (server/encoded_model.h).
-class AggregatorService final
-    : public tally::v1::Aggregator::WithRawCallbackMethod_PullModel<
-          tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
-              tally::v1::Aggregator::CallbackService>> {
+class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMethod_PullModel<
+                                    tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
+                                        tally::v1::Aggregator::CallbackService>> {
  public:
   // Does not take ownership; all must outlive the service.
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
@@ -33,11 +32,11 @@ class AggregatorService final
                                     const tally::v1::GetTaskRequest* request,
                                     tally::v1::Task* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* PullModel(grpc::CallbackServerContext* context,
-                                                       const grpc::ByteBuffer* request) override;
+                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerWriteReactor<tally::v1::ModelVersionNotice>* WatchModel(
       grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) override;
   grpc::ServerReadReactor<grpc::ByteBuffer>* PushUpdate(grpc::CallbackServerContext* context,
-                                                       grpc::ByteBuffer* response) override;
+                                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const tally::v1::HeartbeatRequest* request,
                                       tally::v1::HeartbeatResponse* response) override;

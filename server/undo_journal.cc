@@ -64,7 +64,8 @@ absl::Status UndoJournal::Append(const char* data, size_t size) {
 
 absl::Status UndoJournal::AppendPieces(absl::Span<const absl::string_view> pieces) {
   if (fd_ < 0) {
-    for (absl::string_view piece : pieces) TALLY_RETURN_IF_ERROR(Append(piece.data(), piece.size()));
+    for (absl::string_view piece : pieces)
+      TALLY_RETURN_IF_ERROR(Append(piece.data(), piece.size()));
     return absl::OkStatus();
   }
   constexpr size_t kMaxIov = 256;

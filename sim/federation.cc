@@ -92,7 +92,7 @@ class SimulatedClient {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
       if (task.kind == Task::Kind::kDone) break;
       if (task.kind != Task::Kind::kTrain) continue;  // WAIT: the server long-polled.
-      if (task.round > fleet_->last_round()) break;  // Beyond the run's last round.
+      if (task.round > fleet_->last_round()) break;   // Beyond the run's last round.
       if (task.round == last_round_) {
         // Already pushed for this round; do not spin if asked again.
         absl::SleepFor(std::max(task.retry_after, absl::Milliseconds(50)));

@@ -1,7 +1,6 @@
 // Zero-copy UpdateChunk decoding against protobuf's own encoder, with the
 // bytes cut into slices at every awkward place.
 #include "server/chunk_wire.h"
-#include "server/encoded_model.h"
 
 #include <string>
 #include <vector>
@@ -9,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/encoded_model.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -70,13 +70,15 @@ TEST(ChunkWireTest, DecodesTheHeaderAndSkipsUnknownFields) {
 
 TEST(ChunkWireTest, RejectsMalformedFraming) {
   const std::vector<std::string> bad = {
-      std::string("\x12\x05" "abc", 5),             // Data longer than the message.
-      std::string("\x12", 1),                       // Missing length.
-      std::string("\x18\xff\xff", 3),               // Truncated varint.
-      std::string("\x10\x01", 2),                   // Data with wire type 0.
-      std::string("\x0a\x03\xff\xff\xff", 5),       // Unparsable header.
-      std::string("\x00", 1),                       // Field 0.
-      std::string("\x1b", 1),                       // Group wire type.
+      std::string("\x12\x05"
+                  "abc",
+                  5),                          // Data longer than the message.
+      std::string("\x12", 1),                  // Missing length.
+      std::string("\x18\xff\xff", 3),          // Truncated varint.
+      std::string("\x10\x01", 2),              // Data with wire type 0.
+      std::string("\x0a\x03\xff\xff\xff", 5),  // Unparsable header.
+      std::string("\x00", 1),                  // Field 0.
+      std::string("\x1b", 1),                  // Group wire type.
       std::string("\x18\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12),  // > 10 bytes.
   };
   for (const std::string& wire : bad) {

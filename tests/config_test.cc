@@ -30,7 +30,12 @@ TEST(ConfigTest, DefaultConfigIsValidAndMatchesTheDemo) {
 TEST(ConfigTest, ParsesTextProtoAndKeepsExplicitValues) {
   auto config = ParseConfigText(R"pb(
     listen_address: "127.0.0.1:0"
-    model { tensors { name: "w" shape: [ 3, 4 ] } }
+    model {
+      tensors {
+        name: "w"
+        shape: [ 3, 4 ]
+      }
+    }
     rounds { clients_per_round: 5 min_clients: 3 }
     optimizer { learning_rate: 0.5 }
   )pb");

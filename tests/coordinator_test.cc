@@ -88,11 +88,13 @@ class CoordinatorTest : public ::testing::Test {
   absl::StatusOr<CommitInfo> Push(const std::string& id, uint64_t samples,
                                   const std::vector<float>& delta,
                                   const std::string& update_id = "") {
-    auto upload = coordinator_->BeginUpload(Header(id, samples, update_id.empty() ? id + "-u" : update_id));
+    auto upload =
+        coordinator_->BeginUpload(Header(id, samples, update_id.empty() ? id + "-u" : update_id));
     if (!upload.ok()) return upload.status();
     const std::string bytes = Bytes(delta);
     for (size_t off = 0; off < bytes.size(); off += 8) {
-      absl::Status s = coordinator_->AddChunk(**upload, off, absl::string_view(bytes).substr(off, 8));
+      absl::Status s =
+          coordinator_->AddChunk(**upload, off, absl::string_view(bytes).substr(off, 8));
       if (!s.ok()) return s;
     }
     return coordinator_->FinishUpload(**upload);
@@ -122,7 +124,7 @@ class CoordinatorTest : public ::testing::Test {
     return -1;
   }
 
-  uint64_t undo_memory_bytes_ = 0;  // 0 = the default budget.
+  uint64_t undo_memory_bytes_ = 0;        // 0 = the default budget.
   tally::v1::OptimizerConfig optimizer_;  // Default: sgd, lr 1.
   ManualClock clock_;
   prometheus::Registry registry_;
@@ -218,8 +220,7 @@ TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {
   ASSERT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), IsOk());
   EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), StatusIs(absl::StatusCode::kAlreadyExists));
   // A different id from the same client in the same round is refused too.
-  EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "other"),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "other"), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_EQ(coordinator_->Status().updates_in_round, 1u);
   ASSERT_THAT(Push("b", 1, {0, 0, 0, 0}), IsOk());
   ASSERT_THAT(Push("c", 2, {0, 0, 0, 0}), IsOk());

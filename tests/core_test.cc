@@ -26,8 +26,9 @@ using ::testing::FloatNear;
 using ::testing::Pointwise;
 
 TEST(ModelLayoutTest, OffsetsSizesAndCanonicalString) {
-  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout,
-                             ModelLayout::Create({{"dense/kernel", {32, 10}}, {"dense/bias", {10}}, {"s", {}}}));
+  TALLY_ASSERT_OK_AND_ASSIGN(
+      ModelLayout layout,
+      ModelLayout::Create({{"dense/kernel", {32, 10}}, {"dense/bias", {10}}, {"s", {}}}));
   EXPECT_EQ(layout.NumParams(), 331u);
   ASSERT_EQ(layout.tensors().size(), 3u);
   EXPECT_EQ(layout.tensors()[1].offset, 320u);
@@ -147,21 +148,20 @@ TEST(UndoJournalTest, FileJournalAppendsManyPiecesInOrder) {
   std::string data(300 * 1000, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + 1);
   std::vector<absl::string_view> pieces;  // 300 pieces: more than one writev batch.
-  for (size_t i = 0; i < data.size(); i += 1000) pieces.push_back(absl::string_view(data).substr(i, 1000));
+  for (size_t i = 0; i < data.size(); i += 1000)
+    pieces.push_back(absl::string_view(data).substr(i, 1000));
   ASSERT_THAT(journal->Append(data.data(), 0), IsOk());
   ASSERT_THAT(journal->AppendPieces(pieces), IsOk());
   EXPECT_EQ(journal->size(), data.size());
   std::string replayed;
-  ASSERT_THAT(journal->Replay([&](uint64_t, const char* block, size_t size) {
-    replayed.append(block, size);
-  }),
+  ASSERT_THAT(journal->Replay(
+                  [&](uint64_t, const char* block, size_t size) { replayed.append(block, size); }),
               IsOk());
   EXPECT_EQ(replayed, data);
 }
 
 TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
-  EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"),
-              StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"), StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(OptimizerTest, SgdAppliesTheServerLearningRate) {

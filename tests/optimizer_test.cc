@@ -48,18 +48,18 @@ OptimizerOptions Reddi(const char* name) {
 }
 
 TEST(OptimizerTest, FedAdagradMatchesTheWorkedExample) {
-  ExpectTrajectory(Reddi("fedadagrad"), {{0.05f, 0.250001f, 1.00998002f},
-                                         {0.025f, 0.290001f, 1.01461379f}}, 2e-6);
+  ExpectTrajectory(Reddi("fedadagrad"),
+                   {{0.05f, 0.250001f, 1.00998002f}, {0.025f, 0.290001f, 1.01461379f}}, 2e-6);
 }
 
 TEST(OptimizerTest, FedAdamMatchesTheWorkedExample) {
-  ExpectTrajectory(Reddi("fedadam"), {{0.05f, 0.00250099f, 1.09802019f},
-                                      {0.025f, 0.0028759801f, 1.14378413f}}, 2e-6);
+  ExpectTrajectory(Reddi("fedadam"),
+                   {{0.05f, 0.00250099f, 1.09802019f}, {0.025f, 0.0028759801f, 1.14378413f}}, 2e-6);
 }
 
 TEST(OptimizerTest, FedYogiMatchesTheWorkedExample) {
-  ExpectTrajectory(Reddi("fedyogi"), {{0.05f, 0.002501f, 1.09802f},
-                                      {0.025f, 0.002901f, 1.14358977f}}, 2e-6);
+  ExpectTrajectory(Reddi("fedyogi"),
+                   {{0.05f, 0.002501f, 1.09802f}, {0.025f, 0.002901f, 1.14358977f}}, 2e-6);
 }
 
 TEST(OptimizerTest, FedAvgMMatchesTheWorkedExample) {

@@ -364,8 +364,7 @@ TEST(ServerIntegrationTest, SdkRetriesUnavailableWithTheSameUpdateId) {
     pushed = client->PushUpdate(update);
   });
   // Once the SDK has been turned away at least once, the old stream dies.
-  for (int i = 0; i < 2000 && h->Counter("tally_updates_rejected_total", "not_selected") < 1;
-       ++i) {
+  for (int i = 0; i < 2000 && h->Counter("tally_updates_rejected_total", "not_selected") < 1; ++i) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   EXPECT_GE(h->Counter("tally_updates_rejected_total", "not_selected"), 1);
@@ -409,10 +408,12 @@ TEST(ServerIntegrationTest, GetTaskLongPollsAndWatchSeesNewVersions) {
 
   std::vector<uint64_t> versions;
   std::thread watcher([&] {
-    EXPECT_THAT(b->WatchModel(1, absl::Seconds(30), [&](uint64_t version, uint64_t round) {
-      versions.push_back(version);
-      return false;  // One notice is enough.
-    }), IsOk());
+    EXPECT_THAT(b->WatchModel(1, absl::Seconds(30),
+                              [&](uint64_t version, uint64_t round) {
+                                versions.push_back(version);
+                                return false;  // One notice is enough.
+                              }),
+                IsOk());
   });
   absl::StatusOr<Task> polled;
   std::thread poller([&] { polled = b->GetTask(absl::Seconds(30)); });
@@ -457,13 +458,15 @@ TEST(ServerIntegrationTest, HealthAndReflectionServicesAnswer) {
     std::vector<grpc::Slice> slices;
     ASSERT_TRUE(response.Dump(&slices).ok());
     std::string bytes;
-    for (auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    for (auto& slice : slices)
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
     EXPECT_EQ(bytes, std::string("\x08\x01", 2));
   }
   {
     grpc::ClientContext ctx;
     grpc::CompletionQueue cq;
-    auto call = stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+    auto call = stub.PrepareCall(
+        &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
     void* tag;
     bool ok;
     call->StartCall(reinterpret_cast<void*>(1));
@@ -478,7 +481,8 @@ TEST(ServerIntegrationTest, HealthAndReflectionServicesAnswer) {
     std::vector<grpc::Slice> slices;
     ASSERT_TRUE(response.Dump(&slices).ok());
     std::string bytes;
-    for (auto& slice : slices) bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    for (auto& slice : slices)
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
     EXPECT_THAT(bytes, HasSubstr("tally.v1.Aggregator"));
     EXPECT_THAT(bytes, HasSubstr("tally.v1.Admin"));
     EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));

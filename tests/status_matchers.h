@@ -32,7 +32,7 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
 
 }  // namespace tally::testing
 
-#define TALLY_ASSERT_OK_AND_ASSIGN(lhs, rexpr)                         \
+#define TALLY_ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   TALLY_ASSERT_OK_AND_ASSIGN_IMPL_(TALLY_STATUS_CONCAT_(tally_test_so_, __LINE__), lhs, rexpr)
 #define TALLY_ASSERT_OK_AND_ASSIGN_IMPL_(so, lhs, rexpr) \
   auto so = (rexpr);                                     \

@@ -59,7 +59,10 @@ class Adaptive final : public Optimizer {
         name_(variant == Variant::kAdagrad ? "fedadagrad"
               : variant == Variant::kAdam  ? "fedadam"
                                            : "fedyogi"),
-        eta_(eta), beta1_(beta1), beta2_(beta2), tau_(tau) {}
+        eta_(eta),
+        beta1_(beta1),
+        beta2_(beta2),
+        tau_(tau) {}
   const std::string& name() const override { return name_; }
   void Apply(absl::Span<const float> params, absl::Span<float> inout) override {
     if (m_.size() != inout.size()) m_.assign(inout.size(), 0.0f);
@@ -69,8 +72,12 @@ class Adaptive final : public Optimizer {
       const float d2 = d * d;
       m_[i] = beta1_ * m_[i] + (1 - beta1_) * d;
       switch (variant_) {
-        case Variant::kAdagrad: v_[i] = v_[i] + d2; break;
-        case Variant::kAdam: v_[i] = beta2_ * v_[i] + (1 - beta2_) * d2; break;
+        case Variant::kAdagrad:
+          v_[i] = v_[i] + d2;
+          break;
+        case Variant::kAdam:
+          v_[i] = beta2_ * v_[i] + (1 - beta2_) * d2;
+          break;
         case Variant::kYogi: {
           const float diff = v_[i] - d2;
           const float sign = diff > 0 ? 1.0f : (diff < 0 ? -1.0f : 0.0f);
@@ -127,8 +134,8 @@ absl::Status CheckRange(const char* field, double value, double lo, double hi) {
 }  // namespace
 
 const std::vector<std::string>& OptimizerNames() {
-  static const auto* names = new std::vector<std::string>{
-      "sgd", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "nesterov"};
+  static const auto* names = new std::vector<std::string>{"sgd",     "fedavgm", "fedadagrad",
+                                                          "fedadam", "fedyogi", "nesterov"};
   return *names;
 }
 
@@ -141,8 +148,7 @@ double DefaultLearningRate(const std::string& name) {
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerOptions& options) {
   const std::string& name = options.name;
-  const double lr =
-      options.learning_rate == 0 ? DefaultLearningRate(name) : options.learning_rate;
+  const double lr = options.learning_rate == 0 ? DefaultLearningRate(name) : options.learning_rate;
   if (!(lr > 0) || !std::isfinite(lr) || lr > 1e6) {
     return absl::InvalidArgumentError(absl::StrCat(
         "optimizer.learning_rate: ", options.learning_rate, " must be finite and in (0, 1e6]"));
@@ -170,18 +176,18 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerOption
   } else if (name == "fedyogi") {
     variant = Adaptive::Variant::kYogi;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("optimizer.name: unknown optimizer '", name,
-                                                   "' (known: ",
-                                                   absl::StrJoin(OptimizerNames(), ", "), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer.name: unknown optimizer '", name,
+                     "' (known: ", absl::StrJoin(OptimizerNames(), ", "), ")"));
   }
-  for (absl::Status s : {CheckRange("beta1", beta1, 0, 0.999999),
-                         CheckRange("beta2", beta2, 0, 0.999999), CheckRange("tau", tau, 1e-12, 1)}) {
+  for (absl::Status s :
+       {CheckRange("beta1", beta1, 0, 0.999999), CheckRange("beta2", beta2, 0, 0.999999),
+        CheckRange("tau", tau, 1e-12, 1)}) {
     if (!s.ok()) return s;
   }
-  return std::unique_ptr<Optimizer>(new Adaptive(variant, static_cast<float>(lr),
-                                                 static_cast<float>(beta1),
-                                                 static_cast<float>(beta2),
-                                                 static_cast<float>(tau)));
+  return std::unique_ptr<Optimizer>(
+      new Adaptive(variant, static_cast<float>(lr), static_cast<float>(beta1),
+                   static_cast<float>(beta2), static_cast<float>(tau)));
 }
 
 }  // namespace tally::aggregators

@@ -39,9 +39,9 @@ struct ClientOptions {
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   double backoff_multiplier = 2.0;
-  absl::Duration call_timeout = absl::Seconds(60);       // Unary calls.
-  absl::Duration transfer_timeout = absl::Minutes(30);   // Pull/Push streams.
-  size_t chunk_bytes = 1 << 20;  // Upload chunk size; capped by the server.
+  absl::Duration call_timeout = absl::Seconds(60);      // Unary calls.
+  absl::Duration transfer_timeout = absl::Minutes(30);  // Pull/Push streams.
+  size_t chunk_bytes = 1 << 20;                         // Upload chunk size; capped by the server.
   // Seeds retry jitter and generated update ids; 0 (default) = random. A
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
@@ -147,9 +147,9 @@ class Client {
   // Streams version notices to `on_version` until it returns false, the
   // server ends the stream, or `timeout` passes (each of which returns OK).
   // A dropped stream is reopened after the last version seen.
-  virtual absl::Status WatchModel(uint64_t after_version, absl::Duration timeout,
-                                  const std::function<bool(uint64_t version, uint64_t round)>&
-                                      on_version) = 0;
+  virtual absl::Status WatchModel(
+      uint64_t after_version, absl::Duration timeout,
+      const std::function<bool(uint64_t version, uint64_t round)>& on_version) = 0;
 
   virtual absl::Status Heartbeat() = 0;
   virtual absl::Status Leave() = 0;
