@@ -1,0 +1,40 @@
+// Flag Aggregator (Almasi et al., ICLR 2024; ALGORITHMS.md §1) in the n x n
+// Gram form of §1.5: one float64 Gram pass over the batch, IRLS on n x n
+// matrices, one more pass for the output. Extra memory O(n²).
+//
+// The registered rule "flag" uses the deterministic initialisation (§1.6b,
+// P0 = 0); FlagAggregate also takes an explicit Y0 (§1.6c) for tests.
+#ifndef TALLY_AGGREGATORS_RULES_FLAG_H_
+#define TALLY_AGGREGATORS_RULES_FLAG_H_
+
+#include <cstddef>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace tally::aggregators {
+
+struct FlagParams {
+  int r = 1;              // Subspace dimension (>= 1).
+  double lambda = 0.0;    // Pairwise regulariser (>= 0; > 0 needs n >= 2).
+  int iterations = 1;     // IRLS iterations n_its (>= 1).
+};
+
+// Writes the Flag aggregate of the n x d `batch` to out[0..d). `y0` is empty
+// (deterministic init, P0 = 0) or an explicit d x r row-major Y0 with
+// orthonormal columns. If `coefficients` is not null it receives c (n values,
+// out = Σ_j c_j x_j with x_j the normalised rows; §1.10 tables).
+absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagParams& params,
+                           absl::Span<const double> y0, float* out,
+                           std::vector<double>* coefficients = nullptr);
+
+// Eigen-decomposition of the symmetric m x m row-major `a` by cyclic Jacobi
+// (deterministic): eigenvalues descending, eigenvectors as the columns of the
+// row-major m x m `vectors`.
+void SymmetricEigen(std::vector<double> a, size_t m, std::vector<double>* values,
+                    std::vector<double>* vectors);
+
+}  // namespace tally::aggregators
+
+#endif  // TALLY_AGGREGATORS_RULES_FLAG_H_

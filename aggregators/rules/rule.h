@@ -1,0 +1,150 @@
+// Robust aggregation rules and pre-steps (ALGORITHMS.md §1–2): how a batch of
+// n client updates, up to f of them faulty or malicious, becomes one.
+//
+// A batch is n rows of d floats, row-major and contiguous (the round's
+// arena). The caller owns the batch and the output; rules keep no pointer to
+// either. Rules and pre-steps are created by name (CreateRule,
+// CreatePreStep) from one RuleOptions. A pipeline is pre-steps applied in
+// order to a mutable batch, then one rule.
+//
+// Thread safety: a Rule or PreStep is used by one thread at a time (the
+// aggregation step of a round); some are stateful across calls (centered
+// clipping keeps its previous output, bucketing its RNG).
+#ifndef TALLY_AGGREGATORS_RULES_RULE_H_
+#define TALLY_AGGREGATORS_RULES_RULE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace tally::aggregators {
+
+// Which batch sizes n a rule accepts for its declared f (ALGORITHMS.md §2.1,
+// Bulyan §2.6).
+enum class FRequirement {
+  kNone,             // The rule takes no f.
+  kHonestMajority,   // n > 2f (trimmed mean, Krum, MDA, MoNNA, Meamed, ...).
+  kFLessThanN,       // n > f (NNM).
+  kFAtMostN,         // n >= f (ARC).
+  kBulyan,           // n >= 4f + 3.
+};
+
+// INVALID_ARGUMENT naming `rule`, f and n when n does not satisfy `req`,
+// e.g. "krum: f=3 requires n > 2f, got n=5".
+absl::Status CheckF(absl::string_view rule, FRequirement req, size_t f, size_t n);
+
+// Every field has a default that works; each rule reads only its own fields.
+struct RuleOptions {
+  std::string name;  // Registered name, e.g. "krum", "nnm".
+  size_t f = 0;      // Declared number of Byzantine clients.
+  // Expected clients per round, 0 = unknown. When set, CreateRule also checks
+  // f against it (the check is repeated for every batch anyway).
+  size_t expected_n = 0;
+
+  // geometric_median: smoothing nu (> 0, default 0.1) and iterations T
+  // (>= 0, default 3).
+  double nu = 0.1;
+  int iterations = 3;
+  // centered_clipping: radius tau (> 0, default 100) and iterations L
+  // (>= 1, default 1).
+  double tau = 100.0;
+  int clip_iterations = 1;
+  // monna: index of the trusted row (default 0; must be < n per batch).
+  size_t idx = 0;
+  // mda: refuse batches with more than this many subsets C(n, f).
+  double max_subsets = 1e6;
+  // clipping: norm bound c (> 0, default 2).
+  double clip_norm = 2.0;
+  // bucketing: bucket size s (>= 1, default 1) and RNG seed (default 1).
+  size_t bucket_size = 1;
+  uint64_t seed = 1;
+  // flag: subspace dimension r (>= 1, default 1), pairwise regulariser
+  // lambda (>= 0, default 0), IRLS iterations (>= 1, default 1), and the
+  // initial subspace: "deterministic" (P0 = 0, the default and, so far, the
+  // only one implemented; "random" of ALGORITHMS.md §1.6 is rejected).
+  int flag_r = 1;
+  double flag_lambda = 0.0;
+  int flag_iterations = 1;
+  std::string flag_init = "deterministic";
+};
+
+// What the registry hands to every rule and pre-step it creates.
+struct RuleSpec {
+  std::string name;
+  size_t f = 0;
+  FRequirement requirement = FRequirement::kNone;
+};
+
+// An aggregation rule: n rows -> one row.
+class Rule {
+ public:
+  // For subclasses (the class is abstract).
+  explicit Rule(RuleSpec spec) : spec_(std::move(spec)) {}
+  virtual ~Rule() = default;
+  Rule(const Rule&) = delete;
+  Rule& operator=(const Rule&) = delete;
+
+  const std::string& name() const { return spec_.name; }
+  size_t f() const { return spec_.f; }
+
+  // Writes the aggregate of the n x d row-major `batch` to `out` (d floats).
+  // INVALID_ARGUMENT if the sizes disagree, n = 0, or n is too small for f.
+  // Validates, then runs the rule (AggregateRows).
+  absl::Status Aggregate(absl::Span<const float> batch, size_t n, size_t d,
+                         absl::Span<float> out);
+
+ private:
+  // Called with validated shapes: batch is n*d floats, out is d floats, n >= 1.
+  virtual absl::Status AggregateRows(const float* batch, size_t n, size_t d, float* out) = 0;
+
+  const RuleSpec spec_;
+};
+
+// A pre-aggregation step: n rows -> n' <= n rows, in place.
+class PreStep {
+ public:
+  // For subclasses (the class is abstract).
+  explicit PreStep(RuleSpec spec) : spec_(std::move(spec)) {}
+  virtual ~PreStep() = default;
+  PreStep(const PreStep&) = delete;
+  PreStep& operator=(const PreStep&) = delete;
+
+  const std::string& name() const { return spec_.name; }
+
+  // Transforms the first n*d floats of `rows` (n rows of d) in place and
+  // returns n'; afterwards the first n'*d floats hold the output rows.
+  absl::StatusOr<size_t> Apply(absl::Span<float> rows, size_t n, size_t d);
+
+ protected:
+  size_t f() const { return spec_.f; }
+
+ private:
+  virtual absl::StatusOr<size_t> ApplyRows(float* rows, size_t n, size_t d) = 0;
+
+  const RuleSpec spec_;
+};
+
+// Rules: average, median, trimmed_mean, geometric_median, krum, multi_krum,
+// centered_clipping, mda, monna, meamed, bulyan, flag.
+// INVALID_ARGUMENT for an unknown name or an out-of-range option.
+absl::StatusOr<std::unique_ptr<Rule>> CreateRule(const RuleOptions& options);
+// Pre-steps: nnm, clipping, arc, bucketing.
+absl::StatusOr<std::unique_ptr<PreStep>> CreatePreStep(const RuleOptions& options);
+
+// The registered names, for messages, docs and conformance tests.
+std::vector<std::string> RuleNames();
+std::vector<std::string> PreStepNames();
+// The f requirement of a registered rule or pre-step (kNone if unknown).
+FRequirement RequirementOf(absl::string_view name);
+
+}  // namespace tally::aggregators
+
+#endif  // TALLY_AGGREGATORS_RULES_RULE_H_

@@ -1,0 +1,452 @@
+// Robust aggregation rules and pre-steps against the worked examples of
+// ALGORITHMS.md §1.10 (Flag; ref_flag.py / ref_flag_gram.py), §2.5 (byzfl's
+// docstring examples, R-1, R-2; ref_robust.py / ref_robust2.py) and §2.6
+// (Bulyan, hand-computed), plus a conformance suite over every registered
+// rule and pre-step.
+#include "aggregators/rules/rule.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "aggregators/rules/flag.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/status_matchers.h"
+
+namespace tally::aggregators {
+namespace {
+
+using ::tally::testing::IsOk;
+using ::tally::testing::StatusIs;
+using Rows = std::vector<std::vector<float>>;
+
+// The references print 6 decimals; inputs here are float32.
+constexpr double kTol = 2e-6;
+
+std::vector<float> Flatten(const Rows& rows) {
+  std::vector<float> flat;
+  for (const auto& row : rows) flat.insert(flat.end(), row.begin(), row.end());
+  return flat;
+}
+
+RuleOptions Options(const std::string& name, size_t f = 0) {
+  RuleOptions options;
+  options.name = name;
+  options.f = f;
+  return options;
+}
+
+absl::StatusOr<std::vector<float>> RunRule(Rule& rule, const Rows& rows) {
+  const std::vector<float> batch = Flatten(rows);
+  std::vector<float> out(rows[0].size());
+  absl::Status status = rule.Aggregate(batch, rows.size(), out.size(), absl::MakeSpan(out));
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> RunRule(const RuleOptions& options, const Rows& rows) {
+  auto rule = CreateRule(options);
+  if (!rule.ok()) return rule.status();
+  return RunRule(**rule, rows);
+}
+
+absl::StatusOr<Rows> RunPre(const RuleOptions& options, const Rows& rows) {
+  auto step = CreatePreStep(options);
+  if (!step.ok()) return step.status();
+  std::vector<float> batch = Flatten(rows);
+  const size_t d = rows[0].size();
+  auto n_out = (*step)->Apply(absl::MakeSpan(batch), rows.size(), d);
+  if (!n_out.ok()) return n_out.status();
+  Rows out(*n_out);
+  for (size_t i = 0; i < *n_out; ++i) out[i].assign(&batch[i * d], &batch[(i + 1) * d]);
+  return out;
+}
+
+void ExpectRowNear(const std::vector<float>& actual, const std::vector<double>& expected,
+                   double tol = kTol) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t j = 0; j < expected.size(); ++j) {
+    EXPECT_NEAR(actual[j], expected[j], tol * std::max(1.0, std::fabs(expected[j])))
+        << "coordinate " << j;
+  }
+}
+
+void ExpectRule(const RuleOptions& options, const Rows& rows,
+                const std::vector<double>& expected) {
+  SCOPED_TRACE(options.name + " f=" + std::to_string(options.f));
+  TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> out, RunRule(options, rows));
+  ExpectRowNear(out, expected);
+}
+
+// The rules §2.5 lists together: MultiKrum(f), MDA(f), MoNNA(f, idx), Meamed(f).
+void ExpectSubsetMeans(const Rows& rows, size_t f, size_t monna_idx,
+                       const std::vector<double>& expected) {
+  RuleOptions monna = Options("monna", f);
+  monna.idx = monna_idx;
+  for (const RuleOptions& options :
+       {Options("multi_krum", f), Options("mda", f), monna, Options("meamed", f)}) {
+    ExpectRule(options, rows, expected);
+  }
+}
+
+// Pre-step, then rule.
+void ExpectPipeline(const RuleOptions& pre, const RuleOptions& rule, const Rows& rows,
+                    const std::vector<double>& expected) {
+  SCOPED_TRACE(pre.name + " -> " + rule.name);
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows mixed, RunPre(pre, rows));
+  ExpectRule(rule, mixed, expected);
+}
+
+// ---------------------------------------------------------------------------
+// §2.5 docstring cross-check: x = [[1,2,3],[4,5,6],[7,8,9]].
+const Rows kDocstring = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}};
+
+TEST(RulesDocstringTest, CoordinateAndIterativeRules) {
+  ExpectRule(Options("median"), kDocstring, {4, 5, 6});
+  ExpectRule(Options("trimmed_mean", 1), kDocstring, {4, 5, 6});
+  ExpectRule(Options("centered_clipping"), kDocstring, {4, 5, 6});
+  ExpectRule(Options("geometric_median"), kDocstring, {3.787888, 4.787888, 5.787888});
+}
+
+TEST(RulesDocstringTest, DistanceRulesTieToLowerIndex) {
+  ExpectRule(Options("krum", 1), kDocstring, {1, 2, 3});  // Scores tie at 27.
+  ExpectSubsetMeans(kDocstring, 1, /*monna_idx=*/1, {2.5, 3.5, 4.5});
+}
+
+TEST(RulesDocstringTest, PreSteps) {
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows nnm, RunPre(Options("nnm", 1), kDocstring));
+  ASSERT_EQ(nnm.size(), 3u);
+  ExpectRowNear(nnm[0], {2.5, 3.5, 4.5});
+  ExpectRowNear(nnm[1], {2.5, 3.5, 4.5});
+  ExpectRowNear(nnm[2], {5.5, 6.5, 7.5});
+
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows clipped, RunPre(Options("clipping"), kDocstring));
+  ExpectRowNear(clipped[0], {0.534522, 1.069045, 1.603567});
+
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows arc, RunPre(Options("arc", 1), kDocstring));
+  ExpectRowNear(arc[0], {1, 2, 3});
+  ExpectRowNear(arc[1], {4, 5, 6});
+  ExpectRowNear(arc[2], {4.410040, 5.040046, 5.670052});  // Clipped to 8.774964.
+}
+
+// ---------------------------------------------------------------------------
+// §2.5 R-1: n = 5, f = 1, d = 2.
+const Rows kR1 = {{1, 1}, {1.2f, 0.8f}, {0.8f, 1.1f}, {1.1f, 1.3f}, {10, -10}};
+
+TEST(RulesR1Test, Aggregators) {
+  ExpectRule(Options("average"), kR1, {2.82, -1.16});
+  ExpectRule(Options("median"), kR1, {1.1, 1.0});
+  ExpectRule(Options("trimmed_mean", 1), kR1, {1.1, 0.966667});
+  ExpectRule(Options("geometric_median"), kR1, {1.120026, 0.907593});
+  ExpectRule(Options("krum", 1), kR1, {1, 1});
+  ExpectSubsetMeans(kR1, 1, /*monna_idx=*/0, {1.025, 1.05});
+}
+
+TEST(RulesR1Test, CenteredClipping) {
+  RuleOptions options = Options("centered_clipping");
+  options.tau = 1;
+  ExpectRule(options, kR1, {0.696076, 0.425365});
+  options.clip_iterations = 3;
+  ExpectRule(options, kR1, {1.165902, 0.841019});
+}
+
+TEST(RulesR1Test, NnmThenRules) {
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows nnm, RunPre(Options("nnm", 1), kR1));
+  ASSERT_EQ(nnm.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) ExpectRowNear(nnm[i], {1.025, 1.05});
+  ExpectRowNear(nnm[4], {3.325, -1.725});
+  for (const RuleOptions& rule :
+       {Options("trimmed_mean", 1), Options("median"), Options("krum", 1)}) {
+    ExpectPipeline(Options("nnm", 1), rule, kR1, {1.025, 1.05});
+  }
+}
+
+TEST(RulesR1Test, Arc) {
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows arc, RunPre(Options("arc", 1), kR1));
+  for (size_t i = 0; i < 4; ++i) ExpectRowNear(arc[i], {kR1[i][0], kR1[i][1]});
+  ExpectRowNear(arc[4], {1.204159, -1.204159});  // Clipped to 1.702939.
+}
+
+// ---------------------------------------------------------------------------
+// §2.5 R-2: n = 6, f = 2, d = 3, two colluding outliers, distance ties.
+const Rows kR2 = {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}};
+
+TEST(RulesR2Test, Aggregators) {
+  ExpectRule(Options("average"), kR2, {2.25, 2.083333, 2.666667});
+  ExpectRule(Options("median"), kR2, {1.5, 1.0, 2.0});
+  ExpectRule(Options("trimmed_mean", 2), kR2, {1.5, 1.0, 2.0});
+  ExpectRule(Options("geometric_median"), kR2, {1.105323, 0.919383, 1.732626});
+  ExpectRule(Options("krum", 2), kR2, {0.5, 0.5, 1.0});
+  ExpectSubsetMeans(kR2, 2, /*monna_idx=*/3, {0.875, 0.625, 1.25});
+}
+
+TEST(RulesR2Test, NnmBreaksThreeWayTieByIndex) {
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows nnm, RunPre(Options("nnm", 2), kR2));
+  ASSERT_EQ(nnm.size(), 6u);
+  for (size_t i = 0; i < 4; ++i) ExpectRowNear(nnm[i], {0.875, 0.625, 1.25});
+  ExpectRowNear(nnm[4], {2.75, 2.75, 3.75});
+  ExpectRowNear(nnm[5], {2.75, 2.75, 3.75});
+  ExpectPipeline(Options("nnm", 2), Options("trimmed_mean", 2), kR2, {0.875, 0.625, 1.25});
+  ExpectPipeline(Options("nnm", 2), Options("median"), kR2, {0.875, 0.625, 1.25});
+}
+
+TEST(RulesR2Test, Arc) {
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows arc, RunPre(Options("arc", 2), kR2));
+  ExpectRowNear(arc[4], {1.290994, 1.290994, 1.290994});  // Threshold 2.236068.
+  ExpectRowNear(arc[5], {1.205607, 1.205607, 1.446728});
+  for (size_t i = 0; i < 4; ++i) ExpectRowNear(arc[i], {kR2[i][0], kR2[i][1], kR2[i][2]});
+}
+
+TEST(RulesR2Test, CenteredClippingKeepsStateAcrossCalls) {
+  RuleOptions options = Options("centered_clipping");
+  options.tau = 2;
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> rule, CreateRule(options));
+  TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> first, RunRule(*rule, kR2));
+  ExpectRowNear(first, {0.902718, 0.753647, 1.171067});
+  TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> second, RunRule(*rule, kR2));
+  ExpectRowNear(second, {1.257520, 1.054744, 1.616239});
+}
+
+// ---------------------------------------------------------------------------
+// §2.6 Bulyan (hand-computed): selection 0.2, 0.1, 0.3, 0, 0.4; output 0.2.
+TEST(RulesBulyanTest, WorkedExample) {
+  const Rows x = {{0}, {0.1f}, {0.2f}, {0.3f}, {0.4f}, {10}, {-10}};
+  ExpectRule(Options("bulyan", 1), x, {0.2});
+}
+
+TEST(RulesBulyanTest, RequiresFourFPlusThree) {
+  const Rows x = {{0}, {1}, {2}, {3}, {4}, {5}};
+  EXPECT_THAT(RunRule(Options("bulyan", 1), x), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// ---------------------------------------------------------------------------
+// §1.10 Flag Aggregator.
+TEST(RulesFlagTest, Fa1DeterministicAndExplicitInit) {
+  const Rows g = {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}};
+  ExpectRule(Options("flag"), g, {2, 0, 0});
+  const std::vector<float> batch = Flatten(g);
+  std::vector<float> out(3);
+  const std::vector<double> e3 = {0, 0, 1};
+  ASSERT_THAT(FlagAggregate(batch.data(), 3, 3, FlagParams{}, e3, out.data()), IsOk());
+  ExpectRowNear(out, {2, 0, 0});
+}
+
+struct Fa2Case {
+  int r;
+  double lambda;
+  int iterations;
+  std::vector<double> output;
+  std::vector<double> coefficients;
+};
+
+TEST(RulesFlagTest, Fa2Table) {
+  const Rows g = {{1, 0.2f, 0}, {0.9f, 0.1f, 0.1f}, {1.1f, 0, -0.1f}, {-3, 4, 0}};
+  const std::vector<float> batch = Flatten(g);
+  const double s = 1 / std::sqrt(3.0);
+  const std::vector<double> y0_r1 = {s, s, s};
+  const std::vector<double> y0_r2 = {1, 0, 0, 0, 0, 1};  // [e1, e3], 3 x 2 row-major.
+  const std::vector<Fa2Case> cases = {
+      {1, 0, 1, {2.341222, -0.046844, 0.025326}, {0.722021, 0.777339, 0.662702, -0.342210}},
+      {1, 1, 1, {2.323300, -0.080294, 0.024666}, {0.704006, 0.764186, 0.654047, -0.377802}},
+      {1, 0, 3, {2.425069, 0.155445, -0.014709}, {0.845712, 0.626173, 0.921625, -0.098930}},
+      {1, 1, 3, {2.421142, 0.143760, -0.020559}, {0.843059, 0.593658, 0.946826, -0.108425}},
+      {2, 0, 1, {1.186320, 0.539098, 0.055495}, {0.555797, 0.691222, 0.225066, 0.442782}},
+      {2, 1, 1, {1.185943, 0.540720, 0.051321}, {0.558433, 0.670127, 0.245594, 0.447058}},
+      {2, 0, 3, {1.175789, 0.557612, -0.065391}, {0.621536, 0.076313, 0.814789, 0.534178}},
+  };
+  for (const Fa2Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "r=" << c.r << " lambda=" << c.lambda
+                                      << " n_its=" << c.iterations);
+    std::vector<float> out(3);
+    std::vector<double> coefficients;
+    ASSERT_THAT(FlagAggregate(batch.data(), 4, 3, FlagParams{c.r, c.lambda, c.iterations},
+                              c.r == 1 ? y0_r1 : y0_r2, out.data(), &coefficients),
+                IsOk());
+    // float32 inputs: compare at 1e-5 (§0.3 suggests 1e-4 against float32 runs).
+    ExpectRowNear(out, c.output, 1e-5);
+    ASSERT_EQ(coefficients.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(coefficients[i], c.coefficients[i], 1e-5) << i;
+  }
+}
+
+TEST(RulesFlagTest, AllZeroBatchGivesZero) {
+  ExpectRule(Options("flag"), {{0, 0}, {0, 0}}, {0, 0});
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+TEST(RuleErrorsTest, MessageNamesRuleAndF) {
+  const Rows x = {{1}, {2}, {3}, {4}, {5}};
+  auto out = RunRule(Options("krum", 3), x);
+  EXPECT_THAT(out, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(out.status().message(), "krum: f=3 requires n > 2f, got n=5");
+}
+
+TEST(RuleErrorsTest, CreateChecksFAgainstExpectedN) {
+  RuleOptions options = Options("trimmed_mean", 3);
+  options.expected_n = 6;
+  EXPECT_THAT(CreateRule(options), StatusIs(absl::StatusCode::kInvalidArgument));
+  options.expected_n = 7;
+  EXPECT_THAT(CreateRule(options), IsOk());
+}
+
+TEST(RuleErrorsTest, UnknownNamesAndBadOptions) {
+  EXPECT_THAT(CreateRule(Options("nope")), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreatePreStep(Options("krum")), StatusIs(absl::StatusCode::kInvalidArgument));
+  RuleOptions gm = Options("geometric_median");
+  gm.nu = 0;
+  EXPECT_THAT(CreateRule(gm), StatusIs(absl::StatusCode::kInvalidArgument));
+  RuleOptions cc = Options("centered_clipping");
+  cc.clip_iterations = 0;
+  EXPECT_THAT(CreateRule(cc), StatusIs(absl::StatusCode::kInvalidArgument));
+  RuleOptions flag = Options("flag");
+  flag.flag_r = 0;
+  EXPECT_THAT(CreateRule(flag), StatusIs(absl::StatusCode::kInvalidArgument));
+  RuleOptions bucketing = Options("bucketing");
+  bucketing.bucket_size = 0;
+  EXPECT_THAT(CreatePreStep(bucketing), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(RuleErrorsTest, MdaRefusesTooManySubsets) {
+  Rows x(40, std::vector<float>{1.0f});
+  auto out = RunRule(Options("mda", 10), x);  // C(40, 10) ≈ 8.5e8.
+  EXPECT_THAT(out, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr("mda: C(n=40, f=10)"));
+}
+
+TEST(RuleErrorsTest, MonnaIdxOutOfRange) {
+  RuleOptions options = Options("monna", 0);
+  options.idx = 3;
+  EXPECT_THAT(RunRule(options, {{1}, {2}, {3}}), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(RuleErrorsTest, ShapeMismatch) {
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> rule, CreateRule(Options("average")));
+  std::vector<float> batch(5), out(2);
+  EXPECT_THAT(rule->Aggregate(batch, 3, 2, absl::MakeSpan(out)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// ---------------------------------------------------------------------------
+// Bucketing: seeded, s = 1 permutes, s = 2 averages pairs.
+TEST(RulePreStepsTest, BucketingIsSeededAndAveragesBuckets) {
+  const Rows x = {{0}, {1}, {2}, {3}, {4}};
+  RuleOptions options = Options("bucketing");
+  options.seed = 7;
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows once, RunPre(options, x));
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows again, RunPre(options, x));
+  EXPECT_EQ(once, again);
+  std::vector<float> values;
+  for (const auto& row : once) values.push_back(row[0]);
+  EXPECT_THAT(values, ::testing::UnorderedElementsAre(0, 1, 2, 3, 4));
+
+  options.bucket_size = 2;
+  TALLY_ASSERT_OK_AND_ASSIGN(Rows buckets, RunPre(options, x));
+  ASSERT_EQ(buckets.size(), 3u);
+  float total = 0;
+  for (size_t k = 0; k < 2; ++k) total += 2 * buckets[k][0];
+  total += buckets[2][0];  // The last, partial bucket holds one row.
+  EXPECT_NEAR(total, 10.0f, 1e-5);
+}
+
+// ---------------------------------------------------------------------------
+// Conformance over every registered rule and pre-step.
+constexpr size_t kN = 7;
+constexpr size_t kD = 5;
+constexpr size_t kF = 1;  // Valid for every rule at n = 7 (Bulyan: 4f + 3 = 7).
+
+RuleOptions ConformanceOptions(const std::string& name) {
+  RuleOptions options = Options(name, kF);
+  options.clip_norm = 100;  // Clipping leaves the test rows alone.
+  options.bucket_size = 2;
+  return options;
+}
+
+Rows RandomRows(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Rows rows(kN, std::vector<float>(kD));
+  for (auto& row : rows) {
+    for (float& v : row) v = normal(rng);
+  }
+  return rows;
+}
+
+TEST(RuleConformanceTest, IdenticalRowsReturnThatRow) {
+  const std::vector<float> row = {0.5f, -1, 2, 0.25f, 3};
+  const Rows x(kN, row);
+  for (const std::string& name : RuleNames()) {
+    SCOPED_TRACE(name);
+    TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> out, RunRule(ConformanceOptions(name), x));
+    std::vector<double> expected(row.begin(), row.end());
+    if (name == "flag") {
+      // Flag discards magnitudes (§1.4): a = Σ_i x_i / r = n · row/‖row‖ (r = 1).
+      double norm = 0;
+      for (float v : row) norm += v * v;
+      for (double& v : expected) v *= kN / std::sqrt(norm);
+    }
+    ExpectRowNear(out, expected, 1e-5);
+  }
+  for (const std::string& name : PreStepNames()) {
+    SCOPED_TRACE(name);
+    TALLY_ASSERT_OK_AND_ASSIGN(Rows out, RunPre(ConformanceOptions(name), x));
+    ASSERT_FALSE(out.empty());
+    for (const auto& r : out) ExpectRowNear(r, std::vector<double>(row.begin(), row.end()), 1e-5);
+  }
+}
+
+TEST(RuleConformanceTest, PermutationInvariance) {
+  const Rows x = RandomRows(42);
+  const std::vector<size_t> perm = {3, 6, 0, 5, 1, 4, 2};
+  Rows permuted;
+  for (size_t i : perm) permuted.push_back(x[i]);
+  for (const std::string& name : RuleNames()) {
+    // MoNNA's output depends on which row is trusted (idx), by design. Bulyan's
+    // late selection steps use one nearest neighbour (|R| − f − 2 < 1 -> 1,
+    // §2.6), where mutual nearest neighbours tie exactly and the lower index
+    // wins: order-dependent by the spec.
+    if (name == "monna" || name == "bulyan") continue;
+    SCOPED_TRACE(name);
+    TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> a, RunRule(ConformanceOptions(name), x));
+    TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> b, RunRule(ConformanceOptions(name), permuted));
+    ExpectRowNear(b, std::vector<double>(a.begin(), a.end()), 1e-5);
+  }
+}
+
+TEST(RuleConformanceTest, InvalidFAndEmptyBatchAreInvalidArgument) {
+  const Rows x = RandomRows(7);
+  std::vector<float> batch = Flatten(x);
+  std::vector<float> out(kD);
+  for (const std::string& name : RuleNames()) {
+    SCOPED_TRACE(name);
+    TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> ok_rule, CreateRule(ConformanceOptions(name)));
+    EXPECT_THAT(ok_rule->Aggregate({}, 0, kD, absl::MakeSpan(out)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    if (RequirementOf(name) == FRequirement::kNone) continue;
+    RuleOptions options = ConformanceOptions(name);
+    options.f = 4;  // 2f > 7 and 4f + 3 > 7.
+    TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> rule, CreateRule(options));
+    EXPECT_THAT(rule->Aggregate(batch, kN, kD, absl::MakeSpan(out)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    options.expected_n = kN;
+    EXPECT_THAT(CreateRule(options), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  for (const std::string& name : PreStepNames()) {
+    SCOPED_TRACE(name);
+    TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<PreStep> ok_step,
+                               CreatePreStep(ConformanceOptions(name)));
+    EXPECT_THAT(ok_step->Apply({}, 0, kD), StatusIs(absl::StatusCode::kInvalidArgument));
+    const FRequirement req = RequirementOf(name);
+    if (req == FRequirement::kNone) continue;
+    RuleOptions options = ConformanceOptions(name);
+    options.f = req == FRequirement::kFLessThanN ? kN : kN + 1;
+    TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<PreStep> step, CreatePreStep(options));
+    EXPECT_THAT(step->Apply(absl::MakeSpan(batch), kN, kD),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+}
+
+}  // namespace
+}  // namespace tally::aggregators
