@@ -87,6 +87,8 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     optimizer->set_learning_rate(aggregators::DefaultLearningRate(optimizer->name()));
   }
 
+  if (config->strategy().rule().empty()) config->mutable_strategy()->set_rule("mean");
+
   tally::v1::LimitsConfig* limits = config->mutable_limits();
   if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
   if (limits->model_chunk_bytes() == 0) limits->set_model_chunk_bytes(1 << 20);
@@ -113,6 +115,29 @@ aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::Optimi
   if (config.has_beta2()) options.beta2 = config.beta2();
   if (config.has_tau()) options.tau = config.tau();
   return options;
+}
+
+bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy) {
+  return !strategy.rule().empty() && strategy.rule() != "mean";
+}
+
+aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& s,
+                                               size_t expected_n) {
+  aggregators::RuleOptions o;
+  o.f = s.f();
+  o.expected_n = expected_n;
+  if (s.has_nu()) o.nu = s.nu();
+  if (s.has_iterations()) o.iterations = s.iterations();
+  if (s.has_tau()) o.tau = s.tau();
+  if (s.has_clip_iterations()) o.clip_iterations = s.clip_iterations();
+  o.idx = s.idx();
+  if (s.has_clip_norm()) o.clip_norm = s.clip_norm();
+  if (s.has_bucket_size()) o.bucket_size = s.bucket_size();
+  if (s.has_seed()) o.seed = s.seed();
+  if (s.has_flag_r()) o.flag_r = s.flag_r();
+  if (s.has_flag_lambda()) o.flag_lambda = s.flag_lambda();
+  if (s.has_flag_iterations()) o.flag_iterations = s.flag_iterations();
+  return o;
 }
 
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model) {
@@ -148,6 +173,23 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config.optimizer()));
       !optimizer.ok()) {
     return optimizer.status();
+  }
+  const auto& strategy = config.strategy();
+  if (IsRobustStrategy(strategy)) {
+    const size_t n = config.rounds().clients_per_round();
+    aggregators::RuleOptions options = RuleOptionsFromConfig(strategy, n);
+    options.name = strategy.rule();
+    auto rule = aggregators::CreateRule(options);
+    if (!rule.ok()) {
+      return invalid("strategy.rule: ", rule.status().message());
+    }
+    for (const std::string& pre : strategy.pre()) {
+      options.name = pre;
+      auto step = aggregators::CreatePreStep(options);
+      if (!step.ok()) return invalid("strategy.pre: ", step.status().message());
+    }
+  } else if (strategy.pre_size() > 0 || strategy.f() > 0) {
+    return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
   }
   const auto& limits = config.limits();
   if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {

@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "aggregators/optimizers/optimizer.h"
+#include "aggregators/rules/rule.h"
 #include "core/model_layout.h"
 #include "tally/v1/config.pb.h"
 
@@ -26,6 +27,12 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config);
 
 // The optimizer options the config describes.
 aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config);
+
+// The rule options the strategy describes (name left to the caller).
+aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& strategy,
+                                               size_t expected_n);
+// True unless the strategy's rule is "mean" (the streaming weighted mean).
+bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy);
 
 // The model layout the config describes.
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model);

@@ -27,6 +27,11 @@ struct RoundState {
   absl::Mutex gate;
   // Created by the first upload (under mu_); written under the gate.
   std::unique_ptr<aggregators::StripedAccumulator> sum;
+  // Robust strategies: one row per upload (clients_per_round rows), written
+  // under the gate; row_state (under Coordinator::mu_): 0 free, 1 uploading,
+  // 2 committed.
+  std::vector<float> arena;
+  std::vector<uint8_t> row_state;
 
   // The rest is guarded by Coordinator::mu_.
   absl::flat_hash_set<std::string> assigned;            // Got a TRAIN task.
@@ -114,6 +119,20 @@ Coordinator::Coordinator(Options options)
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
   optimizer_ = std::move(optimizer).value();
   RestoreOptimizerState(options.optimizer_state);
+  if (IsRobustStrategy(config_.strategy())) {
+    aggregators::RuleOptions rule_options =
+        RuleOptionsFromConfig(config_.strategy(), config_.rounds().clients_per_round());
+    rule_options.name = config_.strategy().rule();
+    auto rule = aggregators::CreateRule(rule_options);
+    if (!rule.ok()) std::abort();  // ValidateConfig() ran before.
+    rule_ = std::move(rule).value();
+    for (const std::string& pre : config_.strategy().pre()) {
+      rule_options.name = pre;
+      auto step = aggregators::CreatePreStep(rule_options);
+      if (!step.ok()) std::abort();
+      pre_steps_.push_back(std::move(step).value());
+    }
+  }
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -411,19 +430,41 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     }
     round.assigned.insert(h.client_id);
   }
-  auto journal = NewJournalLocked(h.payload_bytes);
-  if (!journal.ok()) return RejectLocked(RejectReason::kInternal, journal.status());
-  if (round.sum == nullptr) {
-    round.sum =
-        std::make_unique<aggregators::StripedAccumulator>(std::move(spare_), layout.NumParams());
-    spare_ = std::vector<float>();
+  std::unique_ptr<UndoJournal> journal;
+  int row = -1;
+  if (rule_ != nullptr) {
+    // A private arena row: nothing to undo if the upload fails.
+    const size_t rows = config_.rounds().clients_per_round();
+    if (round.arena.empty()) {
+      round.arena.resize(rows * layout.NumParams());
+      round.row_state.assign(rows, 0);
+    }
+    for (size_t r = 0; r < rows && row < 0; ++r) {
+      if (round.row_state[r] == 0) row = static_cast<int>(r);
+    }
+    if (row < 0) {
+      return RejectLocked(RejectReason::kNotSelected,
+                          absl::FailedPreconditionError(absl::StrCat(
+                              "round ", round.round, " has no free update slot")));
+    }
+    round.row_state[row] = 1;
+  } else {
+    auto opened = NewJournalLocked(h.payload_bytes);
+    if (!opened.ok()) return RejectLocked(RejectReason::kInternal, opened.status());
+    journal = std::move(opened).value();
+    if (round.sum == nullptr) {
+      round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
+                                                                    layout.NumParams());
+      spare_ = std::vector<float>();
+    }
   }
   auto upload = std::unique_ptr<Upload>(new Upload());
+  upload->row_ = row;
   upload->coordinator_ = this;
   upload->round_ = current_;
   upload->header_ = h;
   upload->weight_ = static_cast<float>(h.num_samples);
-  upload->journal_ = std::move(journal).value();
+  upload->journal_ = std::move(journal);
   upload->started_ = clock_->Now();
   round.uploading[h.client_id] = upload.get();
   metrics_->uploads_in_flight.Increment();
@@ -473,7 +514,20 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   auto add = [&](size_t index, const char* bytes, size_t count) {
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
   };
-  if (upload.journal_->in_memory()) {
+  if (upload.row_ >= 0) {
+    // Robust strategies: validate, then copy into the upload's arena row.
+    ForEachFloatRun(pieces, check);
+    if (status.ok()) {
+      char* dst = reinterpret_cast<char*>(round.arena.data() +
+                                          static_cast<size_t>(upload.row_) *
+                                              store_.layout().NumParams()) +
+                  byte_offset;
+      for (absl::string_view piece : pieces) {
+        std::memcpy(dst, piece.data(), piece.size());
+        dst += piece.size();
+      }
+    }
+  } else if (upload.journal_->in_memory()) {
     // One pass per received piece while it is in L1: check, journal, add. A
     // bad value later in the chunk undoes the pieces already added (they are
     // in the journal), so the chunk is still all-or-nothing.
@@ -513,6 +567,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     }
     upload.state_ = Upload::State::kCommitted;
     ReleaseJournalLocked(upload);
+    if (upload.row_ >= 0) round.row_state[upload.row_] = 2;
     round.uploading.erase(upload.header_.client_id);
     round.submitted.insert(upload.header_.client_id);
     round.accepted += 1;
@@ -553,6 +608,7 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
                        upload.header_.client_id, "' after ", upload.received_,
                        " bytes: ", RejectReasonName(reason)));
+  if (upload.row_ >= 0) round.row_state[upload.row_] = 0;  // Its row is simply free again.
   if (upload.journal_ != nullptr && upload.journal_->size() > 0) {
     // Subtract exactly the products that were added: sum += (-w) * x.
     absl::Status replayed =
@@ -644,11 +700,21 @@ void Coordinator::CloseRound() {
   std::vector<float> next;
   std::shared_ptr<const ModelSnapshot> current = store_.Current();
   const bool poisoned = round_poisoned_.exchange(false);
-  if (!poisoned && round->accepted > 0 && round->accepted >= config_.rounds().min_clients() &&
-      round->sum != nullptr) {
+  const bool enough =
+      round->accepted > 0 && round->accepted >= config_.rounds().min_clients();
+  if (!poisoned && enough && rule_ != nullptr) {
+    absl::Status aggregated = AggregateRows(*round, &next);
+    if (!aggregated.ok()) {
+      LogWarning(absl::StrCat("round ", round->round, ": ", aggregated.message()));
+      metrics_->rule_failures.Increment();
+      next.clear();
+    }
+  } else if (!poisoned && enough && round->sum != nullptr) {
     next = round->sum->Release();
     const float inv_weight = static_cast<float>(1.0 / round->weight_sum);
     for (float& v : next) v *= inv_weight;
+  }
+  if (!next.empty()) {
     optimizer_->Apply(current->params, absl::MakeSpan(next));
     if (!AllFinite(next.data(), next.size())) {
       LogError(absl::StrCat("round ", round->round,
@@ -657,6 +723,7 @@ void Coordinator::CloseRound() {
     }
   }
   round->sum.reset();
+  round->arena = std::vector<float>();
   const bool published = !next.empty();
   const absl::Time now = clock_->Now();
   {
@@ -698,6 +765,32 @@ void Coordinator::CloseRound() {
   }
   ReleaseWaiters(/*all=*/false);
   if (published) MaybeCheckpoint(/*force=*/false);
+}
+
+absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* out) {
+  const size_t d = store_.layout().NumParams();
+  // Committed rows to the front, in row order. No upload touches the arena
+  // any more (the round is closed and its gate was drained).
+  size_t n = 0;
+  for (size_t r = 0; r < round.row_state.size(); ++r) {
+    if (round.row_state[r] != 2) continue;
+    if (r != n) {
+      std::memmove(round.arena.data() + n * d, round.arena.data() + r * d, d * sizeof(float));
+    }
+    ++n;
+  }
+  const absl::Time start = absl::Now();
+  absl::Span<float> rows(round.arena.data(), n * d);
+  for (const auto& step : pre_steps_) {
+    absl::StatusOr<size_t> kept = step->Apply(rows, n, d);
+    if (!kept.ok()) return kept.status();
+    n = *kept;
+    rows = absl::Span<float>(round.arena.data(), n * d);
+  }
+  out->assign(d, 0.0f);
+  absl::Status status = rule_->Aggregate(rows, n, d, absl::MakeSpan(*out));
+  metrics_->rule_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  return status;
 }
 
 void Coordinator::CheckTimers() {

@@ -40,6 +40,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "aggregators/optimizers/optimizer.h"
+#include "aggregators/rules/rule.h"
 #include "aggregators/rules/striped_accumulator.h"
 #include "core/clock.h"
 #include "core/model_store.h"
@@ -123,7 +124,8 @@ class Upload {
   UpdateHeaderInfo header_;
   float weight_ = 0;
   uint64_t received_ = 0;
-  std::unique_ptr<UndoJournal> journal_;
+  std::unique_ptr<UndoJournal> journal_;  // Streaming mean only.
+  int row_ = -1;                          // Robust rules: the arena row.
   absl::Time started_;
   // ACTIVE -> COMMITTED | ABORTED; changed only under Coordinator::mu_ while
   // holding the round's gate.
@@ -235,6 +237,9 @@ class Coordinator {
   void MaybeCheckpoint(bool force);
   // Moves the matching state tensors of `state` into the optimizer.
   void RestoreOptimizerState(OptimizerState& state);
+  // Runs the pre-steps and the rule over the round's committed rows; the
+  // aggregate delta goes to `out`.
+  absl::Status AggregateRows(RoundState& round, std::vector<float>* out);
 
   const tally::v1::ServerConfig config_;
   Clock* const clock_;
@@ -262,6 +267,10 @@ class Coordinator {
   // Set when an aborted upload could not be undone: the round must fail.
   std::atomic<bool> round_poisoned_{false};
   std::unique_ptr<aggregators::Optimizer> optimizer_;  // Worker thread only.
+  // A robust strategy (pre-steps + rule over an arena of rows) instead of
+  // the streaming weighted mean. Worker thread only.
+  std::unique_ptr<aggregators::Rule> rule_;
+  std::vector<std::unique_ptr<aggregators::PreStep>> pre_steps_;
   // A model-sized buffer recycled from a retired snapshot nobody reads any
   // more, reused as the next round's sum.
   std::vector<float> spare_ ABSL_GUARDED_BY(mu_);

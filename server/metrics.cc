@@ -77,6 +77,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                                          "Time to apply a round's aggregate and publish.")),
       push_duration(MakeHistogram(registry, "tally_push_update_duration_seconds",
                                   "Server-side duration of accepted PushUpdate calls.")),
+      rule_duration(MakeHistogram(registry, "tally_rule_duration_seconds",
+                                  "Time a robust strategy (pre-steps + rule) takes per round.")),
+      rule_failures(MakeCounter(registry, "tally_rule_failures_total",
+                                "Rounds failed because the robust rule refused the batch "
+                                "(e.g. too few updates for f).")),
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
       connected_clients(
           MakeGauge(registry, "tally_connected_clients", "Clients with a live session.")),

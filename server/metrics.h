@@ -50,6 +50,8 @@ class ServerMetrics {
   prometheus::Histogram& round_duration;
   prometheus::Histogram& aggregation_duration;
   prometheus::Histogram& push_duration;
+  prometheus::Histogram& rule_duration;
+  prometheus::Counter& rule_failures;
   prometheus::Gauge& model_version;
   prometheus::Gauge& connected_clients;
   prometheus::Gauge& uploads_in_flight;

@@ -1,6 +1,7 @@
 // ServerConfig parsing, defaults and validation: every error names its field.
 #include "server/config.h"
 
+#include <cctype>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -108,15 +109,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"optimizer { learning_rate: -2 }", "optimizer.learning_rate"},
         BadConfig{"optimizer { name: \"fedadam\" beta2: 1.5 }", "optimizer.beta2"},
         BadConfig{"optimizer { name: \"fedavgm\" momentum: 1 }", "optimizer.momentum"},
+        BadConfig{"rounds { clients_per_round: 5 } strategy { rule: \"krum\" f: 3 }",
+                  "strategy.rule: krum: f=3 requires n > 2f, got n=5"},
+        BadConfig{"strategy { rule: \"krumm\" }", "strategy.rule"},
+        BadConfig{"strategy { rule: \"krum\" pre: \"nmm\" }", "strategy.pre"},
+        BadConfig{"strategy { f: 1 }", "strategy.rule"},
         BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},
         BadConfig{"limits { model_chunk_bytes: 1025 }", "limits.model_chunk_bytes"},
         BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
-      std::string name = info.param.field;
-      for (char& c : name) {
-        if (c == '.') c = '_';
+      std::string name;
+      for (char c : std::string(info.param.field)) {
+        if (c == ' ' || c == ':') break;  // The field name, before any message.
+        name.push_back(std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
       }
-      return name;
+      return name + "_" + std::to_string(info.index);
     });
 
 }  // namespace

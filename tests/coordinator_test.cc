@@ -47,6 +47,7 @@ class CoordinatorTest : public ::testing::Test {
     config.set_spool_dir(::testing::TempDir());
     config.mutable_limits()->set_undo_memory_bytes(undo_memory_bytes_);
     *config.mutable_optimizer() = optimizer_;
+    *config.mutable_strategy() = strategy_;
     ApplyDefaults(&config);
     ASSERT_THAT(ValidateConfig(config), IsOk());
     auto layout = LayoutFromConfig(config.model());
@@ -126,6 +127,7 @@ class CoordinatorTest : public ::testing::Test {
 
   uint64_t undo_memory_bytes_ = 0;        // 0 = the default budget.
   tally::v1::OptimizerConfig optimizer_;  // Default: sgd, lr 1.
+  tally::v1::StrategyConfig strategy_;    // Default: the streaming mean.
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -213,6 +215,36 @@ TEST_F(CoordinatorTest, ServerOptimizerStateCarriesAcrossRounds) {
   // ALGORITHMS.md §5.5 FedAvgM example from w = 0: v = 0.5 -> 0.5, v = 0.25 -> 0.75.
   EXPECT_THAT(coordinator_->store().Current()->params,
               Pointwise(FloatNear(1e-6), {0.75f, 0.75f, 0.75f, 0.75f}));
+}
+
+TEST_F(CoordinatorTest, RobustRoundWithTooFewUpdatesForFFailsAndFailedUploadsFreeTheirRow) {
+  strategy_.set_rule("median");
+  Start(/*clients_per_round=*/3, /*min_clients=*/1);
+  for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  // A failed upload frees its row; the median of what was committed is used.
+  {
+    TALLY_ASSERT_OK_AND_ASSIGN(auto broken, coordinator_->BeginUpload(Header("c", 1, "bad")));
+    ASSERT_THAT(coordinator_->AddChunk(*broken, 0, Bytes({100, 100})), IsOk());
+  }
+  ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
+  ASSERT_THAT(Push("b", 1, {3, 2, 1, 0}), IsOk());
+  ASSERT_THAT(Push("c", 1, {2, 9, 9, 9}, "good"), IsOk());
+  AwaitVersion(2);
+  EXPECT_THAT(coordinator_->store().Current()->params, Pointwise(FloatNear(1e-6), {2, 2, 3, 4}));
+
+  // Krum with f = 1 needs n > 2: a round closed by its deadline with two
+  // updates fails and leaves the model alone.
+  strategy_.set_rule("krum");
+  strategy_.set_f(1);
+  Start(/*clients_per_round=*/3, /*min_clients=*/1);
+  for (const char* id : {"a", "b"}) JoinClient(id);
+  ASSERT_THAT(coordinator_->GetTask("a", tokens_["a"]), IsOk());
+  ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}), IsOk());
+  ASSERT_THAT(Push("b", 1, {1, 1, 1, 1}), IsOk());
+  clock_.Advance(absl::Seconds(2));
+  coordinator_->TickForTesting();
+  EXPECT_EQ(coordinator_->Status().rounds_failed, 1u);
+  EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(0, 0, 0, 0));
 }
 
 TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {

@@ -34,7 +34,8 @@ struct Harness {
   std::string target;
 
   static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
-                                        uint32_t min_clients, uint32_t timeout_ms = 600000) {
+                                        uint32_t min_clients, uint32_t timeout_ms = 600000,
+                                        const tally::v1::StrategyConfig& strategy = {}) {
     auto h = std::make_unique<Harness>();
     server::ServerOptions options;
     options.config.set_listen_address("127.0.0.1:0");
@@ -45,6 +46,7 @@ struct Harness {
     options.config.mutable_rounds()->set_clients_per_round(clients);
     options.config.mutable_rounds()->set_min_clients(min_clients);
     options.config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
+    *options.config.mutable_strategy() = strategy;
     options.registry = h->registry;
     auto server = server::Server::Create(std::move(options));
     EXPECT_THAT(server, IsOk());
@@ -377,6 +379,61 @@ TEST(ServerIntegrationTest, SdkRetriesUnavailableWithTheSameUpdateId) {
   ASSERT_THAT(client->WaitForVersion(1, absl::Seconds(30)), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(Model model, client->PullModel());
   EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {1, 2, 3, 4}));
+}
+
+// Runs one round in which client i pushes rows[i] and returns the new model.
+std::vector<float> RobustRound(Harness& h, const std::vector<std::vector<float>>& rows) {
+  std::vector<std::unique_ptr<Client>> clients;
+  for (size_t i = 0; i < rows.size(); ++i) clients.push_back(h.NewClient("c" + std::to_string(i)));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    threads.emplace_back([&, i] {
+      // Sample counts differ on purpose: robust rules ignore them.
+      EXPECT_THAT(TrainAndPush(*clients[i], rows[i], 1 + 10 * i), IsOk());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_THAT(clients[0]->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  auto model = clients[0]->PullModel();
+  EXPECT_THAT(model, IsOk());
+  return model.ok() ? model->params : std::vector<float>();
+}
+
+// ALGORITHMS.md §2.5 R-1: four honest updates and (10, -10); Krum(f=1)
+// selects (1, 1). FedAvg would move to (2.82, -1.16) unweighted.
+TEST(ServerIntegrationTest, KrumRoundThroughTheServerDropsTheAttacker) {
+  tally::v1::StrategyConfig strategy;
+  strategy.set_rule("krum");
+  strategy.set_f(1);
+  auto h = Harness::Start({2}, 5, 5, 600000, strategy);
+  ASSERT_NE(h, nullptr);
+  const std::vector<float> model =
+      RobustRound(*h, {{1, 1}, {1.2f, 0.8f}, {0.8f, 1.1f}, {1.1f, 1.3f}, {10, -10}});
+  EXPECT_THAT(model, Pointwise(FloatNear(1e-6), {1.0f, 1.0f}));
+}
+
+// ALGORITHMS.md §1.10 FA-1: deltas (1,0,0), (2,0,0), (0,5,0) aggregate to
+// (2, 0, 0) with the deterministic start (raw mean: (1, 1.666667, 0)).
+TEST(ServerIntegrationTest, FlagAggregatorRoundThroughTheServer) {
+  tally::v1::StrategyConfig strategy;
+  strategy.set_rule("flag");
+  auto h = Harness::Start({3}, 3, 3, 600000, strategy);
+  ASSERT_NE(h, nullptr);
+  const std::vector<float> model = RobustRound(*h, {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}});
+  EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {2.0f, 0.0f, 0.0f}));
+}
+
+// NNM then trimmed mean over R-2 (n = 6, f = 2): (0.875, 0.625, 1.25).
+TEST(ServerIntegrationTest, PreStepsThenRuleThroughTheServer) {
+  tally::v1::StrategyConfig strategy;
+  strategy.set_rule("trimmed_mean");
+  strategy.add_pre("nnm");
+  strategy.set_f(2);
+  auto h = Harness::Start({3}, 6, 6, 600000, strategy);
+  ASSERT_NE(h, nullptr);
+  const std::vector<float> model = RobustRound(
+      *h, {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}});
+  EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {0.875f, 0.625f, 1.25f}));
 }
 
 TEST(ServerIntegrationTest, ModelOf256MegabytesRoundTrips) {
