@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev openssl prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libzstd-dev curl
+  libopenblas-dev libzstd-dev curl python3
 )
 
 missing=()

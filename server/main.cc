@@ -17,6 +17,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/text_format.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -35,6 +36,14 @@ ABSL_FLAG(int, metrics_port, 0,
           "Prometheus /metrics port; overrides metrics_port (default 9464). -1 disables.");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "Overrides checkpoint_dir: where checkpoints are written (created if missing).");
+ABSL_FLAG(std::string, rule, "",
+          "Shorthand for strategy.rule: mean (default) or a robust rule (krum, multi_krum, "
+          "median, trimmed_mean, geometric_median, centered_clipping, mda, monna, meamed, "
+          "bulyan, flag, average).");
+ABSL_FLAG(std::string, pre, "",
+          "Shorthand for strategy.pre: comma-separated pre-steps applied before the rule "
+          "(nnm, clipping, arc, bucketing).");
+ABSL_FLAG(int, f, -1, "Shorthand for strategy.f: declared number of Byzantine clients.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server is serving.");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: debug, info, warning, error.");
@@ -100,6 +109,18 @@ int main(int argc, char** argv) {
   }
   if (!absl::GetFlag(FLAGS_checkpoint_dir).empty()) {
     config.set_checkpoint_dir(absl::GetFlag(FLAGS_checkpoint_dir));
+  }
+  if (!absl::GetFlag(FLAGS_rule).empty()) {
+    config.mutable_strategy()->set_rule(absl::GetFlag(FLAGS_rule));
+  }
+  if (!absl::GetFlag(FLAGS_pre).empty()) {
+    config.mutable_strategy()->clear_pre();
+    for (absl::string_view step : absl::StrSplit(absl::GetFlag(FLAGS_pre), ',')) {
+      config.mutable_strategy()->add_pre(std::string(step));
+    }
+  }
+  if (absl::GetFlag(FLAGS_f) >= 0) {
+    config.mutable_strategy()->set_f(static_cast<uint32_t>(absl::GetFlag(FLAGS_f)));
   }
   tally::server::ApplyDefaults(&config);
   if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) {

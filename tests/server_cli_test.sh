@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tally-server's command line as a user meets it: --help lists every flag,
+# flags override the config, and an invalid config fails at start naming the
+# field.
+#   tests/server_cli_test.sh <path to tally-server>
+set -euo pipefail
+server=$1
+fail() { echo "server_cli_test: FAIL: $*" >&2; exit 1; }
+
+help=$("$server" --help 2>&1 || true)
+for flag in config listen metrics_port checkpoint_dir rule pre f port_file log_level \
+            print_config shutdown_grace_ms; do
+  grep -q -- "--$flag " <<<"$help" || fail "--help does not document --$flag"
+done
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/server.textproto" <<'CFG'
+rounds { clients_per_round: 6 }
+optimizer { name: "fedadam" }
+CFG
+out=$("$server" --config="$tmp/server.textproto" --listen=127.0.0.1:7001 --metrics_port=-1 \
+      --checkpoint_dir="$tmp/ckpt" --rule=trimmed_mean --pre=clipping,nnm --f=2 --print_config)
+grep -q 'listen_address: "127.0.0.1:7001"' <<<"$out" || fail "--listen not applied: $out"
+grep -q 'metrics_port: -1' <<<"$out" || fail "--metrics_port not applied"
+grep -q "checkpoint_dir: \"$tmp/ckpt\"" <<<"$out" || fail "--checkpoint_dir not applied"
+grep -q 'rule: "trimmed_mean"' <<<"$out" || fail "--rule not applied"
+[[ $(grep -c 'pre: ' <<<"$out") == 2 ]] || fail "--pre not applied"
+grep -q 'learning_rate: 0.1' <<<"$out" || fail "fedadam's default learning rate missing"
+
+set +e
+msg=$("$server" --config="$tmp/server.textproto" --rule=krum --f=3 2>&1)
+rc=$?
+set -e
+[[ $rc == 1 ]] || fail "invalid f exited $rc, want 1"
+grep -q "strategy.rule: krum: f=3 requires n > 2f, got n=6" <<<"$msg" || fail "message: $msg"
+
+echo 'rounds { min_clients: 50 }' >"$tmp/bad.textproto"
+set +e
+msg=$("$server" --config="$tmp/bad.textproto" 2>&1)
+rc=$?
+set -e
+[[ $rc == 1 ]] || fail "invalid config exited $rc, want 1"
+grep -q "rounds.min_clients" <<<"$msg" || fail "message does not name the field: $msg"
+
+set +e
+msg=$("$server" --config="$tmp/missing.textproto" 2>&1)
+rc=$?
+set -e
+[[ $rc == 1 ]] || fail "missing config exited $rc"
+grep -q "missing.textproto" <<<"$msg" || fail "message does not name the file: $msg"
+echo "server_cli_test: OK"

@@ -1,0 +1,212 @@
+// tally: offline command-line tools.
+//
+//   tally aggregate --rule=NAME [--pre=a,b] --f=N [rule options]
+//                   --in=updates.npy --out=result.npy
+//
+// reads a 2-D .npy of client updates (rows = clients, float32 or float64),
+// applies the pre-steps in order and then the rule (aggregators/rules), and
+// writes the aggregate as a 1-D float32 .npy. A one-line summary goes to
+// stderr. Exit status: 0 on success, 1 on errors (unreadable input, a batch
+// the rule refuses, ...), 2 on usage errors (bad flags or command).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/types/span.h"
+#include "aggregators/rules/rule.h"
+#include "core/npy.h"
+
+using tally::aggregators::RuleOptions;
+
+ABSL_FLAG(std::string, rule, "",
+          "Aggregation rule (required): average, median, trimmed_mean, geometric_median, "
+          "krum, multi_krum, centered_clipping, mda, monna, meamed, bulyan, flag.");
+ABSL_FLAG(std::string, pre, "",
+          "Comma-separated pre-steps applied in order before the rule: nnm, clipping, arc, "
+          "bucketing.");
+ABSL_FLAG(int64_t, f, 0, "Declared number of Byzantine clients (rows).");
+ABSL_FLAG(std::string, in, "", "Input .npy (required): 2-D float32/float64, one row per client.");
+ABSL_FLAG(std::string, out, "", "Output .npy (required): the aggregate, 1-D float32.");
+ABSL_FLAG(double, nu, RuleOptions().nu, "geometric_median: smoothing nu (> 0).");
+ABSL_FLAG(int, iterations, RuleOptions().iterations, "geometric_median: iterations T (>= 0).");
+ABSL_FLAG(double, tau, RuleOptions().tau, "centered_clipping: radius tau (> 0).");
+ABSL_FLAG(int, clip_iterations, RuleOptions().clip_iterations,
+          "centered_clipping: iterations L (>= 1).");
+ABSL_FLAG(int64_t, idx, static_cast<int64_t>(RuleOptions().idx),
+          "monna: index of the trusted row (< n).");
+ABSL_FLAG(double, clip_norm, RuleOptions().clip_norm, "clipping: norm bound c (> 0).");
+ABSL_FLAG(int64_t, bucket_size, static_cast<int64_t>(RuleOptions().bucket_size),
+          "bucketing: bucket size s (>= 1).");
+ABSL_FLAG(uint64_t, seed, RuleOptions().seed, "bucketing: RNG seed.");
+ABSL_FLAG(int, flag_r, RuleOptions().flag_r, "flag: subspace dimension r (>= 1).");
+ABSL_FLAG(double, flag_lambda, RuleOptions().flag_lambda,
+          "flag: pairwise regulariser lambda (>= 0).");
+ABSL_FLAG(int, flag_iterations, RuleOptions().flag_iterations, "flag: IRLS iterations (>= 1).");
+
+namespace tally::tools {
+namespace {
+
+namespace agg = ::tally::aggregators;
+
+constexpr char kUsage[] =
+    "offline tools for tally.\n"
+    "Usage: tally aggregate --rule=NAME [--pre=a,b] --f=N [rule options] "
+    "--in=updates.npy --out=result.npy";
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+int Fail(int exit_code, absl::string_view message) {
+  std::fprintf(stderr, "tally aggregate: %s\n", std::string(message).c_str());
+  return exit_code;
+}
+
+// The rule's (or a pre-step's) options from the flags; INVALID_ARGUMENT for
+// missing or negative values. Range checks are left to CreateRule.
+absl::StatusOr<RuleOptions> OptionsFromFlags() {
+  if (absl::GetFlag(FLAGS_rule).empty()) return absl::InvalidArgumentError("--rule is required");
+  if (absl::GetFlag(FLAGS_in).empty()) return absl::InvalidArgumentError("--in is required");
+  if (absl::GetFlag(FLAGS_out).empty()) return absl::InvalidArgumentError("--out is required");
+  for (const auto& [name, value] : {std::pair<const char*, int64_t>{"f", absl::GetFlag(FLAGS_f)},
+                                    {"idx", absl::GetFlag(FLAGS_idx)},
+                                    {"bucket_size", absl::GetFlag(FLAGS_bucket_size)}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, "=", value, ": must be >= 0"));
+    }
+  }
+  RuleOptions options;
+  options.name = absl::GetFlag(FLAGS_rule);
+  options.f = static_cast<size_t>(absl::GetFlag(FLAGS_f));
+  options.nu = absl::GetFlag(FLAGS_nu);
+  options.iterations = absl::GetFlag(FLAGS_iterations);
+  options.tau = absl::GetFlag(FLAGS_tau);
+  options.clip_iterations = absl::GetFlag(FLAGS_clip_iterations);
+  options.idx = static_cast<size_t>(absl::GetFlag(FLAGS_idx));
+  options.clip_norm = absl::GetFlag(FLAGS_clip_norm);
+  options.bucket_size = static_cast<size_t>(absl::GetFlag(FLAGS_bucket_size));
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.flag_r = absl::GetFlag(FLAGS_flag_r);
+  options.flag_lambda = absl::GetFlag(FLAGS_flag_lambda);
+  options.flag_iterations = absl::GetFlag(FLAGS_flag_iterations);
+  return options;
+}
+
+bool Contains(const std::vector<std::string>& names, const std::string& name) {
+  for (const std::string& candidate : names) {
+    if (candidate == name) return true;
+  }
+  return false;
+}
+
+// The pipeline the flags describe: pre-steps in order, then the rule.
+struct Pipeline {
+  std::vector<std::unique_ptr<agg::PreStep>> pre_steps;
+  std::unique_ptr<agg::Rule> rule;
+};
+
+// INVALID_ARGUMENT (a usage error) for unknown names or bad options.
+absl::StatusOr<Pipeline> CreatePipeline(const RuleOptions& options) {
+  Pipeline pipeline;
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_pre), ',', absl::SkipWhitespace())) {
+    RuleOptions pre_options = options;
+    pre_options.name = std::string(name);
+    if (!Contains(agg::PreStepNames(), pre_options.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--pre: unknown pre-step '", name,
+                       "' (known: ", absl::StrJoin(agg::PreStepNames(), ", "), ")"));
+    }
+    absl::StatusOr<std::unique_ptr<agg::PreStep>> step = agg::CreatePreStep(pre_options);
+    if (!step.ok()) return step.status();
+    pipeline.pre_steps.push_back(*std::move(step));
+  }
+  if (!Contains(agg::RuleNames(), options.name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rule: unknown rule '", options.name,
+                     "' (known: ", absl::StrJoin(agg::RuleNames(), ", "), ")"));
+  }
+  absl::StatusOr<std::unique_ptr<agg::Rule>> rule = agg::CreateRule(options);
+  if (!rule.ok()) return rule.status();
+  pipeline.rule = *std::move(rule);
+  return pipeline;
+}
+
+int Aggregate() {
+  absl::StatusOr<RuleOptions> options = OptionsFromFlags();
+  if (!options.ok()) return Fail(kExitUsage, options.status().message());
+  absl::StatusOr<Pipeline> pipeline = CreatePipeline(*options);
+  if (!pipeline.ok()) return Fail(kExitUsage, pipeline.status().message());
+
+  const std::string in = absl::GetFlag(FLAGS_in);
+  const std::string out_path = absl::GetFlag(FLAGS_out);
+  absl::StatusOr<NpyMatrix> batch = ReadNpy(in);
+  if (!batch.ok()) return Fail(kExitError, batch.status().message());
+  const size_t n = batch->rows;
+  const size_t d = batch->cols;
+
+  size_t rows = n;
+  for (const std::unique_ptr<agg::PreStep>& step : pipeline->pre_steps) {
+    absl::StatusOr<size_t> kept = step->Apply(absl::MakeSpan(batch->data), rows, d);
+    if (!kept.ok()) return Fail(kExitError, kept.status().message());
+    rows = *kept;
+  }
+  std::vector<float> result(d);
+  const absl::Status aggregated = pipeline->rule->Aggregate(
+      absl::MakeConstSpan(batch->data.data(), rows * d), rows, d, absl::MakeSpan(result));
+  if (!aggregated.ok()) return Fail(kExitError, aggregated.message());
+  if (absl::Status written = WriteNpyVector(out_path, result); !written.ok()) {
+    return Fail(kExitError, written.message());
+  }
+
+  double norm = 0;
+  for (float x : result) norm += static_cast<double>(x) * x;
+  const std::string pre = absl::GetFlag(FLAGS_pre);
+  std::string summary = absl::StrCat("rule=", options->name, pre.empty() ? "" : " pre=", pre,
+                                     " f=", options->f, " n=", n);
+  if (rows != n) absl::StrAppend(&summary, " (", rows, " after pre-steps)");
+  absl::StrAppend(&summary, " d=", d, " |out|=", std::sqrt(norm), " -> ", out_path);
+  std::fprintf(stderr, "tally aggregate: %s\n", summary.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace tally::tools
+
+int main(int argc, char** argv) {
+  absl::FlagsUsageConfig usage_config;
+  // --help lists this file's flags (absl's default matches files named after
+  // the binary).
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "tools/tally_main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
+  absl::SetProgramUsageMessage(tally::tools::kUsage);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() < 2) {
+    std::fprintf(stderr, "tally: missing command\n%s\n(see --help)\n", tally::tools::kUsage);
+    return tally::tools::kExitUsage;
+  }
+  if (std::string(rest[1]) != "aggregate") {
+    std::fprintf(stderr, "tally: unknown command '%s' (known: aggregate; see --help)\n", rest[1]);
+    return tally::tools::kExitUsage;
+  }
+  if (rest.size() > 2) {
+    std::fprintf(stderr, "tally aggregate: unexpected argument '%s' (see --help)\n", rest[2]);
+    return tally::tools::kExitUsage;
+  }
+  return tally::tools::Aggregate();
+}
