@@ -6,6 +6,17 @@
 set -euo pipefail
 server=$1
 fail() { echo "server_cli_test: FAIL: $*" >&2; exit 1; }
+# expect_failure PATTERN ARGS...: tally-server exits 1 printing PATTERN.
+expect_failure() {
+  local pattern=$1 msg rc
+  shift
+  set +e
+  msg=$("$server" "$@" 2>&1)
+  rc=$?
+  set -e
+  [[ $rc == 1 ]] || fail "'$*' exited $rc, want 1"
+  grep -q -- "$pattern" <<<"$msg" || fail "'$*' printed: $msg"
+}
 
 help=$("$server" --help 2>&1 || true)
 for flag in config listen metrics_port checkpoint_dir rule pre f port_file log_level \
@@ -28,25 +39,9 @@ grep -q 'rule: "trimmed_mean"' <<<"$out" || fail "--rule not applied"
 [[ $(grep -c 'pre: ' <<<"$out") == 2 ]] || fail "--pre not applied"
 grep -q 'learning_rate: 0.1' <<<"$out" || fail "fedadam's default learning rate missing"
 
-set +e
-msg=$("$server" --config="$tmp/server.textproto" --rule=krum --f=3 2>&1)
-rc=$?
-set -e
-[[ $rc == 1 ]] || fail "invalid f exited $rc, want 1"
-grep -q "strategy.rule: krum: f=3 requires n > 2f, got n=6" <<<"$msg" || fail "message: $msg"
-
+expect_failure "strategy.rule: krum: f=3 requires n > 2f, got n=6" \
+  --config="$tmp/server.textproto" --rule=krum --f=3
 echo 'rounds { min_clients: 50 }' >"$tmp/bad.textproto"
-set +e
-msg=$("$server" --config="$tmp/bad.textproto" 2>&1)
-rc=$?
-set -e
-[[ $rc == 1 ]] || fail "invalid config exited $rc, want 1"
-grep -q "rounds.min_clients" <<<"$msg" || fail "message does not name the field: $msg"
-
-set +e
-msg=$("$server" --config="$tmp/missing.textproto" 2>&1)
-rc=$?
-set -e
-[[ $rc == 1 ]] || fail "missing config exited $rc"
-grep -q "missing.textproto" <<<"$msg" || fail "message does not name the file: $msg"
+expect_failure "rounds.min_clients" --config="$tmp/bad.textproto"
+expect_failure "missing.textproto" --config="$tmp/missing.textproto"
 echo "server_cli_test: OK"
