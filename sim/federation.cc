@@ -25,6 +25,7 @@ constexpr absl::Duration kTaskPoll = absl::Seconds(1);
 
 // Seed streams (see DeriveSeed); the client index is added.
 constexpr uint64_t kTrainSeedStream = uint64_t{1} << 32;
+constexpr uint64_t kAttackSeedStream = uint64_t{2} << 32;
 
 absl::Status CheckServerModel(const SoftmaxRegression& model, const ModelInfo& info) {
   std::vector<ModelLayout::TensorDef> defs;
@@ -69,12 +70,15 @@ class Fleet {
   void set_last_round(uint64_t round) { last_round_ = round; }
   uint64_t last_round() const { return last_round_; }
   std::atomic<int>& running() { return running_; }
+  void CountRejected() { ++rejected_; }
+  int rejected() const { return rejected_; }
 
  private:
   mutable absl::Mutex mu_;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::atomic<int> running_{0};
+  std::atomic<int> rejected_{0};
   std::atomic<uint64_t> last_round_{~uint64_t{0}};
 };
 
@@ -82,9 +86,17 @@ class Fleet {
 // until the server says DONE or the fleet stops.
 class SimulatedClient {
  public:
+  // `shards[k]` is what client k trains on (flipped labels for a label_flip
+  // Byzantine client); a Byzantine client reads the other Byzantine shards
+  // for the alie/ipm estimate.
   SimulatedClient(int index, const FederationOptions& options, const SoftmaxRegression& model,
-                  const Dataset& data, Fleet* fleet)
-      : index_(index), options_(options), model_(model), data_(data), fleet_(fleet) {}
+                  const std::vector<Dataset>& shards, Fleet* fleet)
+      : index_(index),
+        options_(options),
+        model_(model),
+        shards_(shards),
+        data_(shards[index]),
+        fleet_(fleet) {}
 
   absl::Status Run() {
     TALLY_ASSIGN_OR_RETURN(client_, ConnectAndJoin(options_, model_, ClientId()));
@@ -112,13 +124,11 @@ class SimulatedClient {
     if (IsRoundOver(base.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(base.status());
 
-    std::vector<float> local = base->params;
-    TrainOptions train = options_.train;
-    train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + index_), task.round);
-    if (task.local_steps > 0) train.local_steps = static_cast<int>(task.local_steps);
-    TALLY_ASSIGN_OR_RETURN(TrainResult trained,
-                           TrainLocal(model_, data_, train, absl::MakeSpan(local)));
-    for (size_t i = 0; i < local.size(); ++i) local[i] -= base->params[i];
+    std::vector<float> local;
+    TALLY_ASSIGN_OR_RETURN(TrainResult trained, HonestDelta(index_, *base, task, &local));
+    if (byzantine()) {
+      TALLY_ASSIGN_OR_RETURN(local, MaliciousDelta(*base, task, local));
+    }
 
     Update update;
     update.round = task.round;
@@ -129,9 +139,56 @@ class SimulatedClient {
     update.metrics = {{"loss", trained.mean_loss}};
     absl::StatusOr<PushResult> pushed = client_->PushUpdate(update);
     if (IsRoundOver(pushed.status())) return absl::OkStatus();
+    if (byzantine() && absl::IsInvalidArgument(pushed.status())) {
+      // E.g. the NaN sender: the server refuses it, as it should. Count it
+      // and do not retry this round.
+      fleet_->CountRejected();
+      last_round_ = task.round;
+      return absl::OkStatus();
+    }
     TALLY_RETURN_IF_ERROR(pushed.status());
     last_round_ = task.round;
     return absl::OkStatus();
+  }
+
+  bool byzantine() const { return index_ < options_.byzantine; }
+
+  // Client `k`'s honest delta (trained on shards_[k]) from `base` into `delta`.
+  absl::StatusOr<TrainResult> HonestDelta(int k, const Model& base, const Task& task,
+                                          std::vector<float>* delta) const {
+    *delta = base.params;
+    TrainOptions train = options_.train;
+    train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + k), task.round);
+    if (task.local_steps > 0) train.local_steps = static_cast<int>(task.local_steps);
+    TALLY_ASSIGN_OR_RETURN(TrainResult trained,
+                           TrainLocal(model_, shards_[k], train, absl::MakeSpan(*delta)));
+    for (size_t i = 0; i < delta->size(); ++i) (*delta)[i] -= base.params[i];
+    return trained;
+  }
+
+  // The malicious delta of this Byzantine client.
+  absl::StatusOr<std::vector<float>> MaliciousDelta(const Model& base, const Task& task,
+                                            const std::vector<float>& honest) const {
+    DeltaStats stats;
+    if (AttackNeedsStats(options_.attack)) {
+      std::vector<std::vector<float>> rows(options_.byzantine);
+      for (int k = 0; k < options_.byzantine; ++k) {
+        if (k == index_) {
+          rows[k] = honest;
+          continue;
+        }
+        TALLY_RETURN_IF_ERROR(HonestDelta(k, base, task, &rows[k]).status());
+      }
+      TALLY_ASSIGN_OR_RETURN(stats, ComputeDeltaStats(rows));
+    }
+    AttackOptions attack_options = options_.attack_options;
+    if (attack_options.num_clients == 0) {
+      attack_options.num_clients = static_cast<int>(shards_.size());
+    }
+    if (attack_options.num_byzantine == 0) attack_options.num_byzantine = options_.byzantine;
+    return ApplyAttack(options_.attack, attack_options, honest, &stats,
+                       DeriveSeed(DeriveSeed(options_.train.seed, kAttackSeedStream + index_),
+                                  task.round));
   }
 
   // The round closed or the base version moved on while this client worked:
@@ -144,6 +201,7 @@ class SimulatedClient {
   const int index_;
   const FederationOptions& options_;
   const SoftmaxRegression& model_;
+  const std::vector<Dataset>& shards_;
   const Dataset& data_;
   Fleet* const fleet_;
   std::unique_ptr<Client> client_;
@@ -266,6 +324,17 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
                                                const FederatedData& data) {
   if (data.clients.empty()) return absl::InvalidArgumentError("no simulated clients");
   TALLY_RETURN_IF_ERROR(ValidateTrainOptions(options.train));
+  if (options.byzantine < 0 || options.byzantine > static_cast<int>(data.clients.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("byzantine = ", options.byzantine,
+                                                   ": must be in [0, number of clients = ",
+                                                   data.clients.size(), "]"));
+  }
+  // What each client trains on: its own shard, label-flipped for a
+  // label_flip Byzantine client.
+  std::vector<Dataset> shards = data.clients;
+  if (AttackFlipsLabels(options.attack)) {
+    for (int k = 0; k < options.byzantine; ++k) shards[k] = FlipLabels(data.clients[k]);
+  }
   FederationResult result;
   Observer observer(options, model, data.test, static_cast<int>(data.clients.size()));
   TALLY_RETURN_IF_ERROR(observer.Start(&result));
@@ -277,7 +346,7 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
   std::vector<std::thread> threads;
   for (size_t k = 0; k < data.clients.size(); ++k) {
     clients.push_back(std::make_unique<SimulatedClient>(static_cast<int>(k), options, model,
-                                                        data.clients[k], &fleet));
+                                                        shards, &fleet));
   }
   fleet.running() = static_cast<int>(clients.size());
   for (auto& client : clients) {
@@ -294,6 +363,7 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
   for (std::thread& thread : threads) thread.join();
   TALLY_RETURN_IF_ERROR(watched);
   TALLY_RETURN_IF_ERROR(fleet.error());
+  result.rejected_updates = fleet.rejected();
   return result;
 }
 

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "sim/attacks.h"
 #include "sim/local_training.h"
 #include "sim/report.h"
 #include "sim/softmax_model.h"
@@ -34,15 +35,28 @@ struct FederationOptions {
   std::FILE* progress = nullptr;
   // How often the progress line is refreshed while a round runs.
   absl::Duration progress_interval = absl::Milliseconds(200);
+  // Byzantine clients: the first `byzantine` clients run `attack` (see
+  // sim/attacks.h). Each trains honestly first (on flipped labels for
+  // label_flip); for alie/ipm the honest mean/std is estimated from all
+  // Byzantine clients' honest deltas of the round, which each Byzantine client
+  // recomputes deterministically (they collude, so no barrier is needed).
+  int byzantine = 0;
+  Attack attack = Attack::kNone;
+  // num_clients / num_byzantine (for ALIE's z) are filled in when 0.
+  AttackOptions attack_options;
 };
 
 struct FederationResult {
   std::vector<RoundRecord> rounds;  // rounds[0] is the initial model.
   absl::Duration total_time;        // From round 0's evaluation to the last round.
   bool server_done = false;         // The server reported DONE.
+  // Byzantine pushes the server refused with INVALID_ARGUMENT (e.g. the NaN
+  // sender's): expected, counted, and the client carries on.
+  int rejected_updates = 0;
 };
 
-// Runs the federation with data.clients.size() clients. FAILED_PRECONDITION if
+// Runs the federation with data.clients.size() clients (INVALID_ARGUMENT if
+// options.byzantine is negative or more than that). FAILED_PRECONDITION if
 // the server's model is not `model`'s layout; any client's or the observer's
 // error ends the run and is returned.
 absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,

@@ -7,9 +7,18 @@
 // accuracy, loss, bytes received by the server and round time, then a summary.
 // Exit status: 0 if accuracy rose above the initial model's, 1 otherwise or on
 // error, 2 on bad flags.
+//
+// Byzantine clients: --byzantine=N makes the first N clients run --attack
+// (sim/attacks.h); the in-process server's strategy comes from --rule, --pre
+// and --f (f defaults to N for a robust rule). Under an attack the accuracy
+// check is not applied (FedAvg is expected to collapse); exit 0 unless an
+// error. --compare runs every (strategy, attack) pair of --compare_rules x
+// --compare_attacks in-process on the same seed, --compare_rounds rounds each,
+// and prints one table of final test accuracy.
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,9 +33,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/status_macros.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "sim/attacks.h"
 #include "sim/federation.h"
 #include "sim/report.h"
 #include "sim/softmax_model.h"
@@ -57,9 +70,70 @@ ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "Upload chunk size in bytes (the server
 ABSL_FLAG(bool, quiet, false, "No live progress line on stderr.");
 ABSL_FLAG(std::string, server_log_level, "warning",
           "Log level of the in-process server: debug, info, warning, error.");
+ABSL_FLAG(int, byzantine, 0,
+          "The first N clients are Byzantine and run --attack. With --compare, 0 = clients / 5.");
+ABSL_FLAG(std::string, attack, "none",
+          "Byzantine attack: none, sign_flip, scaling, gaussian, alie, ipm, label_flip, nan.");
+ABSL_FLAG(double, attack_scale, -10, "scaling attack: the factor applied to the honest delta.");
+ABSL_FLAG(double, attack_sigma, 1.0, "gaussian attack: noise standard deviation.");
+ABSL_FLAG(double, alie_z, 0,
+          "alie attack: z in mean - z * std; 0 = the ALIE paper's z_max for (clients, byzantine).");
+ABSL_FLAG(double, ipm_epsilon, 0.1, "ipm attack: epsilon in -epsilon * mean.");
+ABSL_FLAG(std::string, rule, "",
+          "In-process server's aggregation rule (mean = FedAvg, krum, median, trimmed_mean, "
+          "flag, ...). Empty: the server default (mean). Ignored with --server.");
+ABSL_FLAG(std::string, pre, "",
+          "In-process server's pre-steps, comma-separated (nnm, clipping, arc, bucketing). "
+          "Ignored with --server.");
+ABSL_FLAG(int, f, -1,
+          "In-process server's declared Byzantine count; -1 = --byzantine for a robust rule. "
+          "Ignored with --server.");
+ABSL_FLAG(bool, compare, false,
+          "Run every strategy of --compare_rules against every attack of --compare_attacks "
+          "with the in-process server, same seed, and print a table of final test accuracy.");
+ABSL_FLAG(std::string, compare_rules, "mean,krum,median,trimmed_mean,nnm+trimmed_mean,flag",
+          "--compare strategies, comma-separated; each is [pre+...+]rule, e.g. "
+          "nnm+trimmed_mean.");
+ABSL_FLAG(std::string, compare_attacks, "none,sign_flip,alie,ipm,label_flip,gaussian",
+          "--compare attacks, comma-separated.");
+ABSL_FLAG(int, compare_rounds, 10, "Rounds per --compare run (--rounds is not used there).");
 
 namespace tally::sim {
 namespace {
+
+// The in-process server's strategy: pre-steps, then the rule.
+struct Strategy {
+  std::string rule;  // Empty: the server default (mean).
+  std::vector<std::string> pre;
+  int f = -1;  // -1: the Byzantine count for a robust rule, else unset.
+
+  std::string Name() const {
+    std::vector<std::string> parts = pre;
+    parts.push_back(rule.empty() ? "mean" : rule);
+    return absl::StrJoin(parts, "+");
+  }
+  bool Robust() const { return !pre.empty() || !(rule.empty() || rule == "mean"); }
+};
+
+// "nnm+trimmed_mean" -> pre {nnm}, rule trimmed_mean.
+Strategy ParseStrategy(absl::string_view spec) {
+  Strategy strategy;
+  std::vector<std::string> parts = absl::StrSplit(spec, '+', absl::SkipEmpty());
+  if (!parts.empty()) {
+    strategy.rule = parts.back();
+    parts.pop_back();
+  }
+  strategy.pre = std::move(parts);
+  return strategy;
+}
+
+struct ServerSettings {
+  int clients = 0;
+  int rounds = 0;
+  int byzantine = 0;
+  Attack attack = Attack::kNone;
+  Strategy strategy;
+};
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "tally-sim: %s\n", std::string(status.message()).c_str());
@@ -68,7 +142,9 @@ int Fail(const absl::Status& status) {
 
 // In-process server for the demo: the sim's model, every client in every round.
 absl::StatusOr<std::unique_ptr<server::Server>> StartServer(const SoftmaxRegression& model,
-                                                            int clients, int rounds) {
+                                                            const ServerSettings& settings) {
+  const int clients = settings.clients;
+  const int rounds = settings.rounds;
   v1::ServerConfig config = server::DefaultConfig();
   config.set_listen_address("127.0.0.1:0");
   config.set_metrics_port(-1);
@@ -83,6 +159,17 @@ absl::StatusOr<std::unique_ptr<server::Server>> StartServer(const SoftmaxRegress
   config.mutable_rounds()->set_clients_per_round(clients);
   config.mutable_rounds()->set_min_clients(clients);
   config.mutable_rounds()->set_total_rounds(rounds);
+  if (settings.attack == Attack::kNan && settings.byzantine > 0) {
+    // The NaN senders' updates are refused, so a round never fills: close it
+    // at a short deadline with the honest ones.
+    config.mutable_rounds()->set_min_clients(std::max(1, clients - settings.byzantine));
+    config.mutable_rounds()->set_round_timeout_ms(1000);
+  }
+  const Strategy& strategy = settings.strategy;
+  if (!strategy.rule.empty()) config.mutable_strategy()->set_rule(strategy.rule);
+  for (const std::string& pre : strategy.pre) config.mutable_strategy()->add_pre(pre);
+  const int f = strategy.f >= 0 ? strategy.f : (strategy.Robust() ? settings.byzantine : 0);
+  config.mutable_strategy()->set_f(static_cast<uint32_t>(f));
   config.mutable_limits()->set_max_update_bytes(0);  // Re-derived from the model size.
   server::ServerOptions options;
   options.config = std::move(config);
@@ -132,7 +219,143 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_chunk_bytes) < 1) {
     return bad("chunk_bytes", absl::GetFlag(FLAGS_chunk_bytes), ">= 1");
   }
+  const int byzantine = absl::GetFlag(FLAGS_byzantine);
+  if (byzantine < 0 || byzantine > absl::GetFlag(FLAGS_clients)) {
+    return bad("byzantine", byzantine, "in [0, --clients]");
+  }
+  if (absl::GetFlag(FLAGS_compare_rounds) < 1) {
+    return bad("compare_rounds", absl::GetFlag(FLAGS_compare_rounds), ">= 1");
+  }
   return absl::OkStatus();
+}
+
+AttackOptions AttackOptionsFromFlags() {
+  AttackOptions options;
+  options.scale = absl::GetFlag(FLAGS_attack_scale);
+  options.sigma = absl::GetFlag(FLAGS_attack_sigma);
+  options.alie_z = absl::GetFlag(FLAGS_alie_z);
+  options.ipm_epsilon = absl::GetFlag(FLAGS_ipm_epsilon);
+  return options;
+}
+
+Strategy StrategyFromFlags() {
+  Strategy strategy;
+  strategy.rule = absl::GetFlag(FLAGS_rule);
+  for (absl::string_view step : absl::StrSplit(absl::GetFlag(FLAGS_pre), ',', absl::SkipEmpty())) {
+    strategy.pre.emplace_back(step);
+  }
+  strategy.f = absl::GetFlag(FLAGS_f);
+  return strategy;
+}
+
+// One federation against a fresh in-process server.
+absl::StatusOr<FederationResult> RunInProcess(const SoftmaxRegression& model,
+                                              const FederatedData& data,
+                                              const ServerSettings& settings,
+                                              FederationOptions fed) {
+  TALLY_ASSIGN_OR_RETURN(std::unique_ptr<server::Server> server, StartServer(model, settings));
+  fed.target = absl::StrCat("127.0.0.1:", server->port());
+  absl::StatusOr<FederationResult> result = RunFederation(fed, model, data);
+  server->Shutdown(absl::Seconds(5));
+  return result;
+}
+
+// --compare: one in-process run per (strategy, attack), one table.
+int RunCompare(const SoftmaxRegression& model, const FederatedData& data) {
+  std::vector<Strategy> strategies;
+  for (absl::string_view spec :
+       absl::StrSplit(absl::GetFlag(FLAGS_compare_rules), ',', absl::SkipEmpty())) {
+    strategies.push_back(ParseStrategy(spec));
+  }
+  std::vector<Attack> attacks;
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_compare_attacks), ',', absl::SkipEmpty())) {
+    absl::StatusOr<Attack> attack = ParseAttack(name);
+    if (!attack.ok()) {
+      Fail(attack.status());
+      return 2;
+    }
+    attacks.push_back(*attack);
+  }
+  if (strategies.empty() || attacks.empty()) {
+    Fail(absl::InvalidArgumentError("--compare_rules and --compare_attacks must not be empty"));
+    return 2;
+  }
+  const int clients = absl::GetFlag(FLAGS_clients);
+  // Default: a fifth of the clients (4 of 20).
+  const int byzantine =
+      absl::GetFlag(FLAGS_byzantine) > 0 ? absl::GetFlag(FLAGS_byzantine) : clients / 5;
+  const int rounds = absl::GetFlag(FLAGS_compare_rounds);
+  absl::PrintF(
+      "tally-sim --compare: %d clients (%d Byzantine, f = %d for robust rules), %d rounds per "
+      "run, seed %d, %d runs\n",
+      clients, byzantine, absl::GetFlag(FLAGS_f) >= 0 ? absl::GetFlag(FLAGS_f) : byzantine,
+      rounds, absl::GetFlag(FLAGS_seed), strategies.size() * attacks.size());
+  std::fflush(stdout);
+
+  // accuracy[s][a]; NaN = the run failed.
+  std::vector<std::vector<double>> accuracy(strategies.size());
+  double initial = 0;
+  bool any_failed = false;
+  const absl::Time start = absl::Now();
+  for (size_t i = 0; i < strategies.size(); ++i) {
+    for (Attack attack : attacks) {
+      ServerSettings settings;
+      settings.clients = clients;
+      settings.rounds = rounds;
+      settings.byzantine = byzantine;
+      settings.attack = attack;
+      settings.strategy = strategies[i];
+      if (settings.strategy.f < 0) settings.strategy.f = absl::GetFlag(FLAGS_f);
+      FederationOptions fed = FederationOptionsFromFlags("");
+      fed.max_rounds = rounds;
+      fed.out = nullptr;
+      fed.byzantine = attack == Attack::kNone ? 0 : byzantine;
+      fed.attack = attack;
+      fed.attack_options = AttackOptionsFromFlags();
+      absl::StatusOr<FederationResult> result = RunInProcess(model, data, settings, fed);
+      double acc = std::nan("");
+      if (result.ok() && !result->rounds.empty()) {
+        const Summary summary = Summarize(result->rounds, result->total_time);
+        acc = summary.final_accuracy;
+        initial = summary.initial_accuracy;
+      } else {
+        any_failed = true;
+        std::fprintf(stderr, "tally-sim: %s / %s: %s\n", strategies[i].Name().c_str(),
+                     std::string(AttackName(attack)).c_str(),
+                     std::string(result.status().message()).c_str());
+      }
+      accuracy[i].push_back(acc);
+      if (fed.progress != nullptr) {
+        absl::FPrintF(stderr, "\r\x1b[K  %s / %s: %.4f", strategies[i].Name(),
+                      AttackName(attack), acc);
+        std::fflush(stderr);
+      }
+    }
+  }
+  if (!absl::GetFlag(FLAGS_quiet) && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\x1b[K");
+
+  size_t width = 8;
+  for (const Strategy& strategy : strategies) width = std::max(width, strategy.Name().size());
+  std::string table = absl::StrFormat("%-*s", static_cast<int>(width), "strategy");
+  for (Attack attack : attacks) absl::StrAppendFormat(&table, "  %10s", AttackName(attack));
+  table += "\n";
+  for (size_t i = 0; i < strategies.size(); ++i) {
+    absl::StrAppendFormat(&table, "%-*s", static_cast<int>(width), strategies[i].Name());
+    for (double acc : accuracy[i]) {
+      if (std::isnan(acc)) {
+        absl::StrAppendFormat(&table, "  %10s", "error");
+      } else {
+        absl::StrAppendFormat(&table, "  %10.4f", acc);
+      }
+    }
+    table += "\n";
+  }
+  absl::PrintF("%s", table);
+  absl::PrintF("final test accuracy after %d rounds (initial model: %.4f); %.1f s in all\n",
+               rounds, initial, absl::ToDoubleSeconds(absl::Now() - start));
+  std::fflush(stdout);
+  return any_failed ? 1 : 0;
 }
 
 int Run() {
@@ -146,33 +369,70 @@ int Run() {
     return 2;
   }
   server::SetLogLevel(log_level);
+  absl::StatusOr<Attack> attack = ParseAttack(absl::GetFlag(FLAGS_attack));
+  if (!attack.ok()) {
+    Fail(absl::InvalidArgumentError(absl::StrCat("--attack: ", attack.status().message())));
+    return 2;
+  }
 
   const SoftmaxRegression model(absl::GetFlag(FLAGS_features), absl::GetFlag(FLAGS_classes));
   absl::StatusOr<FederatedData> data = GenerateFederatedData(DataOptionsFromFlags());
   if (!data.ok()) return Fail(data.status());
 
+  if (absl::GetFlag(FLAGS_compare)) {
+    if (!absl::GetFlag(FLAGS_server).empty()) {
+      Fail(absl::InvalidArgumentError("--compare needs the in-process server (no --server)"));
+      return 2;
+    }
+    return RunCompare(model, *data);
+  }
+
+  const int byzantine = absl::GetFlag(FLAGS_byzantine);
+  const bool attacked = byzantine > 0 && *attack != Attack::kNone;
   std::unique_ptr<server::Server> server;
   std::string target = absl::GetFlag(FLAGS_server);
+  const Strategy strategy = StrategyFromFlags();
   if (target.empty()) {
-    auto started = StartServer(model, absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_rounds));
+    ServerSettings settings;
+    settings.clients = absl::GetFlag(FLAGS_clients);
+    settings.rounds = absl::GetFlag(FLAGS_rounds);
+    settings.byzantine = byzantine;
+    settings.attack = *attack;
+    settings.strategy = strategy;
+    auto started = StartServer(model, settings);
     if (!started.ok()) return Fail(started.status());
     server = std::move(started).value();
     target = absl::StrCat("127.0.0.1:", server->port());
+  } else if (!absl::GetFlag(FLAGS_rule).empty() || !absl::GetFlag(FLAGS_pre).empty() ||
+             absl::GetFlag(FLAGS_f) >= 0) {
+    std::fprintf(stderr,
+                 "tally-sim: note: --rule/--pre/--f set only the in-process server's strategy; "
+                 "ignored with --server\n");
   }
   absl::PrintF(
       "tally-sim: %d clients, %d rounds, model [%d,%d]+[%d] (%d params), "
       "alpha %g, server %s%s\n",
       absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_rounds), model.num_features(),
       model.num_classes(), model.num_classes(), model.num_params(), absl::GetFlag(FLAGS_alpha),
-      target, server ? " (in-process)" : "");
+      target, server ? absl::StrCat(" (in-process, strategy ", strategy.Name(), ")") : "");
+  if (byzantine > 0) {
+    absl::PrintF("tally-sim: clients 0..%d are Byzantine, attack %s\n", byzantine - 1,
+                 AttackName(*attack));
+  }
 
-  absl::StatusOr<FederationResult> result =
-      RunFederation(FederationOptionsFromFlags(target), model, *data);
+  FederationOptions fed = FederationOptionsFromFlags(target);
+  fed.byzantine = byzantine;
+  fed.attack = *attack;
+  fed.attack_options = AttackOptionsFromFlags();
+  absl::StatusOr<FederationResult> result = RunFederation(fed, model, *data);
   if (server) server->Shutdown(absl::Seconds(5));
   if (!result.ok()) return Fail(result.status());
 
   const Summary summary = Summarize(result->rounds, result->total_time);
   absl::PrintF("%s", FormatSummary(summary));
+  if (result->rejected_updates > 0) {
+    absl::PrintF("Byzantine updates refused by the server: %d\n", result->rejected_updates);
+  }
   std::fflush(stdout);
   if (summary.rounds == 0 && result->server_done) {
     std::fprintf(stderr,
@@ -180,7 +440,7 @@ int Run() {
                  "total_rounds); no round ran. Restart it or use the in-process server.\n");
     return 1;
   }
-  if (!(summary.final_accuracy > summary.initial_accuracy)) {
+  if (!attacked && !(summary.final_accuracy > summary.initial_accuracy)) {
     std::fprintf(stderr,
                  "tally-sim: FAILED: test accuracy did not rise above the initial %.4f "
                  "(final %.4f after %d rounds)\n",

@@ -1,0 +1,193 @@
+// sim/attacks: the malicious deltas of tally-sim's Byzantine clients, on
+// small hand-checked vectors.
+#include "sim/attacks.h"
+
+#include <cmath>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "sim/federation.h"
+#include "tests/status_matchers.h"
+
+namespace tally::sim {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::FloatEq;
+using ::testing::FloatNear;
+
+TEST(SimAttackTest, NamesRoundTrip) {
+  for (const std::string& name : AttackNames()) {
+    TALLY_ASSERT_OK_AND_ASSIGN(Attack attack, ParseAttack(name));
+    EXPECT_EQ(AttackName(attack), name);
+  }
+  EXPECT_EQ(AttackNames().size(), 8u);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseAttack("bogus").status()));
+}
+
+TEST(SimAttackTest, NoneAndLabelFlipPushTheHonestDelta) {
+  const std::vector<float> honest = {1, -2, 3};
+  for (Attack attack : {Attack::kNone, Attack::kLabelFlip}) {
+    TALLY_ASSERT_OK_AND_ASSIGN(auto out, ApplyAttack(attack, {}, honest, nullptr, 1));
+    EXPECT_THAT(out, ElementsAre(1, -2, 3));
+  }
+}
+
+TEST(SimAttackTest, SignFlipNegates) {
+  TALLY_ASSERT_OK_AND_ASSIGN(auto out,
+                             ApplyAttack(Attack::kSignFlip, {}, {1.5f, -2, 0}, nullptr, 1));
+  EXPECT_THAT(out, ElementsAre(-1.5f, 2, 0));
+}
+
+TEST(SimAttackTest, ScalingDefaultsToMinusTen) {
+  AttackOptions options;
+  TALLY_ASSERT_OK_AND_ASSIGN(auto out,
+                             ApplyAttack(Attack::kScaling, options, {0.5f, -1}, nullptr, 1));
+  EXPECT_THAT(out, ElementsAre(-5, 10));
+  options.scale = 3;
+  TALLY_ASSERT_OK_AND_ASSIGN(out, ApplyAttack(Attack::kScaling, options, {0.5f, -1}, nullptr, 1));
+  EXPECT_THAT(out, ElementsAre(1.5f, -3));
+}
+
+TEST(SimAttackTest, GaussianIsSeededNoiseIgnoringTheDelta) {
+  AttackOptions options;
+  options.sigma = 2;
+  const std::vector<float> honest(4000, 100.0f);
+  TALLY_ASSERT_OK_AND_ASSIGN(auto a, ApplyAttack(Attack::kGaussian, options, honest, nullptr, 7));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto b, ApplyAttack(Attack::kGaussian, options, honest, nullptr, 7));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto c, ApplyAttack(Attack::kGaussian, options, honest, nullptr, 8));
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  double sum = 0, sq = 0;
+  for (float x : a) {
+    sum += x;
+    sq += x * x;
+  }
+  const double mean = sum / a.size();
+  EXPECT_NEAR(mean, 0, 0.15);
+  EXPECT_NEAR(std::sqrt(sq / a.size() - mean * mean), 2, 0.15);
+}
+
+TEST(SimAttackTest, DeltaStatsAreCoordinateWiseMeanAndPopulationStd) {
+  // Column 0: {1, 3} -> mean 2, std 1. Column 1: {-2, -2} -> mean -2, std 0.
+  TALLY_ASSERT_OK_AND_ASSIGN(DeltaStats stats, ComputeDeltaStats({{1, -2}, {3, -2}}));
+  EXPECT_THAT(stats.mean, ElementsAre(2, -2));
+  EXPECT_THAT(stats.stddev, ElementsAre(1, 0));
+  EXPECT_TRUE(absl::IsInvalidArgument(ComputeDeltaStats({}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ComputeDeltaStats({{1}, {1, 2}}).status()));
+}
+
+TEST(SimAttackTest, AlieZFollowsThePaper) {
+  // n = 20, f = 4: s = 11 - 4 = 7, z = Phi^-1(13 / 20) = 0.38532.
+  EXPECT_NEAR(AlieZ(20, 4), 0.38532, 1e-4);
+  // n = 50, f = 24 (the paper's table): s = 2, z = Phi^-1(0.96) = 1.75069.
+  EXPECT_NEAR(AlieZ(50, 24), 1.75069, 1e-4);
+  EXPECT_NEAR(InverseNormalCdf(0.5), 0, 1e-9);
+  EXPECT_NEAR(InverseNormalCdf(0.975), 1.959964, 1e-5);
+  // Undefined: the documented fallback 1.0.
+  EXPECT_EQ(AlieZ(20, 0), 1.0);
+  EXPECT_EQ(AlieZ(4, 3), 1.0);  // s = 0: p = 1.
+}
+
+TEST(SimAttackTest, AlieIsMeanMinusZStd) {
+  DeltaStats stats{{2, -2}, {1, 0}};
+  AttackOptions options;
+  options.alie_z = 1.5;
+  TALLY_ASSERT_OK_AND_ASSIGN(auto out,
+                             ApplyAttack(Attack::kAlie, options, {9, 9}, &stats, 1));
+  EXPECT_THAT(out, ElementsAre(0.5f, -2));
+  options.alie_z = 0;  // From n, f.
+  options.num_clients = 20;
+  options.num_byzantine = 4;
+  TALLY_ASSERT_OK_AND_ASSIGN(out, ApplyAttack(Attack::kAlie, options, {9, 9}, &stats, 1));
+  EXPECT_THAT(out, ElementsAre(FloatNear(2 - 0.38532f, 1e-4), FloatEq(-2)));
+}
+
+TEST(SimAttackTest, IpmIsMinusEpsilonMean) {
+  DeltaStats stats{{2, -4}, {1, 0}};
+  TALLY_ASSERT_OK_AND_ASSIGN(auto out, ApplyAttack(Attack::kIpm, {}, {9, 9}, &stats, 1));
+  EXPECT_THAT(out, ElementsAre(FloatEq(-0.2f), FloatEq(0.4f)));
+  AttackOptions options;
+  options.ipm_epsilon = 2;
+  TALLY_ASSERT_OK_AND_ASSIGN(out, ApplyAttack(Attack::kIpm, options, {9, 9}, &stats, 1));
+  EXPECT_THAT(out, ElementsAre(-4, 8));
+}
+
+TEST(SimAttackTest, OmniscientAttacksNeedStats) {
+  DeltaStats wrong_size{{1}, {1}};
+  for (Attack attack : {Attack::kAlie, Attack::kIpm}) {
+    EXPECT_TRUE(AttackNeedsStats(attack));
+    EXPECT_TRUE(absl::IsInvalidArgument(ApplyAttack(attack, {}, {1, 2}, nullptr, 1).status()));
+    EXPECT_TRUE(
+        absl::IsInvalidArgument(ApplyAttack(attack, {}, {1, 2}, &wrong_size, 1).status()));
+  }
+  EXPECT_FALSE(AttackNeedsStats(Attack::kSignFlip));
+}
+
+TEST(SimAttackTest, NanSenderPoisonsOneCoordinate) {
+  TALLY_ASSERT_OK_AND_ASSIGN(auto out, ApplyAttack(Attack::kNan, {}, {1, 2, 3}, nullptr, 1));
+  EXPECT_TRUE(std::isnan(out[0]));
+  EXPECT_EQ(out[1], 2);
+  EXPECT_EQ(out[2], 3);
+}
+
+TEST(SimAttackTest, FlipLabelsMapsCToCMinusOneMinusC) {
+  Dataset data;
+  data.num_features = 1;
+  data.num_classes = 4;
+  data.features = {0.1f, 0.2f, 0.3f, 0.4f};
+  data.labels = {0, 1, 2, 3};
+  Dataset flipped = FlipLabels(data);
+  EXPECT_THAT(flipped.labels, ElementsAre(3, 2, 1, 0));
+  EXPECT_EQ(flipped.features, data.features);
+  EXPECT_TRUE(AttackFlipsLabels(Attack::kLabelFlip));
+  EXPECT_FALSE(AttackFlipsLabels(Attack::kNan));
+}
+
+// Through the real server: a NaN sender's pushes are refused, counted, and
+// the run goes on with the honest clients (rounds close at the deadline).
+TEST(SimAttackFederationTest, NanSenderIsRefusedAndTheRunContinues) {
+  SyntheticDataOptions data_options;
+  data_options.num_features = 8;
+  data_options.num_classes = 3;
+  data_options.num_clients = 4;
+  data_options.samples_per_client = 100;
+  data_options.test_samples = 600;
+  data_options.seed = 5;
+  TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data, GenerateFederatedData(data_options));
+  SoftmaxRegression model(8, 3);
+
+  server::ServerOptions options;
+  options.config.set_listen_address("127.0.0.1:0");
+  options.config.set_metrics_port(-1);
+  for (const ModelLayout::TensorDef& def : model.TensorDefs()) {
+    auto* t = options.config.mutable_model()->add_tensors();
+    t->set_name(def.name);
+    for (int64_t d : def.shape) t->add_shape(d);
+  }
+  options.config.mutable_rounds()->set_clients_per_round(4);
+  options.config.mutable_rounds()->set_min_clients(3);
+  options.config.mutable_rounds()->set_round_timeout_ms(300);
+  options.config.mutable_rounds()->set_total_rounds(2);
+  TALLY_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Create(std::move(options)));
+
+  FederationOptions fed;
+  fed.target = "127.0.0.1:" + std::to_string(server->port());
+  fed.max_rounds = 2;
+  fed.train.seed = 5;
+  fed.out = nullptr;
+  fed.byzantine = 1;
+  fed.attack = Attack::kNan;
+  TALLY_ASSERT_OK_AND_ASSIGN(FederationResult result, RunFederation(fed, model, data));
+  EXPECT_EQ(result.rounds.back().round, 2);
+  EXPECT_EQ(result.rejected_updates, 2);
+  EXPECT_GT(result.rounds.back().test.accuracy, result.rounds.front().test.accuracy);
+
+  fed.byzantine = 5;  // More than the clients.
+  EXPECT_TRUE(absl::IsInvalidArgument(RunFederation(fed, model, data).status()));
+}
+
+}  // namespace
+}  // namespace tally::sim
