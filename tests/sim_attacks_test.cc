@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "sim/federation.h"
+#include "tests/sim_server.h"
 #include "tests/status_matchers.h"
 
 namespace tally::sim {
@@ -159,18 +160,8 @@ TEST(SimAttackFederationTest, NanSenderIsRefusedAndTheRunContinues) {
   TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data, GenerateFederatedData(data_options));
   SoftmaxRegression model(8, 3);
 
-  server::ServerOptions options;
-  options.config.set_listen_address("127.0.0.1:0");
-  options.config.set_metrics_port(-1);
-  for (const ModelLayout::TensorDef& def : model.TensorDefs()) {
-    auto* t = options.config.mutable_model()->add_tensors();
-    t->set_name(def.name);
-    for (int64_t d : def.shape) t->add_shape(d);
-  }
-  options.config.mutable_rounds()->set_clients_per_round(4);
-  options.config.mutable_rounds()->set_min_clients(3);
+  server::ServerOptions options = tally::testing::SoftmaxServerOptions(model, 4, 3, 2);
   options.config.mutable_rounds()->set_round_timeout_ms(300);
-  options.config.mutable_rounds()->set_total_rounds(2);
   TALLY_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Create(std::move(options)));
 
   FederationOptions fed;
