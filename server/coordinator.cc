@@ -335,11 +335,6 @@ absl::Status Coordinator::RejectLocked(RejectReason reason, absl::Status status)
   return status;
 }
 
-absl::Status Coordinator::Reject(RejectReason reason, absl::Status status) {
-  metrics_->Rejected(reason);
-  return status;
-}
-
 bool Coordinator::IsDuplicateLocked(const std::string& client_id,
                                     const std::string& update_id) const {
   auto it = accepted_ids_.find(client_id);

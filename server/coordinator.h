@@ -212,7 +212,6 @@ class Coordinator {
   TaskInfo TaskForLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RejectLocked(RejectReason reason, absl::Status status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Reject(RejectReason reason, absl::Status status);
   bool IsDuplicateLocked(const std::string& client_id, const std::string& update_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)

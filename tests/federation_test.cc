@@ -15,14 +15,8 @@ namespace {
 using ::tally::testing::IsOk;
 
 TEST(FederationTest, FourClientsThreeRoundsOverGrpcImproveAccuracy) {
-  SyntheticDataOptions data_options;
-  data_options.num_features = 8;
-  data_options.num_classes = 3;
-  data_options.num_clients = 4;
-  data_options.samples_per_client = 100;
-  data_options.test_samples = 600;
-  data_options.seed = 5;
-  TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data, GenerateFederatedData(data_options));
+  TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data,
+                             sim::GenerateFederatedData(tally::testing::SmallDataOptions()));
   SoftmaxRegression model(8, 3);
 
   TALLY_ASSERT_OK_AND_ASSIGN(

@@ -150,14 +150,8 @@ TEST(SimAttackTest, FlipLabelsMapsCToCMinusOneMinusC) {
 // Through the real server: a NaN sender's pushes are refused, counted, and
 // the run goes on with the honest clients (rounds close at the deadline).
 TEST(SimAttackFederationTest, NanSenderIsRefusedAndTheRunContinues) {
-  SyntheticDataOptions data_options;
-  data_options.num_features = 8;
-  data_options.num_classes = 3;
-  data_options.num_clients = 4;
-  data_options.samples_per_client = 100;
-  data_options.test_samples = 600;
-  data_options.seed = 5;
-  TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data, GenerateFederatedData(data_options));
+  TALLY_ASSERT_OK_AND_ASSIGN(FederatedData data,
+                             sim::GenerateFederatedData(tally::testing::SmallDataOptions()));
   SoftmaxRegression model(8, 3);
 
   server::ServerOptions options = tally::testing::SoftmaxServerOptions(model, 4, 3, 2);
