@@ -25,7 +25,20 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Current() const {
 std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> params, uint64_t round,
                                                          absl::Time now) {
   if (params.size() != layout_.NumParams()) std::abort();
-  auto snap = std::make_shared<ModelSnapshot>();
+  std::shared_ptr<BufferPool> pool;
+  {
+    absl::MutexLock lock(&mu_);
+    pool = recycler_;
+  }
+  std::shared_ptr<ModelSnapshot> snap;
+  if (pool != nullptr) {
+    snap = std::shared_ptr<ModelSnapshot>(new ModelSnapshot(), [pool](ModelSnapshot* s) {
+      pool->Give(std::move(s->params));
+      delete s;
+    });
+  } else {
+    snap = std::make_shared<ModelSnapshot>();
+  }
   snap->round = round;
   snap->published = now;
   snap->params = std::move(params);
@@ -38,6 +51,11 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
   }
   for (auto& listener : to_call) (*listener)(snap);
   return snap;
+}
+
+void ModelStore::set_recycler(std::shared_ptr<BufferPool> pool) {
+  absl::MutexLock lock(&mu_);
+  recycler_ = std::move(pool);
 }
 
 int ModelStore::Subscribe(Listener listener) {

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/buffer_pool.h"
 #include "core/model_layout.h"
 
 namespace tally {
@@ -48,6 +49,10 @@ class ModelStore {
   std::shared_ptr<const ModelSnapshot> Publish(std::vector<float> params, uint64_t round,
                                                absl::Time now);
 
+  // From now on, the parameter buffer of every snapshot published goes back
+  // to `pool` when its last reader releases it.
+  void set_recycler(std::shared_ptr<BufferPool> pool) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Returns an id for Unsubscribe. The listener is not called for versions
   // published before Subscribe returned.
   int Subscribe(Listener listener);
@@ -59,6 +64,7 @@ class ModelStore {
   std::shared_ptr<const ModelSnapshot> current_ ABSL_GUARDED_BY(mu_);
   std::map<int, std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
   int next_listener_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::shared_ptr<BufferPool> recycler_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tally

@@ -89,6 +89,27 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
 
   if (config->strategy().rule().empty()) config->mutable_strategy()->set_rule("mean");
 
+  tally::v1::ScheduleConfig* schedule = config->mutable_schedule();
+  if (schedule->name().empty()) schedule->set_name("sync");
+  if (IsAsyncSchedule(*schedule)) {
+    if (!schedule->has_alpha()) schedule->set_alpha(0.9);
+    if (schedule->client_weights().empty()) schedule->set_client_weights("equal");
+    if (schedule->num_clients() == 0) schedule->set_num_clients(rounds->clients_per_round());
+    tally::v1::StalenessConfig* staleness = schedule->mutable_staleness();
+    if (staleness->name().empty()) staleness->set_name("constant");
+    if (!staleness->has_a()) staleness->set_a(0.5);
+    if (!staleness->has_b()) staleness->set_b(4.0);
+    if (schedule->local_steps() == 0) {
+      schedule->set_local_steps(rounds->local_steps() > 0 ? rounds->local_steps() : 5);
+    }
+    if (schedule->buffer_size() == 0) schedule->set_buffer_size(3);
+    if (schedule->window_ms() == 0) schedule->set_window_ms(1000);
+    if (schedule->min_local_steps() == 0) schedule->set_min_local_steps(20);
+    if (schedule->max_local_steps() == 0) schedule->set_max_local_steps(100);
+    if (!schedule->has_speed_momentum()) schedule->set_speed_momentum(0.9);
+    if (!schedule->has_latest_time_factor()) schedule->set_latest_time_factor(1.5);
+  }
+
   tally::v1::LimitsConfig* limits = config->mutable_limits();
   if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
   if (limits->model_chunk_bytes() == 0) limits->set_model_chunk_bytes(1 << 20);
@@ -99,6 +120,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (limits->heartbeat_interval_ms() == 0) limits->set_heartbeat_interval_ms(30000);
   if (limits->max_wait_ms() == 0) limits->set_max_wait_ms(30000);
   if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);
+  if (limits->max_concurrent_uploads() == 0) limits->set_max_concurrent_uploads(64);
   if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(64u << 20);
   if (limits->max_update_bytes() == 0) {
     auto layout = LayoutFromConfig(*model);
@@ -141,6 +163,39 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
   return o;
 }
 
+bool IsAsyncSchedule(const tally::v1::ScheduleConfig& schedule) {
+  return !schedule.name().empty() && schedule.name() != "sync";
+}
+
+aggregators::ScheduleOptions ScheduleOptionsFromConfig(const tally::v1::ServerConfig& config) {
+  const tally::v1::ScheduleConfig& s = config.schedule();
+  aggregators::ScheduleOptions o;
+  o.name = s.name();
+  o.alpha = s.alpha();
+  o.client_weights = s.client_weights();
+  o.num_clients = s.num_clients();
+  o.staleness.name = s.staleness().name();
+  o.staleness.a = s.staleness().a();
+  o.staleness.b = s.staleness().b();
+  o.local_steps = s.local_steps();
+  o.task_timeout = s.task_timeout_ms() == 0 ? absl::InfiniteDuration()
+                                            : absl::Milliseconds(s.task_timeout_ms());
+  o.buffer_size = s.buffer_size();
+  o.window = absl::Milliseconds(s.window_ms());
+  o.min_local_steps = s.min_local_steps();
+  o.max_local_steps = s.max_local_steps();
+  o.speed_momentum = s.speed_momentum();
+  o.latest_time_factor = s.latest_time_factor();
+  return o;
+}
+
+size_t ExpectedBatchSize(const tally::v1::ServerConfig& config) {
+  const tally::v1::ScheduleConfig& s = config.schedule();
+  if (!IsAsyncSchedule(s)) return config.rounds().clients_per_round();
+  if (s.name() == "fedbuff") return s.buffer_size();
+  return s.num_clients();
+}
+
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model) {
   std::vector<ModelLayout::TensorDef> defs;
   for (const tally::v1::TensorConfig& t : model.tensors()) {
@@ -175,9 +230,21 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
       !optimizer.ok()) {
     return optimizer.status();
   }
+  const auto& schedule = config.schedule();
+  if (IsAsyncSchedule(schedule)) {
+    if (absl::Status valid = aggregators::ValidateScheduleOptions(ScheduleOptionsFromConfig(config));
+        !valid.ok()) {
+      return valid;
+    }
+    if (schedule.name() == "fedasync" && IsRobustStrategy(config.strategy())) {
+      return invalid("strategy.rule: \"", config.strategy().rule(),
+                     "\" needs batches of updates; fedasync applies each update alone. Use "
+                     "schedule fedbuff, fedfix or fedcompass, or rule \"mean\"");
+    }
+  }
   const auto& strategy = config.strategy();
   if (IsRobustStrategy(strategy)) {
-    const size_t n = config.rounds().clients_per_round();
+    const size_t n = ExpectedBatchSize(config);
     aggregators::RuleOptions options = RuleOptionsFromConfig(strategy, n);
     options.name = strategy.rule();
     auto rule = aggregators::CreateRule(options);

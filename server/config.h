@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/rule.h"
+#include "aggregators/schedules/schedule.h"
 #include "core/model_layout.h"
 #include "tally/v1/config.pb.h"
 
@@ -33,6 +34,14 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
                                                size_t expected_n);
 // True unless the strategy's rule is "mean" (the streaming weighted mean).
 bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy);
+
+// True for every schedule but "sync" (the round schedule).
+bool IsAsyncSchedule(const tally::v1::ScheduleConfig& schedule);
+// The options of an asynchronous schedule (defaults applied).
+aggregators::ScheduleOptions ScheduleOptionsFromConfig(const tally::v1::ServerConfig& config);
+// The number of updates a robust rule should expect per batch: the
+// round size, FedBuff's buffer, else the federation size.
+size_t ExpectedBatchSize(const tally::v1::ServerConfig& config);
 
 // The model layout the config describes.
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model);

@@ -109,8 +109,10 @@ Coordinator::Coordinator(Options options)
       metrics_(options.metrics),
       store_(std::move(options.layout), std::move(options.initial_params), clock_->Now(),
              options.initial_version, options.initial_round),
-      started_(clock_->Now()) {
+      started_(clock_->Now()),
+      max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
+  decided_version_ = options.initial_version;
   rounds_completed_ = options.initial_round;
   round_ = options.initial_round + 1;
   checkpointed_version_ = options.initial_version;
@@ -124,10 +126,20 @@ Coordinator::Coordinator(Options options)
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
   optimizer_ = std::move(optimizer).value();
   RestoreOptimizerState(options.optimizer_state);
+  if (IsAsyncSchedule(config_.schedule())) {
+    auto schedule = aggregators::CreateSchedule(ScheduleOptionsFromConfig(config_));
+    if (!schedule.ok()) std::abort();  // ValidateConfig() ran before.
+    absl::MutexLock lock(&mu_);
+    schedule_ = std::move(schedule).value();
+    // Idle buffers kept: a few for the uploads, aggregates and models that
+    // cycle through; beyond that, memory is returned.
+    pool_ = std::make_shared<BufferPool>(store_.layout().NumParams(), /*max_idle=*/4);
+    store_.set_recycler(pool_);
+  }
   if (IsRobustStrategy(config_.strategy())) {
     aggregators::SetRuleThreads(static_cast<int>(config_.strategy().threads()));
     aggregators::RuleOptions rule_options =
-        RuleOptionsFromConfig(config_.strategy(), config_.rounds().clients_per_round());
+        RuleOptionsFromConfig(config_.strategy(), ExpectedBatchSize(config_));
     rule_options.name = config_.strategy().rule();
     auto rule = aggregators::CreateRule(rule_options);
     if (!rule.ok()) std::abort();  // ValidateConfig() ran before.
@@ -227,6 +239,15 @@ absl::Status Coordinator::CheckSession(absl::string_view client_id, absl::string
   return CheckSessionLocked(client_id, token);
 }
 
+void Coordinator::NotePulled(absl::string_view client_id, uint64_t version) {
+  absl::MutexLock lock(&mu_);
+  if (schedule_ == nullptr) return;
+  auto it = async_clients_.find(client_id);
+  if (it != async_clients_.end()) {
+    it->second.pulled_version = std::max(it->second.pulled_version, version);
+  }
+}
+
 absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view token) {
   absl::MutexLock lock(&mu_);
   absl::Status status = CheckSessionLocked(client_id, token);
@@ -254,6 +275,7 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
     task.kind = TaskInfo::Kind::kDone;
     return task;
   }
+  if (schedule_ != nullptr) return AsyncTaskForLocked(client_id);
   task.retry_after = absl::Seconds(1);
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || round.submitted.contains(client_id)) return task;  // WAIT
@@ -404,6 +426,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return RejectLocked(RejectReason::kFinished,
                         absl::FailedPreconditionError("the federation has finished"));
   }
+  if (schedule_ != nullptr) return BeginAsyncUploadLocked(h);
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || h.round != round.round || h.base_version != round.base_version) {
     return RejectLocked(
@@ -475,8 +498,30 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   return upload;
 }
 
+absl::Status Coordinator::CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
+                                          RejectReason* reason) const {
+  if (byte_offset != upload.received_) {
+    *reason = RejectReason::kChunkOrder;
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk offset ", byte_offset, ", expected ", upload.received_));
+  }
+  if (size == 0 || size % 4 != 0 || size > config_.limits().max_chunk_bytes()) {
+    *reason = RejectReason::kMalformed;
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                     config_.limits().max_chunk_bytes() / 4, " whole float32 values"));
+  }
+  if (upload.received_ + size > upload.header_.payload_bytes) {
+    *reason = RejectReason::kLength;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "update is longer than its declared payload_bytes ", upload.header_.payload_bytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
                                    absl::Span<const absl::string_view> pieces) {
+  if (upload.round_ == nullptr) return AddAsyncChunk(upload, byte_offset, pieces);
   RoundState& round = *upload.round_;
   absl::ReaderMutexLock gate(&round.gate);
   if (upload.state_ != Upload::State::kActive) {
@@ -489,25 +534,12 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   };
   size_t size = 0;
   for (absl::string_view piece : pieces) size += piece.size();
-  if (byte_offset != upload.received_) {
-    return fail(RejectReason::kChunkOrder,
-                absl::InvalidArgumentError(
-                    absl::StrCat("chunk offset ", byte_offset, ", expected ", upload.received_)));
-  }
-  if (size == 0 || size % 4 != 0 || size > config_.limits().max_chunk_bytes()) {
-    return fail(RejectReason::kMalformed,
-                absl::InvalidArgumentError(
-                    absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
-                                 config_.limits().max_chunk_bytes() / 4, " whole float32 values")));
-  }
-  if (upload.received_ + size > upload.header_.payload_bytes) {
-    return fail(RejectReason::kLength, absl::InvalidArgumentError(absl::StrCat(
-                                           "update is longer than its declared payload_bytes ",
-                                           upload.header_.payload_bytes)));
+  RejectReason reason = RejectReason::kInternal;
+  if (absl::Status shape = CheckChunkShape(upload, byte_offset, size, &reason); !shape.ok()) {
+    return fail(reason, shape);
   }
   const uint64_t first = byte_offset / 4;
   absl::Status status;
-  RejectReason reason = RejectReason::kInternal;
   auto check = [&](size_t index, const char* bytes, size_t count) {
     if (!status.ok() || AllFiniteBytes(bytes, count)) return;
     reason = RejectReason::kNonFinite;
@@ -555,6 +587,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
 }
 
 absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
+  if (upload.round_ == nullptr) return FinishAsyncUpload(upload);
   RoundState& round = *upload.round_;
   CommitInfo info;
   {
@@ -596,6 +629,12 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
 
 void Coordinator::AbortUpload(Upload& upload, RejectReason reason) {
   if (upload.coordinator_ == nullptr) return;
+  if (upload.round_ == nullptr) {
+    absl::MutexLock lock(&mu_);
+    AbortAsyncLocked(upload, reason);
+    upload.coordinator_ = nullptr;
+    return;
+  }
   RoundState& round = *upload.round_;
   absl::ReaderMutexLock gate(&round.gate);
   absl::MutexLock lock(&mu_);
@@ -861,6 +900,7 @@ void Coordinator::TickForTesting() {
     close = close_requested_;
   }
   if (close) CloseRound();
+  RunSchedule();
   CheckTimers();
 }
 
@@ -869,13 +909,16 @@ void Coordinator::WorkerLoop() {
     bool close = false;
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]()
-                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return close_requested_ || stopping_; };
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return close_requested_ || stopping_ || !decisions_.empty();
+      };
+      // Schedule timers are checked on every tick (so within 50 ms of due).
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(50));
       if (stopping_) return;
       close = close_requested_;
     }
     if (close) CloseRound();
+    RunSchedule();
     CheckTimers();
   }
 }
@@ -888,12 +931,15 @@ CoordinatorStatus Coordinator::Status() const {
   s.rounds_completed = rounds_completed_;
   s.rounds_failed = rounds_failed_;
   s.connected_clients = static_cast<uint32_t>(sessions_.size());
-  s.updates_in_round = current_->accepted;
-  s.uploads_in_flight = static_cast<uint32_t>(current_->uploading.size());
+  s.updates_in_round = schedule_ != nullptr ? static_cast<uint32_t>(stored_.size())
+                                            : current_->accepted;
+  s.uploads_in_flight = schedule_ != nullptr ? async_uploads_
+                                             : static_cast<uint32_t>(current_->uploading.size());
   s.updates_accepted = updates_accepted_;
   s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
   s.done = phase_ == Phase::kDone;
   s.last_round_duration = last_round_duration_;
+  s.buffer_allocations = pool_ != nullptr ? pool_->allocations() : 0;
   return s;
 }
 

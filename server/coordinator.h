@@ -13,6 +13,22 @@
 // optimizer applies the weighted mean and a new version is published,
 // otherwise the round fails and the model is unchanged. Then round r+1 opens.
 //
+// Asynchronous schedules (config `schedule.name` fedasync, fedbuff, fedfix,
+// fedcompass; aggregators/schedules/schedule.h). There are no rounds to
+// join: GetTask asks the schedule for the client's plan (TRAIN with its local
+// steps and deadline on the current model, or WAIT while its update waits in
+// a FedCompass group or FedFix window, answered through the same long-poll
+// waiters as rounds). An upload is received whole into a pooled model-sized
+// buffer (validated as it arrives); FinishUpload computes its staleness —
+// versions decided so far (published plus flushes queued for the worker)
+// minus the base version, which must be a version the server gave this
+// client (its task's version or a later one it pulled) — rejects it with
+// ABORTED above schedule.max_staleness, and hands it to the schedule. The
+// schedule's decisions are queued and executed in order by the worker thread
+// (each flush: g = sum of weight * delta, or a robust rule over the flush's
+// updates; the optimizer; one new version), which also runs the schedule's
+// timers. No gRPC thread ever waits for a group or window.
+//
 // Thread safety: every method is thread-safe. AddChunk runs concurrently for
 // different uploads; closing a round waits for running AddChunks. Closing and
 // aggregation run on the coordinator's own worker thread, never on the
@@ -42,6 +58,8 @@
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/rule.h"
 #include "aggregators/rules/striped_accumulator.h"
+#include "aggregators/schedules/schedule.h"
+#include "core/buffer_pool.h"
 #include "core/clock.h"
 #include "core/model_store.h"
 #include "server/checkpoint.h"
@@ -74,7 +92,7 @@ struct UpdateHeaderInfo {
   uint64_t base_version = 0;
   uint64_t round = 0;
   uint64_t num_samples = 0;
-  uint32_t local_steps = 0;
+  uint32_t local_steps = 0;  // Informational (the schedule uses its own plan).
   bool codec_is_dense_f32 = false;
   uint64_t layout_hash = 0;
   uint64_t num_params = 0;
@@ -84,7 +102,10 @@ struct UpdateHeaderInfo {
 struct CommitInfo {
   uint64_t round = 0;
   uint64_t model_version = 0;
+  // Sync: updates accepted in the round so far. Asynchronous schedules:
+  // updates accepted and not yet applied (buffered or queued).
   uint32_t accepted_in_round = 0;
+  uint64_t staleness = 0;  // Asynchronous schedules: the staleness charged.
 };
 
 struct CoordinatorStatus {
@@ -99,6 +120,9 @@ struct CoordinatorStatus {
   uint64_t bytes_received = 0;
   bool done = false;
   absl::Duration last_round_duration;
+  // Asynchronous schedules: model-sized buffers allocated so far (the pool
+  // recycles them; this stops growing once the pool is warm).
+  uint64_t buffer_allocations = 0;
 };
 
 class Coordinator;
@@ -126,6 +150,8 @@ class Upload {
   uint64_t received_ = 0;
   std::unique_ptr<UndoJournal> journal_;  // Streaming mean only.
   int row_ = -1;                          // Robust rules: the arena row.
+  // Asynchronous schedules (round_ is null): the whole delta, from the pool.
+  std::vector<float> buffer_;
   absl::Time started_;
   // ACTIVE -> COMMITTED | ABORTED; changed only under Coordinator::mu_ while
   // holding the round's gate.
@@ -157,6 +183,9 @@ class Coordinator {
   // Sessions.
   absl::StatusOr<SessionInfo> Join(absl::string_view client_id);
   absl::Status CheckSession(absl::string_view client_id, absl::string_view token);
+  // PullModel served `version` to the client (asynchronous schedules accept
+  // a base version the client was actually given, never a later one).
+  void NotePulled(absl::string_view client_id, uint64_t version);
   absl::Status Leave(absl::string_view client_id, absl::string_view token);
 
   // Tasks. GetTask answers at once. AwaitTask answers at once unless the
@@ -224,7 +253,42 @@ class Coordinator {
   // Marks the upload aborted and subtracts what it added. Requires the
   // round's gate (reader or writer).
   void UndoLocked(Upload& upload, RejectReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks a chunk's offset, size and bounds against the upload; on error
+  // sets *reason.
+  absl::Status CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
+                               RejectReason* reason) const;
   void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Asynchronous schedules (server/coordinator_async.cc).
+  struct AsyncClient {
+    bool has_task = false;        // Got TRAIN; no update accepted since.
+    uint64_t task_version = 0;    // The version published when it got TRAIN.
+    uint64_t pulled_version = 0;  // Newest version PullModel served it.
+    bool uploading = false;
+    // Named by an Assignment whose flushes the worker has not applied yet:
+    // WAIT until it has (the new task must be on the new model).
+    bool assignment_pending = false;
+  };
+  struct StoredUpdate {
+    std::vector<float> delta;
+    std::string client_id;
+  };
+  TaskInfo AsyncTaskForLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::unique_ptr<Upload>> BeginAsyncUploadLocked(const UpdateHeaderInfo& h)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AddAsyncChunk(Upload& upload, uint64_t byte_offset,
+                             absl::Span<const absl::string_view> pieces);
+  absl::StatusOr<CommitInfo> FinishAsyncUpload(Upload& upload);
+  void AbortAsyncLocked(Upload& upload, RejectReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnqueueDecisionLocked(aggregators::Decision decision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker thread (or TickForTesting): runs due timers, then executes the
+  // queued decisions in order.
+  void RunSchedule() ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies one flush and publishes a version; false (model unchanged) if the
+  // rule refused the batch or the result is not finite.
+  bool ExecuteFlush(const aggregators::Flush& flush, std::vector<StoredUpdate>& updates)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(exec_mu_);
+  bool HasScheduleWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseRound();
   // Runs waiters whose answer is no longer WAIT or whose time is up.
   void ReleaseWaiters(bool all);
@@ -287,6 +351,24 @@ class Coordinator {
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+
+  // Asynchronous schedules; null schedule_ = synchronous rounds.
+  std::unique_ptr<aggregators::Schedule> schedule_ ABSL_GUARDED_BY(mu_);
+  const uint64_t max_staleness_;
+  absl::flat_hash_map<std::string, AsyncClient> async_clients_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<aggregators::UpdateHandle, StoredUpdate> stored_ ABSL_GUARDED_BY(mu_);
+  aggregators::UpdateHandle next_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<aggregators::Decision> decisions_ ABSL_GUARDED_BY(mu_);
+  // The published version plus the flushes queued: the version an update
+  // arriving now is measured against.
+  uint64_t decided_version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t async_uploads_ ABSL_GUARDED_BY(mu_) = 0;
+  // Model-sized buffers for uploads, aggregates and published models.
+  std::shared_ptr<BufferPool> pool_;
+  // Serialises RunSchedule (decisions are applied one at a time, in order).
+  // Acquired before mu_.
+  absl::Mutex exec_mu_;
+  std::vector<float> flush_arena_ ABSL_GUARDED_BY(exec_mu_);  // Robust rules.
 
   absl::Time last_checkpoint_;         // Worker thread / Stop only.
   uint64_t checkpointed_version_ = 0;  // Worker thread / Stop only.

@@ -52,6 +52,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "finished";
     case RejectReason::kCancelled:
       return "cancelled";
+    case RejectReason::kOverloaded:
+      return "overloaded";
     case RejectReason::kInternal:
       return "internal";
   }
@@ -84,6 +86,13 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       rule_failures(MakeCounter(registry, "tally_rule_failures_total",
                                 "Rounds failed because the robust rule refused the batch "
                                 "(e.g. too few updates for f).")),
+      update_staleness(prometheus::BuildHistogram()
+                           .Name("tally_update_staleness")
+                           .Help("Asynchronous schedules: model versions published between an "
+                                 "update's base version and its arrival (server-computed).")
+                           .Register(registry)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0, 1, 2, 4, 8, 16, 32, 64, 128, 256})),
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
       connected_clients(
           MakeGauge(registry, "tally_connected_clients", "Clients with a live session.")),

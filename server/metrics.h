@@ -26,10 +26,11 @@ enum class RejectReason {
   kLength,           // Declared/actual payload length wrong (incl. truncated).
   kChunkOrder,       // Chunk offset not where the previous one ended.
   kNonFinite,        // NaN or Inf in the payload.
-  kStale,            // Round closed / base version not current.
+  kStale,            // Round closed / base version not current / max_staleness.
   kNotSelected,      // Round full or client already contributed.
   kFinished,         // total_rounds reached.
   kCancelled,        // Client went away mid-upload.
+  kOverloaded,       // Too many concurrent uploads.
   kInternal,         // Server-side failure (spool I/O).
 };
 const char* RejectReasonName(RejectReason reason);
@@ -61,6 +62,7 @@ class ServerMetrics {
   prometheus::Histogram& push_duration;
   prometheus::Histogram& rule_duration;
   prometheus::Counter& rule_failures;
+  prometheus::Histogram& update_staleness;
   prometheus::Gauge& model_version;
   prometheus::Gauge& connected_clients;
   prometheus::Gauge& uploads_in_flight;

@@ -118,6 +118,7 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
                        " is not available; the current version is ", snapshot->version)));
       return;
     }
+    coordinator->NotePulled(request.client_id(), snapshot->version);
     encoded_ = cache->Get(std::move(snapshot));
     StartWrite(&encoded_->messages[next_++]);
   }

@@ -1,0 +1,355 @@
+// The Coordinator's asynchronous-schedule mode (see the header comment in
+// server/coordinator.h and aggregators/schedules/schedule.h).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/vector_ops.h"
+#include "server/coordinator.h"
+#include "server/log.h"
+
+namespace tally::server {
+
+TaskInfo Coordinator::AsyncTaskForLocked(const std::string& client_id) {
+  TaskInfo task;  // WAIT
+  task.retry_after = absl::Seconds(1);
+  AsyncClient& client = async_clients_[client_id];
+  if (client.assignment_pending) {
+    // Its next task is decided but must be on the model the worker is about
+    // to publish; the waiter is released when it has.
+    task.retry_after = absl::Milliseconds(100);
+    return task;
+  }
+  const aggregators::TaskPlan plan = schedule_->PlanFor(client_id, clock_->Now());
+  if (plan.wait) return task;  // Its update waits for a group / window.
+  if (!client.has_task) {
+    client.has_task = true;
+    client.task_version = base_version_;
+  }
+  task.kind = TaskInfo::Kind::kTrain;
+  task.round = rounds_completed_ + 1;
+  task.model_version = base_version_;
+  task.local_steps = plan.local_steps;
+  task.deadline = plan.deadline;
+  task.retry_after = absl::ZeroDuration();
+  return task;
+}
+
+absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
+    const UpdateHeaderInfo& h) {
+  auto it = async_clients_.find(h.client_id);
+  if (it == async_clients_.end() || !it->second.has_task) {
+    return RejectLocked(RejectReason::kNotSelected,
+                        absl::FailedPreconditionError(
+                            absl::StrCat("client '", h.client_id,
+                                         "' has no task: call GetTask and train on its model")));
+  }
+  AsyncClient& client = it->second;
+  if (client.uploading) {
+    return RejectLocked(RejectReason::kNotSelected,
+                        absl::UnavailableError("another upload from this client is in progress; "
+                                               "retry when it has finished"));
+  }
+  // The base must be a version this server gave the client: its task's, or
+  // a newer one it pulled since. Staleness is then never the client's word.
+  const uint64_t newest = std::max(client.task_version, client.pulled_version);
+  if (h.base_version < client.task_version || h.base_version > newest) {
+    return RejectLocked(RejectReason::kMalformed,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "base_version ", h.base_version,
+                            " was not served to this client: its task is on version ",
+                            client.task_version, " and it pulled up to version ", newest)));
+  }
+  const uint64_t staleness = decided_version_ - h.base_version;
+  if (max_staleness_ > 0 && staleness > max_staleness_) {
+    return RejectLocked(RejectReason::kStale,
+                        absl::AbortedError(absl::StrCat(
+                            "update from version ", h.base_version, " is ", staleness,
+                            " versions old (max_staleness ", max_staleness_,
+                            "); pull the current model and train again")));
+  }
+  if (async_uploads_ >= config_.limits().max_concurrent_uploads()) {
+    return RejectLocked(RejectReason::kOverloaded,
+                        absl::ResourceExhaustedError(absl::StrCat(
+                            "too many concurrent uploads (limits.max_concurrent_uploads ",
+                            config_.limits().max_concurrent_uploads(), "); retry in a second")));
+  }
+  client.uploading = true;
+  ++async_uploads_;
+  auto upload = std::unique_ptr<Upload>(new Upload());
+  upload->coordinator_ = this;
+  upload->header_ = h;
+  upload->started_ = clock_->Now();
+  upload->buffer_ = pool_->Take();
+  metrics_->uploads_in_flight.Increment();
+  return upload;
+}
+
+// Only the upload's owner calls this (uploads of asynchronous schedules are
+// never aborted by another thread), so the buffer needs no lock.
+absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
+                                        absl::Span<const absl::string_view> pieces) {
+  if (upload.state_ != Upload::State::kActive) {
+    return absl::FailedPreconditionError("the upload has already ended");
+  }
+  size_t size = 0;
+  for (absl::string_view piece : pieces) size += piece.size();
+  RejectReason reason = RejectReason::kInternal;
+  absl::Status status = CheckChunkShape(upload, byte_offset, size, &reason);
+  if (status.ok()) {
+    char* dst = reinterpret_cast<char*>(upload.buffer_.data()) + byte_offset;
+    for (absl::string_view piece : pieces) {
+      std::memcpy(dst, piece.data(), piece.size());
+      dst += piece.size();
+    }
+    // Checked in the destination, where whole floats are aligned.
+    const float* values = upload.buffer_.data() + byte_offset / 4;
+    if (!AllFinite(values, size / 4)) {
+      size_t bad = 0;
+      while (std::isfinite(values[bad])) ++bad;
+      reason = RejectReason::kNonFinite;
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "non-finite value (NaN or Inf) in the chunk at parameter ", byte_offset / 4 + bad));
+    }
+  }
+  if (!status.ok()) {
+    absl::MutexLock lock(&mu_);
+    AbortAsyncLocked(upload, reason);
+    return status;
+  }
+  upload.received_ += size;
+  bytes_received_.fetch_add(size, std::memory_order_relaxed);
+  metrics_->update_bytes_received.Increment(static_cast<double>(size));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
+  const UpdateHeaderInfo& h = upload.header_;
+  CommitInfo info;
+  {
+    absl::MutexLock lock(&mu_);
+    if (upload.state_ != Upload::State::kActive) {
+      return absl::FailedPreconditionError("the upload has already ended");
+    }
+    if (upload.received_ != h.payload_bytes) {
+      AbortAsyncLocked(upload, RejectReason::kLength);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "truncated update: received ", upload.received_, " of ", h.payload_bytes, " bytes"));
+    }
+    // Versions may have been decided while the bytes arrived: the staleness
+    // charged is the one at arrival, now.
+    const uint64_t staleness = decided_version_ - h.base_version;
+    if (max_staleness_ > 0 && staleness > max_staleness_) {
+      AbortAsyncLocked(upload, RejectReason::kStale);
+      return absl::AbortedError(absl::StrCat("update from version ", h.base_version,
+                                             " became ", staleness,
+                                             " versions old during the upload (max_staleness ",
+                                             max_staleness_, "); pull and train again"));
+    }
+    const aggregators::UpdateHandle handle = next_handle_++;
+    absl::StatusOr<aggregators::Decision> decision = schedule_->OnArrival(
+        aggregators::Arrival{h.client_id, handle, staleness, h.num_samples}, clock_->Now());
+    if (!decision.ok()) {
+      AbortAsyncLocked(upload, RejectReason::kNotSelected);
+      return decision.status();
+    }
+    stored_[handle] = StoredUpdate{std::move(upload.buffer_), h.client_id};
+    upload.state_ = Upload::State::kCommitted;
+    AsyncClient& client = async_clients_[h.client_id];
+    client.uploading = false;
+    client.has_task = false;
+    --async_uploads_;
+    RememberUpdateLocked(h.client_id, h.update_id);
+    ++updates_accepted_;
+    metrics_->updates_accepted.Increment();
+    metrics_->uploads_in_flight.Decrement();
+    metrics_->update_staleness.Observe(static_cast<double>(staleness));
+    metrics_->push_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - upload.started_));
+    EnqueueDecisionLocked(std::move(decision).value());
+    info.round = rounds_completed_ + 1;
+    info.model_version = base_version_;
+    info.accepted_in_round = static_cast<uint32_t>(stored_.size());
+    info.staleness = staleness;
+  }
+  upload.coordinator_ = nullptr;
+  return info;
+}
+
+void Coordinator::AbortAsyncLocked(Upload& upload, RejectReason reason) {
+  if (upload.state_ != Upload::State::kActive) return;
+  upload.state_ = Upload::State::kAborted;
+  async_clients_[upload.header_.client_id].uploading = false;
+  --async_uploads_;
+  pool_->Give(std::move(upload.buffer_));
+  metrics_->uploads_in_flight.Decrement();
+  metrics_->Rejected(reason);
+  LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
+                       upload.header_.client_id, "' after ", upload.received_,
+                       " bytes: ", RejectReasonName(reason)));
+}
+
+void Coordinator::EnqueueDecisionLocked(aggregators::Decision decision) {
+  if (decision.flushes.empty() && decision.assignments.empty() && decision.dropped.empty()) {
+    return;
+  }
+  decided_version_ += decision.flushes.size();
+  for (const aggregators::Assignment& a : decision.assignments) {
+    async_clients_[a.client_id].assignment_pending = true;
+  }
+  decisions_.push_back(std::move(decision));
+}
+
+bool Coordinator::HasScheduleWorkLocked() const {
+  return schedule_ != nullptr &&
+         (!decisions_.empty() || clock_->Now() >= schedule_->NextTimer());
+}
+
+void Coordinator::RunSchedule() {
+  absl::MutexLock exec(&exec_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (!HasScheduleWorkLocked()) return;
+    const absl::Time now = clock_->Now();
+    if (now >= schedule_->NextTimer()) EnqueueDecisionLocked(schedule_->OnTimer(now));
+  }
+  while (true) {
+    aggregators::Decision decision;
+    std::vector<std::vector<StoredUpdate>> updates;  // Per flush.
+    {
+      absl::MutexLock lock(&mu_);
+      if (decisions_.empty()) break;
+      decision = std::move(decisions_.front());
+      decisions_.pop_front();
+      for (const aggregators::Flush& flush : decision.flushes) {
+        std::vector<StoredUpdate>& batch = updates.emplace_back();
+        for (const aggregators::WeightedUpdate& u : flush.updates) {
+          auto it = stored_.find(u.handle);
+          if (it == stored_.end()) std::abort();  // A schedule names only live handles.
+          batch.push_back(std::move(it->second));
+          stored_.erase(it);
+        }
+      }
+      for (aggregators::UpdateHandle h : decision.dropped) {
+        auto it = stored_.find(h);
+        if (it == stored_.end()) continue;
+        LogInfo(absl::StrCat("schedule ", schedule_->name(), " dropped an update of client '",
+                             it->second.client_id, "'"));
+        pool_->Give(std::move(it->second.delta));
+        stored_.erase(it);
+      }
+    }
+    for (size_t i = 0; i < decision.flushes.size(); ++i) {
+      const bool published = ExecuteFlush(decision.flushes[i], updates[i]);
+      absl::MutexLock lock(&mu_);
+      if (!published) --decided_version_;  // The flush's version never came.
+      for (StoredUpdate& u : updates[i]) pool_->Give(std::move(u.delta));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      for (const aggregators::Assignment& a : decision.assignments) {
+        async_clients_[a.client_id].assignment_pending = false;
+      }
+    }
+    ReleaseWaiters(/*all=*/false);
+  }
+  MaybeCheckpoint(/*force=*/false);
+}
+
+bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
+                               std::vector<StoredUpdate>& updates) {
+  const size_t d = store_.layout().NumParams();
+  const size_t n = updates.size();
+  uint64_t step;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kDone) return false;  // total_rounds reached: nothing more is applied.
+    step = rounds_completed_ + 1;
+  }
+  const absl::Time start = clock_->Now();
+  std::shared_ptr<const ModelSnapshot> current = store_.Current();
+  std::vector<float> next = pool_->Take();
+  double weight_sum = 0;
+  for (const aggregators::WeightedUpdate& u : flush.updates) weight_sum += u.weight;
+  bool ok = true;
+  if (rule_ != nullptr && n >= 2) {
+    // Robust + asynchronous: the rule over the flush's updates, scaled by the
+    // sum of their coefficients (for "average", weighted by them, this is
+    // exactly sum of weight * delta).
+    flush_arena_.resize(n * d);
+    std::vector<double> weights;
+    std::vector<std::string> clients;
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(flush_arena_.data() + i * d, updates[i].delta.data(), d * sizeof(float));
+      weights.push_back(flush.updates[i].weight);
+      clients.push_back(updates[i].client_id);
+    }
+    size_t rows = n;
+    absl::Span<float> batch(flush_arena_.data(), n * d);
+    absl::Status status;
+    for (const auto& step : pre_steps_) {
+      absl::StatusOr<size_t> kept = step->Apply(batch, rows, d);
+      if (!kept.ok()) {
+        status = kept.status();
+        break;
+      }
+      if (*kept != rows || !aggregators::KeepsRowOrder(step->name())) {
+        weights.clear();
+        clients.clear();
+      }
+      rows = *kept;
+      batch = absl::Span<float>(flush_arena_.data(), rows * d);
+    }
+    if (status.ok()) {
+      std::fill(next.begin(), next.end(), 0.0f);
+      status = rule_->Aggregate(batch, rows, d, absl::MakeSpan(next), weights);
+    }
+    metrics_->rule_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
+    if (status.ok()) {
+      ReportInfluence(step, clients, rule_->influence());
+      const float scale = static_cast<float>(weight_sum);
+      for (float& v : next) v *= scale;
+    } else {
+      LogWarning(absl::StrCat("schedule step of ", n, " update(s): ", status.message(),
+                              "; model unchanged, the updates are dropped"));
+      metrics_->rule_failures.Increment();
+      ok = false;
+    }
+  } else {
+    // g = sum_i weight_i * delta_i, one pass per update.
+    std::fill(next.begin(), next.end(), 0.0f);
+    for (size_t i = 0; i < n; ++i) {
+      Axpy(static_cast<float>(flush.updates[i].weight), updates[i].delta.data(), next.data(), d);
+    }
+  }
+  if (ok) {
+    optimizer_->Apply(current->params, absl::MakeSpan(next));
+    if (!AllFinite(next.data(), d)) {
+      LogError("schedule step: the aggregate is not finite; model left unchanged");
+      ok = false;
+    }
+  }
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  if (!ok) {
+    pool_->Give(std::move(next));
+    ++rounds_failed_;
+    metrics_->rounds_failed.Increment();
+    return false;
+  }
+  store_.Publish(std::move(next), current->round + 1, now);
+  ++rounds_completed_;
+  round_ = rounds_completed_ + 1;
+  base_version_ = store_.Current()->version;
+  metrics_->rounds_completed.Increment();
+  metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - start));
+  metrics_->model_version.Set(static_cast<double>(base_version_));
+  metrics_->current_round.Set(static_cast<double>(round_));
+  const uint64_t total = config_.rounds().total_rounds();
+  if (total > 0 && rounds_completed_ >= total) phase_ = Phase::kDone;
+  return true;
+}
+
+}  // namespace tally::server
