@@ -156,7 +156,8 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
   bool has_last = false;
   uint64_t last_round = 0;
   for (int r = 0; r < total_rounds; ++r) {
-    absl::StatusOr<Task> task = AwaitNextTask(*client, has_last, last_round, options, state);
+    absl::StatusOr<Task> task =
+        AwaitNextTask(*client, has_last && !options.async, last_round, options, state);
     if (task.ok() && task->kind == Task::Kind::kDone) {
       task = absl::FailedPreconditionError(
           "the server answered DONE (its rounds.total_rounds ended the federation)");
@@ -179,8 +180,9 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
     has_last = true;
     last_round = task->round;
   }
-  // The next task (or DONE) means the last round has been applied.
-  if (AwaitNextTask(*client, has_last, last_round, options, state).ok()) {
+  // The next task (or DONE) means the last round has been applied (async:
+  // that the client may go on; FedAsync applies its update first).
+  if (AwaitNextTask(*client, has_last && !options.async, last_round, options, state).ok()) {
     report->final_seen = state.Now();
   }
   client->Leave().IgnoreError();
@@ -230,12 +232,19 @@ absl::StatusOr<LoadResult> Summarize(const LoadOptions& options,
   return result;
 }
 
-void FetchServerStatus(const LoadOptions& options, LoadResult* result) {
+// The client for Admin GetStatus after the run. Created before the load
+// clients: while it holds a channel gRPC stays initialised, so the last load
+// client's destruction does not run gRPC's library shutdown, which sometimes
+// blocks for ~10 s (seen with Debian's gRPC 1.51) and skewed total_seconds.
+absl::StatusOr<std::unique_ptr<Client>> NewAdminClient(const LoadOptions& options) {
   ClientOptions admin_options;
   admin_options.target = options.target;
   admin_options.client_id = "bench-admin";
   admin_options.seed = options.seed;
-  absl::StatusOr<std::unique_ptr<Client>> admin = Client::Create(admin_options);
+  return Client::Create(admin_options);
+}
+
+void FetchServerStatus(absl::StatusOr<std::unique_ptr<Client>>& admin, LoadResult* result) {
   absl::StatusOr<ServerStatusInfo> status =
       admin.ok() ? (*admin)->GetServerStatus() : admin.status();
   if (status.ok()) {
@@ -266,6 +275,7 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
 
 absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options) {
   if (absl::Status valid = ValidateLoadOptions(options); !valid.ok()) return valid;
+  absl::StatusOr<std::unique_ptr<Client>> admin = NewAdminClient(options);
   RunState state(options.clients, options.stop);
   std::vector<ClientReport> reports(options.clients);
   std::vector<std::thread> threads;
@@ -281,7 +291,7 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options) {
   if (!result.ok()) return result;
   result->total_seconds = state.Now();
   result->setup_seconds = state.setup_seconds();
-  FetchServerStatus(options, &*result);
+  FetchServerStatus(admin, &*result);
   return result;
 }
 

@@ -6,7 +6,10 @@
 // waits until every client has joined, then for warmup_rounds + rounds rounds
 // asks for a TRAIN task and pushes the delta against the task's round and base
 // version. The server must run synchronous rounds of exactly `clients`
-// updates, so every client pushes once per round.
+// updates, so every client pushes once per round. With `async` (a server on
+// an asynchronous schedule) there are no rounds: each client asks for a task
+// and pushes, warmup_rounds + rounds times, as fast as the server lets it;
+// "round" r then means every client's r-th update.
 //
 // Thread safety: RunLoad() is self-contained; it may be called from any
 // thread, one run at a time per server.
@@ -33,6 +36,7 @@ struct LoadOptions {
   uint64_t seed = 1;                             // Deltas and client SDK seeds derive from it.
   size_t chunk_bytes = size_t{1} << 20;          // SDK upload chunk size.
   absl::Duration task_wait = absl::Seconds(30);  // GetTask long-poll budget.
+  bool async = false;  // The server runs an asynchronous schedule.
   // Give up when no TRAIN task for the next round arrives within this.
   absl::Duration round_timeout = absl::Minutes(10);
   // Set from outside (e.g. a signal handler thread) to abort the run.

@@ -3,6 +3,14 @@
 #include <cstdint>
 #include <cstring>
 
+// Memory-bound passes over whole models: built for AVX-512, AVX2 and
+// baseline x86-64, chosen at load time (as aggregators/rules/kernels.cc).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TALLY_VECTOR_OP __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
+#define TALLY_VECTOR_OP
+#endif
+
 namespace tally {
 namespace {
 
@@ -17,7 +25,7 @@ bool AllFinite(const float* x, size_t n) {
   return AllFiniteBytes(reinterpret_cast<const char*>(x), n);
 }
 
-bool AllFiniteBytes(const char* bytes, size_t n) {
+TALLY_VECTOR_OP bool AllFiniteBytes(const char* bytes, size_t n) {
   constexpr size_t kBlock = 1024;
   for (size_t start = 0; start < n; start += kBlock) {
     const size_t end = start + kBlock < n ? start + kBlock : n;
@@ -32,16 +40,32 @@ bool AllFiniteBytes(const char* bytes, size_t n) {
   return true;
 }
 
-void Axpy(float a, const float* x, float* y, size_t n) {
+TALLY_VECTOR_OP void Axpy(float a, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-void AxpyBytes(float a, const char* x_bytes, float* y, size_t n) {
+TALLY_VECTOR_OP void AxpyBytes(float a, const char* x_bytes, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     float v;
     std::memcpy(&v, x_bytes + 4 * i, 4);
     y[i] += a * v;
   }
+}
+
+TALLY_VECTOR_OP bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n) {
+  constexpr size_t kBlock = 1024;
+  uint32_t bad = 0;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t end = start + kBlock < n ? start + kBlock : n;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, bytes + 4 * i, 4);
+      bad |= NonFiniteMask(bits);
+      std::memcpy(out + i, &bits, 4);
+    }
+    if (bad) return false;
+  }
+  return true;
 }
 
 }  // namespace tally

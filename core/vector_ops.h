@@ -20,6 +20,10 @@ void AxpyBytes(float a, const char* x_bytes, float* y, size_t n);
 // True iff the n floats stored in `bytes` are all finite.
 bool AllFiniteBytes(const char* bytes, size_t n);
 
+// Copies n little-endian floats from `bytes` to `out` and returns whether
+// all were finite, in one pass. On false, `out` holds an unspecified prefix.
+bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n);
+
 }  // namespace tally
 
 #endif  // TALLY_CORE_VECTOR_OPS_H_

@@ -15,6 +15,7 @@
 #include "core/vector_ops.h"
 #include "server/checkpoint.h"
 #include "server/config.h"
+#include "server/float_runs.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -62,34 +63,6 @@ bool ValidId(absl::string_view id) {
   return true;
 }
 
-// Calls fn(float_index, bytes, count) over runs of whole little-endian floats
-// in `pieces`; a float split across two pieces is passed as a run of one.
-template <typename Fn>
-void ForEachFloatRun(absl::Span<const absl::string_view> pieces, Fn fn) {
-  char carry[4];
-  size_t carried = 0;
-  size_t index = 0;
-  for (absl::string_view piece : pieces) {
-    const char* p = piece.data();
-    size_t n = piece.size();
-    if (carried > 0) {
-      const size_t take = std::min(4 - carried, n);
-      std::memcpy(carry + carried, p, take);
-      carried += take;
-      p += take;
-      n -= take;
-      if (carried < 4) continue;
-      fn(index++, carry, 1);
-      carried = 0;
-    }
-    const size_t whole = n / 4;
-    if (whole > 0) fn(index, p, whole);
-    index += whole;
-    carried = n % 4;
-    std::memcpy(carry, p + 4 * whole, carried);
-  }
-}
-
 std::string NewToken() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
@@ -131,9 +104,12 @@ Coordinator::Coordinator(Options options)
     if (!schedule.ok()) std::abort();  // ValidateConfig() ran before.
     absl::MutexLock lock(&mu_);
     schedule_ = std::move(schedule).value();
-    // Idle buffers kept: a few for the uploads, aggregates and models that
-    // cycle through; beyond that, memory is returned.
-    pool_ = std::make_shared<BufferPool>(store_.layout().NumParams(), /*max_idle=*/4);
+    // Idle buffers kept: as many as can be in use at once (uploads, buffered
+    // updates, aggregate and models in flight), so that steady state
+    // allocates nothing; memory above that peak is returned.
+    const size_t max_idle = config_.limits().max_concurrent_uploads() +
+                            ExpectedBatchSize(config_) + 4;
+    pool_ = std::make_shared<BufferPool>(store_.layout().NumParams(), max_idle);
     store_.set_recycler(pool_);
   }
   if (IsRobustStrategy(config_.strategy())) {

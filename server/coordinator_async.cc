@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/vector_ops.h"
 #include "server/coordinator.h"
+#include "server/float_runs.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -100,20 +102,15 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
   RejectReason reason = RejectReason::kInternal;
   absl::Status status = CheckChunkShape(upload, byte_offset, size, &reason);
   if (status.ok()) {
-    char* dst = reinterpret_cast<char*>(upload.buffer_.data()) + byte_offset;
-    for (absl::string_view piece : pieces) {
-      std::memcpy(dst, piece.data(), piece.size());
-      dst += piece.size();
-    }
-    // Checked in the destination, where whole floats are aligned.
-    const float* values = upload.buffer_.data() + byte_offset / 4;
-    if (!AllFinite(values, size / 4)) {
-      size_t bad = 0;
-      while (std::isfinite(values[bad])) ++bad;
+    // Copy and check in one pass per piece, while it is in cache.
+    float* dst = upload.buffer_.data() + byte_offset / 4;
+    ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
+      if (!status.ok() || CopyAllFiniteBytes(bytes, dst + index, count)) return;
       reason = RejectReason::kNonFinite;
-      status = absl::InvalidArgumentError(absl::StrCat(
-          "non-finite value (NaN or Inf) in the chunk at parameter ", byte_offset / 4 + bad));
-    }
+      status = absl::InvalidArgumentError(
+          absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ",
+                       byte_offset / 4 + index, " .. ", byte_offset / 4 + index + count - 1));
+    });
   }
   if (!status.ok()) {
     absl::MutexLock lock(&mu_);
@@ -262,19 +259,38 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
                                std::vector<StoredUpdate>& updates) {
   const size_t d = store_.layout().NumParams();
   const size_t n = updates.size();
-  uint64_t step;
+  uint64_t step_number;
   {
     absl::MutexLock lock(&mu_);
     if (phase_ == Phase::kDone) return false;  // total_rounds reached: nothing more is applied.
-    step = rounds_completed_ + 1;
+    step_number = rounds_completed_ + 1;
   }
-  const absl::Time start = clock_->Now();
+  const absl::Time started = clock_->Now();
   std::shared_ptr<const ModelSnapshot> current = store_.Current();
-  std::vector<float> next = pool_->Take();
+  // The linear path builds the new model in the first update's buffer
+  // (scaled in place): no cold output buffer to fill.
+  const bool linear = rule_ == nullptr || n < 2;
+  std::vector<float> next = linear ? std::move(updates[0].delta) : pool_->Take();
   double weight_sum = 0;
   for (const aggregators::WeightedUpdate& u : flush.updates) weight_sum += u.weight;
   bool ok = true;
-  if (rule_ != nullptr && n >= 2) {
+  // Block by block: `combine` leaves the aggregate of [begin, begin + count)
+  // in next, then the optimizer turns it into the new model while it is in
+  // cache (one pass over the model rather than one per step).
+  auto apply_blocks = [&](const std::function<void(size_t, size_t)>& combine) {
+    constexpr size_t kBlock = 16384;  // 64 KiB of each operand.
+    optimizer_->Prepare(d);
+    for (size_t begin = 0; begin < d && ok; begin += kBlock) {
+      const size_t count = std::min(kBlock, d - begin);
+      combine(begin, count);
+      optimizer_->ApplyRange(current->params.data() + begin, next.data() + begin, begin, count);
+      if (!AllFinite(next.data() + begin, count)) {
+        LogError("schedule step: the new model is not finite; model left unchanged");
+        ok = false;
+      }
+    }
+  };
+  if (!linear) {
     // Robust + asynchronous: the rule over the flush's updates, scaled by the
     // sum of their coefficients (for "average", weighted by them, this is
     // exactly sum of weight * delta).
@@ -289,13 +305,13 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     size_t rows = n;
     absl::Span<float> batch(flush_arena_.data(), n * d);
     absl::Status status;
-    for (const auto& step : pre_steps_) {
-      absl::StatusOr<size_t> kept = step->Apply(batch, rows, d);
+    for (const auto& pre : pre_steps_) {
+      absl::StatusOr<size_t> kept = pre->Apply(batch, rows, d);
       if (!kept.ok()) {
         status = kept.status();
         break;
       }
-      if (*kept != rows || !aggregators::KeepsRowOrder(step->name())) {
+      if (*kept != rows || !aggregators::KeepsRowOrder(pre->name())) {
         weights.clear();
         clients.clear();
       }
@@ -306,11 +322,13 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
       std::fill(next.begin(), next.end(), 0.0f);
       status = rule_->Aggregate(batch, rows, d, absl::MakeSpan(next), weights);
     }
-    metrics_->rule_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
+    metrics_->rule_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - started));
     if (status.ok()) {
-      ReportInfluence(step, clients, rule_->influence());
+      ReportInfluence(step_number, clients, rule_->influence());
       const float scale = static_cast<float>(weight_sum);
-      for (float& v : next) v *= scale;
+      apply_blocks([&](size_t begin, size_t count) {
+        for (float& v : absl::MakeSpan(next).subspan(begin, count)) v *= scale;
+      });
     } else {
       LogWarning(absl::StrCat("schedule step of ", n, " update(s): ", status.message(),
                               "; model unchanged, the updates are dropped"));
@@ -318,18 +336,16 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
       ok = false;
     }
   } else {
-    // g = sum_i weight_i * delta_i, one pass per update.
-    std::fill(next.begin(), next.end(), 0.0f);
-    for (size_t i = 0; i < n; ++i) {
-      Axpy(static_cast<float>(flush.updates[i].weight), updates[i].delta.data(), next.data(), d);
-    }
-  }
-  if (ok) {
-    optimizer_->Apply(current->params, absl::MakeSpan(next));
-    if (!AllFinite(next.data(), d)) {
-      LogError("schedule step: the aggregate is not finite; model left unchanged");
-      ok = false;
-    }
+    // g = sum_i weight_i * delta_i.
+    apply_blocks([&](size_t begin, size_t count) {
+      float* out = next.data() + begin;
+      const float w0 = static_cast<float>(flush.updates[0].weight);
+      for (size_t j = 0; j < count; ++j) out[j] *= w0;
+      for (size_t i = 1; i < n; ++i) {
+        Axpy(static_cast<float>(flush.updates[i].weight), updates[i].delta.data() + begin, out,
+             count);
+      }
+    });
   }
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
@@ -344,7 +360,7 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   round_ = rounds_completed_ + 1;
   base_version_ = store_.Current()->version;
   metrics_->rounds_completed.Increment();
-  metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - start));
+  metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - started));
   metrics_->model_version.Set(static_cast<double>(base_version_));
   metrics_->current_round.Set(static_cast<double>(round_));
   const uint64_t total = config_.rounds().total_rounds();

@@ -14,10 +14,7 @@ class Sgd final : public Optimizer {
  public:
   explicit Sgd(float lr) : lr_(lr) {}
   const std::string& name() const override { return name_; }
-  void Apply(absl::Span<const float> params, absl::Span<float> inout) override {
-    const float* w = params.data();
-    float* d = inout.data();
-    const size_t n = inout.size();
+  void ApplyRange(const float* w, float* d, size_t, size_t n) override {
     for (size_t i = 0; i < n; ++i) d[i] = w[i] + lr_ * d[i];
   }
 
@@ -31,11 +28,12 @@ class FedAvgM final : public Optimizer {
  public:
   FedAvgM(float lr, float beta) : lr_(lr), beta_(beta) {}
   const std::string& name() const override { return name_; }
-  void Apply(absl::Span<const float> params, absl::Span<float> inout) override {
-    v_.resize(inout.size(), 0.0f);
-    for (size_t i = 0; i < inout.size(); ++i) {
-      v_[i] = beta_ * v_[i] + inout[i];
-      inout[i] = params[i] + lr_ * v_[i];
+  void Prepare(size_t n) override { v_.resize(n, 0.0f); }
+  void ApplyRange(const float* params, float* inout, size_t offset, size_t n) override {
+    float* v = v_.data() + offset;
+    for (size_t i = 0; i < n; ++i) {
+      v[i] = beta_ * v[i] + inout[i];
+      inout[i] = params[i] + lr_ * v[i];
     }
   }
   std::vector<std::pair<std::string, std::vector<float>*>> MutableState() override {
@@ -64,28 +62,32 @@ class Adaptive final : public Optimizer {
         beta2_(beta2),
         tau_(tau) {}
   const std::string& name() const override { return name_; }
-  void Apply(absl::Span<const float> params, absl::Span<float> inout) override {
-    if (m_.size() != inout.size()) m_.assign(inout.size(), 0.0f);
-    if (v_.size() != inout.size()) v_.assign(inout.size(), tau_ * tau_);
-    for (size_t i = 0; i < inout.size(); ++i) {
+  void Prepare(size_t n) override {
+    if (m_.size() != n) m_.assign(n, 0.0f);
+    if (v_.size() != n) v_.assign(n, tau_ * tau_);
+  }
+  void ApplyRange(const float* params, float* inout, size_t offset, size_t n) override {
+    float* m = m_.data() + offset;
+    float* v = v_.data() + offset;
+    for (size_t i = 0; i < n; ++i) {
       const float d = inout[i];
       const float d2 = d * d;
-      m_[i] = beta1_ * m_[i] + (1 - beta1_) * d;
+      m[i] = beta1_ * m[i] + (1 - beta1_) * d;
       switch (variant_) {
         case Variant::kAdagrad:
-          v_[i] = v_[i] + d2;
+          v[i] = v[i] + d2;
           break;
         case Variant::kAdam:
-          v_[i] = beta2_ * v_[i] + (1 - beta2_) * d2;
+          v[i] = beta2_ * v[i] + (1 - beta2_) * d2;
           break;
         case Variant::kYogi: {
-          const float diff = v_[i] - d2;
+          const float diff = v[i] - d2;
           const float sign = diff > 0 ? 1.0f : (diff < 0 ? -1.0f : 0.0f);
-          v_[i] = v_[i] - (1 - beta2_) * d2 * sign;
+          v[i] = v[i] - (1 - beta2_) * d2 * sign;
           break;
         }
       }
-      inout[i] = params[i] + eta_ * m_[i] / (std::sqrt(v_[i]) + tau_);
+      inout[i] = params[i] + eta_ * m[i] / (std::sqrt(v[i]) + tau_);
     }
   }
   std::vector<std::pair<std::string, std::vector<float>*>> MutableState() override {
@@ -105,12 +107,13 @@ class Nesterov final : public Optimizer {
  public:
   Nesterov(float lr, float mu) : lr_(lr), mu_(mu) {}
   const std::string& name() const override { return name_; }
-  void Apply(absl::Span<const float> params, absl::Span<float> inout) override {
-    b_.resize(inout.size(), 0.0f);
-    for (size_t i = 0; i < inout.size(); ++i) {
+  void Prepare(size_t n) override { b_.resize(n, 0.0f); }
+  void ApplyRange(const float* params, float* inout, size_t offset, size_t n) override {
+    float* b = b_.data() + offset;
+    for (size_t i = 0; i < n; ++i) {
       const float g = -inout[i];
-      b_[i] = mu_ * b_[i] + g;
-      inout[i] = params[i] - lr_ * (g + mu_ * b_[i]);
+      b[i] = mu_ * b[i] + g;
+      inout[i] = params[i] - lr_ * (g + mu_ * b[i]);
     }
   }
   std::vector<std::pair<std::string, std::vector<float>*>> MutableState() override {

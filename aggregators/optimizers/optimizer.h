@@ -28,7 +28,16 @@ class Optimizer {
   virtual const std::string& name() const = 0;
   // On entry `inout` holds the aggregate delta; on return the new model.
   // `params` is the current model. Both have the model's size.
-  virtual void Apply(absl::Span<const float> params, absl::Span<float> inout) = 0;
+  void Apply(absl::Span<const float> params, absl::Span<float> inout) {
+    Prepare(inout.size());
+    ApplyRange(params.data(), inout.data(), 0, inout.size());
+  }
+  // The same, block by block (while a block is in cache): Prepare(model
+  // size) once, then ApplyRange over disjoint ranges [offset, offset +
+  // count) of the model, in any order; `params` and `inout` point at the
+  // range's first element.
+  virtual void Prepare(size_t model_size) { (void)model_size; }
+  virtual void ApplyRange(const float* params, float* inout, size_t offset, size_t count) = 0;
   // The optimizer's state tensors by name (empty before the first Apply, and
   // always for sgd), for checkpoints: read them, or resize and fill them
   // before the first Apply to restore.
