@@ -44,6 +44,9 @@ ABSL_FLAG(std::string, pre, "",
           "Shorthand for strategy.pre: comma-separated pre-steps applied before the rule "
           "(nnm, clipping, arc, bucketing).");
 ABSL_FLAG(int, f, -1, "Shorthand for strategy.f: declared number of Byzantine clients.");
+ABSL_FLAG(std::string, schedule, "",
+          "Shorthand for schedule.name: sync (default: rounds), fedasync, fedbuff, fedfix or "
+          "fedcompass.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server is serving.");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: debug, info, warning, error.");
@@ -121,6 +124,9 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_f) >= 0) {
     config.mutable_strategy()->set_f(static_cast<uint32_t>(absl::GetFlag(FLAGS_f)));
+  }
+  if (!absl::GetFlag(FLAGS_schedule).empty()) {
+    config.mutable_schedule()->set_name(absl::GetFlag(FLAGS_schedule));
   }
   tally::server::ApplyDefaults(&config);
   if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) {

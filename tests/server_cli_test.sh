@@ -19,7 +19,7 @@ expect_failure() {
 }
 
 help=$("$server" --help 2>&1 || true)
-for flag in config listen metrics_port checkpoint_dir rule pre f port_file log_level \
+for flag in config listen metrics_port checkpoint_dir rule pre f schedule port_file log_level \
             print_config shutdown_grace_ms; do
   grep -q -- "--$flag " <<<"$help" || fail "--help does not document --$flag"
 done
@@ -44,4 +44,15 @@ expect_failure "strategy.rule: krum: f=3 requires n > 2f, got n=6" \
 echo 'rounds { min_clients: 50 }' >"$tmp/bad.textproto"
 expect_failure "rounds.min_clients" --config="$tmp/bad.textproto"
 expect_failure "missing.textproto" --config="$tmp/missing.textproto"
+
+# An asynchronous schedule from the command line, its defaults filled in.
+out=$("$server" --config="$tmp/server.textproto" --schedule=fedbuff --print_config)
+grep -q 'name: "fedbuff"' <<<"$out" || fail "--schedule not applied: $out"
+grep -q 'buffer_size: 3' <<<"$out" || fail "fedbuff's default buffer_size missing: $out"
+grep -q 'num_clients: 6' <<<"$out" || fail "num_clients does not default to clients_per_round"
+expect_failure "schedule.name: unknown 'fedbuf'" --config="$tmp/server.textproto" --schedule=fedbuf
+expect_failure "needs batches of updates" --schedule=fedasync --rule=median
+echo 'schedule { name: "fedbuff" buffer_size: 2 } strategy { rule: "krum" f: 1 }' \
+  >"$tmp/krum.textproto"
+expect_failure "strategy.rule: krum" --config="$tmp/krum.textproto"
 echo "server_cli_test: OK"
