@@ -162,6 +162,9 @@ void Coordinator::Stop() {
   }
   ReleaseWaiters(/*all=*/true);
   if (worker_.joinable()) worker_.join();
+  // Asynchronous schedules: apply what was already decided before the final
+  // checkpoint. (Updates still buffered by the schedule are not kept.)
+  RunSchedule();
   MaybeCheckpoint(/*force=*/true);
 }
 

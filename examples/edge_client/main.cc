@@ -40,7 +40,9 @@ int main(int argc, char** argv) {
     std::cout << "no training task right now\n";
     return 0;
   }
-  absl::StatusOr<tally::Model> model = (*client)->PullModel(task->model_version);
+  // The latest model: the task's version, or a newer one on an asynchronous
+  // server (push against the version actually pulled).
+  absl::StatusOr<tally::Model> model = (*client)->PullModel();
   if (!model.ok()) {
     std::cerr << model.status() << "\n";
     return 1;
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
   // A real client would train here; a zero delta leaves the model unchanged.
   const std::vector<float> delta(model->params.size(), 0.0f);
   tally::Update update;
-  update.base_version = task->model_version;
+  update.base_version = model->version;
   update.round = task->round;
   update.num_samples = 1;
   update.delta = delta;
