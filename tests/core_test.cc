@@ -8,6 +8,7 @@
 
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/striped_accumulator.h"
+#include "core/buffer_pool.h"
 #include "core/model_layout.h"
 #include "core/model_store.h"
 #include "core/vector_ops.h"
@@ -79,6 +80,49 @@ TEST(VectorOpsTest, AxpyBytesReadsUnalignedLittleEndianFloats) {
   std::vector<float> y = {1, 1, 1};
   AxpyBytes(2.0f, bytes.data() + 1, y.data(), 3);
   EXPECT_THAT(y, ElementsAre(4.0f, -3.0f, 9.0f));
+}
+
+TEST(VectorOpsTest, CopyAllFiniteBytesCopiesAndFindsNonFinite) {
+  std::vector<float> x(3000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.25f * static_cast<float>(i) - 100;
+  std::string bytes(1 + 4 * x.size(), '\0');
+  std::memcpy(&bytes[1], x.data(), 4 * x.size());  // Misaligned, as off the wire.
+  std::vector<float> out(x.size(), -1.0f);
+  EXPECT_TRUE(CopyAllFiniteBytes(bytes.data() + 1, out.data(), x.size()));
+  EXPECT_EQ(out, x);
+  const float inf = std::numeric_limits<float>::infinity();
+  std::memcpy(&bytes[1 + 4 * 2500], &inf, 4);
+  EXPECT_FALSE(CopyAllFiniteBytes(bytes.data() + 1, out.data(), x.size()));
+}
+
+TEST(BufferPoolTest, RecyclesUpToMaxIdleAndModelStoreReturnsRetiredSnapshots) {
+  auto pool = std::make_shared<BufferPool>(/*size=*/8, /*max_idle=*/2);
+  std::vector<float> a = pool->Take(), b = pool->Take(), c = pool->Take();
+  EXPECT_EQ(pool->allocations(), 3u);
+  EXPECT_EQ(a.size(), 8u);
+  const float* a_data = a.data();
+  pool->Give(std::move(a));
+  pool->Give(std::move(b));
+  pool->Give(std::move(c));  // Beyond max_idle: freed.
+  pool->Give(std::vector<float>(7));  // Not the pool's size: dropped.
+  EXPECT_EQ(pool->idle(), 2u);
+  std::vector<float> again = pool->Take();
+  std::vector<float> again2 = pool->Take();
+  EXPECT_TRUE(again.data() == a_data || again2.data() == a_data);
+  EXPECT_EQ(pool->allocations(), 3u);
+
+  // A published snapshot's buffer comes back when its last reader lets go.
+  ModelStore store(*ModelLayout::Create({{"w", {8}}}), std::vector<float>(8, 0.0f),
+                   absl::UnixEpoch());
+  store.set_recycler(pool);
+  const float* published = again.data();
+  store.Publish(std::move(again), 1, absl::UnixEpoch());
+  std::shared_ptr<const ModelSnapshot> reader = store.Current();
+  store.Publish(std::move(again2), 2, absl::UnixEpoch());  // Version 2 retired...
+  EXPECT_EQ(pool->idle(), 0u);                             // ...but still read.
+  reader.reset();
+  EXPECT_EQ(pool->idle(), 1u);
+  EXPECT_EQ(pool->Take().data(), published);
 }
 
 TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {

@@ -2,6 +2,7 @@
 // (numbers from its independent reference script ref_compress.py).
 #include "aggregators/optimizers/optimizer.h"
 
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -111,6 +112,38 @@ TEST(OptimizerTest, DefaultsAndValidation) {
   o.name = "sgd";
   TALLY_ASSERT_OK_AND_ASSIGN(auto sgd, CreateOptimizer(o));
   EXPECT_TRUE(sgd->MutableState().empty());
+}
+
+// The server applies optimizers block by block (Prepare, then ApplyRange in
+// any order): the result and the state must equal one whole Apply.
+TEST(OptimizerTest, BlockwiseApplyRangeEqualsWholeApply) {
+  for (const std::string& name : OptimizerNames()) {
+    OptimizerOptions options;
+    options.name = name;
+    options.learning_rate = DefaultLearningRate(name);
+    auto whole = CreateOptimizer(options);
+    auto blocks = CreateOptimizer(options);
+    ASSERT_THAT(whole, IsOk());
+    ASSERT_THAT(blocks, IsOk());
+    std::vector<float> w(10), a(10), b(10);
+    for (int i = 0; i < 10; ++i) w[i] = 0.1f * static_cast<float>(i);
+    for (int step = 0; step < 3; ++step) {
+      std::vector<float> delta(10);
+      for (int i = 0; i < 10; ++i) delta[i] = 0.3f * static_cast<float>(i - 4 + step);
+      a = delta;
+      b = delta;
+      (*whole)->Apply(w, absl::MakeSpan(a));
+      (*blocks)->Prepare(10);
+      (*blocks)->ApplyRange(w.data() + 6, b.data() + 6, 6, 4);  // Later block first.
+      (*blocks)->ApplyRange(w.data(), b.data(), 0, 6);
+      EXPECT_EQ(a, b) << name << " step " << step;
+      w = a;
+    }
+    auto sa = (*whole)->MutableState();
+    auto sb = (*blocks)->MutableState();
+    ASSERT_EQ(sa.size(), sb.size()) << name;
+    for (size_t k = 0; k < sa.size(); ++k) EXPECT_EQ(*sa[k].second, *sb[k].second) << name;
+  }
 }
 
 }  // namespace
