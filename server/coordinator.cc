@@ -810,24 +810,32 @@ absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* o
     clients.push_back(round.row_client[r]);
     ++n;
   }
+  out->resize(d);
+  return RunRule(absl::MakeSpan(round.arena.data(), n * d), n, std::move(weights),
+                 std::move(clients), round.round, absl::MakeSpan(*out));
+}
+
+absl::Status Coordinator::RunRule(absl::Span<float> batch, size_t n, std::vector<double> weights,
+                                  std::vector<std::string> clients, uint64_t step,
+                                  absl::Span<float> out) {
+  const size_t d = out.size();
   const absl::Time start = absl::Now();
-  absl::Span<float> rows(round.arena.data(), n * d);
-  for (const auto& step : pre_steps_) {
-    absl::StatusOr<size_t> kept = step->Apply(rows, n, d);
+  for (const auto& pre : pre_steps_) {
+    absl::StatusOr<size_t> kept = pre->Apply(batch, n, d);
     if (!kept.ok()) return kept.status();
     // Weights belong to clients: once a pre-step merges or reorders rows
     // (bucketing), the rule gets none (uniform).
-    if (*kept != n || !aggregators::KeepsRowOrder(step->name())) {
+    if (*kept != n || !aggregators::KeepsRowOrder(pre->name())) {
       weights.clear();
       clients.clear();  // Nor can the rule's judgement of rows be attributed.
     }
     n = *kept;
-    rows = absl::Span<float>(round.arena.data(), n * d);
+    batch = batch.subspan(0, n * d);
   }
-  out->assign(d, 0.0f);
-  absl::Status status = rule_->Aggregate(rows, n, d, absl::MakeSpan(*out), weights);
+  std::fill(out.begin(), out.end(), 0.0f);
+  absl::Status status = rule_->Aggregate(batch, n, d, out, weights);
   metrics_->rule_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  if (status.ok()) ReportInfluence(round.round, clients, rule_->influence());
+  if (status.ok()) ReportInfluence(step, clients, rule_->influence());
   return status;
 }
 

@@ -304,6 +304,12 @@ class Coordinator {
   // each row's num_samples as its weight (which `average` uses) unless a
   // pre-step merged or reordered the rows; the aggregate delta goes to `out`.
   absl::Status AggregateRows(RoundState& round, std::vector<float>* out);
+  // The pre-steps and the rule over the n rows of `batch` (modified in
+  // place) into `out` (model-sized), then the per-client influence report
+  // for step (round) `step`. `weights` and `clients` are per row (empty:
+  // uniform / not attributable).
+  absl::Status RunRule(absl::Span<float> batch, size_t n, std::vector<double> weights,
+                       std::vector<std::string> clients, uint64_t step, absl::Span<float> out);
   // Exports the rule's per-row influence by client (metrics) and logs the
   // clients it rejected or down-weighted. `clients` is empty when rows no
   // longer map to clients (a pre-step merged or reordered them).

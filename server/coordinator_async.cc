@@ -302,29 +302,9 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
       weights.push_back(flush.updates[i].weight);
       clients.push_back(updates[i].client_id);
     }
-    size_t rows = n;
-    absl::Span<float> batch(flush_arena_.data(), n * d);
-    absl::Status status;
-    for (const auto& pre : pre_steps_) {
-      absl::StatusOr<size_t> kept = pre->Apply(batch, rows, d);
-      if (!kept.ok()) {
-        status = kept.status();
-        break;
-      }
-      if (*kept != rows || !aggregators::KeepsRowOrder(pre->name())) {
-        weights.clear();
-        clients.clear();
-      }
-      rows = *kept;
-      batch = absl::Span<float>(flush_arena_.data(), rows * d);
-    }
+    const absl::Status status = RunRule(absl::MakeSpan(flush_arena_), n, std::move(weights),
+                                        std::move(clients), step_number, absl::MakeSpan(next));
     if (status.ok()) {
-      std::fill(next.begin(), next.end(), 0.0f);
-      status = rule_->Aggregate(batch, rows, d, absl::MakeSpan(next), weights);
-    }
-    metrics_->rule_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - started));
-    if (status.ok()) {
-      ReportInfluence(step_number, clients, rule_->influence());
       const float scale = static_cast<float>(weight_sum);
       apply_blocks([&](size_t begin, size_t count) {
         for (float& v : absl::MakeSpan(next).subspan(begin, count)) v *= scale;
