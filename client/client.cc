@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -427,13 +429,45 @@ absl::StatusOr<ServerStatusInfo> GrpcClient::GetServerStatus() {
 
 }  // namespace
 
+namespace {
+
+absl::StatusOr<std::string> ReadPemFile(const char* field, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  if (in) buffer << in.rdbuf();
+  if (!in || buffer.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ClientOptions.", field, ": cannot read a PEM file at '", path, "'"));
+  }
+  return buffer.str();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   TALLY_RETURN_IF_ERROR(client_internal::ValidateClientOptions(options));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);  // Chunks are bounded by the server, not by gRPC.
   args.SetMaxSendMessageSize(-1);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_file.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    TALLY_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile("tls_ca_file", options.tls_ca_file));
+    if (!options.tls_cert_file.empty()) {
+      TALLY_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                             ReadPemFile("tls_cert_file", options.tls_cert_file));
+      TALLY_ASSIGN_OR_RETURN(ssl.pem_private_key,
+                             ReadPemFile("tls_key_file", options.tls_key_file));
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.auth_token.empty()) {
+      credentials = grpc::CompositeChannelCredentials(
+          credentials, grpc::AccessTokenCredentials(options.auth_token));
+    }
+    if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  }
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(options.target, credentials, args);
   if (channel == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("ClientOptions.target: cannot create a channel to '", options.target, "'"));

@@ -74,6 +74,16 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   if (options.transfer_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.transfer_timeout: must be > 0");
   }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.tls_cert_file and tls_key_file: set both or neither");
+  }
+  if (options.tls_ca_file.empty() &&
+      (!options.tls_cert_file.empty() || !options.auth_token.empty() ||
+       !options.tls_server_name.empty())) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.tls_ca_file: client certificates, tokens and tls_server_name need TLS");
+  }
   return absl::OkStatus();
 }
 

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
+#include "server/auth.h"
 #include "google/protobuf/text_format.h"
 
 namespace tally::server {
@@ -259,6 +260,7 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   } else if (strategy.pre_size() > 0 || strategy.f() > 0) {
     return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
   }
+  if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
   const auto& limits = config.limits();
   if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {
     return invalid("limits.max_chunk_bytes: ", limits.max_chunk_bytes(),

@@ -34,6 +34,8 @@ const char* RejectReasonName(RejectReason reason) {
   switch (reason) {
     case RejectReason::kUnauthenticated:
       return "unauthenticated";
+    case RejectReason::kForbidden:
+      return "forbidden";
     case RejectReason::kMalformed:
       return "malformed";
     case RejectReason::kLayoutMismatch:

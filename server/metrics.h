@@ -20,7 +20,8 @@ namespace tally::server {
 // Why an update was rejected: the `reason` label of
 // tally_updates_rejected_total. Low cardinality by construction.
 enum class RejectReason {
-  kUnauthenticated,  // Unknown client/session.
+  kUnauthenticated,  // Unknown client/session, or no identity when auth is on.
+  kForbidden,        // Authenticated as another client.
   kMalformed,        // Missing header, bad ids, bad codec, bad sample count.
   kLayoutMismatch,   // layout_hash or num_params differ from the model's.
   kLength,           // Declared/actual payload length wrong (incl. truncated).

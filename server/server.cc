@@ -71,13 +71,25 @@ class ServerImpl final : public Server {
     }
     options.layout = std::move(layout);
     coordinator_ = std::make_unique<Coordinator>(std::move(options));
-    aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_);
-    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, absl::Now());
+    TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
+    TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           ServerCredentialsFromConfig(config_.tls()));
+    if (!auth_->enabled()) {
+      LogWarning(config_.tls().cert_file().empty()
+                     ? "no TLS and no client authentication: any caller can act as any "
+                       "client; run on a trusted network or configure tls and auth"
+                     : "TLS without client authentication: any caller can act as any client "
+                       "(set tls.client_ca_file or auth.tokens_file)");
+    }
+    aggregator_ =
+        std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_, auth_.get());
+    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
+                                            absl::Now());
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(config_.listen_address(), grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort(config_.listen_address(), credentials, &port_);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config_.limits().max_receive_message_bytes()));
     builder.RegisterService(aggregator_.get());
@@ -127,6 +139,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;

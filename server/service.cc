@@ -18,6 +18,14 @@ namespace {
 
 using ::tally::v1::ModelVersionNotice;
 
+// Streams refused before they start (authentication).
+template <typename T>
+class RefusedWriter final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit RefusedWriter(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 int64_t UnixMillisOrZero(absl::Time t) {
   return t == absl::InfiniteFuture() ? 0 : absl::ToUnixMillis(t);
 }
@@ -97,12 +105,21 @@ bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite*
 // every other puller of that version (nothing is encoded or copied here).
 class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  PullModelReactor(Coordinator* coordinator, ServerMetrics* metrics, EncodedModelCache* cache,
+  PullModelReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
+                   Coordinator* coordinator, ServerMetrics* metrics, EncodedModelCache* cache,
                    const grpc::ByteBuffer* request_bytes)
       : metrics_(metrics) {
     tally::v1::PullModelRequest request;
+    if (absl::Status identified = auth->Identify(*context).status(); !identified.ok()) {
+      Finish(ToGrpcStatus(identified));
+      return;
+    }
     if (!ParseMessage(*request_bytes, &request)) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullModelRequest"));
+      return;
+    }
+    if (absl::Status allowed = auth->CheckClient(*context, request.client_id()); !allowed.ok()) {
+      Finish(ToGrpcStatus(allowed));
       return;
     }
     absl::Status session = coordinator->CheckSession(request.client_id(), request.session_token());
@@ -264,9 +281,20 @@ UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
 // raw ByteBuffers and are decoded in place (server/chunk_wire.h).
 class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  PushUpdateReactor(grpc::CallbackServerContext* context, Coordinator* coordinator,
-                    ServerMetrics* metrics, grpc::ByteBuffer* response)
-      : context_(context), coordinator_(coordinator), metrics_(metrics), response_(response) {
+  PushUpdateReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
+                    Coordinator* coordinator, ServerMetrics* metrics, grpc::ByteBuffer* response)
+      : context_(context),
+        auth_(auth),
+        coordinator_(coordinator),
+        metrics_(metrics),
+        response_(response) {
+    // An unauthenticated caller is refused before any of its bytes are read.
+    if (absl::Status identified = auth_->Identify(*context).status(); !identified.ok()) {
+      metrics_->updates_received.Increment();
+      metrics_->Rejected(RejectReason::kUnauthenticated);
+      Finish(ToGrpcStatus(identified));
+      return;
+    }
     StartRead(&message_);
   }
 
@@ -318,6 +346,12 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
         metrics_->Rejected(RejectReason::kMalformed);
         return absl::InvalidArgumentError("the first message must carry the update header");
       }
+      if (absl::Status allowed = auth_->CheckClient(*context_, chunk.header.client_id());
+          !allowed.ok()) {
+        metrics_->updates_received.Increment();
+        metrics_->Rejected(RejectReason::kForbidden);
+        return allowed;
+      }
       auto upload = coordinator_->BeginUpload(DecodeHeader(chunk.header));
       if (!upload.ok()) return upload.status();
       upload_ = std::move(upload).value();
@@ -357,6 +391,7 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
   }
 
   grpc::CallbackServerContext* const context_;
+  const Authenticator* const auth_;
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const response_;
@@ -400,8 +435,10 @@ tally::v1::ModelSpec ModelSpecFromLayout(const ModelLayout& layout) {
 }
 
 AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
-                                     const tally::v1::ServerConfig* config)
+                                     const tally::v1::ServerConfig* config,
+                                     const Authenticator* auth)
     : coordinator_(coordinator),
+      auth_(auth),
       metrics_(metrics),
       config_(config),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
@@ -411,6 +448,10 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
                                                   const tally::v1::JoinRequest* request,
                                                   tally::v1::JoinResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status allowed = auth_->CheckClient(*context, request->client_id()); !allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
   const auto& codecs = request->supported_codecs();
   if (!codecs.empty() &&
       std::find(codecs.begin(), codecs.end(), tally::v1::CODEC_DENSE_F32) == codecs.end()) {
@@ -439,30 +480,39 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* AggregatorService::GetTask(grpc::CallbackServerContext* context,
                                                      const tally::v1::GetTaskRequest* request,
                                                      tally::v1::Task* response) {
+  if (absl::Status allowed = auth_->CheckClient(*context, request->client_id()); !allowed.ok()) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
   return new GetTaskReactor(coordinator_, request, response,
                             absl::Milliseconds(config_->limits().max_wait_ms()));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullModel(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new PullModelReactor(coordinator_, metrics_, &model_cache_, request);
+  return new PullModelReactor(context, auth_, coordinator_, metrics_, &model_cache_, request);
 }
 
 grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(
     grpc::CallbackServerContext* context, const tally::v1::WatchModelRequest* request) {
+  if (absl::Status allowed = auth_->CheckClient(*context, request->client_id()); !allowed.ok()) {
+    return new RefusedWriter<ModelVersionNotice>(allowed);
+  }
   return new WatchModelReactor(coordinator_, request);
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* AggregatorService::PushUpdate(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
-  return new PushUpdateReactor(context, coordinator_, metrics_, response);
+  return new PushUpdateReactor(context, auth_, coordinator_, metrics_, response);
 }
 
 grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerContext* context,
                                                        const tally::v1::HeartbeatRequest* request,
                                                        tally::v1::HeartbeatResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = coordinator_->CheckSession(request->client_id(), request->session_token());
+  absl::Status status = auth_->CheckClient(*context, request->client_id());
+  if (status.ok()) status = coordinator_->CheckSession(request->client_id(), request->session_token());
   if (status.ok()) {
     const CoordinatorStatus s = coordinator_->Status();
     response->set_model_version(s.model_version);
@@ -476,19 +526,29 @@ grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* 
                                                    const tally::v1::LeaveRequest* request,
                                                    tally::v1::LeaveResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(
-      ToGrpcStatus(coordinator_->Leave(request->client_id(), request->session_token())));
+  absl::Status status = auth_->CheckClient(*context, request->client_id());
+  if (status.ok()) status = coordinator_->Leave(request->client_id(), request->session_token());
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
 AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics,
-                           const tally::v1::ServerConfig* config, absl::Time started)
-    : coordinator_(coordinator), metrics_(metrics), config_(config), started_(started) {}
+                           const tally::v1::ServerConfig* config, const Authenticator* auth,
+                           absl::Time started)
+    : coordinator_(coordinator),
+      metrics_(metrics),
+      config_(config),
+      auth_(auth),
+      started_(started) {}
 
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* context,
                                                   const tally::v1::GetStatusRequest* request,
                                                   tally::v1::ServerStatus* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status allowed = auth_->CheckAdmin(*context); !allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
   const CoordinatorStatus s = coordinator_->Status();
   response->set_model_version(s.model_version);
   response->set_round(s.round);
@@ -507,7 +567,8 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
   response->set_rss_bytes(rss);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   response->set_done(s.done);
-  response->set_strategy(absl::StrCat("sync/mean/", config_->optimizer().name()));
+  response->set_strategy(absl::StrCat(config_->schedule().name(), "/", config_->strategy().rule(),
+                                      "/", config_->optimizer().name()));
   response->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
   reactor->Finish(grpc::Status::OK);
   return reactor;

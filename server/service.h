@@ -6,6 +6,7 @@
 #define TALLY_SERVER_SERVICE_H_
 
 #include "absl/time/time.h"
+#include "server/auth.h"
 #include "server/coordinator.h"
 #include "server/encoded_model.h"
 #include "server/metrics.h"
@@ -22,8 +23,9 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
                                         tally::v1::Aggregator::CallbackService>> {
  public:
   // Does not take ownership; all must outlive the service.
+  // Every call is checked by `auth` (callers may act only as themselves).
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
-                    const tally::v1::ServerConfig* config);
+                    const tally::v1::ServerConfig* config, const Authenticator* auth);
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
                                  const tally::v1::JoinRequest* request,
@@ -46,6 +48,7 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
 
  private:
   Coordinator* const coordinator_;
+  const Authenticator* const auth_;
   ServerMetrics* const metrics_;
   const tally::v1::ServerConfig* const config_;
   tally::v1::ModelSpec model_spec_;  // Built once from the layout.
@@ -54,8 +57,10 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
 
 class AdminService final : public tally::v1::Admin::CallbackService {
  public:
+  // Calls need an admin identity when authentication is on.
   AdminService(Coordinator* coordinator, ServerMetrics* metrics,
-               const tally::v1::ServerConfig* config, absl::Time started);
+               const tally::v1::ServerConfig* config, const Authenticator* auth,
+               absl::Time started);
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const tally::v1::GetStatusRequest* request,
@@ -65,6 +70,7 @@ class AdminService final : public tally::v1::Admin::CallbackService {
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
   const tally::v1::ServerConfig* const config_;
+  const Authenticator* const auth_;
   const absl::Time started_;
 };
 

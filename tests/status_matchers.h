@@ -30,6 +30,16 @@ MATCHER_P(StatusIs, code, "has status code " + absl::StatusCodeToString(code)) {
   return status.code() == code;
 }
 
+// StatusIs(code, message_matcher), e.g. StatusIs(kInvalidArgument,
+// HasSubstr("tls.cert_file")).
+MATCHER_P2(StatusIs, code, message_matcher,
+           "has status code " + absl::StatusCodeToString(code) + " and a matching message") {
+  const absl::Status& status = GetStatus(arg);
+  *result_listener << "status is " << status.ToString();
+  return status.code() == code &&
+         ::testing::Matches(message_matcher)(std::string(status.message()));
+}
+
 }  // namespace tally::testing
 
 #define TALLY_ASSERT_OK_AND_ASSIGN(lhs, rexpr) \

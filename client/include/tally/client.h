@@ -8,6 +8,10 @@
 // update keeps its update id across retries, so the server never counts it
 // twice.
 //
+// Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
+// with client authentication answers UNAUTHENTICATED to a caller without a
+// valid identity and PERMISSION_DENIED to one acting as another client.
+//
 // This header needs only the C++ standard library and Abseil; it exposes no
 // gRPC or protobuf types.
 //
@@ -46,6 +50,20 @@ struct ClientOptions {
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
   uint64_t seed = 0;
+
+  // Security. Empty tls_ca_file = plaintext. Otherwise TLS, verifying the
+  // server's certificate against this PEM CA file (for the target's host
+  // name, or tls_server_name if set).
+  std::string tls_ca_file;
+  std::string tls_server_name;
+  // Mutual TLS: this client's PEM certificate chain and private key. The
+  // server takes the certificate's CN / SAN as the client's identity, which
+  // must equal client_id.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Bearer token sent with every call ("authorization: Bearer ..."; needs
+  // TLS). The server maps it to an identity, which must equal client_id.
+  std::string auth_token;
 };
 
 struct TensorInfo {
