@@ -101,9 +101,16 @@ class ServerImpl final : public Server {
           absl::StrCat("listen_address: cannot listen on '", config_.listen_address(), "'"));
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
+    const std::string schedule =
+        IsAsyncSchedule(config_.schedule())
+            ? absl::StrCat("schedule ", config_.schedule().name())
+            : absl::StrCat(config_.rounds().clients_per_round(), " clients per round");
+    std::string security = config_.tls().cert_file().empty() ? "plaintext" : "TLS";
+    if (!config_.tls().client_ca_file().empty()) absl::StrAppend(&security, ", client certificates");
+    if (!config_.auth().tokens_file().empty()) absl::StrAppend(&security, ", bearer tokens");
     LogInfo(absl::StrCat("tally-server listening on ", config_.listen_address(), " (port ", port_,
-                         "), model ", coordinator_->store().layout().NumParams(), " parameters, ",
-                         config_.rounds().clients_per_round(), " clients per round"));
+                         ", ", security, "), model ", coordinator_->store().layout().NumParams(),
+                         " parameters, ", schedule, ", rule ", config_.strategy().rule()));
     return absl::OkStatus();
   }
 
