@@ -181,11 +181,10 @@ auto GrpcClient::Call(const CallSpec& spec, Fn&& attempt)
       }
       continue;
     }
-    if (!client_internal::IsRetryable(status.code()) || ++failures >= options_.max_attempts) {
-      return result;
-    }
-    const absl::Duration wait =
-        random_.FullJitter(client_internal::BackoffCeiling(policy_, failures - 1));
+    const std::optional<absl::Duration> delay =
+        client_internal::RetryDelay(status, ++failures, policy_, random_);
+    if (!delay.has_value() || failures >= options_.max_attempts) return result;
+    const absl::Duration wait = *delay;
     if (absl::Now() + wait >= spec.overall_deadline) return result;
     absl::SleepFor(wait);
   }

@@ -14,8 +14,17 @@ absl::Status FromGrpcStatus(absl::string_view rpc, const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   // grpc::StatusCode and absl::StatusCode share the canonical numbering.
   const std::string& message = status.error_message();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat(rpc, ": ", message.empty() ? "(no message)" : message));
+  // A retry hint (google.rpc.RetryInfo inside a google.rpc.Status) travels on
+  // as a payload under its type URL; see RetryAfter() in tally/client.h.
+  v1::RpcStatus details;
+  if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+    for (const google::protobuf::Any& any : details.details()) {
+      if (any.type_url() == kRetryInfoTypeUrl) result.SetPayload(kRetryInfoTypeUrl, absl::Cord(any.value()));
+    }
+  }
+  return result;
 }
 
 absl::StatusOr<ModelInfo> ModelInfoFromSpec(const v1::ModelSpec& spec) {

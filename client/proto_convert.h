@@ -15,7 +15,12 @@
 namespace tally {
 namespace client_internal {
 
+// The type URL of google.rpc.RetryInfo: the key of the retry hint, both in
+// the gRPC status details and as an absl::Status payload.
+inline constexpr char kRetryInfoTypeUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
+
 // Same code; the message is prefixed with the RPC name ("PullModel: ...").
+// A RetryInfo in the status details becomes a payload (RetryAfter()).
 absl::Status FromGrpcStatus(absl::string_view rpc, const grpc::Status& status);
 
 // Tensors with offsets in order, num_params and layout hash, recomputed with

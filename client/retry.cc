@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "client/proto_convert.h"
+#include "tally/client.h"
+#include "tally/v1/tally.pb.h"
 
 namespace tally {
 namespace client_internal {
@@ -20,6 +23,13 @@ absl::Duration BackoffCeiling(const BackoffPolicy& policy, int retry) {
 
 bool IsRetryable(absl::StatusCode code) {
   return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded;
+}
+
+std::optional<absl::Duration> RetryDelay(const absl::Status& status, int failures,
+                                         const BackoffPolicy& policy, RandomSource& random) {
+  if (status.code() == absl::StatusCode::kResourceExhausted) return RetryAfter(status);
+  if (!IsRetryable(status.code())) return std::nullopt;
+  return random.FullJitter(BackoffCeiling(policy, failures - 1));
 }
 
 RandomSource::RandomSource(uint64_t seed) {
@@ -50,4 +60,17 @@ std::string RandomSource::UpdateId() {
 }
 
 }  // namespace client_internal
+}  // namespace tally
+
+namespace tally {
+
+std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
+  auto payload = status.GetPayload(client_internal::kRetryInfoTypeUrl);
+  if (!payload.has_value()) return std::nullopt;
+  v1::RetryInfo info;
+  if (!info.ParseFromString(std::string(*payload))) return std::nullopt;
+  return absl::Seconds(info.retry_delay().seconds()) +
+         absl::Nanoseconds(info.retry_delay().nanos());
+}
+
 }  // namespace tally

@@ -8,6 +8,7 @@
 #define TALLY_CLIENT_RETRY_H_
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -32,6 +33,16 @@ absl::Duration BackoffCeiling(const BackoffPolicy& policy, int retry);
 
 // True for the codes the SDK retries: UNAVAILABLE and DEADLINE_EXCEEDED.
 bool IsRetryable(absl::StatusCode code);
+
+class RandomSource;
+
+// How long to wait before retrying after `status` failed the `failures`-th
+// time (1 = the first failure), or nullopt if it is not retried: the
+// server's hint for RESOURCE_EXHAUSTED with a RetryInfo (tally::RetryAfter),
+// else full jitter under BackoffCeiling(policy, failures - 1) for the
+// retryable codes.
+std::optional<absl::Duration> RetryDelay(const absl::Status& status, int failures,
+                                         const BackoffPolicy& policy, RandomSource& random);
 
 // Seeded pseudo-random source for jitter and update ids. The same seed gives
 // the same sequence of draws, so runs are reproducible.

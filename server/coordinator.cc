@@ -16,6 +16,7 @@
 #include "server/checkpoint.h"
 #include "server/config.h"
 #include "server/float_runs.h"
+#include "server/grpc_status.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -235,6 +236,32 @@ absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view t
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
+  const uint32_t per_minute = config_.limits().client_uploads_per_minute();
+  if (per_minute == 0) return absl::OkStatus();
+  const absl::Time now = clock_->Now();
+  const double per_second = per_minute / 60.0;
+  auto [it, inserted] = upload_buckets_.try_emplace(client_id);
+  TokenBucket& bucket = it->second;
+  if (inserted) {
+    bucket.tokens = per_minute;  // A new client starts with a full minute.
+  } else {
+    bucket.tokens = std::min<double>(
+        per_minute, bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * per_second);
+  }
+  bucket.refilled = now;
+  if (bucket.tokens >= 1) {
+    bucket.tokens -= 1;
+    return absl::OkStatus();
+  }
+  const absl::Duration wait = absl::Seconds((1 - bucket.tokens) / per_second);
+  return WithRetryAfter(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "client '", client_id, "' exceeds limits.client_uploads_per_minute ", per_minute,
+          "; retry in ", absl::ToInt64Milliseconds(wait) + 1, " ms")),
+      wait);
+}
+
 void Coordinator::DropSessionLocked(const std::string& client_id) {
   sessions_.erase(client_id);
   RoundState& round = *current_;
@@ -424,6 +451,17 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return RejectLocked(RejectReason::kNotSelected,
                         absl::FailedPreconditionError(absl::StrCat(
                             "client already contributed an update to round ", round.round)));
+  }
+  if (round.uploading.size() >= config_.limits().max_concurrent_uploads()) {
+    return RejectLocked(
+        RejectReason::kOverloaded,
+        WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
+                           "too many concurrent uploads (limits.max_concurrent_uploads ",
+                           config_.limits().max_concurrent_uploads(), "); retry in a second")),
+                       absl::Seconds(1)));
+  }
+  if (absl::Status allowed = TakeUploadTokenLocked(h.client_id); !allowed.ok()) {
+    return RejectLocked(RejectReason::kRateLimited, allowed);
   }
   if (!round.assigned.contains(h.client_id)) {
     if (round.assigned.size() >= config_.rounds().clients_per_round()) {

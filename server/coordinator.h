@@ -246,6 +246,10 @@ class Coordinator {
   void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // limits.client_uploads_per_minute: takes a token from the client's bucket,
+  // or RESOURCE_EXHAUSTED with the wait until the next one.
+  absl::Status TakeUploadTokenLocked(const std::string& client_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An in-memory journal if `bytes` fit in the budget, else a file journal.
   absl::StatusOr<std::unique_ptr<UndoJournal>> NewJournalLocked(uint64_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -357,6 +361,11 @@ class Coordinator {
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  struct TokenBucket {
+    double tokens = 0;
+    absl::Time refilled;
+  };
+  absl::flat_hash_map<std::string, TokenBucket> upload_buckets_ ABSL_GUARDED_BY(mu_);
 
   // Asynchronous schedules; null schedule_ = synchronous rounds.
   std::unique_ptr<aggregators::Schedule> schedule_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include "core/vector_ops.h"
 #include "server/coordinator.h"
 #include "server/float_runs.h"
+#include "server/grpc_status.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -74,10 +75,16 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
                             "); pull the current model and train again")));
   }
   if (async_uploads_ >= config_.limits().max_concurrent_uploads()) {
-    return RejectLocked(RejectReason::kOverloaded,
-                        absl::ResourceExhaustedError(absl::StrCat(
-                            "too many concurrent uploads (limits.max_concurrent_uploads ",
-                            config_.limits().max_concurrent_uploads(), "); retry in a second")));
+    return RejectLocked(
+        RejectReason::kOverloaded,
+        WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
+                           "too many concurrent uploads (limits.max_concurrent_uploads ",
+                           config_.limits().max_concurrent_uploads(), "); retry in a second")),
+                       absl::Seconds(1)));
+  }
+  // Last: a refused upload costs the client no token.
+  if (absl::Status allowed = TakeUploadTokenLocked(h.client_id); !allowed.ok()) {
+    return RejectLocked(RejectReason::kRateLimited, allowed);
   }
   client.uploading = true;
   ++async_uploads_;

@@ -1,18 +1,27 @@
-// The one conversion point between absl::Status and grpc::Status.
+// The one conversion point between absl::Status and grpc::Status, including
+// the retry hint of RESOURCE_EXHAUSTED answers (a google.rpc.RetryInfo in the
+// status details, see tally.v1.RpcStatus).
 #ifndef TALLY_SERVER_GRPC_STATUS_H_
 #define TALLY_SERVER_GRPC_STATUS_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "grpcpp/support/status.h"
 
 namespace tally::server {
 
-inline grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
+// The type URL under which a retry hint travels (absl payload and Any).
+inline constexpr char kRetryInfoTypeUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
+
+// `status` with a hint that the call may be retried after `delay`.
+absl::Status WithRetryAfter(absl::Status status, absl::Duration delay);
+// The hint, if `status` carries one.
+std::optional<absl::Duration> RetryAfter(const absl::Status& status);
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace tally::server
 

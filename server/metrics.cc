@@ -56,6 +56,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "cancelled";
     case RejectReason::kOverloaded:
       return "overloaded";
+    case RejectReason::kRateLimited:
+      return "rate_limited";
     case RejectReason::kInternal:
       return "internal";
   }

@@ -32,6 +32,7 @@ enum class RejectReason {
   kFinished,         // total_rounds reached.
   kCancelled,        // Client went away mid-upload.
   kOverloaded,       // Too many concurrent uploads.
+  kRateLimited,      // The client's upload rate.
   kInternal,         // Server-side failure (spool I/O).
 };
 const char* RejectReasonName(RejectReason reason);

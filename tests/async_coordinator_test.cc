@@ -15,6 +15,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/coordinator.h"
+#include "server/grpc_status.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -37,6 +38,7 @@ class AsyncCoordinatorTest : public ::testing::Test {
     w->add_shape(static_cast<int64_t>(d));
     config.mutable_rounds()->set_clients_per_round(3);
     config.mutable_rounds()->set_total_rounds(total_rounds_);
+    *config.mutable_limits() = limits_;
     *config.mutable_schedule() = schedule;
     config.mutable_strategy()->set_rule(rule);
     ApplyDefaults(&config);
@@ -131,6 +133,7 @@ class AsyncCoordinatorTest : public ::testing::Test {
   }
 
   uint64_t total_rounds_ = 0;
+  tally::v1::LimitsConfig limits_;
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -377,6 +380,49 @@ TEST_F(AsyncCoordinatorTest, TotalRoundsCountsScheduleSteps) {
   ASSERT_THAT(task, IsOk());
   EXPECT_EQ(task->kind, TaskInfo::Kind::kDone);
   EXPECT_TRUE(coordinator_->Status().done);
+}
+
+TEST_F(AsyncCoordinatorTest, UploadRateAndConcurrencyLimitsAnswerWithARetryHint) {
+  limits_.set_client_uploads_per_minute(2);
+  limits_.set_max_concurrent_uploads(1);
+  Start(Schedule("fedasync"));
+  Join("a");
+  Join("b");
+  // Two uploads in the first minute, then a token every 30 s.
+  ASSERT_THAT(Push("a", Train("a"), {1, 1}), IsOk());
+  ASSERT_EQ(Version(), 2u);
+  ASSERT_THAT(Push("a", Train("a"), {1, 1}), IsOk());
+  ASSERT_EQ(Version(), 3u);
+  clock_.Advance(absl::Seconds(6));
+  const uint64_t base = Train("a");
+  auto limited = Push("a", base, {1, 1});
+  EXPECT_THAT(limited, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(RetryAfter(limited.status()), absl::Seconds(24));  // (1 - 0.2 tokens) / (1/30 s)
+  EXPECT_EQ(Rejected("rate_limited"), 1);
+  clock_.Advance(absl::Seconds(24));
+  ASSERT_THAT(Push("a", base, {1, 1}), IsOk());
+  ASSERT_EQ(Version(), 4u);
+
+  // One upload at a time over all clients.
+  UpdateHeaderInfo h;
+  h.client_id = "b";
+  h.session_token = tokens_["b"];
+  h.update_id = "b-open";
+  h.base_version = Train("b");
+  h.num_samples = 1;
+  h.codec_is_dense_f32 = true;
+  h.layout_hash = layout_.Hash();
+  h.num_params = 2;
+  h.payload_bytes = 8;
+  auto open = coordinator_->BeginUpload(h);
+  ASSERT_THAT(open, IsOk());
+  clock_.Advance(absl::Seconds(30));
+  auto busy = Push("a", Train("a"), {1, 1});
+  EXPECT_THAT(busy, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(RetryAfter(busy.status()), absl::Seconds(1));
+  EXPECT_EQ(Rejected("overloaded"), 1);
+  open->reset();  // b goes away: its upload is aborted and the slot freed.
+  EXPECT_THAT(Push("a", Train("a"), {1, 1}), IsOk());  // The refusal cost a no token.
 }
 
 }  // namespace

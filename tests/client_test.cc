@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "client/retry.h"
+#include "tally/v1/tally.pb.h"
 #include "client/validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -97,6 +98,32 @@ TEST(BackoffTest, ExponentialThenCapped) {
   }
   EXPECT_EQ(BackoffCeiling(policy, 1000), absl::Seconds(5));  // pow overflows to inf.
   EXPECT_EQ(BackoffCeiling(policy, -1), absl::Milliseconds(100));
+}
+
+TEST(BackoffTest, RetryDelayFollowsTheServersHintForResourceExhausted) {
+  const BackoffPolicy policy{absl::Milliseconds(100), absl::Seconds(5), 2.0};
+  RandomSource random(7);
+  // The hint as the server sends it: a google.rpc.RetryInfo of 1.25 s.
+  v1::RetryInfo info;
+  info.mutable_retry_delay()->set_seconds(1);
+  info.mutable_retry_delay()->set_nanos(250000000);
+  absl::Status limited = absl::ResourceExhaustedError("rate");
+  limited.SetPayload("type.googleapis.com/google.rpc.RetryInfo",
+                     absl::Cord(info.SerializeAsString()));
+  EXPECT_EQ(RetryAfter(limited), absl::Milliseconds(1250));
+  EXPECT_EQ(client_internal::RetryDelay(limited, 1, policy, random), absl::Milliseconds(1250));
+  // Without a hint RESOURCE_EXHAUSTED is final, as are non-transient codes.
+  EXPECT_EQ(client_internal::RetryDelay(absl::ResourceExhaustedError("x"), 1, policy, random),
+            std::nullopt);
+  EXPECT_EQ(client_internal::RetryDelay(absl::InvalidArgumentError("x"), 1, policy, random),
+            std::nullopt);
+  // UNAVAILABLE: full jitter under the third ceiling (400 ms) on the third failure.
+  for (int i = 0; i < 100; ++i) {
+    const auto delay = client_internal::RetryDelay(absl::UnavailableError("x"), 3, policy, random);
+    ASSERT_TRUE(delay.has_value());
+    EXPECT_GE(*delay, absl::ZeroDuration());
+    EXPECT_LE(*delay, absl::Milliseconds(400));
+  }
 }
 
 TEST(BackoffTest, DegeneratePolicies) {

@@ -581,5 +581,29 @@ TEST(ServerIntegrationTest, HealthAndReflectionServicesAnswer) {
   }
 }
 
+TEST(ServerIntegrationTest, RateLimitedUploadCarriesARetryHintToTheSdk) {
+  server::ServerOptions options;
+  options.config.set_listen_address("127.0.0.1:0");
+  options.config.set_metrics_port(-1);
+  options.config.mutable_rounds()->set_clients_per_round(1);
+  options.config.mutable_limits()->set_client_uploads_per_minute(1);
+  auto server = server::Server::Create(std::move(options));
+  ASSERT_THAT(server, IsOk());
+  ClientOptions client_options;
+  client_options.target = "127.0.0.1:" + std::to_string((*server)->port());
+  client_options.client_id = "a";
+  client_options.max_attempts = 1;  // Return the refusal instead of waiting a minute.
+  auto client = Client::Create(client_options);
+  ASSERT_THAT(client, IsOk());
+  std::vector<float> delta(330, 0.1f);
+  ASSERT_THAT(TrainAndPush(**client, delta, 1), IsOk());  // Round 1; its one token.
+  auto second = TrainAndPush(**client, delta, 1);          // Round 2, same minute.
+  ASSERT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted));
+  const std::optional<absl::Duration> hint = RetryAfter(second.status());
+  ASSERT_TRUE(hint.has_value()) << second.status();
+  EXPECT_GT(*hint, absl::ZeroDuration());  // A token a minute; the first was spent just now.
+  EXPECT_LE(*hint, absl::Seconds(60));
+}
+
 }  // namespace
 }  // namespace tally

@@ -8,6 +8,9 @@
 // update keeps its update id across retries, so the server never counts it
 // twice.
 //
+// RESOURCE_EXHAUSTED with a retry hint from the server is retried after the
+// hinted delay.
+//
 // Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
 // with client authentication answers UNAUTHENTICATED to a caller without a
 // valid identity and PERMISSION_DENIED to one acting as another client.
@@ -24,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -137,6 +141,12 @@ struct ServerStatusInfo {
   bool done = false;
   int64_t last_round_millis = 0;
 };
+
+// When the server answered RESOURCE_EXHAUSTED (too many uploads at once, or
+// this client's upload rate) it says when to try again; the SDK waits that
+// long and retries by itself (within max_attempts and the call's deadline).
+// Returns the hint of a status the SDK returned, if it has one.
+std::optional<absl::Duration> RetryAfter(const absl::Status& status);
 
 class Client {
  public:
