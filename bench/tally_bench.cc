@@ -100,11 +100,10 @@ std::string ServerConfigText(int clients, uint64_t params, const std::string& sc
       "metrics_port: -1\n"
       "model { tensors { name: \"w\" shape: ",
       params, " } }\n", "rounds { clients_per_round: ", clients, " min_clients: ", clients,
-      " total_rounds: 0 }\n");
+      " total_rounds: 0 }\n", "limits { max_concurrent_uploads: ", clients, " }\n");
   if (schedule != "sync") {
     absl::StrAppend(&text, "schedule { name: \"", schedule, "\" num_clients: ", clients,
-                    " buffer_size: ", absl::GetFlag(FLAGS_buffer_size),
-                    " }\nlimits { max_concurrent_uploads: ", clients, " }\n");
+                    " buffer_size: ", absl::GetFlag(FLAGS_buffer_size), " }\n");
   }
   return text;
 }
