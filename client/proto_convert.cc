@@ -93,6 +93,7 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.rounds_failed = proto.rounds_failed();
   info.connected_clients = proto.connected_clients();
   info.updates_in_round = proto.updates_in_round();
+  info.uploads_in_flight = proto.uploads_in_flight();
   info.updates_accepted = proto.updates_accepted();
   info.updates_rejected = proto.updates_rejected();
   info.bytes_received = proto.bytes_received();

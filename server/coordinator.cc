@@ -236,6 +236,22 @@ absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view t
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::AdmitUploadLocked(const std::string& client_id, size_t in_flight) {
+  if (in_flight >= config_.limits().max_concurrent_uploads()) {
+    return RejectLocked(
+        RejectReason::kOverloaded,
+        WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
+                           "too many concurrent uploads (limits.max_concurrent_uploads ",
+                           config_.limits().max_concurrent_uploads(), "); retry in a second")),
+                       absl::Seconds(1)));
+  }
+  // Last: a refused upload costs the client no token.
+  if (absl::Status allowed = TakeUploadTokenLocked(client_id); !allowed.ok()) {
+    return RejectLocked(RejectReason::kRateLimited, allowed);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
   const uint32_t per_minute = config_.limits().client_uploads_per_minute();
   if (per_minute == 0) return absl::OkStatus();
@@ -452,16 +468,9 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
                         absl::FailedPreconditionError(absl::StrCat(
                             "client already contributed an update to round ", round.round)));
   }
-  if (round.uploading.size() >= config_.limits().max_concurrent_uploads()) {
-    return RejectLocked(
-        RejectReason::kOverloaded,
-        WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
-                           "too many concurrent uploads (limits.max_concurrent_uploads ",
-                           config_.limits().max_concurrent_uploads(), "); retry in a second")),
-                       absl::Seconds(1)));
-  }
-  if (absl::Status allowed = TakeUploadTokenLocked(h.client_id); !allowed.ok()) {
-    return RejectLocked(RejectReason::kRateLimited, allowed);
+  if (absl::Status admitted = AdmitUploadLocked(h.client_id, round.uploading.size());
+      !admitted.ok()) {
+    return admitted;
   }
   if (!round.assigned.contains(h.client_id)) {
     if (round.assigned.size() >= config_.rounds().clients_per_round()) {

@@ -246,6 +246,11 @@ class Coordinator {
   void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The last checks before an upload gets resources: limits.
+  // max_concurrent_uploads against `in_flight`, then the client's upload
+  // rate. Rejections are counted and carry a retry hint.
+  absl::Status AdmitUploadLocked(const std::string& client_id, size_t in_flight)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // limits.client_uploads_per_minute: takes a token from the client's bucket,
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)

@@ -11,7 +11,6 @@
 #include "core/vector_ops.h"
 #include "server/coordinator.h"
 #include "server/float_runs.h"
-#include "server/grpc_status.h"
 #include "server/log.h"
 
 namespace tally::server {
@@ -74,17 +73,8 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
                             " versions old (max_staleness ", max_staleness_,
                             "); pull the current model and train again")));
   }
-  if (async_uploads_ >= config_.limits().max_concurrent_uploads()) {
-    return RejectLocked(
-        RejectReason::kOverloaded,
-        WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
-                           "too many concurrent uploads (limits.max_concurrent_uploads ",
-                           config_.limits().max_concurrent_uploads(), "); retry in a second")),
-                       absl::Seconds(1)));
-  }
-  // Last: a refused upload costs the client no token.
-  if (absl::Status allowed = TakeUploadTokenLocked(h.client_id); !allowed.ok()) {
-    return RejectLocked(RejectReason::kRateLimited, allowed);
+  if (absl::Status admitted = AdmitUploadLocked(h.client_id, async_uploads_); !admitted.ok()) {
+    return admitted;
   }
   client.uploading = true;
   ++async_uploads_;

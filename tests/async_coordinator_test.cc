@@ -82,8 +82,8 @@ class AsyncCoordinatorTest : public ::testing::Test {
     return task->model_version;
   }
 
-  absl::StatusOr<CommitInfo> Push(const std::string& id, uint64_t base,
-                                  const std::vector<float>& delta, uint64_t samples = 1) {
+  // A well-formed header of a whole dense update.
+  UpdateHeaderInfo Header(const std::string& id, uint64_t base, uint64_t samples = 1) {
     UpdateHeaderInfo h;
     h.client_id = id;
     h.session_token = tokens_[id];
@@ -94,7 +94,12 @@ class AsyncCoordinatorTest : public ::testing::Test {
     h.layout_hash = layout_.Hash();
     h.num_params = layout_.NumParams();
     h.payload_bytes = 4 * layout_.NumParams();
-    auto upload = coordinator_->BeginUpload(h);
+    return h;
+  }
+
+  absl::StatusOr<CommitInfo> Push(const std::string& id, uint64_t base,
+                                  const std::vector<float>& delta, uint64_t samples = 1) {
+    auto upload = coordinator_->BeginUpload(Header(id, base, samples));
     if (!upload.ok()) return upload.status();
     const std::string bytes(reinterpret_cast<const char*>(delta.data()), 4 * delta.size());
     absl::Status added = coordinator_->AddChunk(**upload, 0, bytes);
@@ -245,17 +250,7 @@ TEST_F(AsyncCoordinatorTest, NonFiniteAndTruncatedUploadsAreRejectedAndFreeTheCl
   EXPECT_THAT(Push("a", 1, {1, std::nanf("")}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(Rejected("non_finite"), 1);
   // Truncated: the header promises 8 bytes, 4 arrive.
-  UpdateHeaderInfo h;
-  h.client_id = "a";
-  h.session_token = tokens_["a"];
-  h.update_id = "short";
-  h.base_version = 1;
-  h.num_samples = 1;
-  h.codec_is_dense_f32 = true;
-  h.layout_hash = layout_.Hash();
-  h.num_params = 2;
-  h.payload_bytes = 8;
-  auto upload = coordinator_->BeginUpload(h);
+  auto upload = coordinator_->BeginUpload(Header("a", 1));
   ASSERT_THAT(upload, IsOk());
   const float one = 1;
   ASSERT_THAT(coordinator_->AddChunk(**upload, 0,
@@ -404,17 +399,7 @@ TEST_F(AsyncCoordinatorTest, UploadRateAndConcurrencyLimitsAnswerWithARetryHint)
   ASSERT_EQ(Version(), 4u);
 
   // One upload at a time over all clients.
-  UpdateHeaderInfo h;
-  h.client_id = "b";
-  h.session_token = tokens_["b"];
-  h.update_id = "b-open";
-  h.base_version = Train("b");
-  h.num_samples = 1;
-  h.codec_is_dense_f32 = true;
-  h.layout_hash = layout_.Hash();
-  h.num_params = 2;
-  h.payload_bytes = 8;
-  auto open = coordinator_->BeginUpload(h);
+  auto open = coordinator_->BeginUpload(Header("b", Train("b")));
   ASSERT_THAT(open, IsOk());
   clock_.Advance(absl::Seconds(30));
   auto busy = Push("a", Train("a"), {1, 1});

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,16 +43,21 @@ class TlsTest : public ::testing::Test {
     tokens << "# identity sha256(token)\n"
            << "alice " << server::HashToken("alice-secret") << "\n"
            << "ops   " << server::HashToken("ops-secret") << "  # the operator\n";
+    for (const char* id : {"carol", "m1", "m2", "m3"}) {
+      tokens << id << " " << server::HashToken(std::string(id) + "-secret") << "\n";
+    }
   }
   static void TearDownTestSuite() { delete pki_; }
   static std::string Pki(const std::string& file) { return *pki_ + "/" + file; }
 
   // TLS with the test server certificate; `mtls` adds the client CA.
-  void StartServer(bool mtls, bool require_client_cert, bool tokens) {
+  void StartServer(bool mtls, bool require_client_cert, bool tokens,
+                   const tally::v1::ServerConfig& base = {}) {
     server::ServerOptions options;
+    options.config = base;
     options.config.set_listen_address("127.0.0.1:0");
     options.config.set_metrics_port(-1);
-    options.config.mutable_rounds()->set_clients_per_round(1);
+    if (!base.has_rounds()) options.config.mutable_rounds()->set_clients_per_round(1);
     auto* tls = options.config.mutable_tls();
     tls->set_cert_file(Pki("server.pem"));
     tls->set_key_file(Pki("server.key"));
@@ -199,70 +205,44 @@ TEST_F(TlsTest, MutualTlsBindsTheCertificateIdentityToTheClientId) {
   SetDeadline(&join_context);
   ASSERT_TRUE(bob->Join(&join_context, join, &joined).ok());
   auto alice = Stub(Cert("alice"));
-  {
-    v1::GetTaskRequest request;
+  // Any request type, filled in as bob with bob's session.
+  auto as_bob = [&](auto request) {
     request.set_client_id("bob");
     request.set_session_token(joined.session_token());
-    v1::Task task;
+    return request;
+  };
+  // The status code of a unary call / of reading a server stream to its end.
+  auto unary = [](auto& stub, auto method, const auto& request, auto response) {
     grpc::ClientContext context;
     SetDeadline(&context);
-    EXPECT_EQ(alice->GetTask(&context, request, &task).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    v1::HeartbeatRequest request;
-    request.set_client_id("bob");
-    request.set_session_token(joined.session_token());
-    v1::HeartbeatResponse response;
+    return ((*stub).*method)(&context, request, &response).error_code();
+  };
+  auto streamed = [](auto& stub, auto method, const auto& request, auto message) {
     grpc::ClientContext context;
     SetDeadline(&context);
-    EXPECT_EQ(alice->Heartbeat(&context, request, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    v1::PullModelRequest request;
-    request.set_client_id("bob");
-    request.set_session_token(joined.session_token());
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = alice->PullModel(&context, request);
-    v1::ModelChunk chunk;
-    EXPECT_FALSE(reader->Read(&chunk));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    v1::WatchModelRequest request;
-    request.set_client_id("bob");
-    request.set_session_token(joined.session_token());
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    auto reader = alice->WatchModel(&context, request);
-    v1::ModelVersionNotice notice;
-    EXPECT_FALSE(reader->Read(&notice));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  }
-  {
-    v1::LeaveRequest request;
-    request.set_client_id("bob");
-    request.set_session_token(joined.session_token());
-    v1::LeaveResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    EXPECT_EQ(alice->Leave(&context, request, &response).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
-  }
+    auto reader = ((*stub).*method)(&context, request);
+    while (reader->Read(&message)) {
+    }
+    return reader->Finish().error_code();
+  };
+  using Stub = v1::Aggregator::Stub;
+  EXPECT_EQ(unary(alice, &Stub::GetTask, as_bob(v1::GetTaskRequest()), v1::Task()),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(unary(alice, &Stub::Heartbeat, as_bob(v1::HeartbeatRequest()),
+                  v1::HeartbeatResponse()),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(unary(alice, &Stub::Leave, as_bob(v1::LeaveRequest()), v1::LeaveResponse()),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(streamed(alice, &Stub::PullModel, as_bob(v1::PullModelRequest()), v1::ModelChunk()),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(streamed(alice, &Stub::WatchModel, as_bob(v1::WatchModelRequest()),
+                     v1::ModelVersionNotice()),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(RawPush("bob", Cert("alice")), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Rejected("forbidden"), 1);
   // bob's session survived all that.
-  {
-    v1::HeartbeatRequest request;
-    request.set_client_id("bob");
-    request.set_session_token(joined.session_token());
-    v1::HeartbeatResponse response;
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    EXPECT_TRUE(bob->Heartbeat(&context, request, &response).ok());
-  }
+  EXPECT_EQ(unary(bob, &Stub::Heartbeat, as_bob(v1::HeartbeatRequest()), v1::HeartbeatResponse()),
+            grpc::StatusCode::OK);
 
   // No certificate, one from another CA claiming alice, an expired one: the
   // handshake fails.
@@ -321,6 +301,177 @@ TEST_F(TlsTest, SecurityConfigErrorsNameTheField) {
   // SHA-256 of "abc" (FIPS 180-2 test vector).
   EXPECT_EQ(server::HashToken("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+// The bad-input matrix of issue 6, all against one round that three honest
+// clients (two with certificates, one with a token) complete while it goes
+// on: every hostile call gets its documented status and the round's model is
+// exactly the honest clients' mean.
+TEST_F(TlsTest, BadInputMatrixLeavesTheHonestRoundIntact) {
+  tally::v1::ServerConfig base;
+  base.mutable_rounds()->set_clients_per_round(3);
+  base.mutable_rounds()->set_min_clients(3);
+  base.mutable_limits()->set_max_concurrent_uploads(2);
+  StartServer(/*mtls=*/true, /*require_client_cert=*/false, /*tokens=*/true, base);
+  const uint64_t d = 330;
+  auto alice = NewClient("alice", Cert("alice"));
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult joined, alice->Join());
+
+  // Authenticated attackers m1..m3 (tokens) with sessions, through raw stubs.
+  std::map<std::string, std::string> session;
+  for (const char* m : {"m1", "m2", "m3"}) {
+    auto stub = Stub(Token(std::string(m) + "-secret"));
+    v1::JoinRequest request;
+    request.set_client_id(m);
+    v1::JoinResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    ASSERT_TRUE(stub->Join(&context, request, &response).ok()) << m;
+    session[m] = response.session_token();
+  }
+  auto header = [&](const std::string& m) {
+    v1::UpdateChunk chunk;
+    v1::UpdateHeader* h = chunk.mutable_header();
+    h->set_client_id(m);
+    h->set_session_token(session[m]);
+    h->set_update_id(m + "-update");
+    h->set_base_version(1);
+    h->set_round(1);
+    h->set_num_samples(1);
+    h->set_codec(v1::CODEC_DENSE_F32);
+    h->set_layout_hash(joined.model.layout_hash);
+    h->set_num_params(d);
+    h->set_payload_bytes(4 * d);
+    return chunk;
+  };
+  auto data = [](uint64_t offset, size_t floats) {
+    v1::UpdateChunk chunk;
+    chunk.set_offset(offset);
+    chunk.set_data(std::string(4 * floats, '\0'));
+    return chunk;
+  };
+  // Sends `chunks`, half-closes, returns the status code.
+  auto push = [&](const std::string& m, const std::vector<v1::UpdateChunk>& chunks) {
+    auto stub = Stub(Token(m + "-secret"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::PushUpdateResponse response;
+    auto writer = stub->PushUpdate(&context, &response);
+    for (const v1::UpdateChunk& c : chunks) writer->Write(c);
+    writer->WritesDone();
+    return writer->Finish().error_code();
+  };
+
+  // Who may not call at all.
+  EXPECT_THAT(NewClient("eve", Identity())->Join(), StatusIs(absl::StatusCode::kUnauthenticated));
+  EXPECT_THAT(NewClient("bob", Cert("alice"))->Join(),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(NewClient("alice", Cert("mallory"))->Join(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(NewClient("alice", Cert("expired"))->Join(),
+              StatusIs(absl::StatusCode::kUnavailable));
+  // Oversized (declared), truncated, stale base version.
+  v1::UpdateChunk oversized = header("m1");
+  oversized.mutable_header()->set_payload_bytes(4 * d + 4);
+  EXPECT_EQ(push("m1", {oversized}), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(push("m1", {header("m1"), data(0, 100)}), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::UpdateChunk stale = header("m1");
+  stale.mutable_header()->set_base_version(7);
+  EXPECT_EQ(push("m1", {stale}), grpc::StatusCode::ABORTED);
+  // Garbage bytes instead of an UpdateChunk.
+  {
+    auto stub = Stub(Token("m1-secret"));
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::PushUpdateResponse response;
+    auto writer = stub->PushUpdate(&context, &response);
+    v1::UpdateChunk garbage;
+    garbage.set_data(std::string("\xff\xfe\x00\x01junk", 8));
+    garbage.set_offset(3);  // Data before any header.
+    writer->Write(garbage);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // Too many concurrent uploads: m1 and m2 hold streams open, m3 is refused.
+  {
+    auto s1 = Stub(Token("m1-secret"));
+    auto s2 = Stub(Token("m2-secret"));
+    grpc::ClientContext c1, c2;
+    SetDeadline(&c1);
+    SetDeadline(&c2);
+    v1::PushUpdateResponse r1, r2;
+    auto w1 = s1->PushUpdate(&c1, &r1);
+    auto w2 = s2->PushUpdate(&c2, &r2);
+    ASSERT_TRUE(w1->Write(header("m1")));
+    ASSERT_TRUE(w2->Write(header("m2")));
+    auto admin = NewClient("ops", Cert("admin"));
+    for (int i = 0; i < 1000; ++i) {  // Until the server has both (no fixed sleep).
+      auto status = admin->GetServerStatus();
+      ASSERT_THAT(status, IsOk());
+      if (status->uploads_in_flight == 2) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    EXPECT_EQ(push("m3", {header("m3"), data(0, d)}), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    c1.TryCancel();
+    c2.TryCancel();
+    EXPECT_EQ(w1->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    EXPECT_EQ(w2->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+
+  // The honest clients complete the round (the SDK retries if a cancelled
+  // stream still holds an upload slot for a moment).
+  struct Honest {
+    std::unique_ptr<Client> client;
+    float value;
+    uint64_t samples;
+  };
+  std::vector<Honest> honest;
+  honest.push_back({std::move(alice), 1.0f, 1});
+  honest.push_back({NewClient("bob", Cert("bob")), 2.0f, 2});
+  honest.push_back({NewClient("carol", Token("carol-secret")), 4.0f, 1});
+  std::string alice_update_id;
+  for (Honest& h : honest) {
+    if (h.value != 1.0f) {
+      ASSERT_THAT(h.client->Join(), IsOk());
+    }
+    TALLY_ASSERT_OK_AND_ASSIGN(Task task, h.client->GetTask(absl::Seconds(5)));
+    ASSERT_EQ(task.kind, Task::Kind::kTrain);
+    ASSERT_EQ(task.round, 1u);
+    std::vector<float> delta(d, h.value);
+    Update update;
+    update.round = task.round;
+    update.base_version = task.model_version;
+    update.num_samples = h.samples;
+    update.delta = delta;
+    if (h.value == 1.0f) update.update_id = alice_update_id = "alice-round-1";
+    TALLY_ASSERT_OK_AND_ASSIGN(PushResult pushed, h.client->PushUpdate(update));
+    EXPECT_FALSE(pushed.duplicate);
+  }
+  // A replayed update id is acknowledged, not counted.
+  {
+    std::vector<float> delta(d, 100.0f);
+    Update replay;
+    replay.round = 1;
+    replay.base_version = 1;
+    replay.delta = delta;
+    replay.update_id = alice_update_id;
+    TALLY_ASSERT_OK_AND_ASSIGN(PushResult pushed, honest[0].client->PushUpdate(replay));
+    EXPECT_TRUE(pushed.duplicate);
+  }
+  ASSERT_THAT(honest[0].client->WaitForVersion(1, absl::Seconds(20)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, honest[0].client->PullModel());
+  EXPECT_EQ(model.version, 2u);
+  // (1*1 + 2*2 + 1*4) / 4 = 2.25 everywhere.
+  for (float v : model.params) ASSERT_FLOAT_EQ(v, 2.25f);
+  auto status = NewClient("ops", Cert("admin"))->GetServerStatus();
+  ASSERT_THAT(status, IsOk());
+  EXPECT_EQ(status->updates_accepted, 3u);
+  EXPECT_EQ(status->rounds_completed, 1u);
+  EXPECT_EQ(Rejected("length"), 2);  // Oversized declaration, truncated stream.
+  EXPECT_EQ(Rejected("stale"), 1);
+  EXPECT_EQ(Rejected("malformed"), 1);
+  EXPECT_EQ(Rejected("overloaded"), 1);
+  EXPECT_EQ(Rejected("cancelled"), 2);
 }
 
 }  // namespace

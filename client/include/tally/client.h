@@ -133,6 +133,7 @@ struct ServerStatusInfo {
   uint64_t rounds_failed = 0;
   uint32_t connected_clients = 0;
   uint32_t updates_in_round = 0;
+  uint32_t uploads_in_flight = 0;
   uint64_t updates_accepted = 0;
   uint64_t updates_rejected = 0;
   uint64_t bytes_received = 0;
