@@ -94,6 +94,9 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.connected_clients = proto.connected_clients();
   info.updates_in_round = proto.updates_in_round();
   info.uploads_in_flight = proto.uploads_in_flight();
+  info.restored_version = proto.restored_version();
+  info.restored_from = proto.restored_from();
+  info.checkpoint_version = proto.checkpoint_version();
   info.updates_accepted = proto.updates_accepted();
   info.updates_rejected = proto.updates_rejected();
   info.bytes_received = proto.bytes_received();

@@ -79,6 +79,10 @@ uint64_t GetU64(const char* in) {
 
 }  // namespace
 
+// One checkpoint file (nullopt if it does not exist).
+absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
+                                                                   const ModelLayout& layout);
+
 absl::Status WriteCheckpoint(
     const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
     const std::string& optimizer_name,
@@ -125,6 +129,13 @@ absl::Status WriteCheckpoint(
   if (status.ok()) status = WriteAll(fd, digest, sizeof(digest), tmp);
   if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus("fsync", tmp);
   ::close(fd);
+  // Keep the checkpoint being replaced as the fallback. A crash between the
+  // two renames leaves only the fallback (and the complete .tmp, ignored):
+  // start-up then restores the fallback.
+  const std::string previous = absl::StrCat(dir, "/", kPreviousCheckpointFileName);
+  if (status.ok() && ::rename(path.c_str(), previous.c_str()) != 0 && errno != ENOENT) {
+    status = ErrnoStatus("rename", path);
+  }
   if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
     status = ErrnoStatus("rename", tmp);
   }
@@ -142,7 +153,30 @@ absl::Status WriteCheckpoint(
 
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string& dir,
                                                                const ModelLayout& layout) {
-  const std::string path = absl::StrCat(dir, "/", kCheckpointFileName);
+  return ReadCheckpointFile(absl::StrCat(dir, "/", kCheckpointFileName), layout);
+}
+
+absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
+                                                     const ModelLayout& layout) {
+  RestoredCheckpoint restored;
+  for (const char* name : {kCheckpointFileName, kPreviousCheckpointFileName}) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    absl::StatusOr<std::optional<LoadedCheckpoint>> read = ReadCheckpointFile(path, layout);
+    if (!read.ok()) {
+      if (read.status().code() != absl::StatusCode::kDataLoss) return read.status();
+      restored.skipped.emplace_back(read.status().message());
+      continue;
+    }
+    if (!read->has_value()) continue;
+    restored.checkpoint = *std::move(read);
+    restored.path = path;
+    break;
+  }
+  return restored;
+}
+
+absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
+                                                                   const ModelLayout& layout) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<LoadedCheckpoint>();

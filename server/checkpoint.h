@@ -27,6 +27,9 @@
 namespace tally::server {
 
 inline constexpr char kCheckpointFileName[] = "model.tallyckpt";
+// The checkpoint before the newest, kept as a fallback: writing moves the
+// newest here before the new one takes its name.
+inline constexpr char kPreviousCheckpointFileName[] = "model.tallyckpt.prev";
 
 // The server optimizer's state: its name and named state tensors.
 struct OptimizerState {
@@ -42,7 +45,8 @@ struct LoadedCheckpoint {
 };
 
 // Writes `snapshot` and the optimizer state as dir/model.tallyckpt (creating
-// `dir` if missing). `optimizer_tensors` point at the optimizer's own state.
+// `dir` if missing), keeping the one it replaces as model.tallyckpt.prev.
+// `optimizer_tensors` point at the optimizer's own state.
 absl::Status WriteCheckpoint(
     const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
     const std::string& optimizer_name = "",
@@ -52,6 +56,18 @@ absl::Status WriteCheckpoint(
 // corrupt; FAILED_PRECONDITION if it belongs to another model layout.
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string& dir,
                                                                const ModelLayout& layout);
+
+// What start-up restores: the newest valid checkpoint of `dir` (the newest
+// file, else the previous one), the file it came from, and why the files
+// passed over were skipped (corrupt: DATA_LOSS). No checkpoint at all is not
+// an error; one for another model layout is (FAILED_PRECONDITION).
+struct RestoredCheckpoint {
+  std::optional<LoadedCheckpoint> checkpoint;
+  std::string path;
+  std::vector<std::string> skipped;
+};
+absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
+                                                     const ModelLayout& layout);
 
 }  // namespace tally::server
 

@@ -90,6 +90,8 @@ Coordinator::Coordinator(Options options)
   rounds_completed_ = options.initial_round;
   round_ = options.initial_round + 1;
   checkpointed_version_ = options.initial_version;
+  checkpoint_on_disk_ = options.restored;
+  if (options.restored) metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
   last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
   const uint64_t total = config_.rounds().total_rounds();
@@ -181,9 +183,12 @@ void Coordinator::MaybeCheckpoint(bool force) {
                                          optimizer_->name(), optimizer_->MutableState());
   if (!written.ok()) {
     LogError(std::string(written.message()));
+    metrics_->checkpoint_failures.Increment();
     return;
   }
   checkpointed_version_ = snapshot->version;
+  checkpoint_on_disk_ = true;
+  metrics_->checkpoint_version.Set(static_cast<double>(snapshot->version));
   last_checkpoint_ = now;
   LogInfo(absl::StrCat("checkpoint: wrote version ", snapshot->version, " (round ", snapshot->round,
                        ") to ", config_.checkpoint_dir()));
@@ -974,6 +979,7 @@ CoordinatorStatus Coordinator::Status() const {
   s.done = phase_ == Phase::kDone;
   s.last_round_duration = last_round_duration_;
   s.buffer_allocations = pool_ != nullptr ? pool_->allocations() : 0;
+  s.checkpoint_version = checkpoint_on_disk_ ? checkpointed_version_.load() : 0;
   return s;
 }
 

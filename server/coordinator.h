@@ -123,6 +123,7 @@ struct CoordinatorStatus {
   // Asynchronous schedules: model-sized buffers allocated so far (the pool
   // recycles them; this stops growing once the pool is warm).
   uint64_t buffer_allocations = 0;
+  uint64_t checkpoint_version = 0;  // Newest version written (or restored); 0: none.
 };
 
 class Coordinator;
@@ -167,6 +168,7 @@ class Coordinator {
     std::vector<float> initial_params;
     uint64_t initial_version = 1;  // From a checkpoint, else 1.
     uint64_t initial_round = 0;    // Rounds completed before, from a checkpoint.
+    bool restored = false;         // initial_version came from a checkpoint on disk.
     // Optimizer state from a checkpoint; used if its name is the configured
     // optimizer's.
     OptimizerState optimizer_state;
@@ -391,7 +393,10 @@ class Coordinator {
   std::vector<float> flush_arena_ ABSL_GUARDED_BY(exec_mu_);  // Robust rules.
 
   absl::Time last_checkpoint_;         // Worker thread / Stop only.
-  uint64_t checkpointed_version_ = 0;  // Worker thread / Stop only.
+  // Written by the worker thread / Stop only; read by Status(). The version
+  // on disk; checkpointed_version_ is only meaningful once on_disk_.
+  std::atomic<uint64_t> checkpointed_version_{0};
+  std::atomic<bool> checkpoint_on_disk_{false};
 
   std::thread worker_;
 };

@@ -97,6 +97,13 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                            .Register(registry)
                            .Add({}, prometheus::Histogram::BucketBoundaries{
                                         0, 1, 2, 4, 8, 16, 32, 64, 128, 256})),
+      checkpoint_version(MakeGauge(registry, "tally_checkpoint_version",
+                                   "Newest model version written to the checkpoint.")),
+      checkpoint_restored_version(
+          MakeGauge(registry, "tally_checkpoint_restored_version",
+                    "Model version restored from a checkpoint at start (0 = none).")),
+      checkpoint_failures(MakeCounter(registry, "tally_checkpoint_failures_total",
+                                      "Checkpoint writes that failed (logged).")),
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
       connected_clients(
           MakeGauge(registry, "tally_connected_clients", "Clients with a live session.")),

@@ -65,6 +65,9 @@ class ServerMetrics {
   prometheus::Histogram& rule_duration;
   prometheus::Counter& rule_failures;
   prometheus::Histogram& update_staleness;
+  prometheus::Gauge& checkpoint_version;           // Newest version written.
+  prometheus::Gauge& checkpoint_restored_version;  // Restored at start; 0 = none.
+  prometheus::Counter& checkpoint_failures;
   prometheus::Gauge& model_version;
   prometheus::Gauge& connected_clients;
   prometheus::Gauge& uploads_in_flight;

@@ -50,22 +50,27 @@ class ServerImpl final : public Server {
     options.clock = clock;
     options.metrics = &metrics_;
     if (!config_.checkpoint_dir().empty()) {
-      auto restored = ReadCheckpoint(config_.checkpoint_dir(), layout);
-      if (!restored.ok()) {
-        if (restored.status().code() != absl::StatusCode::kDataLoss) return restored.status();
-        LogError(absl::StrCat("skipping the checkpoint: ", restored.status().message(),
-                              "; starting from the initial model"));
-      } else if (restored->has_value()) {
-        LoadedCheckpoint& ckpt = **restored;
-        LogInfo(absl::StrCat("resumed from checkpoint in ", config_.checkpoint_dir(),
-                             ": model version ", ckpt.version, ", ", ckpt.round,
-                             " rounds completed"));
+      auto restored = RestoreCheckpoint(config_.checkpoint_dir(), layout);
+      if (!restored.ok()) return restored.status();
+      for (const std::string& why : restored->skipped) {
+        LogError(absl::StrCat("skipping a corrupt checkpoint: ", why));
+      }
+      if (restored->checkpoint.has_value()) {
+        LoadedCheckpoint& ckpt = *restored->checkpoint;
+        LogInfo(absl::StrCat("resumed from checkpoint ", restored->path, ": model version ",
+                             ckpt.version, ", ", ckpt.round, " rounds completed"));
+        restored_version_ = ckpt.version;
+        restored_from_ = restored->path;
         options.initial_version = ckpt.version;
         options.initial_round = ckpt.round;
+        options.restored = true;
         options.initial_params = std::move(ckpt.params);
         options.optimizer_state = std::move(ckpt.optimizer);
+      } else if (!restored->skipped.empty()) {
+        LogError("no valid checkpoint left; starting from the initial model");
       }
     }
+    metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_version_));
     if (options.initial_params.empty()) {
       options.initial_params = InitialParams(layout, config_.model().init());
     }
@@ -84,7 +89,7 @@ class ServerImpl final : public Server {
     aggregator_ =
         std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_, auth_.get());
     admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
-                                            absl::Now());
+                                            absl::Now(), restored_version_, restored_from_);
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -146,6 +151,8 @@ class ServerImpl final : public Server {
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
   std::unique_ptr<Coordinator> coordinator_;
+  uint64_t restored_version_ = 0;  // 0: started from the initial model.
+  std::string restored_from_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
   std::unique_ptr<AdminService> admin_;

@@ -64,6 +64,39 @@ TEST(CheckpointTest, RoundTripsAndDetectsCorruption) {
   EXPECT_THAT(ReadCheckpoint(dir, layout), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST(CheckpointTest, RestoreFallsBackToThePreviousCheckpointWhenTheNewestIsCorrupt) {
+  const std::string dir = FreshDir("ckpt_fallback");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  ModelSnapshot snapshot;
+  snapshot.round = 1;
+  snapshot.version = 7;
+  snapshot.params = {1, 2};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+  snapshot.version = 8;
+  snapshot.params = {3, 4};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(RestoredCheckpoint newest, RestoreCheckpoint(dir, layout));
+  ASSERT_TRUE(newest.checkpoint.has_value());
+  EXPECT_EQ(newest.checkpoint->version, 8u);
+  EXPECT_TRUE(newest.skipped.empty());
+
+  const std::string path = dir + "/" + kCheckpointFileName;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "TALLYCK2 torn";
+  TALLY_ASSERT_OK_AND_ASSIGN(RestoredCheckpoint fallback, RestoreCheckpoint(dir, layout));
+  ASSERT_TRUE(fallback.checkpoint.has_value());
+  EXPECT_EQ(fallback.checkpoint->version, 7u);
+  EXPECT_THAT(fallback.checkpoint->params, ElementsAre(1.0f, 2.0f));
+  EXPECT_EQ(fallback.path, dir + "/" + kPreviousCheckpointFileName);
+  ASSERT_EQ(fallback.skipped.size(), 1u);
+  EXPECT_THAT(fallback.skipped[0], ::testing::HasSubstr(kCheckpointFileName));
+
+  std::ofstream(dir + "/" + kPreviousCheckpointFileName, std::ios::binary | std::ios::trunc)
+      << "garbage";
+  TALLY_ASSERT_OK_AND_ASSIGN(RestoredCheckpoint none, RestoreCheckpoint(dir, layout));
+  EXPECT_FALSE(none.checkpoint.has_value());
+  EXPECT_EQ(none.skipped.size(), 2u);
+}
+
 TEST(CheckpointTest, OptimizerStateRoundTrips) {
   const std::string dir = FreshDir("ckpt_optimizer");
   TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
@@ -159,6 +192,11 @@ TEST(CheckpointTest, RestartedServerResumesFromItsCheckpoint) {
   copts.client_id = "b";
   TALLY_ASSERT_OK_AND_ASSIGN(auto client, Client::Create(copts));
   ASSERT_THAT(client->Join(), IsOk());
+  // What was restored is reported.
+  TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, client->GetServerStatus());
+  EXPECT_EQ(status.restored_version, 2u);
+  EXPECT_EQ(status.restored_from, dir + "/" + kCheckpointFileName);
+  EXPECT_EQ(status.checkpoint_version, 2u);
   TALLY_ASSERT_OK_AND_ASSIGN(Task task, client->GetTask());
   EXPECT_EQ(task.round, 2u);  // Round numbering continues.
   EXPECT_EQ(task.model_version, 2u);

@@ -141,6 +141,9 @@ struct ServerStatusInfo {
   uint64_t rss_bytes = 0;
   bool done = false;
   int64_t last_round_millis = 0;
+  uint64_t restored_version = 0;    // Restored from a checkpoint at start (0: none).
+  std::string restored_from;        // Its file.
+  uint64_t checkpoint_version = 0;  // Newest version on disk (0: none).
 };
 
 // When the server answered RESOURCE_EXHAUSTED (too many uploads at once, or
