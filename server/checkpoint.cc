@@ -18,6 +18,9 @@ namespace {
 
 constexpr char kMagicV1[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '1'};
 constexpr char kMagicV2[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '2'};
+constexpr char kMagicV3[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '3'};
+constexpr uint32_t kMaxClients = 10000000;
+constexpr uint32_t kMaxIdsPerClient = 1024;
 constexpr uint32_t kMaxName = 256;
 constexpr uint32_t kMaxStateTensors = 16;
 constexpr size_t kHeaderBytes = 8 + 4 * 8;
@@ -86,14 +89,15 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
 absl::Status WriteCheckpoint(
     const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
     const std::string& optimizer_name,
-    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors) {
+    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors,
+    const AppliedUpdateIds& applied) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("mkdir", dir);
   const std::string path = absl::StrCat(dir, "/", kCheckpointFileName);
   const std::string tmp = absl::StrCat(path, ".tmp");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   char header[kHeaderBytes];
-  std::memcpy(header, kMagicV2, 8);
+  std::memcpy(header, kMagicV3, 8);
   PutU64(header + 8, snapshot.version);
   PutU64(header + 16, snapshot.round);
   PutU64(header + 24, layout.Hash());
@@ -124,6 +128,18 @@ absl::Status WriteCheckpoint(
     emit(tensor_headers[i].data(), tensor_headers[i].size());
     emit(optimizer_tensors[i].second->data(), optimizer_tensors[i].second->size() * sizeof(float));
   }
+  std::string ids;
+  AppendU32(&ids, static_cast<uint32_t>(applied.size()));
+  for (const auto& [client, updates] : applied) {
+    AppendU32(&ids, static_cast<uint32_t>(client.size()));
+    ids += client;
+    AppendU32(&ids, static_cast<uint32_t>(updates.size()));
+    for (const std::string& id : updates) {
+      AppendU32(&ids, static_cast<uint32_t>(id.size()));
+      ids += id;
+    }
+  }
+  emit(ids.data(), ids.size());
   unsigned char digest[kDigestBytes];
   sha.Final(digest);
   if (status.ok()) status = WriteAll(fd, digest, sizeof(digest), tmp);
@@ -189,7 +205,8 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   char header[kHeaderBytes];
   absl::Status status = ReadAll(fd, header, sizeof(header), path);
   if (!status.ok()) return status;
-  const bool v2 = std::memcmp(header, kMagicV2, 8) == 0;
+  const bool v3 = std::memcmp(header, kMagicV3, 8) == 0;
+  const bool v2 = v3 || std::memcmp(header, kMagicV2, 8) == 0;
   if (!v2 && std::memcmp(header, kMagicV1, 8) != 0) {
     return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has no tally header"));
   }
@@ -242,6 +259,27 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
       std::vector<float> values(count);
       TALLY_RETURN_IF_ERROR(read_hashed(values.data(), count * sizeof(float)));
       ckpt.optimizer.tensors.emplace_back(std::move(key), std::move(values));
+    }
+  }
+  auto read_string = [&](std::string* out) -> absl::Status {
+    uint32_t size = 0;
+    TALLY_RETURN_IF_ERROR(read_hashed(&size, 4));
+    if (size > kMaxName) return corrupt("an id is too long");
+    out->resize(size);
+    return read_hashed(out->data(), size);
+  };
+  if (v3) {
+    uint32_t clients = 0;
+    TALLY_RETURN_IF_ERROR(read_hashed(&clients, 4));
+    if (clients > kMaxClients) return corrupt("too many clients");
+    for (uint32_t c = 0; c < clients; ++c) {
+      auto& [client, updates] = ckpt.applied.emplace_back();
+      TALLY_RETURN_IF_ERROR(read_string(&client));
+      uint32_t count = 0;
+      TALLY_RETURN_IF_ERROR(read_hashed(&count, 4));
+      if (count > kMaxIdsPerClient) return corrupt("too many update ids");
+      updates.resize(count);
+      for (std::string& id : updates) TALLY_RETURN_IF_ERROR(read_string(&id));
     }
   }
   unsigned char stored[kDigestBytes];

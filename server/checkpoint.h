@@ -3,14 +3,18 @@
 // directory) so that a crash leaves either the old or the new checkpoint,
 // never a torn one. A SHA-256 over the whole content detects corruption.
 //
-// File layout (little-endian), version 2:
-//   "TALLYCK2" | u64 version | u64 round | u64 layout_hash | u64 num_params |
+// File layout (little-endian), version 3:
+//   "TALLYCK3" | u64 version | u64 round | u64 layout_hash | u64 num_params |
 //   f32 params[num_params] |
 //   u32 optimizer name length | name | u32 state tensor count |
 //     per tensor: u32 key length | key | u64 count | f32 values[count] |
+//   u32 client count | per client: u32 id length | id | u32 update count |
+//     per update: u32 length | update id |
 //   32-byte SHA-256 of everything before it.
-// Version 1 ("TALLYCK1") is the same without the optimizer section; it is
-// still read. Schedule and client-registry state join in later versions.
+// The update ids are those of the updates the checkpointed model contains
+// (the newest few per client), so that duplicate detection survives a
+// restart. Version 2 ("TALLYCK2") lacks the ids, version 1 ("TALLYCK1") the
+// optimizer section too; both are still read. Schedule state joins later.
 #ifndef TALLY_SERVER_CHECKPOINT_H_
 #define TALLY_SERVER_CHECKPOINT_H_
 
@@ -37,11 +41,15 @@ struct OptimizerState {
   std::vector<std::pair<std::string, std::vector<float>>> tensors;
 };
 
+// Per client, the ids of its updates the model contains, oldest first.
+using AppliedUpdateIds = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
 struct LoadedCheckpoint {
   uint64_t version = 0;
   uint64_t round = 0;
   std::vector<float> params;
   OptimizerState optimizer;  // Empty name for a version-1 checkpoint.
+  AppliedUpdateIds applied;  // Empty before version 3.
 };
 
 // Writes `snapshot` and the optimizer state as dir/model.tallyckpt (creating
@@ -50,7 +58,8 @@ struct LoadedCheckpoint {
 absl::Status WriteCheckpoint(
     const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
     const std::string& optimizer_name = "",
-    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors = {});
+    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors = {},
+    const AppliedUpdateIds& applied = {});
 
 // Reads dir/model.tallyckpt. nullopt if there is none; DATA_LOSS if it is
 // corrupt; FAILED_PRECONDITION if it belongs to another model layout.

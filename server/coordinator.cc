@@ -43,6 +43,7 @@ struct RoundState {
   // The rest is guarded by Coordinator::mu_.
   absl::flat_hash_set<std::string> assigned;            // Got a TRAIN task.
   absl::flat_hash_set<std::string> submitted;           // Update committed.
+  std::vector<std::pair<std::string, std::string>> committed_ids;  // (client, update id)
   absl::flat_hash_map<std::string, Upload*> uploading;  // client -> active upload.
   uint32_t accepted = 0;
   double weight_sum = 0;
@@ -91,6 +92,15 @@ Coordinator::Coordinator(Options options)
   round_ = options.initial_round + 1;
   checkpointed_version_ = options.initial_version;
   checkpoint_on_disk_ = options.restored;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [client, ids] : options.applied_ids) {
+      for (const std::string& id : ids) {
+        RememberUpdateLocked(client, id);
+        RememberAppliedLocked(client, id);
+      }
+    }
+  }
   if (options.restored) metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
   last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
@@ -179,8 +189,18 @@ void Coordinator::MaybeCheckpoint(bool force) {
   if (!force && now - last_checkpoint_ < absl::Milliseconds(config_.checkpoint_interval_ms())) {
     return;
   }
-  absl::Status written = WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot,
-                                         optimizer_->name(), optimizer_->MutableState());
+  // The ids of the updates in `snapshot`: only this thread publishes, so
+  // applied_ids_ matches it.
+  AppliedUpdateIds applied;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [client, ids] : applied_ids_) {
+      applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
+    }
+  }
+  absl::Status written =
+      WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot, optimizer_->name(),
+                      optimizer_->MutableState(), applied);
   if (!written.ok()) {
     LogError(std::string(written.message()));
     metrics_->checkpoint_failures.Increment();
@@ -400,6 +420,13 @@ bool Coordinator::IsDuplicateLocked(const std::string& client_id,
 
 void Coordinator::RememberUpdateLocked(const std::string& client_id, const std::string& update_id) {
   std::deque<std::string>& ids = accepted_ids_[client_id];
+  ids.push_back(update_id);
+  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
+}
+
+void Coordinator::RememberAppliedLocked(const std::string& client_id,
+                                        const std::string& update_id) {
+  std::deque<std::string>& ids = applied_ids_[client_id];
   ids.push_back(update_id);
   if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
 }
@@ -645,6 +672,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     round.accepted += 1;
     round.weight_sum += static_cast<double>(upload.header_.num_samples);
     RememberUpdateLocked(upload.header_.client_id, upload.header_.update_id);
+    round.committed_ids.emplace_back(upload.header_.client_id, upload.header_.update_id);
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
     metrics_->uploads_in_flight.Decrement();
@@ -811,6 +839,7 @@ void Coordinator::CloseRound() {
     absl::MutexLock lock(&mu_);
     if (published) {
       store_.Publish(std::move(next), current->round + 1, now);
+      for (const auto& [client, id] : round->committed_ids) RememberAppliedLocked(client, id);
       ++rounds_completed_;
       metrics_->rounds_completed.Increment();
       last_round_duration_ = now - std::min(round->first_task, close_start);

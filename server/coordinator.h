@@ -169,6 +169,9 @@ class Coordinator {
     uint64_t initial_version = 1;  // From a checkpoint, else 1.
     uint64_t initial_round = 0;    // Rounds completed before, from a checkpoint.
     bool restored = false;         // initial_version came from a checkpoint on disk.
+    // Ids of the updates the restored model contains (duplicate detection
+    // across restarts).
+    AppliedUpdateIds applied_ids;
     // Optimizer state from a checkpoint; used if its name is the configured
     // optimizer's.
     OptimizerState optimizer_state;
@@ -247,6 +250,9 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The update is in a published model version (what checkpoints record).
+  void RememberAppliedLocked(const std::string& client_id, const std::string& update_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The last checks before an upload gets resources: limits.
   // max_concurrent_uploads against `in_flight`, then the client's upload
@@ -283,6 +289,7 @@ class Coordinator {
   struct StoredUpdate {
     std::vector<float> delta;
     std::string client_id;
+    std::string update_id;
   };
   TaskInfo AsyncTaskForLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::unique_ptr<Upload>> BeginAsyncUploadLocked(const UpdateHeaderInfo& h)
@@ -338,6 +345,8 @@ class Coordinator {
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   // Recently accepted update ids per client (newest last), for deduplication.
   absl::flat_hash_map<std::string, std::deque<std::string>> accepted_ids_ ABSL_GUARDED_BY(mu_);
+  // The subset whose updates are in a published version, newest last.
+  absl::flat_hash_map<std::string, std::deque<std::string>> applied_ids_ ABSL_GUARDED_BY(mu_);
 
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
   bool close_requested_ ABSL_GUARDED_BY(mu_) = false;

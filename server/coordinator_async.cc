@@ -150,7 +150,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
       AbortAsyncLocked(upload, RejectReason::kNotSelected);
       return decision.status();
     }
-    stored_[handle] = StoredUpdate{std::move(upload.buffer_), h.client_id};
+    stored_[handle] = StoredUpdate{std::move(upload.buffer_), h.client_id, h.update_id};
     upload.state_ = Upload::State::kCommitted;
     AsyncClient& client = async_clients_[h.client_id];
     client.uploading = false;
@@ -333,6 +333,7 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     return false;
   }
   store_.Publish(std::move(next), current->round + 1, now);
+  for (const StoredUpdate& u : updates) RememberAppliedLocked(u.client_id, u.update_id);
   ++rounds_completed_;
   round_ = rounds_completed_ + 1;
   base_version_ = store_.Current()->version;

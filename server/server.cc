@@ -66,6 +66,7 @@ class ServerImpl final : public Server {
         options.restored = true;
         options.initial_params = std::move(ckpt.params);
         options.optimizer_state = std::move(ckpt.optimizer);
+        options.applied_ids = std::move(ckpt.applied);
       } else if (!restored->skipped.empty()) {
         LogError("no valid checkpoint left; starting from the initial model");
       }
