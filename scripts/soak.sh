@@ -3,8 +3,8 @@
 # loopback, CLIENTS clients for ROUNDS rounds (defaults: 200 clients x 100k
 # parameters x 4000 rounds, ~10 minutes on 2 cores), sampling the server's
 # RSS every 10 s. Prints the samples, the first and last, and fails if the
-# last exceeds the first (after a 30 s warm-up) by more than 10 % or if any
-# push failed.
+# last exceeds the first after the warm-up (WARMUP seconds, default 30) by
+# more than 10 % or if any push failed.
 #   scripts/soak.sh                     # after scripts/build.sh
 #   CLIENTS=50 ROUNDS=500 scripts/soak.sh
 set -euo pipefail
@@ -13,6 +13,7 @@ CLIENTS=${CLIENTS:-200}
 PARAMS=${PARAMS:-100000}
 ROUNDS=${ROUNDS:-4000}
 SCHEDULE=${SCHEDULE:-sync}
+WARMUP=${WARMUP:-30}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 build/bench/tally-bench --clients="$CLIENTS" --params="$PARAMS" --rounds="$ROUNDS" \
@@ -43,7 +44,7 @@ for s in "${samples[@]}"; do
   t=${s%%s:*}
   v=${s##*:}
   v=${v%MiB}
-  if [[ -z $first && $t -ge 30 ]]; then first=$v; fi
+  if [[ -z $first && $t -ge $WARMUP ]]; then first=$v; fi
   last=$v
 done
 [[ -n $first ]] || first=$last
