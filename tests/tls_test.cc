@@ -2,6 +2,9 @@
 // real SDK, with a throwaway PKI made by the openssl CLI at test time
 // (tests/gen_test_pki.sh): who may connect, and that a caller can act only as
 // itself.
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <chrono>
 #include <fstream>
@@ -33,11 +36,16 @@ using ::testing::HasSubstr;
 class TlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    pki_ = new std::string(::testing::TempDir() + "/tally_tls_test_pki");
+    // One PKI per process: ctest runs the tests of this suite in parallel.
+    pki_ = new std::string(absl::StrCat(::testing::TempDir(), "/tally_tls_test_pki_", ::getpid()));
     const std::string command =
         absl::StrCat("rm -rf '", *pki_, "' && '", TALLY_SOURCE_DIR, "/tests/gen_test_pki.sh' '",
                      *pki_, "'");
-    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    if (std::system(command.c_str()) != 0) {
+      // Not an ASSERT: a failure here would only mark the tests skipped.
+      std::fprintf(stderr, "TlsTest: cannot make the test PKI: %s\n", command.c_str());
+      std::exit(1);
+    }
     // Tokens file: alice's and ops's tokens, stored as SHA-256 only.
     std::ofstream tokens(Pki("tokens.txt"));
     tokens << "# identity sha256(token)\n"
@@ -47,7 +55,10 @@ class TlsTest : public ::testing::Test {
       tokens << id << " " << server::HashToken(std::string(id) + "-secret") << "\n";
     }
   }
-  static void TearDownTestSuite() { delete pki_; }
+  static void TearDownTestSuite() {
+    std::system(absl::StrCat("rm -rf '", *pki_, "'").c_str());
+    delete pki_;
+  }
   static std::string Pki(const std::string& file) { return *pki_ + "/" + file; }
 
   // TLS with the test server certificate; `mtls` adds the client CA.
