@@ -549,7 +549,7 @@ int Run() {
       "tally-sim: %d clients, %d rounds, model [%d,%d]+[%d] (%d params), "
       "alpha %g, server %s%s\n",
       NumClients(), absl::GetFlag(FLAGS_rounds), model.num_features(), model.num_classes(),
-      model.num_classes(), model.num_classes(), model.num_params(), absl::GetFlag(FLAGS_alpha),
+      model.num_classes(), model.num_params(), absl::GetFlag(FLAGS_alpha),
       target, server ? absl::StrCat(" (in-process, strategy ", strategy.Name(), ")") : "");
   if (byzantine > 0) {
     absl::PrintF("tally-sim: clients 0..%d are Byzantine, attack %s\n", byzantine - 1,
