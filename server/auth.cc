@@ -184,11 +184,17 @@ absl::Status Authenticator::CheckClient(const grpc::ServerContextBase& context,
   if (!enabled_) return absl::OkStatus();
   absl::StatusOr<std::vector<std::string>> identities = Identify(context);
   if (!identities.ok()) return identities.status();
-  if (std::find(identities->begin(), identities->end(), client_id) != identities->end()) {
+  return CheckClient(*identities, client_id);
+}
+
+absl::Status Authenticator::CheckClient(absl::Span<const std::string> identities,
+                                        absl::string_view client_id) const {
+  if (!enabled_) return absl::OkStatus();
+  if (std::find(identities.begin(), identities.end(), client_id) != identities.end()) {
     return absl::OkStatus();
   }
   return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as '",
-                                                  (*identities)[0], "', not as client '",
+                                                  identities[0], "', not as client '",
                                                   client_id, "'"));
 }
 

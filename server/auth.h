@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_context.h"
 #include "tally/v1/config.pb.h"
@@ -52,6 +53,10 @@ class Authenticator {
   // OK if authentication is off or `client_id` is one of the caller's
   // identities; else UNAUTHENTICATED / PERMISSION_DENIED.
   absl::Status CheckClient(const grpc::ServerContextBase& context,
+                           absl::string_view client_id) const;
+  // The same for identities Identify() already returned (a call that had to
+  // refuse an anonymous caller before reading the client id).
+  absl::Status CheckClient(absl::Span<const std::string> identities,
                            absl::string_view client_id) const;
   // OK if authentication is off or the caller is an admin identity.
   absl::Status CheckAdmin(const grpc::ServerContextBase& context) const;

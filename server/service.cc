@@ -110,15 +110,17 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
                    const grpc::ByteBuffer* request_bytes)
       : metrics_(metrics) {
     tally::v1::PullModelRequest request;
-    if (absl::Status identified = auth->Identify(*context).status(); !identified.ok()) {
-      Finish(ToGrpcStatus(identified));
+    absl::StatusOr<std::vector<std::string>> identities = auth->Identify(*context);
+    if (!identities.ok()) {
+      Finish(ToGrpcStatus(identities.status()));
       return;
     }
     if (!ParseMessage(*request_bytes, &request)) {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullModelRequest"));
       return;
     }
-    if (absl::Status allowed = auth->CheckClient(*context, request.client_id()); !allowed.ok()) {
+    if (absl::Status allowed = auth->CheckClient(*identities, request.client_id());
+        !allowed.ok()) {
       Finish(ToGrpcStatus(allowed));
       return;
     }
@@ -289,12 +291,14 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
         metrics_(metrics),
         response_(response) {
     // An unauthenticated caller is refused before any of its bytes are read.
-    if (absl::Status identified = auth_->Identify(*context).status(); !identified.ok()) {
+    absl::StatusOr<std::vector<std::string>> identities = auth_->Identify(*context);
+    if (!identities.ok()) {
       metrics_->updates_received.Increment();
       metrics_->Rejected(RejectReason::kUnauthenticated);
-      Finish(ToGrpcStatus(identified));
+      Finish(ToGrpcStatus(identities.status()));
       return;
     }
+    identities_ = *std::move(identities);
     StartRead(&message_);
   }
 
@@ -346,7 +350,7 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
         metrics_->Rejected(RejectReason::kMalformed);
         return absl::InvalidArgumentError("the first message must carry the update header");
       }
-      if (absl::Status allowed = auth_->CheckClient(*context_, chunk.header.client_id());
+      if (absl::Status allowed = auth_->CheckClient(identities_, chunk.header.client_id());
           !allowed.ok()) {
         metrics_->updates_received.Increment();
         metrics_->Rejected(RejectReason::kForbidden);
@@ -392,6 +396,7 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
 
   grpc::CallbackServerContext* const context_;
   const Authenticator* const auth_;
+  std::vector<std::string> identities_;  // The caller's, checked once at the start.
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const response_;
