@@ -13,15 +13,6 @@ absl::Status WithRetryAfter(absl::Status status, absl::Duration delay) {
   return status;
 }
 
-std::optional<absl::Duration> RetryAfter(const absl::Status& status) {
-  auto payload = status.GetPayload(kRetryInfoTypeUrl);
-  if (!payload.has_value()) return std::nullopt;
-  tally::v1::RetryInfo info;
-  if (!info.ParseFromString(std::string(*payload))) return std::nullopt;
-  return absl::Seconds(info.retry_delay().seconds()) +
-         absl::Nanoseconds(info.retry_delay().nanos());
-}
-
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const auto code = static_cast<grpc::StatusCode>(status.code());

@@ -4,7 +4,6 @@
 #ifndef TALLY_SERVER_GRPC_STATUS_H_
 #define TALLY_SERVER_GRPC_STATUS_H_
 
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -16,10 +15,9 @@ namespace tally::server {
 // The type URL under which a retry hint travels (absl payload and Any).
 inline constexpr char kRetryInfoTypeUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
 
-// `status` with a hint that the call may be retried after `delay`.
+// `status` with a hint that the call may be retried after `delay` (the SDK's
+// tally::RetryAfter reads it back, from this status or from the wire).
 absl::Status WithRetryAfter(absl::Status status, absl::Duration delay);
-// The hint, if `status` carries one.
-std::optional<absl::Duration> RetryAfter(const absl::Status& status);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 

@@ -15,7 +15,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/coordinator.h"
-#include "server/grpc_status.h"
+#include "tally/client.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -392,7 +392,7 @@ TEST_F(AsyncCoordinatorTest, UploadRateAndConcurrencyLimitsAnswerWithARetryHint)
   const uint64_t base = Train("a");
   auto limited = Push("a", base, {1, 1});
   EXPECT_THAT(limited, StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(RetryAfter(limited.status()), absl::Seconds(24));  // (1 - 0.2 tokens) / (1/30 s)
+  EXPECT_EQ(tally::RetryAfter(limited.status()), absl::Seconds(24));  // (1 - 0.2 tokens) / (1/30 s)
   EXPECT_EQ(Rejected("rate_limited"), 1);
   clock_.Advance(absl::Seconds(24));
   ASSERT_THAT(Push("a", base, {1, 1}), IsOk());
@@ -404,7 +404,7 @@ TEST_F(AsyncCoordinatorTest, UploadRateAndConcurrencyLimitsAnswerWithARetryHint)
   clock_.Advance(absl::Seconds(30));
   auto busy = Push("a", Train("a"), {1, 1});
   EXPECT_THAT(busy, StatusIs(absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(RetryAfter(busy.status()), absl::Seconds(1));
+  EXPECT_EQ(tally::RetryAfter(busy.status()), absl::Seconds(1));
   EXPECT_EQ(Rejected("overloaded"), 1);
   open->reset();  // b goes away: its upload is aborted and the slot freed.
   EXPECT_THAT(Push("a", Train("a"), {1, 1}), IsOk());  // The refusal cost a no token.
