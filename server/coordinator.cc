@@ -55,6 +55,12 @@ namespace {
 
 constexpr size_t kRememberedIdsPerClient = 64;
 
+// Appends `id`, forgetting the oldest beyond kRememberedIdsPerClient.
+void RememberBounded(std::deque<std::string>& ids, const std::string& id) {
+  ids.push_back(id);
+  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
+}
+
 bool ValidId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -104,10 +110,8 @@ Coordinator::Coordinator(Options options)
   if (options.restored) metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
   last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
-  const uint64_t total = config_.rounds().total_rounds();
-  if (total > 0 && rounds_completed_ >= total) phase_ = Phase::kDone;
-  metrics_->model_version.Set(static_cast<double>(base_version_));
-  metrics_->current_round.Set(static_cast<double>(round_));
+  if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
+  ExportProgressLocked();
   auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config_.optimizer()));
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
   optimizer_ = std::move(optimizer).value();
@@ -419,16 +423,12 @@ bool Coordinator::IsDuplicateLocked(const std::string& client_id,
 }
 
 void Coordinator::RememberUpdateLocked(const std::string& client_id, const std::string& update_id) {
-  std::deque<std::string>& ids = accepted_ids_[client_id];
-  ids.push_back(update_id);
-  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
+  RememberBounded(accepted_ids_[client_id], update_id);
 }
 
 void Coordinator::RememberAppliedLocked(const std::string& client_id,
                                         const std::string& update_id) {
-  std::deque<std::string>& ids = applied_ids_[client_id];
-  ids.push_back(update_id);
-  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
+  RememberBounded(applied_ids_[client_id], update_id);
 }
 
 absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHeaderInfo& h) {
@@ -601,9 +601,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   auto check = [&](size_t index, const char* bytes, size_t count) {
     if (!status.ok() || AllFiniteBytes(bytes, count)) return;
     reason = RejectReason::kNonFinite;
-    status = absl::InvalidArgumentError(
-        absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ", first + index,
-                     " .. ", first + index + count - 1));
+    status = NonFiniteChunkError(first + index, count);
   };
   auto add = [&](size_t index, const char* bytes, size_t count) {
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
@@ -638,10 +636,19 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
     if (status.ok()) ForEachFloatRun(pieces, add);
   }
   if (!status.ok()) return fail(reason, status);
+  CountReceived(upload, size);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::NonFiniteChunkError(uint64_t first, size_t count) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "non-finite value (NaN or Inf) in the chunk at parameters ", first, " .. ", first + count - 1));
+}
+
+void Coordinator::CountReceived(Upload& upload, size_t size) {
   upload.received_ += size;
   bytes_received_.fetch_add(size, std::memory_order_relaxed);
   metrics_->update_bytes_received.Increment(static_cast<double>(size));
-  return absl::OkStatus();
 }
 
 absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
@@ -855,10 +862,8 @@ void Coordinator::CloseRound() {
     ++round_;
     base_version_ = store_.Current()->version;
     current_ = std::make_shared<RoundState>(round_, base_version_);
-    const uint64_t total = config_.rounds().total_rounds();
-    phase_ = (total > 0 && rounds_completed_ >= total) ? Phase::kDone : Phase::kOpen;
-    metrics_->model_version.Set(static_cast<double>(base_version_));
-    metrics_->current_round.Set(static_cast<double>(round_));
+    phase_ = TotalRoundsReachedLocked() ? Phase::kDone : Phase::kOpen;
+    ExportProgressLocked();
     // The retired snapshot's buffer becomes the next sum if nobody (a
     // PullModel in progress) still holds it: once replaced in the store, its
     // count can only fall.
@@ -935,6 +940,16 @@ void Coordinator::ReportInfluence(uint64_t round, const std::vector<std::string>
   LogInfo(absl::StrCat("round ", round, ": ", rule_->name(), " rejected or down-weighted ", count,
                        " of ", clients.size(), " update(s): ", absl::StrJoin(rejected, ", "),
                        count > kNamed ? ", ..." : ""));
+}
+
+bool Coordinator::TotalRoundsReachedLocked() const {
+  const uint64_t total = config_.rounds().total_rounds();
+  return total > 0 && rounds_completed_ >= total;
+}
+
+void Coordinator::ExportProgressLocked() {
+  metrics_->model_version.Set(static_cast<double>(base_version_));
+  metrics_->current_round.Set(static_cast<double>(round_));
 }
 
 void Coordinator::CheckTimers() {

@@ -275,6 +275,14 @@ class Coordinator {
   absl::Status CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
                                RejectReason* reason) const;
   void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static absl::Status NonFiniteChunkError(uint64_t first, size_t count);
+  // A chunk of `size` bytes was taken: the upload's, server's and metric
+  // byte counts.
+  void CountReceived(Upload& upload, size_t size);
+  // rounds.total_rounds is set and reached (rounds or schedule steps).
+  bool TotalRoundsReachedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The model-version and round gauges.
+  void ExportProgressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Asynchronous schedules (server/coordinator_async.cc).
   struct AsyncClient {

@@ -104,9 +104,7 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
     ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
       if (!status.ok() || CopyAllFiniteBytes(bytes, dst + index, count)) return;
       reason = RejectReason::kNonFinite;
-      status = absl::InvalidArgumentError(
-          absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ",
-                       byte_offset / 4 + index, " .. ", byte_offset / 4 + index + count - 1));
+      status = NonFiniteChunkError(byte_offset / 4 + index, count);
     });
   }
   if (!status.ok()) {
@@ -114,9 +112,7 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
     AbortAsyncLocked(upload, reason);
     return status;
   }
-  upload.received_ += size;
-  bytes_received_.fetch_add(size, std::memory_order_relaxed);
-  metrics_->update_bytes_received.Increment(static_cast<double>(size));
+  CountReceived(upload, size);
   return absl::OkStatus();
 }
 
@@ -268,8 +264,6 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   // (scaled in place): no cold output buffer to fill.
   const bool linear = rule_ == nullptr || n < 2;
   std::vector<float> next = linear ? std::move(updates[0].delta) : pool_->Take();
-  double weight_sum = 0;
-  for (const aggregators::WeightedUpdate& u : flush.updates) weight_sum += u.weight;
   bool ok = true;
   // Block by block: `combine` leaves the aggregate of [begin, begin + count)
   // in next, then the optimizer turns it into the new model while it is in
@@ -302,6 +296,8 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     const absl::Status status = RunRule(absl::MakeSpan(flush_arena_), n, std::move(weights),
                                         std::move(clients), step_number, absl::MakeSpan(next));
     if (status.ok()) {
+      double weight_sum = 0;
+      for (const aggregators::WeightedUpdate& u : flush.updates) weight_sum += u.weight;
       const float scale = static_cast<float>(weight_sum);
       apply_blocks([&](size_t begin, size_t count) {
         for (float& v : absl::MakeSpan(next).subspan(begin, count)) v *= scale;
@@ -339,10 +335,8 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   base_version_ = store_.Current()->version;
   metrics_->rounds_completed.Increment();
   metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - started));
-  metrics_->model_version.Set(static_cast<double>(base_version_));
-  metrics_->current_round.Set(static_cast<double>(round_));
-  const uint64_t total = config_.rounds().total_rounds();
-  if (total > 0 && rounds_completed_ >= total) phase_ = Phase::kDone;
+  ExportProgressLocked();
+  if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
   return true;
 }
 
