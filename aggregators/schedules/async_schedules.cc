@@ -59,8 +59,7 @@ class FedBuff final : public ImmediateSchedule {
       // sample_size weights are evaluated at the flush, when every buffered
       // client's n_c is known.
       std::vector<WeightedUpdate> updates;
-      updates.reserve(buffer_.size());
-      for (const BufferedUpdate& u : buffer_) updates.push_back(AppflWeighted(u));
+      AppendAppflWeighted(buffer_, &updates);
       buffer_.clear();
       EmitFlush(std::move(updates), &decision);
     }

@@ -67,17 +67,17 @@ class FedCompass final : public DeferringSchedule {
       // First arrival (§3.4.2): a single immediate update.
       EmitFlush({AppflWeighted(update)}, decision);
       Assign(update.client_id, now, decision);
-    } else if (group->second.closed || now > TimeAt(group->second.t_lat)) {
+      return;
+    }
+    Group& g = group->second;
+    RemovePending(g, update.client_id);
+    if (g.closed || now > TimeAt(g.t_lat)) {
       // Late (§3.4.3): to the general buffer, reply at once.
-      Group& g = group->second;
-      RemovePending(g, update.client_id);
       if (g.pending.empty()) groups_.erase(group);
       general_.push_back(update);
       Assign(update.client_id, now, decision);
     } else {
       // On time (§3.4.4): wait for the group.
-      Group& g = group->second;
-      RemovePending(g, update.client_id);
       g.arrived.push_back(update.client_id);
       g.buffer.push_back(update);
       client.waiting = true;
@@ -87,8 +87,7 @@ class FedCompass final : public DeferringSchedule {
 
  private:
   struct Client {
-    double speed = 0;      // Estimated seconds per local step.
-    bool has_speed = false;
+    double speed = 0;      // Estimated seconds per local step; 0 = none yet.
     double start = 0;      // When its current task was assigned.
     uint32_t steps = 0;    // Q_c of its current task.
     int64_t group = -1;    // Its arrival group; -1 before its first arrival.
@@ -128,8 +127,8 @@ class FedCompass final : public DeferringSchedule {
     const double sample =
         std::max(kMinSecondsPerStep, (t - client.start) / static_cast<double>(client.steps));
     const double mu = options().speed_momentum;
-    client.speed = client.has_speed ? (1 - mu) * client.speed + mu * sample : sample;
-    client.has_speed = true;
+    // A sample is at least kMinSecondsPerStep > 0: speed 0 means no estimate yet.
+    client.speed = client.speed > 0 ? (1 - mu) * client.speed + mu * sample : sample;
   }
 
   // The armed group with the earliest latest-arrival time (creation order
@@ -150,9 +149,9 @@ class FedCompass final : public DeferringSchedule {
     for (;;) {
       const int64_t due = NextArmed();
       if (due < 0) return;
-      const absl::Time at = TimeAt(groups_.at(due).t_lat);
+      Group& g = groups_.at(due);
+      const absl::Time at = TimeAt(g.t_lat);
       if (at > now || (!inclusive && at == now)) return;
-      Group& g = groups_[due];
       g.armed = false;
       // A timer on a group nobody reached does nothing (§3.6); its members
       // will all be late.
@@ -165,9 +164,8 @@ class FedCompass final : public DeferringSchedule {
   void AggregateGroup(int64_t id, absl::Time now, Decision* decision) {
     Group& g = groups_[id];
     std::vector<WeightedUpdate> updates;
-    updates.reserve(general_.size() + g.buffer.size());
-    for (const BufferedUpdate& u : general_) updates.push_back(AppflWeighted(u));
-    for (const BufferedUpdate& u : g.buffer) updates.push_back(AppflWeighted(u));
+    AppendAppflWeighted(general_, &updates);
+    AppendAppflWeighted(g.buffer, &updates);
     general_.clear();
     g.buffer = {};
     EmitFlush(std::move(updates), decision);
@@ -182,7 +180,7 @@ class FedCompass final : public DeferringSchedule {
       clients_[c].waiting = false;
       Assign(c, now, decision);
     }
-    if (groups_[id].pending.empty()) groups_.erase(id);
+    if (g.pending.empty()) groups_.erase(id);
   }
 
   // §3.5: join the open group giving the largest feasible q, else create one.

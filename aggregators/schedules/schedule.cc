@@ -61,6 +61,14 @@ absl::Status ValidateCompass(const ScheduleOptions& o) {
   return absl::OkStatus();
 }
 
+// The table entry named `name`, or null.
+const ScheduleEntry* FindSchedule(const std::string& name) {
+  for (const ScheduleEntry& e : ScheduleTable()) {
+    if (name == e.name) return &e;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 const std::vector<std::string>& ScheduleNames() {
@@ -77,9 +85,7 @@ absl::Status ValidateScheduleOptions(const ScheduleOptions& o) {
     return absl::InvalidArgumentError(
         "schedule.name: 'sync' is the coordinator's synchronous rounds, not a Schedule");
   }
-  const auto& table = ScheduleTable();
-  if (std::none_of(table.begin(), table.end(),
-                   [&](const ScheduleEntry& e) { return o.name == e.name; })) {
+  if (FindSchedule(o.name) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("schedule.name: unknown '", o.name,
                                                    "' (known: sync, ",
                                                    absl::StrJoin(ScheduleNames(), ", "), ")"));
@@ -105,10 +111,7 @@ absl::StatusOr<std::unique_ptr<Schedule>> CreateSchedule(const ScheduleOptions& 
   TALLY_RETURN_IF_ERROR(ValidateScheduleOptions(options));
   TALLY_ASSIGN_OR_RETURN(StalenessFunction staleness,
                          StalenessFunction::Create(options.staleness, "schedule.staleness"));
-  for (const ScheduleEntry& e : ScheduleTable()) {
-    if (options.name == e.name) return e.create(options, staleness);
-  }
-  return absl::InternalError("schedule registry out of sync");  // Validated above.
+  return FindSchedule(options.name)->create(options, staleness);  // Validated above.
 }
 
 // ---- ScheduleBase ----------------------------------------------------------
@@ -153,6 +156,12 @@ WeightedUpdate ScheduleBase::AppflWeighted(const BufferedUpdate& update) const {
   return WeightedUpdate{update.handle, update.client_id,
                         options_.alpha * staleness_(staleness) * ClientWeight(update.client_id),
                         staleness};
+}
+
+void ScheduleBase::AppendAppflWeighted(absl::Span<const BufferedUpdate> updates,
+                                       std::vector<WeightedUpdate>* out) const {
+  out->reserve(out->size() + updates.size());
+  for (const BufferedUpdate& u : updates) out->push_back(AppflWeighted(u));
 }
 
 void ScheduleBase::EmitFlush(std::vector<WeightedUpdate> updates, Decision* decision) {

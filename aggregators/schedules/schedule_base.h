@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "aggregators/schedules/schedule.h"
 #include "aggregators/schedules/staleness.h"
 
@@ -51,6 +53,9 @@ class ScheduleBase : public Schedule {
   double ClientWeight(absl::string_view client_id) const;
   // α · S(staleness) · weight_c, with the staleness as of now.
   WeightedUpdate AppflWeighted(const BufferedUpdate& update) const;
+  // AppflWeighted of each of `updates`, appended to `out`.
+  void AppendAppflWeighted(absl::Span<const BufferedUpdate> updates,
+                           std::vector<WeightedUpdate>* out) const;
   // Appends `updates` as one flush to `decision` and counts it.
   void EmitFlush(std::vector<WeightedUpdate> updates, Decision* decision);
   // The plan of schedules without step assignment: options' local_steps and
