@@ -1,6 +1,7 @@
 #include "aggregators/rules/batch_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "aggregators/rules/parallel.h"
@@ -67,6 +68,12 @@ std::vector<double> SquaredDistancesTo(const float* batch, size_t n, size_t d,
       });
   SumPartials(partials, tasks);
   return std::move(partials[0]);
+}
+
+std::vector<double> RowNorms(const float* batch, size_t n, size_t d) {
+  std::vector<double> norms = SquaredDistancesTo(batch, n, d, nullptr);
+  for (double& norm : norms) norm = std::sqrt(norm);
+  return norms;
 }
 
 std::vector<size_t> SmallestK(absl::Span<const double> values, size_t k) {

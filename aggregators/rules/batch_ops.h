@@ -27,6 +27,8 @@ std::vector<double> SquaredDistances(const float* batch, size_t n, size_t d);
 // ‖x_i − center‖² for every row, float64; a null center gives ‖x_i‖².
 std::vector<double> SquaredDistancesTo(const float* batch, size_t n, size_t d,
                                        const double* center);
+// ‖x_i‖ for every row, float64.
+std::vector<double> RowNorms(const float* batch, size_t n, size_t d);
 
 // The positions of the k smallest of `values`, ordered by (value, position)
 // ascending: the tie rule of ALGORITHMS.md §2.1 (lower index wins).

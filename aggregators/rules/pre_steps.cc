@@ -47,10 +47,9 @@ class Clipping final : public PreStep {
 
  private:
   absl::StatusOr<size_t> ApplyRows(float* rows, size_t n, size_t d) override {
-    const std::vector<double> squared = SquaredDistancesTo(rows, n, d, nullptr);
+    const std::vector<double> norms = RowNorms(rows, n, d);
     for (size_t i = 0; i < n; ++i) {
-      const double norm = std::sqrt(squared[i]);
-      if (norm > bound_) ScaleRow(rows + i * d, d, bound_ / norm);
+      if (norms[i] > bound_) ScaleRow(rows + i * d, d, bound_ / norms[i]);
     }
     return n;
   }
@@ -70,8 +69,7 @@ class Arc final : public PreStep {
     const double ratio = 2.0 * static_cast<double>(f()) / static_cast<double>(n);
     const size_t k = static_cast<size_t>(ratio * static_cast<double>(n - f()));
     if (k == 0) return n;
-    std::vector<double> norms = SquaredDistancesTo(rows, n, d, nullptr);
-    for (double& norm : norms) norm = std::sqrt(norm);
+    const std::vector<double> norms = RowNorms(rows, n, d);
     const std::vector<size_t> order = SmallestK(norms, n);  // Stable ascending.
     const double threshold = norms[order[n - k - 1]];
     for (size_t p = n - k; p < n; ++p) {
