@@ -156,14 +156,10 @@ class SimulatedClient {
   // Client `k`'s honest delta (trained on shards_[k]) from `base` into `delta`.
   absl::StatusOr<TrainResult> HonestDelta(int k, const Model& base, const Task& task,
                                           std::vector<float>* delta) const {
-    *delta = base.params;
     TrainOptions train = options_.train;
     train.seed = DeriveSeed(DeriveSeed(options_.train.seed, kTrainSeedStream + k), task.round);
     if (task.local_steps > 0) train.local_steps = static_cast<int>(task.local_steps);
-    TALLY_ASSIGN_OR_RETURN(TrainResult trained,
-                           TrainLocal(model_, shards_[k], train, absl::MakeSpan(*delta)));
-    for (size_t i = 0; i < delta->size(); ++i) (*delta)[i] -= base.params[i];
-    return trained;
+    return TrainDelta(model_, shards_[k], train, base.params, delta);
   }
 
   // The malicious delta of this Byzantine client.

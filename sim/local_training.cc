@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "core/vector_ops.h"
 
 namespace tally::sim {
@@ -61,6 +62,16 @@ absl::StatusOr<TrainResult> TrainLocal(const SoftmaxRegression& model, const Dat
   result.steps = static_cast<int>(total_steps);
   result.mean_loss = total_steps > 0 ? loss_sum / total_steps : 0;
   return result;
+}
+
+absl::StatusOr<TrainResult> TrainDelta(const SoftmaxRegression& model, const Dataset& data,
+                                       const TrainOptions& options, absl::Span<const float> base,
+                                       std::vector<float>* delta) {
+  delta->assign(base.begin(), base.end());
+  TALLY_ASSIGN_OR_RETURN(TrainResult trained,
+                         TrainLocal(model, data, options, absl::MakeSpan(*delta)));
+  for (size_t i = 0; i < delta->size(); ++i) (*delta)[i] -= base[i];
+  return trained;
 }
 
 }  // namespace tally::sim

@@ -6,6 +6,7 @@
 #define TALLY_SIM_LOCAL_TRAINING_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,12 @@ absl::Status ValidateTrainOptions(const TrainOptions& options);
 // INVALID_ARGUMENT on bad options, empty data, or mismatched sizes.
 absl::StatusOr<TrainResult> TrainLocal(const SoftmaxRegression& model, const Dataset& data,
                                        const TrainOptions& options, absl::Span<float> params);
+
+// A client's update: trains a copy of `base` and leaves local − base in
+// `delta` (resized to base's size).
+absl::StatusOr<TrainResult> TrainDelta(const SoftmaxRegression& model, const Dataset& data,
+                                       const TrainOptions& options, absl::Span<const float> base,
+                                       std::vector<float>* delta);
 
 }  // namespace tally::sim
 

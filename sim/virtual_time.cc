@@ -143,10 +143,7 @@ class World {
     TrainOptions train = options_.train;
     train.local_steps = static_cast<int>(steps);
     train.seed = LocalTrainingSeed(options_.seed, c, tasks_[c]++);
-    *delta = params_;
-    TALLY_RETURN_IF_ERROR(
-        TrainLocal(model_, data_.clients[c], train, absl::MakeSpan(*delta)).status());
-    for (size_t i = 0; i < delta->size(); ++i) (*delta)[i] -= params_[i];
+    TALLY_RETURN_IF_ERROR(TrainDelta(model_, data_.clients[c], train, params_, delta).status());
     if (outcome.dropped) ++result_.dropouts;
     return outcome;
   }
