@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "core/sync.h"
 
 namespace tally::bench {
 namespace {
@@ -38,12 +38,12 @@ class RunState {
 
   // Records the first error and stops every client.
   void Fail(absl::Status status) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (first_error_.ok()) first_error_ = std::move(status);
     failed_.store(true);
   }
   absl::Status first_error() const {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     return first_error_;
   }
   bool stopped() const {
@@ -52,14 +52,14 @@ class RunState {
 
   // Every client calls this exactly once; returns when all have.
   void ArriveAndWait() {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (++arrived_ == clients_) setup_seconds_ = Now();
     mu_.Await(absl::Condition(this, &RunState::AllArrived));
   }
 
   // When the last client arrived at the start barrier.
   double setup_seconds() const {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     return setup_seconds_;
   }
 
@@ -74,7 +74,7 @@ class RunState {
   const std::atomic<bool>* const external_stop_;
   const Clock::time_point epoch_;
   std::atomic<bool> failed_{false};
-  mutable absl::Mutex mu_;
+  mutable tally::Mutex mu_;
   absl::Status first_error_ ABSL_GUARDED_BY(mu_);
   int arrived_ ABSL_GUARDED_BY(mu_) = 0;
   double setup_seconds_ ABSL_GUARDED_BY(mu_) = 0;

@@ -17,13 +17,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "client/model_stream.h"
 #include "client/proto_convert.h"
 #include "client/raw_push.h"
 #include "client/retry.h"
 #include "client/validation.h"
 #include "core/status_macros.h"
+#include "core/sync.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 // CODEC_DENSE_F32 is little-endian float32; the payload is sent as the raw
@@ -83,7 +83,7 @@ class GrpcClient final : public Client {
         admin_(v1::Admin::NewStub(channel)) {}
 
   absl::StatusOr<JoinResult> Join() override ABSL_LOCKS_EXCLUDED(join_mu_, mu_) {
-    absl::MutexLock join_lock(&join_mu_);
+    tally::MutexLock join_lock(&join_mu_);
     return DoJoin();
   }
   absl::StatusOr<Task> GetTask(absl::Duration wait) override;
@@ -110,7 +110,7 @@ class GrpcClient final : public Client {
   // Re-joins unless another thread already replaced `seen`.
   absl::Status Rejoin(const Session* seen) ABSL_LOCKS_EXCLUDED(join_mu_, mu_);
   std::shared_ptr<const Session> CurrentSession() ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     return session_;
   }
 
@@ -141,8 +141,8 @@ class GrpcClient final : public Client {
   const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (client/raw_push.h).
   const std::unique_ptr<v1::Admin::Stub> admin_;
 
-  absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  absl::Mutex mu_;
+  tally::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  tally::Mutex mu_;
   std::shared_ptr<const Session> session_ ABSL_GUARDED_BY(mu_);  // Null before Join.
 };
 
@@ -225,15 +225,15 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   session->chunk_bytes = *chunk_bytes;
 
   JoinResult result = session->join;
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   session_ = std::move(session);
   return result;
 }
 
 absl::Status GrpcClient::Rejoin(const Session* seen) {
-  absl::MutexLock join_lock(&join_mu_);
+  tally::MutexLock join_lock(&join_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (session_.get() != seen) return absl::OkStatus();  // Already replaced (or left).
   }
   return DoJoin().status();
@@ -408,7 +408,7 @@ absl::Status GrpcClient::Leave() {
   });
   // UNAUTHENTICATED: the server no longer knows the session, so it is gone too.
   if (!status.ok() && status.code() != absl::StatusCode::kUnauthenticated) return status;
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   if (session_ != nullptr && session_->token == left_token) session_.reset();
   return absl::OkStatus();
 }

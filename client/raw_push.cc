@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "core/sync.h"
 #include "core/wire_framing.h"
 #include "grpcpp/grpcpp.h"
 
@@ -85,7 +85,7 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   grpc::ByteBuffer response_;
   bool got_response_ = false;
   grpc::Status status_;
-  absl::Notification done_;
+  tally::Notification done_;
 };
 
 }  // namespace

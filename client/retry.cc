@@ -41,7 +41,7 @@ RandomSource::RandomSource(uint64_t seed) {
 }
 
 uint64_t RandomSource::Next() {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return engine_();
 }
 

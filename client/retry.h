@@ -14,8 +14,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/sync.h"
 
 namespace tally {
 namespace client_internal {
@@ -67,7 +67,7 @@ class RandomSource {
  private:
   uint64_t Next();
 
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   std::mt19937_64 engine_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -6,7 +6,7 @@ namespace tally {
 
 std::vector<float> BufferPool::Take() {
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (!idle_.empty()) {
       std::vector<float> buffer = std::move(idle_.back());
       idle_.pop_back();
@@ -19,17 +19,17 @@ std::vector<float> BufferPool::Take() {
 
 void BufferPool::Give(std::vector<float> buffer) {
   if (buffer.size() != size_) return;  // Not one of ours (or moved from): drop it.
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   if (idle_.size() < max_idle_) idle_.push_back(std::move(buffer));
 }
 
 uint64_t BufferPool::allocations() const {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return allocations_;
 }
 
 size_t BufferPool::idle() const {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return idle_.size();
 }
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "core/sync.h"
 
 namespace tally {
 
@@ -36,7 +36,7 @@ class BufferPool {
  private:
   const size_t size_;
   const size_t max_idle_;
-  mutable absl::Mutex mu_;
+  mutable tally::Mutex mu_;
   std::vector<std::vector<float>> idle_ ABSL_GUARDED_BY(mu_);
   uint64_t allocations_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -18,7 +18,7 @@ ModelStore::ModelStore(ModelLayout layout, std::vector<float> initial, absl::Tim
 }
 
 std::shared_ptr<const ModelSnapshot> ModelStore::Current() const {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return current_;
 }
 
@@ -27,7 +27,7 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
   if (params.size() != layout_.NumParams()) std::abort();
   std::shared_ptr<BufferPool> pool;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     pool = recycler_;
   }
   std::shared_ptr<ModelSnapshot> snap;
@@ -44,7 +44,7 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
   snap->params = std::move(params);
   std::vector<std::shared_ptr<Listener>> to_call;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     snap->version = current_->version + 1;
     current_ = snap;
     for (auto& [id, listener] : listeners_) to_call.push_back(listener);
@@ -54,19 +54,19 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
 }
 
 void ModelStore::set_recycler(std::shared_ptr<BufferPool> pool) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   recycler_ = std::move(pool);
 }
 
 int ModelStore::Subscribe(Listener listener) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   const int id = next_listener_id_++;
   listeners_[id] = std::make_shared<Listener>(std::move(listener));
   return id;
 }
 
 void ModelStore::Unsubscribe(int id) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   listeners_.erase(id);
 }
 

@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/buffer_pool.h"
 #include "core/model_layout.h"
+#include "core/sync.h"
 
 namespace tally {
 
@@ -60,7 +60,7 @@ class ModelStore {
 
  private:
   const ModelLayout layout_;
-  mutable absl::Mutex mu_;
+  mutable tally::Mutex mu_;
   std::shared_ptr<const ModelSnapshot> current_ ABSL_GUARDED_BY(mu_);
   std::map<int, std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
   int next_listener_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -28,7 +28,7 @@ struct RoundState {
   const uint64_t base_version;
   // Readers: chunk adds, commits and aborts of this round's uploads. Writer:
   // closing the round. Acquired before Coordinator::mu_.
-  absl::Mutex gate;
+  tally::Mutex gate;
   // Created by the first upload (under mu_); written under the gate.
   std::unique_ptr<aggregators::StripedAccumulator> sum;
   // Robust strategies: one row per upload (clients_per_round rows), written
@@ -99,7 +99,7 @@ Coordinator::Coordinator(Options options)
   checkpointed_version_ = options.initial_version;
   checkpoint_on_disk_ = options.restored;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     for (const auto& [client, ids] : options.applied_ids) {
       for (const std::string& id : ids) {
         RememberUpdateLocked(client, id);
@@ -119,7 +119,7 @@ Coordinator::Coordinator(Options options)
   if (IsAsyncSchedule(config_.schedule())) {
     auto schedule = aggregators::CreateSchedule(ScheduleOptionsFromConfig(config_));
     if (!schedule.ok()) std::abort();  // ValidateConfig() ran before.
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     schedule_ = std::move(schedule).value();
     // Idle buffers kept: as many as can be in use at once (uploads, buffered
     // updates, aggregate and models in flight), so that steady state
@@ -173,7 +173,7 @@ void Coordinator::RestoreOptimizerState(OptimizerState& state) {
 
 void Coordinator::Stop() {
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -197,7 +197,7 @@ void Coordinator::MaybeCheckpoint(bool force) {
   // applied_ids_ matches it.
   AppliedUpdateIds applied;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     for (const auto& [client, ids] : applied_ids_) {
       applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
     }
@@ -225,7 +225,7 @@ absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id) {
   if (!ValidId(client_id)) {
     return absl::InvalidArgumentError("client_id must be 1..128 characters of [A-Za-z0-9._:@-]");
   }
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   Session& session = sessions_[std::string(client_id)];
   session.token = NewToken();
   session.last_seen = clock_->Now();
@@ -244,12 +244,12 @@ absl::Status Coordinator::CheckSessionLocked(absl::string_view client_id, absl::
 }
 
 absl::Status Coordinator::CheckSession(absl::string_view client_id, absl::string_view token) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return CheckSessionLocked(client_id, token);
 }
 
 void Coordinator::NotePulled(absl::string_view client_id, uint64_t version) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   if (schedule_ == nullptr) return;
   auto it = async_clients_.find(client_id);
   if (it != async_clients_.end()) {
@@ -258,7 +258,7 @@ void Coordinator::NotePulled(absl::string_view client_id, uint64_t version) {
 }
 
 absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view token) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   absl::Status status = CheckSessionLocked(client_id, token);
   if (!status.ok()) return status;
   DropSessionLocked(std::string(client_id));
@@ -349,7 +349,7 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
 
 absl::StatusOr<TaskInfo> Coordinator::GetTask(absl::string_view client_id,
                                               absl::string_view token) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   absl::Status status = CheckSessionLocked(client_id, token);
   if (!status.ok()) return status;
   return TaskForLocked(std::string(client_id));
@@ -359,7 +359,7 @@ uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view t
                                 absl::Duration wait, TaskCallback done) {
   absl::StatusOr<TaskInfo> answer;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     absl::Status status = CheckSessionLocked(client_id, token);
     if (!status.ok()) {
       answer = status;
@@ -378,14 +378,14 @@ uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view t
 }
 
 bool Coordinator::CancelWait(uint64_t waiter_id) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   return waiters_.erase(waiter_id) > 0;
 }
 
 void Coordinator::ReleaseWaiters(bool all) {
   std::vector<std::pair<TaskCallback, absl::StatusOr<TaskInfo>>> ready;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       Waiter& w = it->second;
@@ -433,7 +433,7 @@ void Coordinator::RememberAppliedLocked(const std::string& client_id,
 
 absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHeaderInfo& h) {
   const ModelLayout& layout = store_.layout();
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   metrics_->updates_received.Increment();
   absl::Status status = CheckSessionLocked(h.client_id, h.session_token);
   if (!status.ok()) return RejectLocked(RejectReason::kUnauthenticated, status);
@@ -581,12 +581,12 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
                                    absl::Span<const absl::string_view> pieces) {
   if (upload.round_ == nullptr) return AddAsyncChunk(upload, byte_offset, pieces);
   RoundState& round = *upload.round_;
-  absl::ReaderMutexLock gate(&round.gate);
+  tally::ReaderMutexLock gate(&round.gate);
   if (upload.state_ != Upload::State::kActive) {
     return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
   }
   auto fail = [&](RejectReason reason, absl::Status status) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     UndoLocked(upload, reason);
     return status;
   };
@@ -656,8 +656,8 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
   RoundState& round = *upload.round_;
   CommitInfo info;
   {
-    absl::ReaderMutexLock gate(&round.gate);
-    absl::MutexLock lock(&mu_);
+    tally::ReaderMutexLock gate(&round.gate);
+    tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
       return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
     }
@@ -696,14 +696,14 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
 void Coordinator::AbortUpload(Upload& upload, RejectReason reason) {
   if (upload.coordinator_ == nullptr) return;
   if (upload.round_ == nullptr) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     AbortAsyncLocked(upload, reason);
     upload.coordinator_ = nullptr;
     return;
   }
   RoundState& round = *upload.round_;
-  absl::ReaderMutexLock gate(&round.gate);
-  absl::MutexLock lock(&mu_);
+  tally::ReaderMutexLock gate(&round.gate);
+  tally::MutexLock lock(&mu_);
   UndoLocked(upload, reason);
   upload.coordinator_ = nullptr;
 }
@@ -792,7 +792,7 @@ void Coordinator::RequestCloseLocked() { close_requested_ = true; }
 void Coordinator::CloseRound() {
   std::shared_ptr<RoundState> round;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     close_requested_ = false;
     if (phase_ != Phase::kOpen) return;
     // From here on no upload can begin, and no other thread closes this round.
@@ -802,8 +802,8 @@ void Coordinator::CloseRound() {
   const absl::Time close_start = clock_->Now();
   {
     // Waits for chunk adds and commits in progress to finish.
-    absl::WriterMutexLock gate(&round->gate);
-    absl::MutexLock lock(&mu_);
+    tally::WriterMutexLock gate(&round->gate);
+    tally::MutexLock lock(&mu_);
     std::vector<Upload*> in_flight;
     for (auto& [client, upload] : round->uploading) in_flight.push_back(upload);
     for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);
@@ -843,7 +843,7 @@ void Coordinator::CloseRound() {
     // Publishing and opening the next round happen atomically for callers:
     // whoever sees version v+1 also sees round r+1 open on it. (Store
     // listeners therefore run under mu_ and must not call the coordinator.)
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (published) {
       store_.Publish(std::move(next), current->round + 1, now);
       for (const auto& [client, id] : round->committed_ids) RememberAppliedLocked(client, id);
@@ -955,7 +955,7 @@ void Coordinator::ExportProgressLocked() {
 void Coordinator::CheckTimers() {
   bool close = false;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     if (phase_ == Phase::kOpen && now >= current_->deadline) close = true;
     // Expired sessions: a scan over all clients, so at most once a second.
@@ -979,7 +979,7 @@ void Coordinator::CheckTimers() {
 void Coordinator::TickForTesting() {
   bool close;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     close = close_requested_;
   }
   if (close) CloseRound();
@@ -991,7 +991,7 @@ void Coordinator::WorkerLoop() {
   while (true) {
     bool close = false;
     {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return close_requested_ || stopping_ || !decisions_.empty();
       };
@@ -1007,7 +1007,7 @@ void Coordinator::WorkerLoop() {
 }
 
 CoordinatorStatus Coordinator::Status() const {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   CoordinatorStatus s;
   s.model_version = base_version_;
   s.round = round_;

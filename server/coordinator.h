@@ -52,7 +52,6 @@
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "aggregators/optimizers/optimizer.h"
@@ -62,6 +61,7 @@
 #include "core/buffer_pool.h"
 #include "core/clock.h"
 #include "core/model_store.h"
+#include "core/sync.h"
 #include "server/checkpoint.h"
 #include "server/metrics.h"
 #include "server/undo_journal.h"
@@ -348,7 +348,7 @@ class Coordinator {
   ModelStore store_;
   const absl::Time started_;
 
-  mutable absl::Mutex mu_;
+  mutable tally::Mutex mu_;
   absl::BitGen token_gen_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
   // Recently accepted update ids per client (newest last), for deduplication.
@@ -406,7 +406,7 @@ class Coordinator {
   std::shared_ptr<BufferPool> pool_;
   // Serialises RunSchedule (decisions are applied one at a time, in order).
   // Acquired before mu_.
-  absl::Mutex exec_mu_;
+  tally::Mutex exec_mu_;
   std::vector<float> flush_arena_ ABSL_GUARDED_BY(exec_mu_);  // Robust rules.
 
   absl::Time last_checkpoint_;         // Worker thread / Stop only.

@@ -108,7 +108,7 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
     });
   }
   if (!status.ok()) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     AbortAsyncLocked(upload, reason);
     return status;
   }
@@ -120,7 +120,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
   const UpdateHeaderInfo& h = upload.header_;
   CommitInfo info;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
       return absl::FailedPreconditionError("the upload has already ended");
     }
@@ -198,9 +198,9 @@ bool Coordinator::HasScheduleWorkLocked() const {
 }
 
 void Coordinator::RunSchedule() {
-  absl::MutexLock exec(&exec_mu_);
+  tally::MutexLock exec(&exec_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (!HasScheduleWorkLocked()) return;
     const absl::Time now = clock_->Now();
     if (now >= schedule_->NextTimer()) EnqueueDecisionLocked(schedule_->OnTimer(now));
@@ -209,7 +209,7 @@ void Coordinator::RunSchedule() {
     aggregators::Decision decision;
     std::vector<std::vector<StoredUpdate>> updates;  // Per flush.
     {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       if (decisions_.empty()) break;
       decision = std::move(decisions_.front());
       decisions_.pop_front();
@@ -233,12 +233,12 @@ void Coordinator::RunSchedule() {
     }
     for (size_t i = 0; i < decision.flushes.size(); ++i) {
       const bool published = ExecuteFlush(decision.flushes[i], updates[i]);
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       if (!published) --decided_version_;  // The flush's version never came.
       for (StoredUpdate& u : updates[i]) pool_->Give(std::move(u.delta));
     }
     {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       for (const aggregators::Assignment& a : decision.assignments) {
         async_clients_[a.client_id].assignment_pending = false;
       }
@@ -254,7 +254,7 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   const size_t n = updates.size();
   uint64_t step_number;
   {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (phase_ == Phase::kDone) return false;  // total_rounds reached: nothing more is applied.
     step_number = rounds_completed_ + 1;
   }
@@ -321,7 +321,7 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     });
   }
   const absl::Time now = clock_->Now();
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   if (!ok) {
     pool_->Give(std::move(next));
     ++rounds_failed_;

@@ -50,7 +50,7 @@ std::shared_ptr<const EncodedModel> EncodeModel(SnapshotRef snapshot,
 }
 
 std::shared_ptr<const EncodedModel> EncodedModelCache::Get(SnapshotRef snapshot) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   if (current_ != nullptr && current_->version == snapshot->version) return current_;
   std::shared_ptr<const EncodedModel> encoded = EncodeModel(snapshot, spec_, chunk_bytes_);
   // A puller holding an older snapshot than the cached one gets a one-off.

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "core/model_store.h"
+#include "core/sync.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "tally/v1/tally.pb.h"
 
@@ -44,7 +44,7 @@ class EncodedModelCache {
  private:
   const tally::v1::ModelSpec spec_;
   const size_t chunk_bytes_;
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   std::shared_ptr<const EncodedModel> current_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -153,7 +153,7 @@ ServerMetrics::ClientRuleCounters& ServerMetrics::CountersFor(const std::string&
 }
 
 void ServerMetrics::RuleInfluence(const std::string& client, double influence) {
-  absl::MutexLock lock(&mu_);
+  tally::MutexLock lock(&mu_);
   ClientRuleCounters& counters = CountersFor(client);
   counters.updates->Increment();
   counters.influence->Increment(std::clamp(influence, 0.0, 1.0));

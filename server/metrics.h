@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "core/sync.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -87,7 +87,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& rule_updates_family_;
   prometheus::Family<prometheus::Counter>& rule_influence_family_;
   prometheus::Family<prometheus::Counter>& rule_rejected_family_;
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];
 };

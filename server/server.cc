@@ -6,8 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "core/status_macros.h"
+#include "core/sync.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -126,7 +126,7 @@ class ServerImpl final : public Server {
 
   void Shutdown(absl::Duration grace) override {
     {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       if (shut_down_) return;
       shut_down_ = true;
     }
@@ -159,9 +159,9 @@ class ServerImpl final : public Server {
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Notification done_;
+  tally::Notification done_;
 };
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "core/sync.h"
 #include "server/chunk_wire.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
@@ -60,14 +60,14 @@ class GetTaskReactor final : public grpc::ServerUnaryReactor {
     const uint64_t id = coordinator_->AwaitTask(
         request->client_id(), request->session_token(), wait,
         [this](absl::StatusOr<TaskInfo> task) { Complete(std::move(task)); });
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     waiter_id_ = id;
   }
 
   void OnCancel() override {
     uint64_t id;
     {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       id = waiter_id_;
     }
     if (id != 0 && coordinator_->CancelWait(id)) Finish(grpc::Status::CANCELLED);
@@ -86,7 +86,7 @@ class GetTaskReactor final : public grpc::ServerUnaryReactor {
 
   Coordinator* const coordinator_;
   tally::v1::Task* const response_;
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -172,7 +172,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
     absl::Status session =
         coordinator->CheckSession(request->client_id(), request->session_token());
     if (!session.ok()) {
-      absl::MutexLock lock(&mu_);
+      tally::MutexLock lock(&mu_);
       finished_ = true;
       Finish(ToGrpcStatus(session));
       return;
@@ -182,7 +182,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
     std::shared_ptr<Link> link = link_;
     subscription_ = coordinator_->mutable_store().Subscribe(
         [link](const std::shared_ptr<const ModelSnapshot>& snapshot) {
-          absl::MutexLock lock(&link->mu);
+          tally::MutexLock lock(&link->mu);
           if (link->reactor != nullptr) link->reactor->OnVersion(*snapshot);
         });
     std::shared_ptr<const ModelSnapshot> current = coordinator_->store().Current();
@@ -190,7 +190,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok || cancelled_) {
       FinishLocked(grpc::Status::CANCELLED);
@@ -200,7 +200,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     cancelled_ = true;
     if (!writing_) FinishLocked(grpc::Status::CANCELLED);
   }
@@ -208,7 +208,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
   void OnDone() override {
     if (link_ != nullptr) {
       {
-        absl::MutexLock lock(&link_->mu);
+        tally::MutexLock lock(&link_->mu);
         link_->reactor = nullptr;
       }
       coordinator_->mutable_store().Unsubscribe(subscription_);
@@ -218,12 +218,12 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
 
  private:
   struct Link {
-    absl::Mutex mu;
+    tally::Mutex mu;
     WatchModelReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
   };
 
   void OnVersion(const ModelSnapshot& snapshot) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (snapshot.version > latest_) {
       latest_ = snapshot.version;
       latest_round_ = snapshot.round;
@@ -251,7 +251,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
   Coordinator* const coordinator_;
   std::shared_ptr<Link> link_;
   int subscription_ = 0;
-  absl::Mutex mu_;
+  tally::Mutex mu_;
   uint64_t sent_ ABSL_GUARDED_BY(mu_);
   uint64_t latest_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t latest_round_ ABSL_GUARDED_BY(mu_) = 0;

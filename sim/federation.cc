@@ -10,8 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "core/status_macros.h"
+#include "core/sync.h"
 #include "sim/random.h"
 #include "tally/client.h"
 
@@ -56,12 +56,12 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectAndJoin(const FederationOptions& 
 class Fleet {
  public:
   void Fail(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     if (error_.ok()) error_ = std::move(status);
     stop_ = true;
   }
   absl::Status error() const ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
+    tally::MutexLock lock(&mu_);
     return error_;
   }
   void Stop() { stop_ = true; }
@@ -74,7 +74,7 @@ class Fleet {
   int rejected() const { return rejected_; }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable tally::Mutex mu_;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stop_{false};
   std::atomic<int> running_{0};

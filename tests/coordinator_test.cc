@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "aggregators/rules/parallel.h"
+#include "core/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
@@ -104,7 +104,7 @@ class CoordinatorTest : public ::testing::Test {
 
   // Waits (event-driven, no sleeps) until the store publishes `version`.
   void AwaitVersion(uint64_t version) {
-    auto reached = std::make_shared<absl::Notification>();
+    auto reached = std::make_shared<tally::Notification>();
     const int id = coordinator_->mutable_store().Subscribe(
         [reached, version](const std::shared_ptr<const ModelSnapshot>& s) {
           if (s->version >= version && !reached->HasBeenNotified()) reached->Notify();
@@ -440,7 +440,7 @@ TEST_F(CoordinatorTest, TasksAreCappedPerRoundAndLongPollsWakeOnTheNextRound) {
   EXPECT_EQ(b->kind, TaskInfo::Kind::kTrain);
   EXPECT_EQ(c->kind, TaskInfo::Kind::kWait);
   // c long-polls; it is answered with a TRAIN task for round 2.
-  absl::Notification answered;
+  tally::Notification answered;
   absl::StatusOr<TaskInfo> later;
   coordinator_->AwaitTask("c", tokens_["c"], absl::Hours(1), [&](absl::StatusOr<TaskInfo> t) {
     later = std::move(t);
@@ -489,7 +489,7 @@ TEST_F(CoordinatorTest, TotalRoundsEndsTheFederation) {
   ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}), IsOk());
   AwaitVersion(2);
   // The worker finishes the round bookkeeping right after publishing.
-  absl::Notification done;
+  tally::Notification done;
   coordinator_->AwaitTask("a", tokens_["a"], absl::Hours(1), [&](absl::StatusOr<TaskInfo> t) {
     EXPECT_EQ(t->kind, TaskInfo::Kind::kDone);
     done.Notify();

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include "core/sync.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -529,7 +529,7 @@ TEST(ServerIntegrationTest, HealthAndReflectionServicesAnswer) {
     grpc::ByteBuffer request, response;
     grpc::Slice empty("");
     request = grpc::ByteBuffer(&empty, 1);
-    absl::Notification done;
+    tally::Notification done;
     grpc::Status status;
     stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
                    [&](grpc::Status s) {

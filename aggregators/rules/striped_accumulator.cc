@@ -9,13 +9,13 @@ namespace tally::aggregators {
 StripedAccumulator::StripedAccumulator(size_t size, size_t stripe_floats)
     : stripe_floats_(std::max<size_t>(stripe_floats, 1)),
       sum_(size, 0.0f),
-      stripe_mu_(new absl::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {}
+      stripe_mu_(new tally::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {}
 
 StripedAccumulator::StripedAccumulator(std::vector<float> storage, size_t size,
                                        size_t stripe_floats)
     : stripe_floats_(std::max<size_t>(stripe_floats, 1)),
       sum_(std::move(storage)),
-      stripe_mu_(new absl::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {
+      stripe_mu_(new tally::Mutex[(size + stripe_floats_ - 1) / stripe_floats_ + 1]) {
   sum_.resize(size);
   std::fill(sum_.begin(), sum_.end(), 0.0f);
 }
@@ -27,7 +27,7 @@ void StripedAccumulator::ForEachStripe(uint64_t offset, size_t count, Fn fn) {
     const uint64_t pos = offset + done;
     const size_t stripe = pos / stripe_floats_;
     const size_t n = std::min<size_t>(count - done, (stripe + 1) * stripe_floats_ - pos);
-    absl::MutexLock lock(&stripe_mu_[stripe]);
+    tally::MutexLock lock(&stripe_mu_[stripe]);
     fn(pos, done, n);
     done += n;
   }

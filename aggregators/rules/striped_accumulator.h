@@ -14,7 +14,7 @@
 #include <memory>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "core/sync.h"
 
 namespace tally::aggregators {
 
@@ -47,7 +47,7 @@ class StripedAccumulator {
 
   const size_t stripe_floats_;
   std::vector<float> sum_;
-  std::unique_ptr<absl::Mutex[]> stripe_mu_;
+  std::unique_ptr<tally::Mutex[]> stripe_mu_;
 };
 
 }  // namespace tally::aggregators
