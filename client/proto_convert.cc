@@ -96,6 +96,7 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.uploads_in_flight = proto.uploads_in_flight();
   info.restored_version = proto.restored_version();
   info.restored_from = proto.restored_from();
+  info.restored_clients = proto.restored_clients();
   info.checkpoint_version = proto.checkpoint_version();
   info.updates_accepted = proto.updates_accepted();
   info.updates_rejected = proto.updates_rejected();

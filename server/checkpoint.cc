@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -19,6 +20,7 @@ namespace {
 constexpr char kMagicV1[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '1'};
 constexpr char kMagicV2[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '2'};
 constexpr char kMagicV3[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '3'};
+constexpr char kMagicV4[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '4'};
 constexpr uint32_t kMaxClients = 10000000;
 constexpr uint32_t kMaxIdsPerClient = 1024;
 constexpr uint32_t kMaxName = 256;
@@ -74,6 +76,10 @@ absl::Status ReadAll(int fd, void* data, size_t size, const std::string& path) {
 void PutU64(char* out, uint64_t v) { std::memcpy(out, &v, 8); }
 void AppendU32(std::string* out, uint32_t v) { out->append(reinterpret_cast<char*>(&v), 4); }
 void AppendU64(std::string* out, uint64_t v) { out->append(reinterpret_cast<char*>(&v), 8); }
+void AppendString(std::string* out, const std::string& s) {
+  AppendU32(out, static_cast<uint32_t>(s.size()));
+  *out += s;
+}
 uint64_t GetU64(const char* in) {
   uint64_t v;
   std::memcpy(&v, in, 8);
@@ -86,32 +92,28 @@ uint64_t GetU64(const char* in) {
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
                                                                    const ModelLayout& layout);
 
-absl::Status WriteCheckpoint(
-    const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
-    const std::string& optimizer_name,
-    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors,
-    const AppliedUpdateIds& applied) {
+absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
+                             const ModelSnapshot& snapshot, const CheckpointContents& contents) {
+  const auto& optimizer_tensors = contents.optimizer_tensors;
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus("mkdir", dir);
   const std::string path = absl::StrCat(dir, "/", kCheckpointFileName);
   const std::string tmp = absl::StrCat(path, ".tmp");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   char header[kHeaderBytes];
-  std::memcpy(header, kMagicV3, 8);
+  std::memcpy(header, kMagicV4, 8);
   PutU64(header + 8, snapshot.version);
   PutU64(header + 16, snapshot.round);
   PutU64(header + 24, layout.Hash());
   PutU64(header + 32, snapshot.params.size());
   // The optimizer section's small fields; the tensors are written in place.
   std::string names;
-  AppendU32(&names, static_cast<uint32_t>(optimizer_name.size()));
-  names += optimizer_name;
+  AppendString(&names, contents.optimizer_name);
   AppendU32(&names, static_cast<uint32_t>(optimizer_tensors.size()));
   std::vector<std::string> tensor_headers;
   for (const auto& [key, values] : optimizer_tensors) {
     std::string th;
-    AppendU32(&th, static_cast<uint32_t>(key.size()));
-    th += key;
+    AppendString(&th, key);
     AppendU64(&th, values->size());
     tensor_headers.push_back(std::move(th));
   }
@@ -128,18 +130,22 @@ absl::Status WriteCheckpoint(
     emit(tensor_headers[i].data(), tensor_headers[i].size());
     emit(optimizer_tensors[i].second->data(), optimizer_tensors[i].second->size() * sizeof(float));
   }
-  std::string ids;
-  AppendU32(&ids, static_cast<uint32_t>(applied.size()));
-  for (const auto& [client, updates] : applied) {
-    AppendU32(&ids, static_cast<uint32_t>(client.size()));
-    ids += client;
-    AppendU32(&ids, static_cast<uint32_t>(updates.size()));
-    for (const std::string& id : updates) {
-      AppendU32(&ids, static_cast<uint32_t>(id.size()));
-      ids += id;
-    }
+  // The applied update ids and the schedule's records.
+  std::string registry;
+  AppendU32(&registry, static_cast<uint32_t>(contents.applied.size()));
+  for (const auto& [client, updates] : contents.applied) {
+    AppendString(&registry, client);
+    AppendU32(&registry, static_cast<uint32_t>(updates.size()));
+    for (const std::string& id : updates) AppendString(&registry, id);
   }
-  emit(ids.data(), ids.size());
+  AppendString(&registry, contents.schedule.name);
+  AppendU32(&registry, static_cast<uint32_t>(contents.schedule.state.clients.size()));
+  for (const aggregators::ClientRecord& record : contents.schedule.state.clients) {
+    AppendString(&registry, record.client_id);
+    AppendU64(&registry, record.num_samples);
+    registry.append(reinterpret_cast<const char*>(&record.seconds_per_step), 8);
+  }
+  emit(registry.data(), registry.size());
   unsigned char digest[kDigestBytes];
   sha.Final(digest);
   if (status.ok()) status = WriteAll(fd, digest, sizeof(digest), tmp);
@@ -191,6 +197,19 @@ absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
   return restored;
 }
 
+RestoreReport ReportOf(const RestoredCheckpoint& restored) {
+  RestoreReport report;
+  if (!restored.checkpoint.has_value()) return report;
+  const LoadedCheckpoint& ckpt = *restored.checkpoint;
+  report.version = ckpt.version;
+  report.from = restored.path;
+  absl::flat_hash_set<std::string> clients;
+  for (const auto& [client, ids] : ckpt.applied) clients.insert(client);
+  for (const auto& record : ckpt.schedule.state.clients) clients.insert(record.client_id);
+  report.clients = clients.size();
+  return report;
+}
+
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
                                                                    const ModelLayout& layout) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -205,7 +224,8 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   char header[kHeaderBytes];
   absl::Status status = ReadAll(fd, header, sizeof(header), path);
   if (!status.ok()) return status;
-  const bool v3 = std::memcmp(header, kMagicV3, 8) == 0;
+  const bool v4 = std::memcmp(header, kMagicV4, 8) == 0;
+  const bool v3 = v4 || std::memcmp(header, kMagicV3, 8) == 0;
   const bool v2 = v3 || std::memcmp(header, kMagicV2, 8) == 0;
   if (!v2 && std::memcmp(header, kMagicV1, 8) != 0) {
     return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has no tally header"));
@@ -280,6 +300,19 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
       if (count > kMaxIdsPerClient) return corrupt("too many update ids");
       updates.resize(count);
       for (std::string& id : updates) TALLY_RETURN_IF_ERROR(read_string(&id));
+    }
+  }
+  if (v4) {
+    TALLY_RETURN_IF_ERROR(read_string(&ckpt.schedule.name));
+    uint32_t records = 0;
+    TALLY_RETURN_IF_ERROR(read_hashed(&records, 4));
+    if (records > kMaxClients) return corrupt("too many schedule records");
+    for (uint32_t r = 0; r < records; ++r) {
+      // One at a time: a corrupt count fails on a short read, not a huge allocation.
+      aggregators::ClientRecord& record = ckpt.schedule.state.clients.emplace_back();
+      TALLY_RETURN_IF_ERROR(read_string(&record.client_id));
+      TALLY_RETURN_IF_ERROR(read_hashed(&record.num_samples, 8));
+      TALLY_RETURN_IF_ERROR(read_hashed(&record.seconds_per_step, 8));
     }
   }
   unsigned char stored[kDigestBytes];

@@ -1,20 +1,24 @@
-// Model checkpoints: the global model (parameters, version, rounds completed)
-// in one file, written atomically (temp file, fsync, rename, fsync of the
-// directory) so that a crash leaves either the old or the new checkpoint,
-// never a torn one. A SHA-256 over the whole content detects corruption.
+// Model checkpoints: the global model (parameters, version, rounds completed),
+// the optimizer's state, the ids of the updates the model contains and the
+// schedule's client records, in one file, written atomically (temp file,
+// fsync, rename, fsync of the directory) so that a crash leaves either the
+// old or the new checkpoint, never a torn one. A SHA-256 over the whole
+// content detects corruption.
 //
-// File layout (little-endian), version 3:
-//   "TALLYCK3" | u64 version | u64 round | u64 layout_hash | u64 num_params |
+// File layout (little-endian), version 4:
+//   "TALLYCK4" | u64 version | u64 round | u64 layout_hash | u64 num_params |
 //   f32 params[num_params] |
 //   u32 optimizer name length | name | u32 state tensor count |
 //     per tensor: u32 key length | key | u64 count | f32 values[count] |
 //   u32 client count | per client: u32 id length | id | u32 update count |
 //     per update: u32 length | update id |
+//   u32 schedule name length | name | u32 record count |
+//     per record: u32 id length | id | u64 num_samples | f64 seconds_per_step |
 //   32-byte SHA-256 of everything before it.
 // The update ids are those of the updates the checkpointed model contains
 // (the newest few per client), so that duplicate detection survives a
-// restart. Version 2 ("TALLYCK2") lacks the ids, version 1 ("TALLYCK1") the
-// optimizer section too; both are still read. Schedule state joins later.
+// restart. Older files are still read: version 3 ("TALLYCK3") lacks the
+// schedule section, version 2 the ids too, version 1 the optimizer section.
 #ifndef TALLY_SERVER_CHECKPOINT_H_
 #define TALLY_SERVER_CHECKPOINT_H_
 
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "aggregators/schedules/schedule.h"
 #include "core/model_layout.h"
 #include "core/model_store.h"
 
@@ -44,22 +49,35 @@ struct OptimizerState {
 // Per client, the ids of its updates the model contains, oldest first.
 using AppliedUpdateIds = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
+// The asynchronous schedule's durable state (schedule.h, ScheduleState).
+struct ScheduleCheckpoint {
+  std::string name;  // Empty: synchronous rounds, or a file before version 4.
+  aggregators::ScheduleState state;
+};
+
 struct LoadedCheckpoint {
   uint64_t version = 0;
   uint64_t round = 0;
   std::vector<float> params;
   OptimizerState optimizer;  // Empty name for a version-1 checkpoint.
   AppliedUpdateIds applied;  // Empty before version 3.
+  ScheduleCheckpoint schedule;
 };
 
-// Writes `snapshot` and the optimizer state as dir/model.tallyckpt (creating
-// `dir` if missing), keeping the one it replaces as model.tallyckpt.prev.
-// `optimizer_tensors` point at the optimizer's own state.
-absl::Status WriteCheckpoint(
-    const std::string& dir, const ModelLayout& layout, const ModelSnapshot& snapshot,
-    const std::string& optimizer_name = "",
-    const std::vector<std::pair<std::string, std::vector<float>*>>& optimizer_tensors = {},
-    const AppliedUpdateIds& applied = {});
+// What a checkpoint holds besides the model snapshot.
+struct CheckpointContents {
+  std::string optimizer_name;
+  // Point at the optimizer's own state tensors (no copy).
+  std::vector<std::pair<std::string, std::vector<float>*>> optimizer_tensors;
+  AppliedUpdateIds applied;
+  ScheduleCheckpoint schedule;
+};
+
+// Writes `snapshot` and `contents` as dir/model.tallyckpt (creating `dir` if
+// missing), keeping the one it replaces as model.tallyckpt.prev.
+absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
+                             const ModelSnapshot& snapshot,
+                             const CheckpointContents& contents = {});
 
 // Reads dir/model.tallyckpt. nullopt if there is none; DATA_LOSS if it is
 // corrupt; FAILED_PRECONDITION if it belongs to another model layout.
@@ -77,6 +95,14 @@ struct RestoredCheckpoint {
 };
 absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
                                                      const ModelLayout& layout);
+
+// What start-up restored, as Admin.GetStatus reports it.
+struct RestoreReport {
+  uint64_t version = 0;  // 0: started from the initial model.
+  std::string from;      // The checkpoint file.
+  uint64_t clients = 0;  // Clients with a record (applied ids, schedule state).
+};
+RestoreReport ReportOf(const RestoredCheckpoint& restored);
 
 }  // namespace tally::server
 

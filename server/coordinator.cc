@@ -121,6 +121,13 @@ Coordinator::Coordinator(Options options)
     if (!schedule.ok()) std::abort();  // ValidateConfig() ran before.
     tally::MutexLock lock(&mu_);
     schedule_ = std::move(schedule).value();
+    const ScheduleCheckpoint& saved = options.schedule_state;
+    if (!saved.state.clients.empty()) {
+      schedule_->RestoreState(saved.state);
+      LogInfo(absl::StrCat("checkpoint: restored ", saved.state.clients.size(),
+                           " client record(s) of schedule '", saved.name, "' into '",
+                           schedule_->name(), "'"));
+    }
     // Idle buffers kept: as many as can be in use at once (uploads, buffered
     // updates, aggregate and models in flight), so that steady state
     // allocates nothing; memory above that peak is returned.
@@ -195,16 +202,21 @@ void Coordinator::MaybeCheckpoint(bool force) {
   }
   // The ids of the updates in `snapshot`: only this thread publishes, so
   // applied_ids_ matches it.
-  AppliedUpdateIds applied;
+  CheckpointContents contents;
+  contents.optimizer_name = optimizer_->name();
+  contents.optimizer_tensors = optimizer_->MutableState();
   {
     tally::MutexLock lock(&mu_);
     for (const auto& [client, ids] : applied_ids_) {
-      applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
+      contents.applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
+    }
+    if (schedule_ != nullptr) {
+      contents.schedule.name = schedule_->name();
+      contents.schedule.state = schedule_->SaveState();
     }
   }
   absl::Status written =
-      WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot, optimizer_->name(),
-                      optimizer_->MutableState(), applied);
+      WriteCheckpoint(config_.checkpoint_dir(), store_.layout(), *snapshot, contents);
   if (!written.ok()) {
     LogError(std::string(written.message()));
     metrics_->checkpoint_failures.Increment();

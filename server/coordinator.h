@@ -175,6 +175,9 @@ class Coordinator {
     // Optimizer state from a checkpoint; used if its name is the configured
     // optimizer's.
     OptimizerState optimizer_state;
+    // Schedule state from a checkpoint; its client records go to the
+    // configured schedule whatever its name (each takes what it uses).
+    ScheduleCheckpoint schedule_state;
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
   };

@@ -102,6 +102,10 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       checkpoint_restored_version(
           MakeGauge(registry, "tally_checkpoint_restored_version",
                     "Model version restored from a checkpoint at start (0 = none).")),
+      checkpoint_restored_clients(
+          MakeGauge(registry, "tally_checkpoint_restored_clients",
+                    "Clients whose records (applied update ids, schedule state) the restored "
+                    "checkpoint held.")),
       checkpoint_failures(MakeCounter(registry, "tally_checkpoint_failures_total",
                                       "Checkpoint writes that failed (logged).")),
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),

@@ -67,6 +67,7 @@ class ServerMetrics {
   prometheus::Histogram& update_staleness;
   prometheus::Gauge& checkpoint_version;           // Newest version written.
   prometheus::Gauge& checkpoint_restored_version;  // Restored at start; 0 = none.
+  prometheus::Gauge& checkpoint_restored_clients;
   prometheus::Counter& checkpoint_failures;
   prometheus::Gauge& model_version;
   prometheus::Gauge& connected_clients;

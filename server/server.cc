@@ -55,23 +55,25 @@ class ServerImpl final : public Server {
       for (const std::string& why : restored->skipped) {
         LogError(absl::StrCat("skipping a corrupt checkpoint: ", why));
       }
+      restored_ = ReportOf(*restored);
       if (restored->checkpoint.has_value()) {
         LoadedCheckpoint& ckpt = *restored->checkpoint;
         LogInfo(absl::StrCat("resumed from checkpoint ", restored->path, ": model version ",
-                             ckpt.version, ", ", ckpt.round, " rounds completed"));
-        restored_version_ = ckpt.version;
-        restored_from_ = restored->path;
+                             ckpt.version, ", ", ckpt.round, " rounds completed, records of ",
+                             restored_.clients, " client(s)"));
         options.initial_version = ckpt.version;
         options.initial_round = ckpt.round;
         options.restored = true;
         options.initial_params = std::move(ckpt.params);
         options.optimizer_state = std::move(ckpt.optimizer);
         options.applied_ids = std::move(ckpt.applied);
+        options.schedule_state = std::move(ckpt.schedule);
       } else if (!restored->skipped.empty()) {
         LogError("no valid checkpoint left; starting from the initial model");
       }
     }
-    metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_version_));
+    metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
+    metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
     if (options.initial_params.empty()) {
       options.initial_params = InitialParams(layout, config_.model().init());
     }
@@ -90,7 +92,7 @@ class ServerImpl final : public Server {
     aggregator_ =
         std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_, auth_.get());
     admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
-                                            absl::Now(), restored_version_, restored_from_);
+                                            absl::Now(), restored_);
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -152,8 +154,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
   std::unique_ptr<Coordinator> coordinator_;
-  uint64_t restored_version_ = 0;  // 0: started from the initial model.
-  std::string restored_from_;
+  RestoreReport restored_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
   std::unique_ptr<AdminService> admin_;

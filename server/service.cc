@@ -539,15 +539,13 @@ grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* 
 
 AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics,
                            const tally::v1::ServerConfig* config, const Authenticator* auth,
-                           absl::Time started, uint64_t restored_version,
-                           std::string restored_from)
+                           absl::Time started, RestoreReport restored)
     : coordinator_(coordinator),
       metrics_(metrics),
       config_(config),
       auth_(auth),
       started_(started),
-      restored_version_(restored_version),
-      restored_from_(std::move(restored_from)) {}
+      restored_(std::move(restored)) {}
 
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* context,
                                                   const tally::v1::GetStatusRequest* request,
@@ -578,8 +576,9 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
   response->set_strategy(absl::StrCat(config_->schedule().name(), "/", config_->strategy().rule(),
                                       "/", config_->optimizer().name()));
   response->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
-  response->set_restored_version(restored_version_);
-  response->set_restored_from(restored_from_);
+  response->set_restored_version(restored_.version);
+  response->set_restored_from(restored_.from);
+  response->set_restored_clients(restored_.clients);
   response->set_checkpoint_version(s.checkpoint_version);
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -57,13 +57,11 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
 
 class AdminService final : public tally::v1::Admin::CallbackService {
  public:
-  // Calls need an admin identity when authentication is on.
-  // `restored_version` / `restored_from`: the checkpoint start-up restored
-  // (0 / empty: none).
+  // Calls need an admin identity when authentication is on. `restored`:
+  // what start-up restored from a checkpoint.
   AdminService(Coordinator* coordinator, ServerMetrics* metrics,
                const tally::v1::ServerConfig* config, const Authenticator* auth,
-               absl::Time started, uint64_t restored_version = 0,
-               std::string restored_from = "");
+               absl::Time started, RestoreReport restored = {});
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const tally::v1::GetStatusRequest* request,
@@ -75,8 +73,7 @@ class AdminService final : public tally::v1::Admin::CallbackService {
   const tally::v1::ServerConfig* const config_;
   const Authenticator* const auth_;
   const absl::Time started_;
-  const uint64_t restored_version_;
-  const std::string restored_from_;
+  const RestoreReport restored_;
 };
 
 // Converts a ModelLayout to its wire form.

@@ -32,8 +32,10 @@ class AsyncServerTest : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Client>> clients_;
   std::map<std::string, uint64_t> base_;  // Version each client last pulled.
 
-  void StartServer(const tally::v1::ScheduleConfig& schedule) {
+  void StartServer(const tally::v1::ScheduleConfig& schedule,
+                   const std::string& checkpoint_dir = "") {
     server::ServerOptions options;
+    options.config.set_checkpoint_dir(checkpoint_dir);
     options.config.set_listen_address("127.0.0.1:0");
     options.config.set_metrics_port(-1);
     auto* t = options.config.mutable_model()->add_tensors();
@@ -252,6 +254,52 @@ TEST_F(AsyncServerTest, FedBuffBuffersWeightsByStalenessAndRejectsTooStale) {
   ASSERT_THAT(Push("b", 2), IsOk());
   EXPECT_NEAR(ModelAt(4), 3 + 8 * 0.35355339 + 0.5 + 2, 1e-5);
   EXPECT_EQ(Metric("tally_update_staleness"), 6);
+}
+
+// A restart keeps FedCompass's speed estimates (checkpoint): a known client
+// is put into a group with its first task after the restart, where a fresh
+// schedule would treat it as a newcomer (Q_max steps, no group, no
+// deadline).
+TEST_F(AsyncServerTest, FedCompassKeepsItsSpeedsAcrossARestart) {
+  const std::string dir = ::testing::TempDir() + "/async_compass_restart";
+  std::system(("rm -rf '" + dir + "'").c_str());
+  tally::v1::ScheduleConfig s;
+  s.set_name("fedcompass");
+  s.set_num_clients(2);
+  s.set_min_local_steps(20);
+  s.set_max_local_steps(100);
+  s.set_latest_time_factor(1.5);
+  StartServer(s, dir);
+  AddClient("a");
+  At(0);
+  Task first = NextTask("a");
+  EXPECT_EQ(first.local_steps, 100u);
+  EXPECT_EQ(first.deadline, absl::InfiniteFuture());
+  // 100 steps in 50 s: 0.5 s/step; the first arrival is applied at once.
+  At(50);
+  ASSERT_THAT(Push("a", 1.0f), IsOk());
+  ModelAt(2);
+  clients_.clear();
+  server_->Shutdown(absl::Seconds(1));  // Writes the final checkpoint.
+  server_.reset();
+
+  StartServer(s, dir);
+  AddClient("a");
+  AddClient("b");
+  auto status = clients_["a"]->GetServerStatus();
+  ASSERT_THAT(status, IsOk());
+  EXPECT_EQ(status->restored_version, 2u);
+  EXPECT_EQ(status->restored_clients, 1u);
+  At(60);
+  // a: no open group, so a new one with Q = Q_max = 100 steps: expected at
+  // 60 + 100·0.5 = 110, latest at 60 + 1.5·50 = 135.
+  Task known = NextTask("a");
+  EXPECT_EQ(known.local_steps, 100u);
+  EXPECT_EQ(known.deadline, origin_ + absl::Seconds(135));
+  // b has no speed: a newcomer as on a fresh server.
+  Task newcomer = NextTask("b");
+  EXPECT_EQ(newcomer.local_steps, 100u);
+  EXPECT_EQ(newcomer.deadline, absl::InfiniteFuture());
 }
 
 }  // namespace

@@ -105,7 +105,10 @@ TEST(CheckpointTest, OptimizerStateRoundTrips) {
   snapshot.round = 2;
   snapshot.params = {1, 2};
   std::vector<float> m = {0.25f, -0.5f}, v = {4, 8};
-  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, "fedadam", {{"m", &m}, {"v", &v}}), IsOk());
+  CheckpointContents contents;
+  contents.optimizer_name = "fedadam";
+  contents.optimizer_tensors = {{"m", &m}, {"v", &v}};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, contents), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpoint(dir, layout));
   ASSERT_TRUE(loaded.has_value());
   EXPECT_EQ(loaded->optimizer.name, "fedadam");
@@ -133,12 +136,38 @@ TEST(CheckpointTest, AppliedUpdateIdsRoundTrip) {
   snapshot.version = 3;
   snapshot.round = 2;
   snapshot.params = {0.25f};
-  const AppliedUpdateIds applied = {{"alice", {"u1", "u2"}}, {"bob", {}}, {"carol", {"x"}}};
-  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, "sgd", {}, applied), IsOk());
+  CheckpointContents contents;
+  contents.optimizer_name = "sgd";
+  contents.applied = {{"alice", {"u1", "u2"}}, {"bob", {}}, {"carol", {"x"}}};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, contents), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpoint(dir, layout));
   ASSERT_TRUE(loaded.has_value());
-  EXPECT_EQ(loaded->applied, applied);
+  EXPECT_EQ(loaded->applied, contents.applied);
   EXPECT_EQ(loaded->optimizer.name, "sgd");
+  EXPECT_TRUE(loaded->schedule.name.empty());
+}
+
+TEST(CheckpointTest, ScheduleStateRoundTripsAndIsReported) {
+  const std::string dir = FreshDir("ckpt_schedule");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {1}}}));
+  ModelSnapshot snapshot;
+  snapshot.version = 4;
+  snapshot.params = {1.0f};
+  CheckpointContents contents;
+  contents.applied = {{"alice", {"u1"}}, {"bob", {"u2"}}};
+  contents.schedule.name = "fedcompass";
+  // bob is in both sections, carol only here: three clients in all.
+  contents.schedule.state.clients = {{"bob", 30, 0.125}, {"carol", 0, 1.0 / 3.0}};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, contents), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(RestoredCheckpoint restored, RestoreCheckpoint(dir, layout));
+  ASSERT_TRUE(restored.checkpoint.has_value());
+  EXPECT_EQ(restored.checkpoint->schedule.name, "fedcompass");
+  // Doubles survive bit for bit.
+  EXPECT_EQ(restored.checkpoint->schedule.state.clients, contents.schedule.state.clients);
+  const RestoreReport report = ReportOf(restored);
+  EXPECT_EQ(report.version, 4u);
+  EXPECT_EQ(report.from, dir + "/" + kCheckpointFileName);
+  EXPECT_EQ(report.clients, 3u);
 }
 
 TEST(CheckpointTest, ReadsVersionOneFiles) {

@@ -342,6 +342,68 @@ TEST(FedCompassTest, EmptyTimerThenLateArrivalUsesGeneralBuffer) {
   EXPECT_EQ(d->flushes[0].updates[1].handle, 3u);
 }
 
+TEST(FedCompassTest, SaveStateHoldsTheSpeedEstimatesAndSampleCounts) {
+  ScheduleOptions o = CompassOptions();
+  o.num_clients = 1;
+  auto schedule = MustCreate(o);
+  ASSERT_NE(schedule, nullptr);
+  const absl::Time t0 = absl::UnixEpoch();
+  EXPECT_TRUE(schedule->SaveState().clients.empty());
+  schedule->PlanFor("a", t0);
+  schedule->PlanFor("b", t0);
+  // a: 100 steps in 100 s. b has a task but no arrival: no record.
+  ASSERT_THAT(schedule->OnArrival({"a", 1, 0, 7}, t0 + absl::Seconds(100)), IsOk());
+  std::vector<ClientRecord> expected = {{"a", 7, 1.0}};
+  EXPECT_EQ(schedule->SaveState().clients, expected);
+  // a again: its new group g0 expects it at 200; it arrives at 300 with 100
+  // steps: sample 2.0, speed 0.1·1 + 0.9·2 = 1.9.
+  ASSERT_THAT(schedule->OnArrival({"a", 2, 0, 9}, t0 + absl::Seconds(300)), IsOk());
+  const ScheduleState state = schedule->SaveState();
+  ASSERT_EQ(state.clients.size(), 1u);
+  EXPECT_EQ(state.clients[0].num_samples, 9u);
+  EXPECT_NEAR(state.clients[0].seconds_per_step, 1.9, 1e-12);
+}
+
+// Restored speeds: both clients are grouped from their first task (a fresh
+// schedule would give each Q_max and no group, FirstTaskIsQmaxWithoutGroup).
+TEST(FedCompassTest, RestoredSpeedsGroupClientsFromTheirFirstTask) {
+  auto schedule = MustCreate(CompassOptions());
+  ASSERT_NE(schedule, nullptr);
+  ScheduleState saved;
+  saved.clients = {{"a", 0, 0.5}, {"b", 0, 1.0}};
+  schedule->RestoreState(saved);
+  const absl::Time t0 = absl::UnixEpoch();
+  // a: no group yet, so a new one with Q_max = 100: expected 50, latest 75.
+  TaskPlan a = schedule->PlanFor("a", t0);
+  EXPECT_EQ(a.local_steps, 100u);
+  EXPECT_EQ(a.group, 0);
+  EXPECT_EQ(a.expected, t0 + absl::Seconds(50));
+  EXPECT_EQ(a.deadline, t0 + absl::Seconds(75));
+  // PlanFor stays idempotent.
+  EXPECT_EQ(schedule->PlanFor("a", t0).local_steps, 100u);
+  EXPECT_EQ(schedule->NextTimer(), t0 + absl::Seconds(75));
+  // b joins g0: floor((50 − 0) / 1.0) = 50 steps, within [20, 100].
+  TaskPlan b = schedule->PlanFor("b", t0);
+  EXPECT_EQ(b.local_steps, 50u);
+  EXPECT_EQ(b.group, 0);
+  EXPECT_EQ(b.deadline, t0 + absl::Seconds(75));
+  // Both arrive on time at 50 s: a waits, b completes the group: one step
+  // of both, each 0.9 · S(0) · 1/3 = 0.3; reassigned fastest first.
+  auto d = schedule->OnArrival({"a", 1, 0, 1}, t0 + absl::Seconds(50));
+  ASSERT_THAT(d, IsOk());
+  EXPECT_TRUE(d->flushes.empty());
+  EXPECT_TRUE(schedule->PlanFor("a", t0 + absl::Seconds(50)).wait);
+  d = schedule->OnArrival({"b", 2, 0, 1}, t0 + absl::Seconds(50));
+  ASSERT_THAT(d, IsOk());
+  ASSERT_EQ(d->flushes.size(), 1u);
+  ASSERT_EQ(d->flushes[0].updates.size(), 2u);
+  EXPECT_DOUBLE_EQ(d->flushes[0].updates[0].weight, 0.3);
+  EXPECT_DOUBLE_EQ(d->flushes[0].updates[1].weight, 0.3);
+  ASSERT_EQ(d->assignments.size(), 2u);
+  EXPECT_EQ(d->assignments[0].client_id, "a");
+  EXPECT_EQ(d->assignments[1].client_id, "b");
+}
+
 // ---- FedFix: ALGORITHMS.md §4.3 --------------------------------------------
 
 TEST(FedFixTest, WorkedExampleOfSection4_3) {
@@ -547,6 +609,27 @@ TEST(FedBuffTest, FlushSumsAlphaStalenessWeightedUpdates) {
   ASSERT_EQ(d->flushes[0].updates.size(), 2u);
   EXPECT_DOUBLE_EQ(d->flushes[0].updates[0].weight, 0.9 / 4);
   EXPECT_DOUBLE_EQ(d->flushes[0].updates[1].weight, 0.9 / 4 * 0.5);  // 1/(0.5·2+1)
+}
+
+// Sample counts from a checkpoint weight the first flush after a restart as
+// they weighted the last one before it: 30 / (30 + 10), not 30 / 30.
+TEST(FedBuffTest, RestoredSampleCountsWeightTheFirstFlush) {
+  ScheduleOptions o;
+  o.name = "fedbuff";
+  o.buffer_size = 1;
+  o.alpha = 1;
+  o.client_weights = "sample_size";
+  auto schedule = MustCreate(o);
+  ASSERT_NE(schedule, nullptr);
+  ScheduleState saved;
+  saved.clients = {{"b", 10, 0}, {"a", 25, 2.5}};  // Speeds are ignored here.
+  schedule->RestoreState(saved);
+  auto d = schedule->OnArrival({"a", 1, 0, 30}, absl::UnixEpoch());
+  ASSERT_THAT(d, IsOk());
+  ASSERT_EQ(d->flushes.size(), 1u);
+  EXPECT_DOUBLE_EQ(d->flushes[0].updates[0].weight, 0.75);
+  std::vector<ClientRecord> expected = {{"a", 30, 0}, {"b", 10, 0}};
+  EXPECT_EQ(schedule->SaveState().clients, expected);
 }
 
 // ---- Options and registry --------------------------------------------------

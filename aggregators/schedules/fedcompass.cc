@@ -15,6 +15,9 @@
 // * Speeds are floored at kMinSecondsPerStep (§3.8).
 // * A deadline due before an arrival is processed at the arrival's time, and
 //   OnTimer at the time it is called: reassigned clients start "now".
+// * A server restart keeps the speed estimates (SaveState/RestoreState): a
+//   client with a known speed is assigned a group at its first task after
+//   the restart (the reference has no restart).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -41,8 +44,39 @@ class FedCompass final : public DeferringSchedule {
     if (inserted) {
       it->second.start = SecondsSinceOrigin(now);
       it->second.steps = options().max_local_steps;
+    } else if (it->second.restored) {
+      // Speed known from a checkpoint: straight into a group (§3.5). The
+      // assignment is this plan, so the Decision's copy is not needed.
+      it->second.restored = false;
+      Decision unused;
+      Assign(it->first, now, &unused);
     }
     return PlanOf(it->second);
+  }
+
+  ScheduleState SaveState() const override {
+    ScheduleState state = ScheduleBase::SaveState();
+    absl::flat_hash_map<std::string, size_t> index;
+    for (size_t i = 0; i < state.clients.size(); ++i) index[state.clients[i].client_id] = i;
+    for (const auto& [client_id, client] : clients_) {
+      if (client.speed <= 0) continue;
+      auto [it, inserted] = index.try_emplace(client_id, state.clients.size());
+      if (inserted) state.clients.push_back({client_id, 0, 0});
+      state.clients[it->second].seconds_per_step = client.speed;
+    }
+    std::sort(state.clients.begin(), state.clients.end(),
+              [](const ClientRecord& a, const ClientRecord& b) { return a.client_id < b.client_id; });
+    return state;
+  }
+
+  void RestoreState(const ScheduleState& state) override {
+    ScheduleBase::RestoreState(state);
+    for (const ClientRecord& record : state.clients) {
+      if (!(record.seconds_per_step > 0) || !std::isfinite(record.seconds_per_step)) continue;
+      Client& client = clients_[record.client_id];
+      client.speed = std::max(kMinSecondsPerStep, record.seconds_per_step);
+      client.restored = true;
+    }
   }
 
   absl::Time NextTimer() const override {
@@ -59,7 +93,9 @@ class FedCompass final : public DeferringSchedule {
   void HandleArrival(const BufferedUpdate& update, absl::Time now, Decision* decision) override {
     auto [it, inserted] = clients_.try_emplace(update.client_id);
     Client& client = it->second;
-    if (inserted) client.steps = options().max_local_steps;  // start = origin.
+    // start = origin; a restored client never planned is a newcomer too.
+    if (inserted || client.restored) client.steps = options().max_local_steps;
+    client.restored = false;
     UpdateSpeed(client, SecondsSinceOrigin(now));
 
     auto group = groups_.find(client.group);
@@ -92,6 +128,7 @@ class FedCompass final : public DeferringSchedule {
     uint32_t steps = 0;    // Q_c of its current task.
     int64_t group = -1;    // Its arrival group; -1 before its first arrival.
     bool waiting = false;  // Arrived on time, its group not yet aggregated.
+    bool restored = false;  // Speed from a checkpoint, no task yet.
   };
   struct Group {
     std::vector<std::string> pending;

@@ -138,6 +138,23 @@ BufferedUpdate ScheduleBase::Accept(const Arrival& arrival) {
                         flushes_ - static_cast<int64_t>(arrival.staleness)};
 }
 
+ScheduleState ScheduleBase::SaveState() const {
+  ScheduleState state;
+  for (const auto& [client_id, n] : samples_) state.clients.push_back({client_id, n, 0});
+  std::sort(state.clients.begin(), state.clients.end(),
+            [](const ClientRecord& a, const ClientRecord& b) { return a.client_id < b.client_id; });
+  return state;
+}
+
+void ScheduleBase::RestoreState(const ScheduleState& state) {
+  for (const ClientRecord& record : state.clients) {
+    if (record.num_samples == 0) continue;
+    uint64_t& n = samples_[record.client_id];
+    total_samples_ = total_samples_ - n + record.num_samples;
+    n = record.num_samples;
+  }
+}
+
 uint64_t ScheduleBase::StalenessOf(const BufferedUpdate& update) const {
   return static_cast<uint64_t>(flushes_ - update.base_tick);
 }

@@ -122,6 +122,27 @@ struct Decision {
   std::vector<UpdateHandle> dropped;     // Discarded by the schedule; free them.
 };
 
+// What a schedule has learned about one client that is worth keeping across
+// a server restart (checkpoints).
+struct ClientRecord {
+  std::string client_id;
+  uint64_t num_samples = 0;       // Latest reported n_c (sample_size weights); 0 = none.
+  double seconds_per_step = 0;    // FedCompass's speed estimate; 0 = none.
+  bool operator==(const ClientRecord& o) const {
+    return client_id == o.client_id && num_samples == o.num_samples &&
+           seconds_per_step == o.seconds_per_step;
+  }
+};
+
+// A schedule's durable state: its client records, sorted by client id. Tasks
+// in flight, FedCompass groups, FedFix windows and buffered updates are NOT
+// part of it: a restarted server forgets its sessions and tasks (clients
+// join again and get new tasks), and buffered updates are not in any
+// checkpointed model (README, "What acknowledged guarantees").
+struct ScheduleState {
+  std::vector<ClientRecord> clients;
+};
+
 class Schedule {
  public:
   virtual ~Schedule() = default;
@@ -146,6 +167,15 @@ class Schedule {
 
   // Runs every timer due at or before `now`, earliest first.
   virtual Decision OnTimer(absl::Time now) = 0;
+
+  // The durable state, for a checkpoint.
+  virtual ScheduleState SaveState() const = 0;
+  // Restores SaveState's output (of any schedule) into a fresh schedule,
+  // before any other call. Each schedule takes what it uses: sample counts
+  // (every schedule) and speeds (FedCompass: a client with a known speed gets
+  // a group and its local steps from its first task on, instead of starting
+  // as a newcomer with a single immediate update).
+  virtual void RestoreState(const ScheduleState& state) = 0;
 };
 
 // One struct for every schedule; each reads its own fields. Defaults are

@@ -33,6 +33,9 @@ class ScheduleBase : public Schedule {
  public:
   ScheduleBase(std::string name, const ScheduleOptions& options, StalenessFunction staleness);
   const std::string& name() const override { return name_; }
+  // The sample counts.
+  ScheduleState SaveState() const override;
+  void RestoreState(const ScheduleState& state) override;
 
  protected:
   const ScheduleOptions& options() const { return options_; }

@@ -143,6 +143,7 @@ struct ServerStatusInfo {
   int64_t last_round_millis = 0;
   uint64_t restored_version = 0;    // Restored from a checkpoint at start (0: none).
   std::string restored_from;        // Its file.
+  uint64_t restored_clients = 0;    // Clients it had records of (update ids, speeds).
   uint64_t checkpoint_version = 0;  // Newest version on disk (0: none).
 };
 
