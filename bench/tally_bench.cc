@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -151,10 +152,18 @@ void PrintSummary(const Report& r) {
   absl::PrintF("  PushUpdate    p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  (mean %.1f, max %.1f)\n",
                l.latency_p50 * 1e3, l.latency_p90 * 1e3, l.latency_p99 * 1e3, l.latency_mean * 1e3,
                l.latency_max * 1e3);
-  absl::PrintF("  round times   %s s\n",
-               absl::StrJoin(l.round_seconds, " ", [](std::string* out, double v) {
-                 absl::StrAppendFormat(out, "%.3f", v);
-               }));
+  if (l.round_seconds.size() <= 50) {
+    absl::PrintF("  round times   %s s\n",
+                 absl::StrJoin(l.round_seconds, " ", [](std::string* out, double v) {
+                   absl::StrAppendFormat(out, "%.3f", v);
+                 }));
+  } else {  // Long runs (soaks): a summary; every time is in the JSON.
+    std::vector<double> sorted = l.round_seconds;
+    std::sort(sorted.begin(), sorted.end());
+    absl::PrintF("  round times   min %.3f  median %.3f  p99 %.3f  max %.3f s (%d rounds)\n",
+                 sorted.front(), sorted[sorted.size() / 2], sorted[sorted.size() * 99 / 100],
+                 sorted.back(), sorted.size());
+  }
   absl::PrintF("  server RSS    peak %s (/proc VmHWM), %s (exit rusage), %s (Admin GetStatus)\n",
                MiB(r.server_peak_rss_proc),
                r.server_exit_max_rss > 0 ? MiB(r.server_exit_max_rss) : "n/a",
