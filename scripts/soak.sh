@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded soak (issue 6): tally-bench against its own tally-server on
 # loopback, CLIENTS clients for ROUNDS rounds (defaults: 200 clients x 100k
-# parameters x 4000 rounds, ~10 minutes on 2 cores), sampling the server's
+# parameters x 5600 rounds, ~10 minutes on a quiet 2-core machine), sampling the server's
 # RSS every 10 s. Prints the samples, the first and last, and fails if the
 # last exceeds the first after the warm-up (WARMUP seconds, default 30) by
 # more than 10 % or if any push failed.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-200}
 PARAMS=${PARAMS:-100000}
-ROUNDS=${ROUNDS:-4000}
+ROUNDS=${ROUNDS:-5600}
 SCHEDULE=${SCHEDULE:-sync}
 WARMUP=${WARMUP:-30}
 out=$(mktemp -d)
