@@ -6,7 +6,7 @@
 // Memory-bound passes over whole models: built for AVX-512, AVX2 and
 // baseline x86-64, chosen at load time (as aggregators/rules/kernels.cc).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TALLY_VECTOR_OP __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#define TALLY_VECTOR_OP __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TALLY_VECTOR_OP
 #endif

@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev libssl-dev openssl prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libzstd-dev curl python3
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
 )
 
 missing=()

@@ -7,7 +7,7 @@
 #include <numeric>
 
 // One definition per instruction set, chosen by the dynamic loader (ifunc).
-#define TALLY_KERNEL __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#define TALLY_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 
 namespace tally::aggregators {
 namespace {

@@ -1,9 +1,11 @@
 // The inner loops of the rules, over one column range [begin, end) of a batch
 // (n rows of d floats, row-major): callers split columns over threads
 // (parallel.h) and combine per-task partial results. Each kernel is compiled
-// for AVX-512, AVX2+FMA and baseline x86-64 and picks one at load time
-// (GCC target_clones), so one binary runs everywhere and uses the wide units
-// where they exist.
+// for AVX-512, AVX2 and baseline x86-64 and picks one at load time (GCC
+// target_clones), so one binary runs everywhere and uses the wide units where
+// they exist. (Clones are named by ISA feature: an "arch=haswell" clone is
+// chosen only when the CPU model is recognised, which virtual CPUs often
+// are not.)
 #ifndef TALLY_AGGREGATORS_RULES_KERNELS_H_
 #define TALLY_AGGREGATORS_RULES_KERNELS_H_
 
