@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -22,8 +23,11 @@
 #include "client/raw_push.h"
 #include "client/retry.h"
 #include "client/validation.h"
+#include "compress/codec.h"
+#include "compress/error_feedback.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
+#include "proto/codec_params.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 // CODEC_DENSE_F32 is little-endian float32; the payload is sent as the raw
@@ -43,6 +47,17 @@ struct Session {
   std::string token;
   JoinResult join;
   size_t chunk_bytes = 0;  // Upload chunk size agreed at Join.
+  compress::CodecSpec upload;  // Assigned at Join.
+};
+
+// An update as it goes on the wire: float32 straight from Update.delta, or
+// encoded once (before any attempt, so retries resend the same bytes).
+struct EncodedUpdate {
+  compress::CodecSpec spec;
+  std::string payload;  // Empty: float32, sent from the delta itself.
+  // Error feedback: the residual state after this update, adopted when the
+  // server acknowledges it (a failed push leaves the old residual).
+  std::optional<compress::ErrorFeedback> feedback;
 };
 
 // How one logical call is attempted and retried.
@@ -131,7 +146,16 @@ class GrpcClient final : public Client {
   }
 
   absl::StatusOr<Model> PullOnce(const Session& session, uint64_t version);
+  // Encodes `update` with the session's codec (with the error-feedback
+  // residual added, if on).
+  absl::StatusOr<EncodedUpdate> EncodeUpdate(const Session& session, const Update& update,
+                                             const std::string& update_id)
+      ABSL_LOCKS_EXCLUDED(feedback_mu_);
+  // The push of `encoded` was acknowledged: the residual becomes what it
+  // did not carry.
+  void CommitFeedback(EncodedUpdate& encoded) ABSL_LOCKS_EXCLUDED(feedback_mu_);
   absl::StatusOr<v1::PushUpdateResponse> PushOnce(const Session& session, const Update& update,
+                                                  const EncodedUpdate& encoded,
                                                   const std::string& update_id);
 
   const ClientOptions options_;
@@ -144,6 +168,9 @@ class GrpcClient final : public Client {
   tally::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   tally::Mutex mu_;
   std::shared_ptr<const Session> session_ ABSL_GUARDED_BY(mu_);  // Null before Join.
+  tally::Mutex feedback_mu_;
+  // Error feedback: what acknowledged compressed updates did not carry.
+  std::optional<compress::ErrorFeedback> feedback_ ABSL_GUARDED_BY(feedback_mu_);
 };
 
 template <typename Fn>
@@ -195,6 +222,9 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   request.set_client_id(options_.client_id);
   request.set_sdk_version(kSdkVersion);
   request.add_supported_codecs(v1::CODEC_DENSE_F32);
+  for (const std::string& name : options_.upload_codecs) {
+    request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
+  }
   v1::JoinResponse response;
   CallSpec spec("Join");
   spec.needs_session = false;
@@ -204,17 +234,36 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
     return FromGrpcStatus("Join", aggregator_->Join(&context, request, &response));
   }));
 
-  if (response.upload_codec() != v1::CODEC_DENSE_F32 &&
-      response.upload_codec() != v1::CODEC_UNSPECIFIED) {
-    return absl::UnimplementedError(absl::StrCat("Join: the server assigned upload codec ",
-                                                 v1::Codec_Name(response.upload_codec()),
-                                                 "; this SDK sends CODEC_DENSE_F32 only"));
-  }
   auto session = std::make_shared<Session>();
   session->token = response.session_token();
   absl::StatusOr<ModelInfo> model = client_internal::ModelInfoFromSpec(response.model_spec());
   if (!model.ok()) return WithRpc("Join", model.status());
   session->join.model = *std::move(model);
+  // The assigned codec must be one this client offered, with valid parameters.
+  const v1::Codec assigned = response.upload_codec() == v1::CODEC_UNSPECIFIED
+                                 ? v1::CODEC_DENSE_F32
+                                 : response.upload_codec();
+  absl::StatusOr<compress::CodecSpec> upload = SpecFromProto(assigned, response.upload_params());
+  if (upload.ok()) {
+    const std::string name = compress::FindCodec(upload->id)->name;
+    const bool offered =
+        upload->id == compress::CodecId::kFloat32 ||
+        std::find(options_.upload_codecs.begin(), options_.upload_codecs.end(), name) !=
+            options_.upload_codecs.end();
+    if (!offered) {
+      upload = absl::FailedPreconditionError(absl::StrCat("codec ", name, " was not offered"));
+    } else if (absl::Status valid = compress::ValidateSpec(*upload, session->join.model.num_params);
+               !valid.ok()) {
+      upload = valid;
+    }
+  }
+  if (!upload.ok()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "Join: the server assigned upload codec ", static_cast<int>(assigned),
+        " that this client cannot use: ", upload.status().message()));
+  }
+  session->upload = *upload;
+  session->join.upload_codec = compress::FindCodec(upload->id)->name;
   session->join.model_version = response.model_version();
   session->join.max_chunk_bytes = response.limits().max_chunk_bytes();
   session->join.max_update_bytes = response.limits().max_update_bytes();
@@ -298,22 +347,70 @@ absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& update) {
     }
     result.update_id = update.update_id;
   }
+  // Encoded once, before any attempt: retries resend the same bytes.
+  EncodedUpdate encoded;
+  if (std::shared_ptr<const Session> session = CurrentSession(); session != nullptr) {
+    TALLY_ASSIGN_OR_RETURN(encoded, EncodeUpdate(*session, update, result.update_id));
+  }
+  result.payload_bytes = encoded.payload.empty() ? update.delta.size() * sizeof(float)
+                                                 : encoded.payload.size();
   CallSpec spec("PushUpdate");
   spec.attempts = &result.attempts;
   absl::StatusOr<v1::PushUpdateResponse> response = Call(
-      spec, [&](const Session& session) { return PushOnce(session, update, result.update_id); });
+      spec, [&](const Session& session) {
+        return PushOnce(session, update, encoded, result.update_id);
+      });
   if (!response.ok()) {
     if (response.status().code() != absl::StatusCode::kAlreadyExists) return response.status();
     result.duplicate = true;
+    CommitFeedback(encoded);
     return result;
   }
+  CommitFeedback(encoded);
   result.round = response->round();
   result.model_version = response->model_version();
   return result;
 }
 
+absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
+                                                        const Update& update,
+                                                        const std::string& update_id) {
+  EncodedUpdate encoded;
+  encoded.spec = session.upload;
+  if (encoded.spec.id == compress::CodecId::kFloat32 && !encoded.spec.zstd) return encoded;
+  const size_t d = session.join.model.num_params;
+  if (update.delta.size() != d) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "PushUpdate: Update.delta has %d floats, the model has %d", update.delta.size(), d));
+  }
+  // A fresh seed per update (qsgd rounding, randk selection), the same for
+  // every retry of it.
+  encoded.spec.seed = std::hash<std::string>{}(absl::StrCat(options_.client_id, "/", update_id));
+  absl::Status encoded_ok;
+  if (options_.error_feedback) {
+    {
+      tally::MutexLock lock(&feedback_mu_);
+      encoded.feedback = feedback_.has_value() && feedback_->dim() == d
+                             ? *feedback_
+                             : compress::ErrorFeedback(d);
+    }
+    encoded_ok = encoded.feedback->Compress(encoded.spec, update.delta, &encoded.payload);
+  } else {
+    encoded_ok = compress::Encode(encoded.spec, update.delta, &encoded.payload);
+  }
+  if (!encoded_ok.ok()) return WithRpc("PushUpdate", encoded_ok);
+  return encoded;
+}
+
+void GrpcClient::CommitFeedback(EncodedUpdate& encoded) {
+  if (!encoded.feedback.has_value()) return;
+  tally::MutexLock lock(&feedback_mu_);
+  feedback_ = std::move(encoded.feedback);
+}
+
 absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& session,
                                                             const Update& update,
+                                                            const EncodedUpdate& encoded,
                                                             const std::string& update_id) {
   const ModelInfo& model = session.join.model;
   if (update.delta.size() != model.num_params) {
@@ -321,12 +418,18 @@ absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& sessi
         absl::StrFormat("PushUpdate: Update.delta has %d floats, the model has %d",
                         update.delta.size(), model.num_params));
   }
-  const v1::UpdateHeader header = client_internal::BuildUpdateHeader(
+  v1::UpdateHeader header = client_internal::BuildUpdateHeader(
       options_.client_id, session.token, model, update, update_id);
+  absl::Span<const char> payload(reinterpret_cast<const char*>(update.delta.data()),
+                                 model.num_params * sizeof(float));
+  if (!encoded.payload.empty()) {
+    header.set_codec(CodecToProto(encoded.spec));
+    SpecToProto(encoded.spec, header.mutable_codec_params());
+    header.set_payload_bytes(encoded.payload.size());
+    payload = absl::MakeConstSpan(encoded.payload.data(), encoded.payload.size());
+  }
   // Every retry restarts from byte 0: the server discards a partial upload.
   v1::PushUpdateResponse response;
-  const absl::Span<const char> payload(reinterpret_cast<const char*>(update.delta.data()),
-                                       model.num_params * sizeof(float));
   TALLY_RETURN_IF_ERROR(FromGrpcStatus(
       "PushUpdate",
       client_internal::RawPushUpdate(*generic_, absl::Now() + options_.transfer_timeout, header,

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "compress/codec.h"
 
 namespace tally {
 namespace client_internal {
@@ -73,6 +74,14 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   }
   if (options.transfer_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.transfer_timeout: must be > 0");
+  }
+  for (const std::string& name : options.upload_codecs) {
+    const compress::CodecInfo* info = compress::FindCodec(name);
+    if (info == nullptr || info->id == compress::CodecId::kSpsa) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ClientOptions.upload_codecs: '", name,
+          "' is not float32, float16, bfloat16, int8, qsgd, sign, topk or randk"));
+    }
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError(

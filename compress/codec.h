@@ -199,6 +199,17 @@ struct SpsaPair {
 absl::Status EncodeSpsaPairs(const CodecSpec& spec, absl::Span<const SpsaPair> pairs,
                              std::string* out);
 
+// --- topk --------------------------------------------------------------------
+
+// The topk payload of a sparse vector given explicitly (DGC's selection,
+// compress/dgc.h): values[i] at indices[i], zero elsewhere. Indices strictly
+// increasing and < d, values finite (and below float16's range with
+// half_values), at most EffectiveK(spec, d) entries — set spec.k to the
+// number of entries to declare exactly that; framed if spec.zstd. Decode
+// gives back the values (rounded to float16 with half_values) at the indices.
+absl::Status EncodeSparse(const CodecSpec& spec, absl::Span<const uint64_t> indices,
+                          absl::Span<const float> values, size_t d, std::string* out);
+
 // --- randk -------------------------------------------------------------------
 
 // True iff randk with `seed` selects entry j of a d-vector for k entries:

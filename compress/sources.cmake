@@ -9,4 +9,6 @@ set(TALLY_COMPRESS_SOURCES
   topk_codec.cc
   randk_codec.cc
   spsa_codec.cc
-  kernels.cc)
+  kernels.cc
+  error_feedback.cc
+  dgc.cc)

@@ -7,6 +7,7 @@
 // each is < d, checks the values' byte length is exactly n·(4 or 2) and every
 // value finite, then parses the indices again to write: validate-then-write
 // (no temporary). Decode zero-fills `out` after validation.
+// EncodeSparse (codec.h) writes the same format for a given index list.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,7 +19,8 @@
 #include "compress/half.h"
 #include "core/wire_framing.h"
 
-namespace tally::compress::internal {
+namespace tally::compress {
+namespace internal {
 namespace {
 
 size_t TopKBytes(const CodecSpec& spec, size_t d) {
@@ -58,6 +60,29 @@ void KthLargestKey(absl::Span<const float> x, uint64_t k, uint32_t* key, uint64_
   *take_equal = k - above;
 }
 
+// Appends the values, float32 or (half_values) float16; on a value that
+// rounds to infinity in float16, clears *out and fails.
+absl::Status AppendSparseValues(const CodecSpec& spec, absl::Span<const float> values,
+                                std::string* out) {
+  const size_t start = out->size();
+  out->resize(start + values.size() * SparseValueBytes(spec));
+  char* dst = out->data() + start;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!spec.half_values) {
+      StoreF32(dst + 4 * i, values[i]);
+      continue;
+    }
+    const uint16_t h = FloatToHalfBits(values[i]);
+    if (!HalfBitsFinite(h)) {
+      out->clear();
+      return absl::InvalidArgumentError(
+          absl::StrCat("topk cannot send ", values[i], " as float16: rounds to infinity"));
+    }
+    std::memcpy(dst + 2 * i, &h, 2);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EncodeTopK(const CodecSpec& spec, absl::Span<const float> x, std::string* out) {
   const uint64_t k = EffectiveK(spec, x.size());
   uint32_t threshold;
@@ -77,23 +102,7 @@ absl::Status EncodeTopK(const CodecSpec& spec, absl::Span<const float> x, std::s
       values.push_back(x[j]);
     }
   }
-  const size_t start = out->size();
-  out->resize(start + values.size() * SparseValueBytes(spec));
-  char* dst = out->data() + start;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!spec.half_values) {
-      StoreF32(dst + 4 * i, values[i]);
-      continue;
-    }
-    const uint16_t h = FloatToHalfBits(values[i]);
-    if (!HalfBitsFinite(h)) {
-      out->clear();
-      return absl::InvalidArgumentError(
-          absl::StrCat("topk cannot send ", values[i], " as float16: rounds to infinity"));
-    }
-    std::memcpy(dst + 2 * i, &h, 2);
-  }
-  return absl::OkStatus();
+  return AppendSparseValues(spec, values, out);
 }
 
 absl::Status DecodeTopK(const CodecSpec& spec, absl::string_view payload, const DecodeTarget& t) {
@@ -152,4 +161,47 @@ absl::Status DecodeTopK(const CodecSpec& spec, absl::string_view payload, const 
 
 const CodecOps kTopKOps = {ValidateSparseK, TopKBytes, EncodeTopK, DecodeTopK};
 
-}  // namespace tally::compress::internal
+}  // namespace internal
+
+absl::Status EncodeSparse(const CodecSpec& spec, absl::Span<const uint64_t> indices,
+                          absl::Span<const float> values, size_t d, std::string* out) {
+  if (spec.id != CodecId::kTopK) {
+    return absl::InvalidArgumentError("EncodeSparse needs a topk codec spec");
+  }
+  const absl::Status valid = ValidateSpec(spec, d);
+  if (!valid.ok()) return valid;
+  if (indices.size() != values.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EncodeSparse: ", indices.size(), " indices but ", values.size(), " values"));
+  }
+  const uint64_t k = EffectiveK(spec, d);
+  if (indices.size() > k) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("EncodeSparse: ", indices.size(), " entries exceed k = ", k));
+  }
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] >= d || (i > 0 && indices[i] <= indices[i - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("EncodeSparse: index ", i, " = ", indices[i],
+                       " is not above the previous one or not below d = ", d));
+    }
+    if (!std::isfinite(values[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("EncodeSparse: value ", i, " = ", values[i], " is not finite"));
+    }
+  }
+  std::string inner;
+  std::string* target = spec.zstd ? &inner : out;
+  target->clear();
+  AppendVarint(indices.size(), target);
+  uint64_t next = 0;  // Smallest index the next one may have.
+  for (const uint64_t j : indices) {
+    AppendVarint(j - next, target);
+    next = j + 1;
+  }
+  const absl::Status appended = internal::AppendSparseValues(spec, values, target);
+  if (!appended.ok() || !spec.zstd) return appended;
+  return internal::ZstdCompress(spec.zstd_level, inner, out);
+}
+
+}  // namespace tally::compress

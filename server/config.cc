@@ -6,9 +6,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/io/tokenizer.h"
-#include "server/auth.h"
 #include "google/protobuf/text_format.h"
+#include "proto/codec_params.h"
+#include "server/auth.h"
 
 namespace tally::server {
 namespace {
@@ -205,6 +207,33 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
   return ModelLayout::Create(defs);
 }
 
+absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
+    const tally::v1::ServerConfig& config, size_t num_params) {
+  std::vector<compress::CodecSpec> specs;
+  for (int i = 0; i < config.compression().upload_size(); ++i) {
+    const tally::v1::CodecChoice& choice = config.compression().upload(i);
+    const std::string field = absl::StrCat("compression.upload[", i, "]");
+    const compress::CodecInfo* info = compress::FindCodec(choice.codec());
+    if (info == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".codec: '", choice.codec(), "' is not one of ",
+                       absl::StrJoin(compress::CodecNames(), ", ")));
+    }
+    auto spec = SpecFromProto(static_cast<tally::v1::Codec>(info->id), choice.params());
+    if (spec.ok()) {
+      if (absl::Status valid = compress::ValidateSpec(*spec, num_params); !valid.ok()) {
+        spec = valid;
+      }
+    }
+    if (!spec.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".params: ", spec.status().message()));
+    }
+    specs.push_back(*spec);
+  }
+  return specs;
+}
+
 absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   auto invalid = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
   if (config.listen_address().find(':') == std::string::npos) {
@@ -261,6 +290,9 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
   }
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
+  if (auto codecs = UploadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
+    return codecs.status();
+  }
   const auto& limits = config.limits();
   if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {
     return invalid("limits.max_chunk_bytes: ", limits.max_chunk_bytes(),

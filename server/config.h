@@ -8,6 +8,7 @@
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/rule.h"
 #include "aggregators/schedules/schedule.h"
+#include "compress/codec.h"
 #include "core/model_layout.h"
 #include "tally/v1/config.pb.h"
 
@@ -45,6 +46,11 @@ size_t ExpectedBatchSize(const tally::v1::ServerConfig& config);
 
 // The model layout the config describes.
 absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model);
+
+// compression.upload as codec specs, in order of preference; INVALID_ARGUMENT
+// naming the entry for an unknown codec or invalid parameters.
+absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
+    const tally::v1::ServerConfig& config, size_t num_params);
 
 }  // namespace tally::server
 

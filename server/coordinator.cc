@@ -98,6 +98,9 @@ Coordinator::Coordinator(Options options)
   round_ = options.initial_round + 1;
   checkpointed_version_ = options.initial_version;
   checkpoint_on_disk_ = options.restored;
+  auto codecs = UploadCodecsFromConfig(config_, store_.layout().NumParams());
+  if (!codecs.ok()) std::abort();  // ValidateConfig() ran before.
+  upload_codecs_ = std::move(codecs).value();
   {
     tally::MutexLock lock(&mu_);
     for (const auto& [client, ids] : options.applied_ids) {
@@ -459,10 +462,10 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return absl::AlreadyExistsError(
         absl::StrCat("update '", h.update_id, "' was already accepted"));
   }
-  if (!h.codec_is_dense_f32) {
-    return RejectLocked(RejectReason::kMalformed,
-                        absl::InvalidArgumentError("codec: only CODEC_DENSE_F32 is accepted"));
+  if (absl::Status codec = CheckUploadCodec(h); !codec.ok()) {
+    return RejectLocked(RejectReason::kMalformed, codec);
   }
+  const bool streamed = h.codec.id == compress::CodecId::kFloat32 && !h.codec.zstd;
   if (h.layout_hash != layout.Hash() || h.num_params != layout.NumParams()) {
     return RejectLocked(RejectReason::kLayoutMismatch,
                         absl::InvalidArgumentError(absl::StrCat(
@@ -470,7 +473,16 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
                             " and ", h.num_params, " parameters, the server's model has hash ",
                             absl::Hex(layout.Hash()), " and ", layout.NumParams())));
   }
-  if (h.payload_bytes != 4 * layout.NumParams()) {
+  if (!streamed && (h.payload_bytes == 0 ||
+                    h.payload_bytes > compress::MaxEncodedBytes(h.codec, layout.NumParams()))) {
+    return RejectLocked(RejectReason::kLength,
+                        absl::InvalidArgumentError(absl::StrCat(
+                            "payload_bytes is ", h.payload_bytes, ", a ",
+                            compress::FindCodec(h.codec.id)->name, " update of ",
+                            layout.NumParams(), " parameters takes 1 .. ",
+                            compress::MaxEncodedBytes(h.codec, layout.NumParams()))));
+  }
+  if (streamed && h.payload_bytes != 4 * layout.NumParams()) {
     return RejectLocked(RejectReason::kLength,
                         absl::InvalidArgumentError(absl::StrCat(
                             "payload_bytes is ", h.payload_bytes, ", a dense float32 update of ",
@@ -546,9 +558,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     }
     round.row_state[row] = 1;
   } else {
-    auto opened = NewJournalLocked(h.payload_bytes);
-    if (!opened.ok()) return RejectLocked(RejectReason::kInternal, opened.status());
-    journal = std::move(opened).value();
+    if (streamed) {
+      auto opened = NewJournalLocked(h.payload_bytes);
+      if (!opened.ok()) return RejectLocked(RejectReason::kInternal, opened.status());
+      journal = std::move(opened).value();
+    }
     if (round.sum == nullptr) {
       round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
                                                                     layout.NumParams());
@@ -562,6 +576,8 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   upload->header_ = h;
   upload->weight_ = static_cast<float>(h.num_samples);
   upload->journal_ = std::move(journal);
+  upload->streamed_ = streamed;
+  if (!streamed) upload->payload_.reserve(h.payload_bytes);
   upload->started_ = clock_->Now();
   round.uploading[h.client_id] = upload.get();
   metrics_->uploads_in_flight.Increment();
@@ -575,11 +591,15 @@ absl::Status Coordinator::CheckChunkShape(const Upload& upload, uint64_t byte_of
     return absl::InvalidArgumentError(
         absl::StrCat("chunk offset ", byte_offset, ", expected ", upload.received_));
   }
-  if (size == 0 || size % 4 != 0 || size > config_.limits().max_chunk_bytes()) {
+  if (size == 0 || (upload.streamed_ && size % 4 != 0) ||
+      size > config_.limits().max_chunk_bytes()) {
     *reason = RejectReason::kMalformed;
     return absl::InvalidArgumentError(
-        absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
-                     config_.limits().max_chunk_bytes() / 4, " whole float32 values"));
+        upload.streamed_ ? absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                                        config_.limits().max_chunk_bytes() / 4,
+                                        " whole float32 values")
+                         : absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                                        config_.limits().max_chunk_bytes(), " bytes"));
   }
   if (upload.received_ + size > upload.header_.payload_bytes) {
     *reason = RejectReason::kLength;
@@ -607,6 +627,10 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   RejectReason reason = RejectReason::kInternal;
   if (absl::Status shape = CheckChunkShape(upload, byte_offset, size, &reason); !shape.ok()) {
     return fail(reason, shape);
+  }
+  if (!upload.streamed_) {
+    AppendPayload(upload, pieces);
+    return absl::OkStatus();
   }
   const uint64_t first = byte_offset / 4;
   absl::Status status;
@@ -663,12 +687,70 @@ void Coordinator::CountReceived(Upload& upload, size_t size) {
   metrics_->update_bytes_received.Increment(static_cast<double>(size));
 }
 
+absl::Status Coordinator::CheckUploadCodec(const UpdateHeaderInfo& h) const {
+  if (!h.codec_known) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec ", h.codec_id, " is not one this server knows"));
+  }
+  const compress::CodecInfo* info = compress::FindCodec(h.codec.id);
+  bool accepted = h.codec.id == compress::CodecId::kFloat32;
+  for (const compress::CodecSpec& spec : upload_codecs_) accepted |= spec.id == h.codec.id;
+  if (!accepted) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "codec ", info->name, " is not accepted here: use the one Join assigned (the server "
+        "accepts float32 and its compression.upload codecs)"));
+  }
+  if (absl::Status valid = compress::ValidateSpec(h.codec, store_.layout().NumParams());
+      !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("codec_params: ", valid.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::AppendPayload(Upload& upload, absl::Span<const absl::string_view> pieces) {
+  size_t size = 0;
+  for (absl::string_view piece : pieces) {
+    upload.payload_.append(piece.data(), piece.size());
+    size += piece.size();
+  }
+  CountReceived(upload, size);
+}
+
+absl::Status Coordinator::DecodePayload(const Upload& upload, absl::Span<float> target,
+                                        bool accumulate) {
+  const compress::CodecSpec& spec = upload.header_.codec;
+  return accumulate ? compress::DecodeAccumulate(spec, upload.payload_, upload.weight_, target)
+                    : compress::Decode(spec, upload.payload_, target);
+}
+
 absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
   if (upload.round_ == nullptr) return FinishAsyncUpload(upload);
   RoundState& round = *upload.round_;
   CommitInfo info;
   {
     tally::ReaderMutexLock gate(&round.gate);
+    // A compressed upload is decoded here, outside mu_: the gate keeps the
+    // round open, and the arena row (robust) or the striped sum (mean) takes
+    // it without disturbing other uploads. Decoders write nothing on error.
+    if (!upload.streamed_ && upload.state_ == Upload::State::kActive &&
+        upload.received_ == upload.header_.payload_bytes) {
+      absl::Status decoded;
+      if (upload.row_ >= 0) {
+        const size_t d = store_.layout().NumParams();
+        decoded = DecodePayload(
+            upload, absl::MakeSpan(round.arena.data() + static_cast<size_t>(upload.row_) * d, d),
+            /*accumulate=*/false);
+      } else {
+        round.sum->WithAllStripes(
+            [&](absl::Span<float> sum) { decoded = DecodePayload(upload, sum, true); });
+      }
+      if (!decoded.ok()) {
+        tally::MutexLock lock(&mu_);
+        UndoLocked(upload, RejectReason::kMalformed);
+        return decoded;
+      }
+      upload.payload_ = std::string();
+    }
     tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
       return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
@@ -696,6 +778,8 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     metrics_->updates_accepted.Increment();
     metrics_->uploads_in_flight.Decrement();
     metrics_->push_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - upload.started_));
+    metrics_->UpdateCodecBytes(upload.header_.codec.id, upload.header_.payload_bytes,
+                               4 * upload.header_.num_params);
     info.round = round.round;
     info.model_version = round.base_version;
     info.accepted_in_round = round.accepted;

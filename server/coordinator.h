@@ -58,6 +58,7 @@
 #include "aggregators/rules/rule.h"
 #include "aggregators/rules/striped_accumulator.h"
 #include "aggregators/schedules/schedule.h"
+#include "compress/codec.h"
 #include "core/buffer_pool.h"
 #include "core/clock.h"
 #include "core/model_store.h"
@@ -93,7 +94,9 @@ struct UpdateHeaderInfo {
   uint64_t round = 0;
   uint64_t num_samples = 0;
   uint32_t local_steps = 0;  // Informational (the schedule uses its own plan).
-  bool codec_is_dense_f32 = false;
+  int codec_id = 0;          // As sent, for messages.
+  bool codec_known = false;  // codec_id is a codec this build has; `codec` holds it.
+  compress::CodecSpec codec;
   uint64_t layout_hash = 0;
   uint64_t num_params = 0;
   uint64_t payload_bytes = 0;
@@ -149,7 +152,11 @@ class Upload {
   UpdateHeaderInfo header_;
   float weight_ = 0;
   uint64_t received_ = 0;
-  std::unique_ptr<UndoJournal> journal_;  // Streaming mean only.
+  // float32 without zstd: folded in chunk by chunk as it arrives. Any other
+  // codec: `payload_` collects the bytes, decoded once whole at the commit.
+  bool streamed_ = true;
+  std::string payload_;
+  std::unique_ptr<UndoJournal> journal_;  // Streamed mean only.
   int row_ = -1;                          // Robust rules: the arena row.
   // Asynchronous schedules (round_ is null): the whole delta, from the pool.
   std::vector<float> buffer_;
@@ -187,6 +194,10 @@ class Coordinator {
 
   const ModelStore& store() const { return store_; }
   ModelStore& mutable_store() { return store_; }
+
+  // compression.upload, in order of preference (float32 is always accepted
+  // besides).
+  const std::vector<compress::CodecSpec>& upload_codecs() const { return upload_codecs_; }
 
   // Sessions.
   absl::StatusOr<SessionInfo> Join(absl::string_view client_id);
@@ -327,6 +338,15 @@ class Coordinator {
   // (and, unless `force`, the checkpoint interval has passed). Worker thread
   // or Stop() only.
   void MaybeCheckpoint(bool force);
+  // Whether a compressed upload may use `codec` (float32, or a codec of
+  // compression.upload); INVALID_ARGUMENT with the reason otherwise.
+  absl::Status CheckUploadCodec(const UpdateHeaderInfo& h) const;
+  // Compressed uploads: appends a chunk to the payload. Checks as
+  // CheckChunkShape.
+  void AppendPayload(Upload& upload, absl::Span<const absl::string_view> pieces);
+  // Compressed uploads, once whole: `target` += weight * update (accumulate)
+  // or `target` = update. Leaves `target` unchanged on error.
+  absl::Status DecodePayload(const Upload& upload, absl::Span<float> target, bool accumulate);
   // Moves the matching state tensors of `state` into the optimizer.
   void RestoreOptimizerState(OptimizerState& state);
   // Runs the pre-steps and the rule over the round's committed rows, with
@@ -346,6 +366,7 @@ class Coordinator {
                        const std::vector<double>& influence);
 
   const tally::v1::ServerConfig config_;
+  std::vector<compress::CodecSpec> upload_codecs_;  // Set in the constructor.
   Clock* const clock_;
   ServerMetrics* const metrics_;
   ModelStore store_;

@@ -82,6 +82,8 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
   upload->coordinator_ = this;
   upload->header_ = h;
   upload->started_ = clock_->Now();
+  upload->streamed_ = h.codec.id == compress::CodecId::kFloat32 && !h.codec.zstd;
+  if (!upload->streamed_) upload->payload_.reserve(h.payload_bytes);
   upload->buffer_ = pool_->Take();
   metrics_->uploads_in_flight.Increment();
   return upload;
@@ -98,6 +100,10 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
   for (absl::string_view piece : pieces) size += piece.size();
   RejectReason reason = RejectReason::kInternal;
   absl::Status status = CheckChunkShape(upload, byte_offset, size, &reason);
+  if (status.ok() && !upload.streamed_) {
+    AppendPayload(upload, pieces);
+    return absl::OkStatus();
+  }
   if (status.ok()) {
     // Copy and check in one pass per piece, while it is in cache.
     float* dst = upload.buffer_.data() + byte_offset / 4;
@@ -119,6 +125,17 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
 absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
   const UpdateHeaderInfo& h = upload.header_;
   CommitInfo info;
+  if (!upload.streamed_ && upload.state_ == Upload::State::kActive &&
+      upload.received_ == h.payload_bytes) {
+    // Decoded into the upload's own buffer, outside the lock.
+    absl::Status decoded = DecodePayload(upload, absl::MakeSpan(upload.buffer_), false);
+    upload.payload_ = std::string();
+    if (!decoded.ok()) {
+      tally::MutexLock lock(&mu_);
+      AbortAsyncLocked(upload, RejectReason::kMalformed);
+      return decoded;
+    }
+  }
   {
     tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
@@ -156,6 +173,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
     metrics_->uploads_in_flight.Decrement();
+    metrics_->UpdateCodecBytes(h.codec.id, h.payload_bytes, 4 * h.num_params);
     metrics_->update_staleness.Observe(static_cast<double>(staleness));
     metrics_->push_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - upload.started_));
     EnqueueDecisionLocked(std::move(decision).value());

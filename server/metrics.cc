@@ -131,11 +131,35 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                                 .Name("tally_rule_client_rejections_total")
                                 .Help("A client's updates the rule rejected or down-weighted "
                                       "below half influence.")
-                                .Register(registry)) {
+                                .Register(registry)),
+      codec_payload_family_(prometheus::BuildCounter()
+                                .Name("tally_update_payload_bytes_total")
+                                .Help("Payload bytes of accepted updates on the wire, by codec.")
+                                .Register(registry)),
+      codec_dense_family_(prometheus::BuildCounter()
+                              .Name("tally_update_dense_bytes_total")
+                              .Help("Float32 bytes the accepted updates stand for (4 per "
+                                    "parameter), by codec; over tally_update_payload_bytes_total "
+                                    "it is the compression ratio.")
+                              .Register(registry)) {
+  for (const compress::CodecInfo& info : compress::AllCodecs()) {
+    const int id = static_cast<int>(info.id);
+    if (id > kMaxCodecId) continue;
+    codec_payload_[id] = &codec_payload_family_.Add({{"codec", info.name}});
+    codec_dense_[id] = &codec_dense_family_.Add({{"codec", info.name}});
+  }
   for (int i = 0; i <= static_cast<int>(RejectReason::kInternal); ++i) {
     rejected_[i] =
         &rejected_family_.Add({{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
   }
+}
+
+void ServerMetrics::UpdateCodecBytes(compress::CodecId codec, uint64_t payload_bytes,
+                                     uint64_t dense_bytes) {
+  const int id = static_cast<int>(codec);
+  if (id > kMaxCodecId || codec_payload_[id] == nullptr) return;
+  codec_payload_[id]->Increment(static_cast<double>(payload_bytes));
+  codec_dense_[id]->Increment(static_cast<double>(dense_bytes));
 }
 
 void ServerMetrics::Rejected(RejectReason reason) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "compress/codec.h"
 #include "core/sync.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -52,6 +53,10 @@ class ServerMetrics {
   static constexpr size_t kMaxLabelledClients = 1000;
   void RuleInfluence(const std::string& client, double influence);
 
+  // An accepted update in `codec`: its payload bytes and the float32 bytes
+  // it stands for (4 per parameter). Thread-safe.
+  void UpdateCodecBytes(compress::CodecId codec, uint64_t payload_bytes, uint64_t dense_bytes);
+
   prometheus::Counter& updates_received;  // Uploads whose header arrived.
   prometheus::Counter& updates_accepted;
   prometheus::Counter& updates_duplicate;  // Retries acknowledged as duplicates.
@@ -88,6 +93,12 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& rule_updates_family_;
   prometheus::Family<prometheus::Counter>& rule_influence_family_;
   prometheus::Family<prometheus::Counter>& rule_rejected_family_;
+  prometheus::Family<prometheus::Counter>& codec_payload_family_;
+  prometheus::Family<prometheus::Counter>& codec_dense_family_;
+  // Indexed by CodecId (ids are 1..kMaxCodecId).
+  static constexpr int kMaxCodecId = 9;
+  prometheus::Counter* codec_payload_[kMaxCodecId + 1] = {};
+  prometheus::Counter* codec_dense_[kMaxCodecId + 1] = {};
   tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];

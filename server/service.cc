@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/sync.h"
+#include "proto/codec_params.h"
 #include "server/chunk_wire.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
@@ -271,7 +272,11 @@ UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
   info.round = h.round();
   info.num_samples = h.num_samples();
   info.local_steps = h.local_steps();
-  info.codec_is_dense_f32 = h.codec() == tally::v1::CODEC_DENSE_F32;
+  info.codec_id = static_cast<int>(h.codec());
+  if (auto spec = SpecFromProto(h.codec(), h.codec_params()); spec.ok()) {
+    info.codec_known = true;
+    info.codec = *spec;
+  }
   info.layout_hash = h.layout_hash();
   info.num_params = h.num_params();
   info.payload_bytes = h.payload_bytes();
@@ -457,11 +462,22 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
+  // The first configured upload codec the client supports, else float32.
   const auto& codecs = request->supported_codecs();
-  if (!codecs.empty() &&
-      std::find(codecs.begin(), codecs.end(), tally::v1::CODEC_DENSE_F32) == codecs.end()) {
+  auto supports = [&](tally::v1::Codec codec) {
+    return std::find(codecs.begin(), codecs.end(), codec) != codecs.end();
+  };
+  compress::CodecSpec upload = compress::DefaultSpec(compress::CodecId::kFloat32);
+  for (const compress::CodecSpec& spec : coordinator_->upload_codecs()) {
+    if (supports(CodecToProto(spec))) {
+      upload = spec;
+      break;
+    }
+  }
+  if (!codecs.empty() && !supports(CodecToProto(upload))) {
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "no common codec: the server accepts CODEC_DENSE_F32"));
+                                 "no common codec: the server accepts CODEC_DENSE_F32 and "
+                                 "compression.upload's codecs"));
     return reactor;
   }
   auto session = coordinator_->Join(request->client_id());
@@ -471,7 +487,8 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   }
   response->set_session_token(session->token);
   *response->mutable_model_spec() = model_spec_;
-  response->set_upload_codec(tally::v1::CODEC_DENSE_F32);
+  response->set_upload_codec(CodecToProto(upload));
+  SpecToProto(upload, response->mutable_upload_params());
   response->set_download_codec(tally::v1::CODEC_DENSE_F32);
   tally::v1::Limits* limits = response->mutable_limits();
   limits->set_max_chunk_bytes(config_->limits().max_chunk_bytes());

@@ -90,7 +90,7 @@ class AsyncCoordinatorTest : public ::testing::Test {
     h.update_id = absl::StrCat(id, "-", ++pushes_);
     h.base_version = base;
     h.num_samples = samples;
-    h.codec_is_dense_f32 = true;
+    h.codec_known = true;  // float32.
     h.layout_hash = layout_.Hash();
     h.num_params = layout_.NumParams();
     h.payload_bytes = 4 * layout_.NumParams();

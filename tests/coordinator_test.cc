@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "aggregators/rules/parallel.h"
+#include "compress/codec.h"
 #include "core/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -49,6 +50,7 @@ class CoordinatorTest : public ::testing::Test {
     config.mutable_limits()->set_undo_memory_bytes(undo_memory_bytes_);
     *config.mutable_optimizer() = optimizer_;
     *config.mutable_strategy() = strategy_;
+    *config.mutable_compression() = compression_;
     ApplyDefaults(&config);
     ASSERT_THAT(ValidateConfig(config), IsOk());
     auto layout = LayoutFromConfig(config.model());
@@ -79,7 +81,7 @@ class CoordinatorTest : public ::testing::Test {
     h.round = 1;
     h.base_version = 1;
     h.num_samples = samples;
-    h.codec_is_dense_f32 = true;
+    h.codec_known = true;  // float32.
     h.layout_hash = layout_.Hash();
     h.num_params = 4;
     h.payload_bytes = 16;
@@ -97,6 +99,23 @@ class CoordinatorTest : public ::testing::Test {
     for (size_t off = 0; off < bytes.size(); off += 8) {
       absl::Status s =
           coordinator_->AddChunk(**upload, off, absl::string_view(bytes).substr(off, 8));
+      if (!s.ok()) return s;
+    }
+    return coordinator_->FinishUpload(**upload);
+  }
+
+  // Sends an encoded payload (codec `spec`) in chunks of 3 bytes and commits.
+  absl::StatusOr<CommitInfo> PushEncoded(const std::string& id, uint64_t samples,
+                                         const compress::CodecSpec& spec,
+                                         const std::string& payload) {
+    UpdateHeaderInfo h = Header(id, samples, id + "-u");
+    h.codec = spec;
+    h.payload_bytes = payload.size();
+    auto upload = coordinator_->BeginUpload(h);
+    if (!upload.ok()) return upload.status();
+    for (size_t off = 0; off < payload.size(); off += 3) {
+      absl::Status s =
+          coordinator_->AddChunk(**upload, off, absl::string_view(payload).substr(off, 3));
       if (!s.ok()) return s;
     }
     return coordinator_->FinishUpload(**upload);
@@ -129,6 +148,7 @@ class CoordinatorTest : public ::testing::Test {
   uint64_t undo_memory_bytes_ = 0;        // 0 = the default budget.
   tally::v1::OptimizerConfig optimizer_;  // Default: sgd, lr 1.
   tally::v1::StrategyConfig strategy_;    // Default: the streaming mean.
+  tally::v1::CompressionConfig compression_;  // Default: float32 only.
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -150,6 +170,49 @@ TEST_F(CoordinatorTest, ThreeClientRoundIsTheSampleWeightedMean) {
   EXPECT_EQ(model->round, 1u);
   EXPECT_THAT(model->params, Pointwise(FloatNear(1e-6), {1.25f, 0.5f, 1.5f, 2.5f}));
   EXPECT_EQ(coordinator_->Status().round, 2u);
+}
+
+// Clients with different codecs in one round: float32, top-2 and int8, each
+// decoded straight into the round's sum, give the weighted mean of what the
+// codecs deliver; a top-k payload naming an index out of range is refused
+// with INVALID_ARGUMENT and changes nothing.
+TEST_F(CoordinatorTest, CompressedUploadsOfDifferentCodecsMakeTheWeightedMean) {
+  for (const std::string robust : {"", "average"}) {
+    SCOPED_TRACE(robust);
+    strategy_ = tally::v1::StrategyConfig();
+    if (!robust.empty()) strategy_.set_rule(robust);  // Decoded into arena rows.
+    compression_ = tally::v1::CompressionConfig();
+    auto* topk = compression_.add_upload();
+    topk->set_codec("topk");
+    topk->mutable_params()->set_k(2);
+    compression_.add_upload()->set_codec("int8");
+    Start(/*clients_per_round=*/3, /*min_clients=*/3);
+    for (const char* id : {"a", "b", "c", "m"}) JoinClient(id);
+
+    compress::CodecSpec topk_spec = compress::DefaultSpec(compress::CodecId::kTopK);
+    topk_spec.k = 2;
+    // count 1, index 9 (d = 4), value 1.0f.
+    const std::string bad = std::string("\x01\x09") + Bytes({1.0f});
+    const double malformed = Rejected("malformed");  // The registry outlives Start().
+    EXPECT_THAT(PushEncoded("m", 5, topk_spec, bad), StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_EQ(Rejected("malformed"), malformed + 1);
+
+    ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
+    // top-2 of (0.5, -8, 0.25, 6): indices 1 and 3 -> (0, -8, 0, 6).
+    std::string payload;
+    ASSERT_THAT(compress::Encode(topk_spec, std::vector<float>{0.5f, -8, 0.25f, 6}, &payload),
+                IsOk());
+    ASSERT_THAT(PushEncoded("b", 2, topk_spec, payload), IsOk());
+    // int8, one block: scale 1.27/127 = 0.01, q = (127, -62, 0, 13).
+    const compress::CodecSpec int8_spec = compress::DefaultSpec(compress::CodecId::kInt8);
+    ASSERT_THAT(compress::Encode(int8_spec, std::vector<float>{1.27f, -0.62f, 0, 0.13f}, &payload),
+                IsOk());
+    ASSERT_THAT(PushEncoded("c", 1, int8_spec, payload), IsOk());
+    AwaitVersion(2);
+    // (1*(1,2,3,4) + 2*(0,-8,0,6) + 1*(1.27,-0.62,0,0.13)) / 4.
+    EXPECT_THAT(coordinator_->store().Current()->params,
+                Pointwise(FloatNear(1e-5), {0.5675f, -3.655f, 0.75f, 4.0325f}));
+  }
 }
 
 TEST_F(CoordinatorTest, LaterRoundsStartFromAZeroSumOnTheNewModel) {
@@ -305,7 +368,11 @@ TEST_F(CoordinatorTest, BadHeadersAreRejectedWithPreciseCodes) {
   h = Header("a", 1, "bad id with spaces");
   EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
   h = Header("a", 1, "u1");
-  h.codec_is_dense_f32 = false;
+  h.codec_known = false;  // An id this build does not know.
+  h.codec_id = 42;
+  EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
+  h = Header("a", 1, "u1");
+  h.codec = compress::DefaultSpec(compress::CodecId::kTopK);  // Not in compression.upload.
   EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
   h = Header("a", 1, "u1");
   h.round = 7;
@@ -315,7 +382,7 @@ TEST_F(CoordinatorTest, BadHeadersAreRejectedWithPreciseCodes) {
   EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_EQ(Rejected("layout_mismatch"), 2);
   EXPECT_EQ(Rejected("length"), 1);
-  EXPECT_EQ(Rejected("malformed"), 3);
+  EXPECT_EQ(Rejected("malformed"), 4);
   EXPECT_EQ(Rejected("stale"), 1);
   EXPECT_EQ(Rejected("unauthenticated"), 1);
 }

@@ -35,7 +35,8 @@ struct Harness {
 
   static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
                                         uint32_t min_clients, uint32_t timeout_ms = 600000,
-                                        const tally::v1::StrategyConfig& strategy = {}) {
+                                        const tally::v1::StrategyConfig& strategy = {},
+                                        const tally::v1::CompressionConfig& compression = {}) {
     auto h = std::make_unique<Harness>();
     server::ServerOptions options;
     options.config.set_listen_address("127.0.0.1:0");
@@ -47,6 +48,7 @@ struct Harness {
     options.config.mutable_rounds()->set_min_clients(min_clients);
     options.config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
     *options.config.mutable_strategy() = strategy;
+    *options.config.mutable_compression() = compression;
     options.registry = h->registry;
     auto server = server::Server::Create(std::move(options));
     EXPECT_THAT(server, IsOk());
@@ -56,10 +58,12 @@ struct Harness {
     return h;
   }
 
-  std::unique_ptr<Client> NewClient(const std::string& id) {
+  std::unique_ptr<Client> NewClient(const std::string& id,
+                                    const std::vector<std::string>& upload_codecs = {}) {
     ClientOptions options;
     options.target = target;
     options.client_id = id;
+    options.upload_codecs = upload_codecs;
     options.max_attempts = 3;
     options.initial_backoff = absl::Milliseconds(10);
     auto client = Client::Create(options);
@@ -126,6 +130,68 @@ TEST(ServerIntegrationTest, ThreeClientRoundEqualsTheHandComputedWeightedMean) {
   EXPECT_EQ(status.model_version, 2u);
   EXPECT_EQ(status.rounds_completed, 1u);
   EXPECT_GT(status.peak_rss_bytes, 0u);
+}
+
+// Join assigns each SDK client the server's first preferred codec it offers;
+// float32, top-2 and int8 updates in one round give the weighted mean of
+// what the codecs carry.
+TEST(ServerIntegrationTest, SdkClientsWithDifferentCodecsShareARound) {
+  tally::v1::CompressionConfig compression;
+  auto* topk = compression.add_upload();
+  topk->set_codec("topk");
+  topk->mutable_params()->set_k(2);
+  compression.add_upload()->set_codec("int8");
+  auto h = Harness::Start({4}, 3, 3, 600000, {}, compression);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), b = h->NewClient("b", {"int8", "topk"}),
+       c = h->NewClient("c", {"int8"});
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult ja, a->Join());
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult jb, b->Join());
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult jc, c->Join());
+  EXPECT_EQ(ja.upload_codec, "float32");
+  EXPECT_EQ(jb.upload_codec, "topk");  // The server's preference, not the client's order.
+  EXPECT_EQ(jc.upload_codec, "int8");
+  PushResult pushed_b;
+  std::thread ta([&] { EXPECT_THAT(TrainAndPush(*a, {1, 2, 3, 4}, 10), IsOk()); });
+  std::thread tb([&] {
+    auto pushed = TrainAndPush(*b, {0.5f, -8, 0.25f, 6}, 20);  // Sends (0, -8, 0, 6).
+    EXPECT_THAT(pushed, IsOk());
+    if (pushed.ok()) pushed_b = *pushed;
+  });
+  // int8, one block: scale 0.01, q = (127, -62, 0, 13).
+  std::thread tc([&] { EXPECT_THAT(TrainAndPush(*c, {1.27f, -0.62f, 0, 0.13f}, 10), IsOk()); });
+  ta.join();
+  tb.join();
+  tc.join();
+  // top-2 on the wire: count, two index varints, two float32 values.
+  EXPECT_EQ(pushed_b.payload_bytes, 1u + 2u + 8u);
+  EXPECT_EQ(h->Counter("tally_update_payload_bytes_total", "topk"), 11);
+  EXPECT_EQ(h->Counter("tally_update_dense_bytes_total", "topk"), 16);
+  EXPECT_EQ(h->Counter("tally_update_payload_bytes_total", "int8"), 4 + 4);  // Scale + 4 q.
+  EXPECT_EQ(h->Counter("tally_update_payload_bytes_total", "float32"), 16);
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  // (10*(1,2,3,4) + 20*(0,-8,0,6) + 10*(1.27,-0.62,0,0.13)) / 40.
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-5), {0.5675f, -3.655f, 0.75f, 4.0325f}));
+}
+
+// Error feedback in the SDK: what top-1 drops from one update is sent with
+// the next, so after two rounds the model is the sum of the true deltas,
+// (3, 1) + (0, 0.5) = (3, 1.5); without it, (3, 0) + (0, 0.5).
+TEST(ServerIntegrationTest, SdkErrorFeedbackSendsWhatCompressionDropped) {
+  tally::v1::CompressionConfig compression;
+  auto* topk = compression.add_upload();
+  topk->set_codec("topk");
+  topk->mutable_params()->set_k(1);
+  auto h = Harness::Start({2}, 1, 1, 600000, {}, compression);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a", {"topk"});
+  ASSERT_THAT(TrainAndPush(*a, {3, 1}, 1), IsOk());
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  ASSERT_THAT(TrainAndPush(*a, {0, 0.5f}, 1), IsOk());
+  ASSERT_THAT(a->WaitForVersion(2, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {3.0f, 1.5f}));
 }
 
 TEST(ServerIntegrationTest, RetriedUpdateIsADuplicateAndCountedOnce) {

@@ -46,4 +46,11 @@ void StripedAccumulator::Add(uint64_t offset, const float* x, size_t count, floa
   });
 }
 
+void StripedAccumulator::WithAllStripes(absl::FunctionRef<void(absl::Span<float>)> fn) {
+  const size_t stripes = (sum_.size() + stripe_floats_ - 1) / stripe_floats_;
+  for (size_t s = 0; s < stripes; ++s) stripe_mu_[s].Lock();
+  fn(absl::MakeSpan(sum_));
+  for (size_t s = stripes; s > 0; --s) stripe_mu_[s - 1].Unlock();
+}
+
 }  // namespace tally::aggregators

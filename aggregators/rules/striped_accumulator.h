@@ -14,6 +14,8 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/types/span.h"
 #include "core/sync.h"
 
 namespace tally::aggregators {
@@ -35,6 +37,9 @@ class StripedAccumulator {
   // offset + count <= size() (checked by the caller).
   void AddBytes(uint64_t offset, const char* bytes, size_t count, float weight);
   void Add(uint64_t offset, const float* x, size_t count, float weight);
+  // Calls fn(sum) with every stripe locked (in order, as Add locks them):
+  // for updates that touch the whole vector at once (a decoded codec).
+  void WithAllStripes(absl::FunctionRef<void(absl::Span<float>)> fn);
 
   // The current sum; valid only while no Add runs.
   const std::vector<float>& sum() const { return sum_; }

@@ -68,6 +68,17 @@ struct ClientOptions {
   // Bearer token sent with every call ("authorization: Bearer ..."; needs
   // TLS). The server maps it to an identity, which must equal client_id.
   std::string auth_token;
+
+  // Compressed uploads: the codecs this client can send ("float16",
+  // "bfloat16", "int8", "qsgd", "sign", "topk", "randk"; README), offered at
+  // Join. The server assigns the first codec of its compression.upload list
+  // that is offered here (JoinResult::upload_codec), with its parameters, and
+  // PushUpdate encodes every update with it. Empty (default): float32.
+  std::vector<std::string> upload_codecs;
+  // Lossy codecs: what compression dropped from an update is added to the
+  // next one (error feedback, ALGORITHMS.md §5.2), so that nothing is lost
+  // for good. Kept per Client, updated when a push is acknowledged.
+  bool error_feedback = true;
 };
 
 struct TensorInfo {
@@ -85,6 +96,7 @@ struct ModelInfo {
 
 struct JoinResult {
   ModelInfo model;
+  std::string upload_codec = "float32";  // The codec PushUpdate encodes with.
   uint64_t model_version = 0;
   uint32_t max_chunk_bytes = 0;
   uint64_t max_update_bytes = 0;
@@ -124,6 +136,7 @@ struct PushResult {
   uint64_t round = 0;
   uint64_t model_version = 0;
   uint32_t attempts = 0;
+  uint64_t payload_bytes = 0;  // Update bytes sent (after compression).
 };
 
 struct ServerStatusInfo {

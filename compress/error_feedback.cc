@@ -1,0 +1,44 @@
+#include "compress/error_feedback.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace tally::compress {
+
+ErrorFeedback::ErrorFeedback(size_t d, ErrorFeedbackOptions options)
+    : options_(options), residual_(d, 0.0f) {}
+
+absl::Status ErrorFeedback::Compress(const CodecSpec& spec, absl::Span<const float> x,
+                                     std::string* payload) {
+  if (x.size() != residual_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("error feedback: the update has ", x.size(),
+                                                   " entries, the residual ", residual_.size()));
+  }
+  if (!options_.enabled) return Encode(spec, x, payload);
+  scratch_.resize(x.size());
+  for (size_t j = 0; j < x.size(); ++j) scratch_[j] = x[j] + residual_[j];
+  const absl::Status encoded = Encode(spec, scratch_, payload);
+  if (!encoded.ok()) return encoded;
+  const CodecInfo* info = FindCodec(spec.id);  // Valid: Encode checked the spec.
+  if (info->lossless) {
+    std::fill(residual_.begin(), residual_.end(), 0.0f);
+    return absl::OkStatus();
+  }
+  // e = p + (−1)·Decode(payload), which DecodeAccumulate computes exactly as
+  // p − Decode(payload) (negation is exact), without a dense temporary for
+  // the sparse codecs.
+  residual_.swap(scratch_);
+  const absl::Status decoded = DecodeAccumulate(spec, *payload, -1.0f, absl::MakeSpan(residual_));
+  if (!decoded.ok()) {  // Our own encoder's output: cannot happen.
+    residual_.swap(scratch_);
+    return absl::InternalError(
+        absl::StrCat("error feedback: decoding our own payload failed: ", decoded.message()));
+  }
+  return absl::OkStatus();
+}
+
+void ErrorFeedback::Reset() { std::fill(residual_.begin(), residual_.end(), 0.0f); }
+
+}  // namespace tally::compress
