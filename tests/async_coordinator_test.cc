@@ -16,6 +16,7 @@
 #include "server/config.h"
 #include "server/coordinator.h"
 #include "tally/client.h"
+#include "tests/coordinator_harness.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -41,19 +42,8 @@ class AsyncCoordinatorTest : public ::testing::Test {
     *config.mutable_limits() = limits_;
     *config.mutable_schedule() = schedule;
     config.mutable_strategy()->set_rule(rule);
-    ApplyDefaults(&config);
-    ASSERT_THAT(ValidateConfig(config), IsOk());
-    auto layout = LayoutFromConfig(config.model());
-    ASSERT_THAT(layout, IsOk());
-    layout_ = *layout;
-    metrics_ = std::make_unique<ServerMetrics>(registry_);
-    Coordinator::Options options;
-    options.config = config;
-    options.layout = layout_;
-    options.initial_params = std::vector<float>(d, 0.0f);
-    options.clock = &clock_;
-    options.metrics = metrics_.get();
-    coordinator_ = std::make_unique<Coordinator>(std::move(options));
+    coordinator_ = MakeTestCoordinator(config, &clock_, registry_, &metrics_, &layout_);
+    ASSERT_NE(coordinator_, nullptr);
   }
 
   static tally::v1::ScheduleConfig Schedule(const std::string& name) {

@@ -20,6 +20,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/coordinator.h"
+#include "tests/coordinator_harness.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -49,19 +50,8 @@ class CoordinatorStressTest : public ::testing::Test {
       config.mutable_schedule()->set_buffer_size(kClients);
     }
     config.set_spool_dir(::testing::TempDir());
-    ApplyDefaults(&config);
-    ASSERT_THAT(ValidateConfig(config), IsOk());
-    auto layout = LayoutFromConfig(config.model());
-    ASSERT_THAT(layout, IsOk());
-    layout_ = *layout;
-    metrics_ = std::make_unique<ServerMetrics>(registry_);
-    Coordinator::Options options;
-    options.config = config;
-    options.layout = layout_;
-    options.initial_params = std::vector<float>(kParams, 0.0f);
-    options.clock = &clock_;  // Never advanced: no deadline closes a round.
-    options.metrics = metrics_.get();
-    coordinator_ = std::make_unique<Coordinator>(std::move(options));
+    coordinator_ = MakeTestCoordinator(config, &clock_, registry_, &metrics_, &layout_);
+    ASSERT_NE(coordinator_, nullptr);
   }
 
   // Client `i` (delta all i + 1) until the coordinator answers DONE (a

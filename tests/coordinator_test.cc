@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "server/config.h"
+#include "tests/coordinator_harness.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -51,19 +52,8 @@ class CoordinatorTest : public ::testing::Test {
     *config.mutable_optimizer() = optimizer_;
     *config.mutable_strategy() = strategy_;
     *config.mutable_compression() = compression_;
-    ApplyDefaults(&config);
-    ASSERT_THAT(ValidateConfig(config), IsOk());
-    auto layout = LayoutFromConfig(config.model());
-    ASSERT_THAT(layout, IsOk());
-    layout_ = *layout;
-    metrics_ = std::make_unique<ServerMetrics>(registry_);
-    Coordinator::Options options;
-    options.config = config;
-    options.layout = layout_;
-    options.initial_params = std::vector<float>(4, 0.0f);
-    options.clock = &clock_;
-    options.metrics = metrics_.get();
-    coordinator_ = std::make_unique<Coordinator>(std::move(options));
+    coordinator_ = MakeTestCoordinator(config, &clock_, registry_, &metrics_, &layout_);
+    ASSERT_NE(coordinator_, nullptr);
   }
 
   std::string JoinClient(const std::string& id) {

@@ -1,0 +1,46 @@
+// What every Coordinator test needs to build one: the config with defaults
+// applied and validated, its layout, metrics on the test's registry and a
+// zero model.
+#ifndef TALLY_TESTS_COORDINATOR_HARNESS_H_
+#define TALLY_TESTS_COORDINATOR_HARNESS_H_
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "server/config.h"
+#include "server/coordinator.h"
+#include "server/metrics.h"
+
+namespace tally::server {
+
+// Null (and a test failure) if `config` is invalid. Sets *layout and
+// *metrics, which must outlive the coordinator.
+inline std::unique_ptr<Coordinator> MakeTestCoordinator(tally::v1::ServerConfig config,
+                                                        Clock* clock,
+                                                        prometheus::Registry& registry,
+                                                        std::unique_ptr<ServerMetrics>* metrics,
+                                                        ModelLayout* layout) {
+  ApplyDefaults(&config);
+  const absl::Status valid = ValidateConfig(config);
+  EXPECT_TRUE(valid.ok()) << valid;
+  auto made = LayoutFromConfig(config.model());
+  EXPECT_TRUE(made.ok()) << made.status();
+  if (!valid.ok() || !made.ok()) return nullptr;
+  *layout = *made;
+  *metrics = std::make_unique<ServerMetrics>(registry);
+  Coordinator::Options options;
+  options.config = std::move(config);
+  options.layout = *layout;
+  options.initial_params = std::vector<float>(layout->NumParams(), 0.0f);
+  options.clock = clock;
+  options.metrics = metrics->get();
+  return std::make_unique<Coordinator>(std::move(options));
+}
+
+}  // namespace tally::server
+
+#endif  // TALLY_TESTS_COORDINATOR_HARNESS_H_
