@@ -296,6 +296,15 @@ absl::Status Coordinator::AdmitUploadLocked(const std::string& client_id, size_t
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::ClientBusyLocked() {
+  return RejectLocked(
+      RejectReason::kOverloaded,
+      WithRetryAfter(absl::ResourceExhaustedError(
+                         "another upload from this client is in progress (one at a time per "
+                         "client); retry when it has finished"),
+                     absl::Seconds(1)));
+}
+
 absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
   const uint32_t per_minute = config_.limits().client_uploads_per_minute();
   if (per_minute == 0) return absl::OkStatus();
@@ -515,9 +524,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
                                         " with base version ", round.base_version)));
   }
   if (round.uploading.contains(h.client_id)) {
-    return RejectLocked(RejectReason::kNotSelected,
-                        absl::UnavailableError("another upload from this client is in progress; "
-                                               "retry when it has finished"));
+    return ClientBusyLocked();
   }
   if (round.submitted.contains(h.client_id)) {
     return RejectLocked(RejectReason::kNotSelected,

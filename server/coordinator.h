@@ -273,6 +273,9 @@ class Coordinator {
   // rate. Rejections are counted and carry a retry hint.
   absl::Status AdmitUploadLocked(const std::string& client_id, size_t in_flight)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The per-client concurrency limit (one upload at a time): counted as
+  // overloaded, RESOURCE_EXHAUSTED with a retry hint.
+  absl::Status ClientBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // limits.client_uploads_per_minute: takes a token from the client's bucket,
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)

@@ -51,9 +51,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
   }
   AsyncClient& client = it->second;
   if (client.uploading) {
-    return RejectLocked(RejectReason::kNotSelected,
-                        absl::UnavailableError("another upload from this client is in progress; "
-                                               "retry when it has finished"));
+    return ClientBusyLocked();
   }
   // The base must be a version this server gave the client: its task's, or
   // a newer one it pulled since. Staleness is then never the client's word.

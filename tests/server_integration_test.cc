@@ -393,10 +393,10 @@ TEST(ServerIntegrationTest, ClientDyingMidUploadNeitherBlocksNorCorruptsTheRound
   EXPECT_EQ(h->Counter("tally_updates_rejected_total", "cancelled"), 1);
 }
 
-// The server answers UNAVAILABLE while an earlier upload of the same client
-// is still streaming; the SDK backs off and retries with the same update id
-// until it goes through.
-TEST(ServerIntegrationTest, SdkRetriesUnavailableWithTheSameUpdateId) {
+// The server answers RESOURCE_EXHAUSTED with a retry hint while an earlier
+// upload of the same client is still streaming (one at a time per client);
+// the SDK waits and retries with the same update id until it goes through.
+TEST(ServerIntegrationTest, SdkRetriesABusyClientWithTheSameUpdateId) {
   auto h = Harness::Start({4}, 1, 1);
   ASSERT_NE(h, nullptr);
   RawClient stale(h->target, "edge");
@@ -432,10 +432,10 @@ TEST(ServerIntegrationTest, SdkRetriesUnavailableWithTheSameUpdateId) {
     pushed = client->PushUpdate(update);
   });
   // Once the SDK has been turned away at least once, the old stream dies.
-  for (int i = 0; i < 2000 && h->Counter("tally_updates_rejected_total", "not_selected") < 1; ++i) {
+  for (int i = 0; i < 2000 && h->Counter("tally_updates_rejected_total", "overloaded") < 1; ++i) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_GE(h->Counter("tally_updates_rejected_total", "not_selected"), 1);
+  EXPECT_GE(h->Counter("tally_updates_rejected_total", "overloaded"), 1);
   ctx.TryCancel();
   writer->Finish();
   pusher.join();
