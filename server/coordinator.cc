@@ -181,6 +181,14 @@ void Coordinator::RestoreOptimizerState(OptimizerState& state) {
                        state.name, "'"));
 }
 
+void Coordinator::BeginDrain() {
+  {
+    tally::MutexLock lock(&mu_);
+    draining_ = true;
+  }
+  ReleaseWaiters(/*all=*/true);
+}
+
 void Coordinator::Stop() {
   {
     tally::MutexLock lock(&mu_);
@@ -389,7 +397,8 @@ uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view t
       answer = status;
     } else {
       answer = TaskForLocked(std::string(client_id));
-      if (answer->kind == TaskInfo::Kind::kWait && wait > absl::ZeroDuration() && !stopping_) {
+      if (answer->kind == TaskInfo::Kind::kWait && wait > absl::ZeroDuration() && !stopping_ &&
+          !draining_) {
         const uint64_t id = next_waiter_id_++;
         waiters_[id] = Waiter{std::string(client_id), std::string(token), clock_->Now() + wait,
                               std::move(done)};
@@ -512,6 +521,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (phase_ == Phase::kDone) {
     return RejectLocked(RejectReason::kFinished,
                         absl::FailedPreconditionError("the federation has finished"));
+  }
+  if (draining_ || stopping_) {
+    return RejectLocked(RejectReason::kDraining,
+                        absl::UnavailableError("the server is shutting down; retry later (a "
+                                               "load balancer sends the retry elsewhere)"));
   }
   if (schedule_ != nullptr) return BeginAsyncUploadLocked(h);
   RoundState& round = *current_;
@@ -1093,6 +1107,7 @@ void Coordinator::TickForTesting() {
 void Coordinator::WorkerLoop() {
   while (true) {
     bool close = false;
+    bool stop = false;
     {
       tally::MutexLock lock(&mu_);
       auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1100,10 +1115,13 @@ void Coordinator::WorkerLoop() {
       };
       // Schedule timers are checked on every tick (so within 50 ms of due).
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(50));
-      if (stopping_) return;
       close = close_requested_;
+      stop = stopping_;
     }
+    // A round its last upload completed before the stop is still published
+    // (and so in the final checkpoint).
     if (close) CloseRound();
+    if (stop) return;
     RunSchedule();
     CheckTimers();
   }

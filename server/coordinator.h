@@ -234,8 +234,13 @@ class Coordinator {
 
   CoordinatorStatus Status() const;
 
-  // Answers every pending AwaitTask (WAIT), stops the worker thread and
-  // writes a final checkpoint if checkpoints are configured.
+  // Shutdown, first step: new uploads get UNAVAILABLE (reason draining) and
+  // every pending AwaitTask is answered; uploads already running go on, and
+  // the worker still closes rounds and applies flushes.
+  void BeginDrain();
+  // Answers every pending AwaitTask (WAIT), stops the worker thread, applies
+  // what asynchronous schedules decided and writes a final checkpoint if
+  // checkpoints are configured. Call it when no upload runs any more.
   void Stop();
 
   // For tests: runs the deadline/session checks now instead of waiting for
@@ -386,6 +391,7 @@ class Coordinator {
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
   bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t round_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t base_version_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t rounds_completed_ ABSL_GUARDED_BY(mu_) = 0;

@@ -58,6 +58,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "overloaded";
     case RejectReason::kRateLimited:
       return "rate_limited";
+    case RejectReason::kDraining:
+      return "draining";
     case RejectReason::kInternal:
       return "internal";
   }

@@ -34,6 +34,7 @@ enum class RejectReason {
   kCancelled,        // Client went away mid-upload.
   kOverloaded,       // Too many concurrent uploads.
   kRateLimited,      // The client's upload rate.
+  kDraining,         // The server is shutting down.
   kInternal,         // Server-side failure (spool I/O).
 };
 const char* RejectReasonName(RejectReason reason);

@@ -132,18 +132,22 @@ class ServerImpl final : public Server {
       if (shut_down_) return;
       shut_down_ = true;
     }
+    // Drain: NOT_SERVING for load balancers; new uploads refused and
+    // long-polls answered (so they do not hold the drain); uploads already
+    // running may finish within `grace`, later ones are cancelled (and undone).
     if (server_ != nullptr) {
       server_->GetHealthCheckService()->SetServingStatus(false);
     }
-    // Answer pending long-polls first so they do not hold the drain.
-    if (coordinator_ != nullptr) coordinator_->Stop();
-    LogDebug("shutdown: coordinator stopped");
+    if (coordinator_ != nullptr) coordinator_->BeginDrain();
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
-      LogDebug("shutdown: gRPC server drained");
       server_->Wait();
+      LogDebug("shutdown: gRPC server drained");
     }
+    // Every upload is committed or aborted now: apply and checkpoint.
+    if (coordinator_ != nullptr) coordinator_->Stop();
+    LogDebug("shutdown: coordinator stopped");
     done_.Notify();
   }
 

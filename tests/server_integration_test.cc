@@ -14,6 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "server/checkpoint.h"
 #include "server/server.h"
 #include "tally/client.h"
 #include "tally/v1/tally.grpc.pb.h"
@@ -24,6 +25,7 @@ namespace {
 
 using ::tally::testing::IsOk;
 using ::tally::testing::StatusIs;
+using ::testing::ElementsAre;
 using ::testing::FloatNear;
 using ::testing::HasSubstr;
 using ::testing::Pointwise;
@@ -284,6 +286,63 @@ class RawClient {
 
 std::string Floats(const std::vector<float>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), 4 * v.size());
+}
+
+// The drain of SIGTERM (Server::Shutdown): new uploads get UNAVAILABLE, the
+// upload already streaming finishes and is acknowledged, and the final
+// checkpoint is written after it, holding the round it completed.
+TEST(ServerIntegrationTest, ShutdownDrainsTheRunningUploadThenCheckpoints) {
+  const std::string dir = ::testing::TempDir() + "/drain_checkpoint";
+  std::system(("rm -rf '" + dir + "'").c_str());
+  server::ServerOptions options;
+  options.config.set_listen_address("127.0.0.1:0");
+  options.config.set_metrics_port(-1);
+  options.config.set_checkpoint_dir(dir);
+  auto* t = options.config.mutable_model()->add_tensors();
+  t->set_name("w");
+  t->add_shape(2);
+  options.config.mutable_rounds()->set_clients_per_round(1);
+  TALLY_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Create(std::move(options)));
+  const std::string target = "127.0.0.1:" + std::to_string(server->port());
+  RawClient a(target, "a"), b(target, "b");
+  // a streams its header and first float; the second comes during the drain.
+  grpc::ClientContext ctx;
+  tally::v1::PushUpdateResponse response;
+  auto writer = a.stub().PushUpdate(&ctx, &response);
+  tally::v1::UpdateChunk msg;
+  *msg.mutable_header() = a.Header("a-1");
+  ASSERT_TRUE(writer->Write(msg));
+  const float values[2] = {1.0f, 2.0f};
+  msg.set_data(std::string(reinterpret_cast<const char*>(&values[0]), 4));
+  msg.set_offset(0);
+  ASSERT_TRUE(writer->Write(msg));
+
+  std::thread stopper([&] { server->Shutdown(absl::Seconds(60)); });
+  // b (the round is a's alone) is turned away as "full" until the drain
+  // begins, then with UNAVAILABLE.
+  grpc::Status refused;
+  const std::string b_update(8, '\0');
+  for (int i = 0; i < 2000; ++i) {
+    refused = b.Push(b.Header("b-1"), {b_update});
+    if (refused.error_code() == grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  msg.set_data(std::string(reinterpret_cast<const char*>(&values[1]), 4));
+  msg.set_offset(4);
+  ASSERT_TRUE(writer->Write(msg));
+  ASSERT_TRUE(writer->WritesDone());
+  const grpc::Status finished = writer->Finish();
+  EXPECT_TRUE(finished.ok()) << finished.error_message();
+  stopper.join();
+
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto checkpoint, server::ReadCheckpoint(dir, layout));
+  ASSERT_TRUE(checkpoint.has_value());
+  EXPECT_EQ(checkpoint->version, 2u);
+  EXPECT_THAT(checkpoint->params, ElementsAre(1.0f, 2.0f));
+  ASSERT_EQ(checkpoint->applied.size(), 1u);
+  EXPECT_EQ(checkpoint->applied[0].second, std::vector<std::string>{"a-1"});
 }
 
 TEST(ServerIntegrationTest, MalformedUpdatesAreRejectedAndTheServerKeepsServing) {
