@@ -302,6 +302,8 @@ TEST(ServerIntegrationTest, ShutdownDrainsTheRunningUploadThenCheckpoints) {
   t->set_name("w");
   t->add_shape(2);
   options.config.mutable_rounds()->set_clients_per_round(1);
+  auto registry = std::make_shared<prometheus::Registry>();
+  options.registry = registry;
   TALLY_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Create(std::move(options)));
   const std::string target = "127.0.0.1:" + std::to_string(server->port());
   RawClient a(target, "a"), b(target, "b");
@@ -316,6 +318,18 @@ TEST(ServerIntegrationTest, ShutdownDrainsTheRunningUploadThenCheckpoints) {
   msg.set_data(std::string(reinterpret_cast<const char*>(&values[0]), 4));
   msg.set_offset(0);
   ASSERT_TRUE(writer->Write(msg));
+  // The server is inside a's upload once it has counted that chunk (a call
+  // it had not yet accepted would be refused by the drain, as b's is).
+  auto received = [&] {
+    for (const auto& family : registry->Collect()) {
+      if (family.name == "tally_update_bytes_received_total") {
+        return family.metric[0].counter.value;
+      }
+    }
+    return 0.0;
+  };
+  for (int i = 0; i < 2000 && received() < 4; ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(received(), 4);
 
   std::thread stopper([&] { server->Shutdown(absl::Seconds(60)); });
   // b (the round is a's alone) is turned away as "full" until the drain
