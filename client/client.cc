@@ -80,6 +80,13 @@ absl::Status WithRpc(absl::string_view rpc, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(rpc, ": ", status.message()));
 }
 
+absl::Status CheckDeltaSize(const Update& update, const ModelInfo& model) {
+  if (update.delta.size() == model.num_params) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "PushUpdate: Update.delta has %d floats, the model has %d", update.delta.size(),
+      model.num_params));
+}
+
 void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
 }
@@ -377,12 +384,9 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
                                                         const std::string& update_id) {
   EncodedUpdate encoded;
   encoded.spec = session.upload;
-  if (encoded.spec.id == compress::CodecId::kFloat32 && !encoded.spec.zstd) return encoded;
+  if (compress::IsPlainFloat32(encoded.spec)) return encoded;
   const size_t d = session.join.model.num_params;
-  if (update.delta.size() != d) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "PushUpdate: Update.delta has %d floats, the model has %d", update.delta.size(), d));
-  }
+  TALLY_RETURN_IF_ERROR(CheckDeltaSize(update, session.join.model));
   // A fresh seed per update (qsgd rounding, randk selection), the same for
   // every retry of it.
   encoded.spec.seed = std::hash<std::string>{}(absl::StrCat(options_.client_id, "/", update_id));
@@ -413,11 +417,7 @@ absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& sessi
                                                             const EncodedUpdate& encoded,
                                                             const std::string& update_id) {
   const ModelInfo& model = session.join.model;
-  if (update.delta.size() != model.num_params) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("PushUpdate: Update.delta has %d floats, the model has %d",
-                        update.delta.size(), model.num_params));
-  }
+  TALLY_RETURN_IF_ERROR(CheckDeltaSize(update, model));
   v1::UpdateHeader header = client_internal::BuildUpdateHeader(
       options_.client_id, session.token, model, update, update_id);
   absl::Span<const char> payload(reinterpret_cast<const char*>(update.delta.data()),

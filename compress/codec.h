@@ -156,6 +156,12 @@ std::vector<std::string> CodecNames();
 // The spec with `id` and that codec's defaults.
 CodecSpec DefaultSpec(CodecId id);
 
+// Raw little-endian float32 without a zstd frame: the payload is the vector's
+// own bytes (the server folds such updates in chunk by chunk).
+inline bool IsPlainFloat32(const CodecSpec& spec) {
+  return spec.id == CodecId::kFloat32 && !spec.zstd;
+}
+
 // OK iff `spec` is usable for vectors of d entries; INVALID_ARGUMENT naming
 // the field otherwise (unknown id, d = 0 or > kMaxDim, k > d, ratio outside
 // (0, 1], levels outside 1..32767, zstd_level outside zstd's range, ...).

@@ -483,7 +483,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (absl::Status codec = CheckUploadCodec(h); !codec.ok()) {
     return RejectLocked(RejectReason::kMalformed, codec);
   }
-  const bool streamed = h.codec.id == compress::CodecId::kFloat32 && !h.codec.zstd;
+  const bool streamed = compress::IsPlainFloat32(h.codec);
   if (h.layout_hash != layout.Hash() || h.num_params != layout.NumParams()) {
     return RejectLocked(RejectReason::kLayoutMismatch,
                         absl::InvalidArgumentError(absl::StrCat(
@@ -597,7 +597,6 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   upload->header_ = h;
   upload->weight_ = static_cast<float>(h.num_samples);
   upload->journal_ = std::move(journal);
-  upload->streamed_ = streamed;
   if (!streamed) upload->payload_.reserve(h.payload_bytes);
   upload->started_ = clock_->Now();
   round.uploading[h.client_id] = upload.get();
@@ -612,11 +611,11 @@ absl::Status Coordinator::CheckChunkShape(const Upload& upload, uint64_t byte_of
     return absl::InvalidArgumentError(
         absl::StrCat("chunk offset ", byte_offset, ", expected ", upload.received_));
   }
-  if (size == 0 || (upload.streamed_ && size % 4 != 0) ||
+  if (size == 0 || (upload.streamed() && size % 4 != 0) ||
       size > config_.limits().max_chunk_bytes()) {
     *reason = RejectReason::kMalformed;
     return absl::InvalidArgumentError(
-        upload.streamed_ ? absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+        upload.streamed() ? absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
                                         config_.limits().max_chunk_bytes() / 4,
                                         " whole float32 values")
                          : absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
@@ -649,7 +648,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   if (absl::Status shape = CheckChunkShape(upload, byte_offset, size, &reason); !shape.ok()) {
     return fail(reason, shape);
   }
-  if (!upload.streamed_) {
+  if (!upload.streamed()) {
     AppendPayload(upload, pieces);
     return absl::OkStatus();
   }
@@ -753,7 +752,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     // A compressed upload is decoded here, outside mu_: the gate keeps the
     // round open, and the arena row (robust) or the striped sum (mean) takes
     // it without disturbing other uploads. Decoders write nothing on error.
-    if (!upload.streamed_ && upload.state_ == Upload::State::kActive &&
+    if (!upload.streamed() && upload.state_ == Upload::State::kActive &&
         upload.received_ == upload.header_.payload_bytes) {
       absl::Status decoded;
       if (upload.row_ >= 0) {

@@ -154,7 +154,7 @@ class Upload {
   uint64_t received_ = 0;
   // float32 without zstd: folded in chunk by chunk as it arrives. Any other
   // codec: `payload_` collects the bytes, decoded once whole at the commit.
-  bool streamed_ = true;
+  bool streamed() const { return compress::IsPlainFloat32(header_.codec); }
   std::string payload_;
   std::unique_ptr<UndoJournal> journal_;  // Streamed mean only.
   int row_ = -1;                          // Robust rules: the arena row.

@@ -80,8 +80,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
   upload->coordinator_ = this;
   upload->header_ = h;
   upload->started_ = clock_->Now();
-  upload->streamed_ = h.codec.id == compress::CodecId::kFloat32 && !h.codec.zstd;
-  if (!upload->streamed_) upload->payload_.reserve(h.payload_bytes);
+  if (!upload->streamed()) upload->payload_.reserve(h.payload_bytes);
   upload->buffer_ = pool_->Take();
   metrics_->uploads_in_flight.Increment();
   return upload;
@@ -98,7 +97,7 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
   for (absl::string_view piece : pieces) size += piece.size();
   RejectReason reason = RejectReason::kInternal;
   absl::Status status = CheckChunkShape(upload, byte_offset, size, &reason);
-  if (status.ok() && !upload.streamed_) {
+  if (status.ok() && !upload.streamed()) {
     AppendPayload(upload, pieces);
     return absl::OkStatus();
   }
@@ -123,7 +122,7 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
 absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
   const UpdateHeaderInfo& h = upload.header_;
   CommitInfo info;
-  if (!upload.streamed_ && upload.state_ == Upload::State::kActive &&
+  if (!upload.streamed() && upload.state_ == Upload::State::kActive &&
       upload.received_ == h.payload_bytes) {
     // Decoded into the upload's own buffer, outside the lock.
     absl::Status decoded = DecodePayload(upload, absl::MakeSpan(upload.buffer_), false);
