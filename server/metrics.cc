@@ -9,9 +9,16 @@
 namespace tally::server {
 namespace {
 
+// A counter family whose series are added per label value.
+prometheus::Family<prometheus::Counter>& MakeCounterFamily(prometheus::Registry& registry,
+                                                           const std::string& name,
+                                                           const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
 prometheus::Counter& MakeCounter(prometheus::Registry& registry, const std::string& name,
                                  const std::string& help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+  return MakeCounterFamily(registry, name, help).Add({});
 }
 
 prometheus::Gauge& MakeGauge(prometheus::Registry& registry, const std::string& name,
@@ -116,34 +123,26 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       uploads_in_flight(
           MakeGauge(registry, "tally_uploads_in_flight", "PushUpdate streams being received.")),
       current_round(MakeGauge(registry, "tally_round", "Current (open) round number.")),
-      rejected_family_(prometheus::BuildCounter()
-                           .Name("tally_updates_rejected_total")
-                           .Help("Updates rejected, by reason.")
-                           .Register(registry)),
-      rule_updates_family_(prometheus::BuildCounter()
-                               .Name("tally_rule_client_updates_total")
-                               .Help("A client's updates judged by the robust rule.")
-                               .Register(registry)),
-      rule_influence_family_(prometheus::BuildCounter()
-                                 .Name("tally_rule_client_influence_total")
-                                 .Help("Sum of the rule's influence (0 = rejected, 1 = full) "
-                                       "over a client's updates.")
-                                 .Register(registry)),
-      rule_rejected_family_(prometheus::BuildCounter()
-                                .Name("tally_rule_client_rejections_total")
-                                .Help("A client's updates the rule rejected or down-weighted "
-                                      "below half influence.")
-                                .Register(registry)),
-      codec_payload_family_(prometheus::BuildCounter()
-                                .Name("tally_update_payload_bytes_total")
-                                .Help("Payload bytes of accepted updates on the wire, by codec.")
-                                .Register(registry)),
-      codec_dense_family_(prometheus::BuildCounter()
-                              .Name("tally_update_dense_bytes_total")
-                              .Help("Float32 bytes the accepted updates stand for (4 per "
-                                    "parameter), by codec; over tally_update_payload_bytes_total "
-                                    "it is the compression ratio.")
-                              .Register(registry)) {
+      rejected_family_(MakeCounterFamily(registry, "tally_updates_rejected_total",
+                                         "Updates rejected, by reason.")),
+      rule_updates_family_(MakeCounterFamily(registry, "tally_rule_client_updates_total",
+                                             "A client's updates judged by the robust rule.")),
+      rule_influence_family_(
+          MakeCounterFamily(registry, "tally_rule_client_influence_total",
+                            "Sum of the rule's influence (0 = rejected, 1 = full) "
+                            "over a client's updates.")),
+      rule_rejected_family_(
+          MakeCounterFamily(registry, "tally_rule_client_rejections_total",
+                            "A client's updates the rule rejected or down-weighted "
+                            "below half influence.")),
+      codec_payload_family_(
+          MakeCounterFamily(registry, "tally_update_payload_bytes_total",
+                            "Payload bytes of accepted updates on the wire, by codec.")),
+      codec_dense_family_(
+          MakeCounterFamily(registry, "tally_update_dense_bytes_total",
+                            "Float32 bytes the accepted updates stand for (4 per "
+                            "parameter), by codec; over tally_update_payload_bytes_total "
+                            "it is the compression ratio.")) {
   for (const compress::CodecInfo& info : compress::AllCodecs()) {
     const int id = static_cast<int>(info.id);
     if (id > kMaxCodecId) continue;
@@ -177,7 +176,8 @@ ServerMetrics::ClientRuleCounters& ServerMetrics::CountersFor(const std::string&
     if (other != client_counters_.end()) return other->second;
   }
   const prometheus::Labels labels = {{"client", label}};
-  ClientRuleCounters counters{&rule_updates_family_.Add(labels), &rule_influence_family_.Add(labels),
+  ClientRuleCounters counters{&rule_updates_family_.Add(labels),
+                              &rule_influence_family_.Add(labels),
                               &rule_rejected_family_.Add(labels)};
   return client_counters_.emplace(label, counters).first->second;
 }
