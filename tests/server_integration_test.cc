@@ -35,22 +35,34 @@ struct Harness {
   std::unique_ptr<server::Server> server;
   std::string target;
 
-  static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
-                                        uint32_t min_clients, uint32_t timeout_ms = 600000,
-                                        const tally::v1::StrategyConfig& strategy = {},
-                                        const tally::v1::CompressionConfig& compression = {}) {
-    auto h = std::make_unique<Harness>();
-    server::ServerOptions options;
-    options.config.set_listen_address("127.0.0.1:0");
-    options.config.set_metrics_port(-1);
-    auto* t = options.config.mutable_model()->add_tensors();
+  // A loopback server with one tensor "w" of `shape` and these rounds; tests
+  // set more fields before Start(config).
+  static tally::v1::ServerConfig Config(const std::vector<int64_t>& shape, uint32_t clients,
+                                        uint32_t min_clients, uint32_t timeout_ms = 600000) {
+    tally::v1::ServerConfig config;
+    config.set_listen_address("127.0.0.1:0");
+    config.set_metrics_port(-1);
+    auto* t = config.mutable_model()->add_tensors();
     t->set_name("w");
     for (int64_t d : shape) t->add_shape(d);
-    options.config.mutable_rounds()->set_clients_per_round(clients);
-    options.config.mutable_rounds()->set_min_clients(min_clients);
-    options.config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
-    *options.config.mutable_strategy() = strategy;
-    *options.config.mutable_compression() = compression;
+    config.mutable_rounds()->set_clients_per_round(clients);
+    config.mutable_rounds()->set_min_clients(min_clients);
+    config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
+    return config;
+  }
+
+  static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
+                                        uint32_t min_clients, uint32_t timeout_ms = 600000,
+                                        const tally::v1::StrategyConfig& strategy = {}) {
+    tally::v1::ServerConfig config = Config(shape, clients, min_clients, timeout_ms);
+    *config.mutable_strategy() = strategy;
+    return Start(std::move(config));
+  }
+
+  static std::unique_ptr<Harness> Start(tally::v1::ServerConfig config) {
+    auto h = std::make_unique<Harness>();
+    server::ServerOptions options;
+    options.config = std::move(config);
     options.registry = h->registry;
     auto server = server::Server::Create(std::move(options));
     EXPECT_THAT(server, IsOk());
@@ -143,7 +155,9 @@ TEST(ServerIntegrationTest, SdkClientsWithDifferentCodecsShareARound) {
   topk->set_codec("topk");
   topk->mutable_params()->set_k(2);
   compression.add_upload()->set_codec("int8");
-  auto h = Harness::Start({4}, 3, 3, 600000, {}, compression);
+  tally::v1::ServerConfig config = Harness::Config({4}, 3, 3);
+  *config.mutable_compression() = compression;
+  auto h = Harness::Start(config);
   ASSERT_NE(h, nullptr);
   auto a = h->NewClient("a"), b = h->NewClient("b", {"int8", "topk"}),
        c = h->NewClient("c", {"int8"});
@@ -185,7 +199,9 @@ TEST(ServerIntegrationTest, SdkErrorFeedbackSendsWhatCompressionDropped) {
   auto* topk = compression.add_upload();
   topk->set_codec("topk");
   topk->mutable_params()->set_k(1);
-  auto h = Harness::Start({2}, 1, 1, 600000, {}, compression);
+  tally::v1::ServerConfig config = Harness::Config({2}, 1, 1);
+  *config.mutable_compression() = compression;
+  auto h = Harness::Start(config);
   ASSERT_NE(h, nullptr);
   auto a = h->NewClient("a", {"topk"});
   ASSERT_THAT(TrainAndPush(*a, {3, 1}, 1), IsOk());
@@ -294,19 +310,11 @@ std::string Floats(const std::vector<float>& v) {
 TEST(ServerIntegrationTest, ShutdownDrainsTheRunningUploadThenCheckpoints) {
   const std::string dir = ::testing::TempDir() + "/drain_checkpoint";
   std::system(("rm -rf '" + dir + "'").c_str());
-  server::ServerOptions options;
-  options.config.set_listen_address("127.0.0.1:0");
-  options.config.set_metrics_port(-1);
-  options.config.set_checkpoint_dir(dir);
-  auto* t = options.config.mutable_model()->add_tensors();
-  t->set_name("w");
-  t->add_shape(2);
-  options.config.mutable_rounds()->set_clients_per_round(1);
-  auto registry = std::make_shared<prometheus::Registry>();
-  options.registry = registry;
-  TALLY_ASSERT_OK_AND_ASSIGN(auto server, server::Server::Create(std::move(options)));
-  const std::string target = "127.0.0.1:" + std::to_string(server->port());
-  RawClient a(target, "a"), b(target, "b");
+  tally::v1::ServerConfig config = Harness::Config({2}, 1, 1);
+  config.set_checkpoint_dir(dir);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  RawClient a(h->target, "a"), b(h->target, "b");
   // a streams its header and first float; the second comes during the drain.
   grpc::ClientContext ctx;
   tally::v1::PushUpdateResponse response;
@@ -320,18 +328,13 @@ TEST(ServerIntegrationTest, ShutdownDrainsTheRunningUploadThenCheckpoints) {
   ASSERT_TRUE(writer->Write(msg));
   // The server is inside a's upload once it has counted that chunk (a call
   // it had not yet accepted would be refused by the drain, as b's is).
-  auto received = [&] {
-    for (const auto& family : registry->Collect()) {
-      if (family.name == "tally_update_bytes_received_total") {
-        return family.metric[0].counter.value;
-      }
-    }
-    return 0.0;
-  };
-  for (int i = 0; i < 2000 && received() < 4; ++i) absl::SleepFor(absl::Milliseconds(5));
-  ASSERT_EQ(received(), 4);
+  const char* kReceived = "tally_update_bytes_received_total";
+  for (int i = 0; i < 2000 && h->Counter(kReceived) < 4; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_EQ(h->Counter(kReceived), 4);
 
-  std::thread stopper([&] { server->Shutdown(absl::Seconds(60)); });
+  std::thread stopper([&] { h->server->Shutdown(absl::Seconds(60)); });
   // b (the round is a's alone) is turned away as "full" until the drain
   // begins, then with UNAVAILABLE.
   grpc::Status refused;
