@@ -48,7 +48,35 @@ struct Session {
   JoinResult join;
   size_t chunk_bytes = 0;  // Upload chunk size agreed at Join.
   compress::CodecSpec upload;  // Assigned at Join.
+  compress::CodecSpec download;
+  v1::Codec delta_codec = v1::CODEC_UNSPECIFIED;  // None.
 };
+
+// The codec the server assigned for `role` at Join, checked: one this client
+// offered (or float32), with valid parameters for d parameters.
+absl::StatusOr<compress::CodecSpec> AssignedCodec(const char* role, v1::Codec assigned,
+                                                  const v1::CodecParams& params,
+                                                  const std::vector<std::string>& offered,
+                                                  size_t d) {
+  if (assigned == v1::CODEC_UNSPECIFIED) assigned = v1::CODEC_DENSE_F32;
+  absl::StatusOr<compress::CodecSpec> spec = SpecFromProto(assigned, params);
+  if (spec.ok()) {
+    const std::string name = compress::FindCodec(spec->id)->name;
+    if (spec->id != compress::CodecId::kFloat32 &&
+        std::find(offered.begin(), offered.end(), name) == offered.end()) {
+      spec = absl::FailedPreconditionError(absl::StrCat("codec ", name, " was not offered"));
+    } else if (absl::Status valid = compress::ValidateSpec(*spec, d); !valid.ok()) {
+      spec = valid;
+    }
+  }
+  if (!spec.ok()) {
+    return absl::UnimplementedError(absl::StrCat("Join: the server assigned ", role, " codec ",
+                                                 static_cast<int>(assigned),
+                                                 " that this client cannot use: ",
+                                                 spec.status().message()));
+  }
+  return spec;
+}
 
 // An update as it goes on the wire: float32 straight from Update.delta, or
 // encoded once (before any attempt, so retries resend the same bytes).
@@ -178,6 +206,9 @@ class GrpcClient final : public Client {
   tally::Mutex feedback_mu_;
   // Error feedback: what acknowledged compressed updates did not carry.
   std::optional<compress::ErrorFeedback> feedback_ ABSL_GUARDED_BY(feedback_mu_);
+  tally::Mutex held_mu_;
+  // The last model pulled on the server's delta chain (null: none).
+  std::shared_ptr<const client_internal::HeldModel> held_ ABSL_GUARDED_BY(held_mu_);
 };
 
 template <typename Fn>
@@ -232,6 +263,10 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   for (const std::string& name : options_.upload_codecs) {
     request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
+  request.add_download_codecs(v1::CODEC_DENSE_F32);
+  for (const std::string& name : options_.download_codecs) {
+    request.add_download_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
+  }
   v1::JoinResponse response;
   CallSpec spec("Join");
   spec.needs_session = false;
@@ -246,31 +281,22 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   absl::StatusOr<ModelInfo> model = client_internal::ModelInfoFromSpec(response.model_spec());
   if (!model.ok()) return WithRpc("Join", model.status());
   session->join.model = *std::move(model);
-  // The assigned codec must be one this client offered, with valid parameters.
-  const v1::Codec assigned = response.upload_codec() == v1::CODEC_UNSPECIFIED
-                                 ? v1::CODEC_DENSE_F32
-                                 : response.upload_codec();
-  absl::StatusOr<compress::CodecSpec> upload = SpecFromProto(assigned, response.upload_params());
-  if (upload.ok()) {
-    const std::string name = compress::FindCodec(upload->id)->name;
-    const bool offered =
-        upload->id == compress::CodecId::kFloat32 ||
-        std::find(options_.upload_codecs.begin(), options_.upload_codecs.end(), name) !=
-            options_.upload_codecs.end();
-    if (!offered) {
-      upload = absl::FailedPreconditionError(absl::StrCat("codec ", name, " was not offered"));
-    } else if (absl::Status valid = compress::ValidateSpec(*upload, session->join.model.num_params);
-               !valid.ok()) {
-      upload = valid;
-    }
+  const size_t d = session->join.model.num_params;
+  TALLY_ASSIGN_OR_RETURN(session->upload,
+                         AssignedCodec("upload", response.upload_codec(), response.upload_params(),
+                                       options_.upload_codecs, d));
+  TALLY_ASSIGN_OR_RETURN(session->download,
+                         AssignedCodec("download", response.download_codec(),
+                                       response.download_params(), options_.download_codecs, d));
+  session->join.upload_codec = compress::FindCodec(session->upload.id)->name;
+  session->join.download_codec = compress::FindCodec(session->download.id)->name;
+  if (response.delta_codec() != v1::CODEC_UNSPECIFIED) {
+    TALLY_ASSIGN_OR_RETURN(compress::CodecSpec delta,
+                           AssignedCodec("delta", response.delta_codec(), response.delta_params(),
+                                         options_.download_codecs, d));
+    session->delta_codec = response.delta_codec();
+    session->join.delta_codec = compress::FindCodec(delta.id)->name;
   }
-  if (!upload.ok()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "Join: the server assigned upload codec ", static_cast<int>(assigned),
-        " that this client cannot use: ", upload.status().message()));
-  }
-  session->upload = *upload;
-  session->join.upload_codec = compress::FindCodec(upload->id)->name;
   session->join.model_version = response.model_version();
   session->join.max_chunk_bytes = response.limits().max_chunk_bytes();
   session->join.max_update_bytes = response.limits().max_update_bytes();
@@ -315,29 +341,58 @@ absl::StatusOr<Model> GrpcClient::PullModel(uint64_t version) {
 }
 
 absl::StatusOr<Model> GrpcClient::PullOnce(const Session& session, uint64_t version) {
+  const bool deltas = session.delta_codec != v1::CODEC_UNSPECIFIED;
+  std::shared_ptr<const client_internal::HeldModel> held;
+  if (deltas) {
+    tally::MutexLock lock(&held_mu_);
+    held = held_;
+  }
   v1::PullModelRequest request;
   request.set_client_id(options_.client_id);
   request.set_session_token(session.token);
   request.set_version(version);
+  request.set_codec(CodecToProto(session.download));
+  request.set_delta_codec(session.delta_codec);
+  if (held != nullptr) {
+    request.set_have_version(held->version);
+    request.set_have_chain(held->chain_id);
+  }
   grpc::ClientContext context;
   SetDeadline(&context, absl::Now() + options_.transfer_timeout);
   std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader =
       aggregator_->PullModel(&context, request);
 
   Model model;
-  client_internal::ModelAssembler assembler(session.join.model, &model);
+  client_internal::ModelAssembler assembler(session.join.model, session.download, held.get(),
+                                            &model);
+  absl::Status status;
   v1::ModelChunk chunk;
-  while (reader->Read(&chunk)) {
-    if (absl::Status added = assembler.Add(chunk); !added.ok()) {
-      context.TryCancel();
-      reader->Finish().IgnoreError();
-      return WithRpc("PullModel", added);
+  while (status.ok() && reader->Read(&chunk)) status = assembler.Add(chunk);
+  if (!status.ok()) {
+    context.TryCancel();
+    reader->Finish().IgnoreError();
+    status = WithRpc("PullModel", status);
+  } else {
+    status = FromGrpcStatus("PullModel", reader->Finish());
+    if (absl::Status complete = assembler.Complete(); status.ok() && !complete.ok()) {
+      status = WithRpc("PullModel", complete);
     }
   }
-  TALLY_RETURN_IF_ERROR(FromGrpcStatus("PullModel", reader->Finish()));
-  if (absl::Status complete = assembler.Complete(); !complete.ok()) {
-    return WithRpc("PullModel", complete);
+  if (deltas) {
+    // The next pull's deltas apply to this model, if it is on the chain.
+    std::shared_ptr<client_internal::HeldModel> next;
+    if (status.ok() && assembler.delta_base()) {
+      next = std::make_shared<client_internal::HeldModel>();
+      next->version = model.version;
+      next->chain_id = assembler.chain_id();
+      next->params = model.params;
+    }
+    if (status.ok() || status.code() == absl::StatusCode::kDataLoss) {
+      tally::MutexLock lock(&held_mu_);
+      held_ = std::move(next);
+    }
   }
+  TALLY_RETURN_IF_ERROR(status);
   return model;
 }
 

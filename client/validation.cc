@@ -83,6 +83,14 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
           "' is not float32, float16, bfloat16, int8, qsgd, sign, topk or randk"));
     }
   }
+  for (const std::string& name : options.download_codecs) {
+    const compress::CodecInfo* info = compress::FindCodec(name);
+    if (info == nullptr || info->seeded) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ClientOptions.download_codecs: '", name,
+                       "' is not float32, float16, bfloat16, int8, sign or topk"));
+    }
+  }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError(
         "ClientOptions.tls_cert_file and tls_key_file: set both or neither");

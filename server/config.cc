@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -7,8 +8,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/span.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "core/status_macros.h"
 #include "proto/codec_params.h"
 #include "server/auth.h"
 
@@ -207,31 +210,85 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
   return ModelLayout::Create(defs);
 }
 
+namespace {
+
+// One compression entry as a validated spec; `allowed` (empty: any codec)
+// restricts the codecs the role takes.
+absl::StatusOr<compress::CodecSpec> SpecFromChoice(
+    const tally::v1::CodecChoice& choice, const std::string& field, size_t num_params,
+    absl::Span<const compress::CodecId> allowed = {}) {
+  const compress::CodecInfo* info = compress::FindCodec(choice.codec());
+  std::vector<std::string> names;
+  for (compress::CodecId id : allowed) names.push_back(compress::FindCodec(id)->name);
+  if (allowed.empty()) names = compress::CodecNames();
+  if (info == nullptr ||
+      (!allowed.empty() && std::find(allowed.begin(), allowed.end(), info->id) == allowed.end())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".codec: '", choice.codec(),
+                                                   "' is not one of ", absl::StrJoin(names, ", ")));
+  }
+  auto spec = SpecFromProto(static_cast<tally::v1::Codec>(info->id), choice.params());
+  if (spec.ok()) {
+    if (absl::Status valid = compress::ValidateSpec(*spec, num_params); !valid.ok()) spec = valid;
+  }
+  if (!spec.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".params: ", spec.status().message()));
+  }
+  return spec;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
     const tally::v1::ServerConfig& config, size_t num_params) {
   std::vector<compress::CodecSpec> specs;
   for (int i = 0; i < config.compression().upload_size(); ++i) {
-    const tally::v1::CodecChoice& choice = config.compression().upload(i);
-    const std::string field = absl::StrCat("compression.upload[", i, "]");
-    const compress::CodecInfo* info = compress::FindCodec(choice.codec());
-    if (info == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".codec: '", choice.codec(), "' is not one of ",
-                       absl::StrJoin(compress::CodecNames(), ", ")));
-    }
-    auto spec = SpecFromProto(static_cast<tally::v1::Codec>(info->id), choice.params());
-    if (spec.ok()) {
-      if (absl::Status valid = compress::ValidateSpec(*spec, num_params); !valid.ok()) {
-        spec = valid;
-      }
-    }
-    if (!spec.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".params: ", spec.status().message()));
-    }
-    specs.push_back(*spec);
+    TALLY_ASSIGN_OR_RETURN(
+        compress::CodecSpec spec,
+        SpecFromChoice(config.compression().upload(i),
+                       absl::StrCat("compression.upload[", i, "]"), num_params));
+    specs.push_back(spec);
   }
   return specs;
+}
+
+bool DeltaChainCapable(const compress::CodecSpec& full) {
+  return full.id == compress::CodecId::kFloat32 || full.id == compress::CodecId::kFloat16 ||
+         full.id == compress::CodecId::kBfloat16;
+}
+
+absl::StatusOr<DownloadCodecs> DownloadCodecsFromConfig(const tally::v1::ServerConfig& config,
+                                                        size_t num_params) {
+  using compress::CodecId;
+  static constexpr CodecId kFull[] = {
+      CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16, CodecId::kInt8};
+  static constexpr CodecId kDelta[] = {
+      CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16,
+      CodecId::kInt8,    CodecId::kSign,    CodecId::kTopK};
+  const tally::v1::CompressionConfig& compression = config.compression();
+  DownloadCodecs codecs;
+  for (int i = 0; i < compression.download_size(); ++i) {
+    const std::string field = absl::StrCat("compression.download[", i, "]");
+    TALLY_ASSIGN_OR_RETURN(compress::CodecSpec spec,
+                           SpecFromChoice(compression.download(i), field, num_params, kFull));
+    for (const compress::CodecSpec& earlier : codecs.full) {
+      if (earlier.id == spec.id) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".codec: '", compression.download(i).codec(), "' is listed twice"));
+      }
+    }
+    codecs.full.push_back(spec);
+  }
+  if (!compression.download_delta().codec().empty()) {
+    TALLY_ASSIGN_OR_RETURN(codecs.delta, SpecFromChoice(compression.download_delta(),
+                                                        "compression.download_delta", num_params,
+                                                        kDelta));
+  }
+  if (compression.delta_history() > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.delta_history: ", compression.delta_history(), " must be at most 1024"));
+  }
+  if (compression.delta_history() > 0) codecs.delta_history = compression.delta_history();
+  return codecs;
 }
 
 absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
@@ -291,6 +348,9 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   }
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
   if (auto codecs = UploadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
+    return codecs.status();
+  }
+  if (auto codecs = DownloadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
     return codecs.status();
   }
   const auto& limits = config.limits();

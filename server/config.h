@@ -2,7 +2,9 @@
 #ifndef TALLY_SERVER_CONFIG_H_
 #define TALLY_SERVER_CONFIG_H_
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "aggregators/optimizers/optimizer.h"
@@ -51,6 +53,24 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
 // naming the entry for an unknown codec or invalid parameters.
 absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
     const tally::v1::ServerConfig& config, size_t num_params);
+
+// What compression.download / download_delta configure.
+struct DownloadCodecs {
+  // Full-model codecs in order of preference (float32 is served besides).
+  std::vector<compress::CodecSpec> full;
+  std::optional<compress::CodecSpec> delta;  // None: no deltas.
+  size_t delta_history = 8;
+};
+
+// True for the download codecs whose rounding is a projection (applying it
+// twice changes nothing), so a delta chain can end exactly on the full
+// encoding: float32, float16, bfloat16 (not int8: its scale moves).
+bool DeltaChainCapable(const compress::CodecSpec& full);
+
+// compression.download* as specs; INVALID_ARGUMENT naming the entry for a
+// codec not allowed in that role, a duplicate, or invalid parameters.
+absl::StatusOr<DownloadCodecs> DownloadCodecsFromConfig(const tally::v1::ServerConfig& config,
+                                                        size_t num_params);
 
 }  // namespace tally::server
 

@@ -135,32 +135,56 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
           MakeCounterFamily(registry, "tally_rule_client_rejections_total",
                             "A client's updates the rule rejected or down-weighted "
                             "below half influence.")),
-      codec_payload_family_(
-          MakeCounterFamily(registry, "tally_update_payload_bytes_total",
-                            "Payload bytes of accepted updates on the wire, by codec.")),
-      codec_dense_family_(
-          MakeCounterFamily(registry, "tally_update_dense_bytes_total",
-                            "Float32 bytes the accepted updates stand for (4 per "
-                            "parameter), by codec; over tally_update_payload_bytes_total "
-                            "it is the compression ratio.")) {
-  for (const compress::CodecInfo& info : compress::AllCodecs()) {
-    const int id = static_cast<int>(info.id);
-    if (id > kMaxCodecId) continue;
-    codec_payload_[id] = &codec_payload_family_.Add({{"codec", info.name}});
-    codec_dense_[id] = &codec_dense_family_.Add({{"codec", info.name}});
-  }
+      model_payload_family_(
+          MakeCounterFamily(registry, "tally_model_payload_bytes_total",
+                            "Model bytes PullModel sent, by codec and kind (full model or delta).")),
+      model_dense_family_(MakeCounterFamily(
+          registry, "tally_model_dense_bytes_total",
+          "Float32 bytes the models PullModel sent stand for (4 per parameter and segment), by "
+          "codec and kind; over tally_model_payload_bytes_total it is the compression ratio.")),
+      upload_bytes_(MakeCounterFamily(registry, "tally_update_payload_bytes_total",
+                                      "Payload bytes of accepted updates on the wire, by codec."),
+                    MakeCounterFamily(registry, "tally_update_dense_bytes_total",
+                                      "Float32 bytes the accepted updates stand for (4 per "
+                                      "parameter), by codec; over tally_update_payload_bytes_total "
+                                      "it is the compression ratio.")),
+      download_full_bytes_(model_payload_family_, model_dense_family_, {{"kind", "full"}}),
+      download_delta_bytes_(model_payload_family_, model_dense_family_, {{"kind", "delta"}}) {
   for (int i = 0; i <= static_cast<int>(RejectReason::kInternal); ++i) {
     rejected_[i] =
         &rejected_family_.Add({{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
   }
 }
 
+ServerMetrics::CodecBytes::CodecBytes(prometheus::Family<prometheus::Counter>& payload,
+                                      prometheus::Family<prometheus::Counter>& dense,
+                                      const std::map<std::string, std::string>& labels) {
+  for (const compress::CodecInfo& info : compress::AllCodecs()) {
+    const int id = static_cast<int>(info.id);
+    if (id > kMaxCodecId) continue;
+    std::map<std::string, std::string> series = labels;
+    series["codec"] = info.name;
+    payload_[id] = &payload.Add(series);
+    dense_[id] = &dense.Add(series);
+  }
+}
+
+void ServerMetrics::CodecBytes::Add(compress::CodecId codec, uint64_t payload_bytes,
+                                    uint64_t dense_bytes) {
+  const int id = static_cast<int>(codec);
+  if (id > kMaxCodecId || payload_[id] == nullptr) return;
+  payload_[id]->Increment(static_cast<double>(payload_bytes));
+  dense_[id]->Increment(static_cast<double>(dense_bytes));
+}
+
 void ServerMetrics::UpdateCodecBytes(compress::CodecId codec, uint64_t payload_bytes,
                                      uint64_t dense_bytes) {
-  const int id = static_cast<int>(codec);
-  if (id > kMaxCodecId || codec_payload_[id] == nullptr) return;
-  codec_payload_[id]->Increment(static_cast<double>(payload_bytes));
-  codec_dense_[id]->Increment(static_cast<double>(dense_bytes));
+  upload_bytes_.Add(codec, payload_bytes, dense_bytes);
+}
+
+void ServerMetrics::DownloadCodecBytes(compress::CodecId codec, bool delta, uint64_t payload_bytes,
+                                       uint64_t dense_bytes) {
+  (delta ? download_delta_bytes_ : download_full_bytes_).Add(codec, payload_bytes, dense_bytes);
 }
 
 void ServerMetrics::Rejected(RejectReason reason) {

@@ -4,6 +4,7 @@
 #ifndef TALLY_SERVER_METRICS_H_
 #define TALLY_SERVER_METRICS_H_
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,9 @@ class ServerMetrics {
   // An accepted update in `codec`: its payload bytes and the float32 bytes
   // it stands for (4 per parameter). Thread-safe.
   void UpdateCodecBytes(compress::CodecId codec, uint64_t payload_bytes, uint64_t dense_bytes);
+  // A model segment sent by PullModel (a full model, or a delta), likewise.
+  void DownloadCodecBytes(compress::CodecId codec, bool delta, uint64_t payload_bytes,
+                          uint64_t dense_bytes);
 
   prometheus::Counter& updates_received;  // Uploads whose header arrived.
   prometheus::Counter& updates_accepted;
@@ -94,12 +98,25 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& rule_updates_family_;
   prometheus::Family<prometheus::Counter>& rule_influence_family_;
   prometheus::Family<prometheus::Counter>& rule_rejected_family_;
-  prometheus::Family<prometheus::Counter>& codec_payload_family_;
-  prometheus::Family<prometheus::Counter>& codec_dense_family_;
-  // Indexed by CodecId (ids are 1..kMaxCodecId).
-  static constexpr int kMaxCodecId = 9;
-  prometheus::Counter* codec_payload_[kMaxCodecId + 1] = {};
-  prometheus::Counter* codec_dense_[kMaxCodecId + 1] = {};
+  prometheus::Family<prometheus::Counter>& model_payload_family_;
+  prometheus::Family<prometheus::Counter>& model_dense_family_;
+  // Payload bytes and the float32 bytes they stand for, per codec.
+  class CodecBytes {
+   public:
+    // Series of `payload` and `dense` labelled codec=<name> plus `labels`.
+    CodecBytes(prometheus::Family<prometheus::Counter>& payload,
+               prometheus::Family<prometheus::Counter>& dense,
+               const std::map<std::string, std::string>& labels = {});
+    void Add(compress::CodecId codec, uint64_t payload_bytes, uint64_t dense_bytes);
+
+   private:
+    static constexpr int kMaxCodecId = 9;  // Indexed by CodecId (1..kMaxCodecId).
+    prometheus::Counter* payload_[kMaxCodecId + 1] = {};
+    prometheus::Counter* dense_[kMaxCodecId + 1] = {};
+  };
+  CodecBytes upload_bytes_;
+  CodecBytes download_full_bytes_;
+  CodecBytes download_delta_bytes_;
   tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];

@@ -102,14 +102,15 @@ bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite*
   return message->ParseFromString(bytes);
 }
 
-// Streams one model version: the messages of its EncodedModel, shared with
-// every other puller of that version (nothing is encoded or copied here).
+// Streams one model version: the messages of its segments, shared with every
+// other puller of that version and codec (nothing is encoded or copied here
+// once the version's segments exist).
 class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   PullModelReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
-                   Coordinator* coordinator, ServerMetrics* metrics, EncodedModelCache* cache,
+                   Coordinator* coordinator, ServerMetrics* metrics, ModelDownloads* downloads,
                    const grpc::ByteBuffer* request_bytes)
-      : metrics_(metrics) {
+      : metrics_(metrics), num_params_(coordinator->store().layout().NumParams()) {
     tally::v1::PullModelRequest request;
     absl::StatusOr<std::vector<std::string>> identities = auth->Identify(*context);
     if (!identities.ok()) {
@@ -138,9 +139,17 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
                        " is not available; the current version is ", snapshot->version)));
       return;
     }
-    coordinator->NotePulled(request.client_id(), snapshot->version);
-    encoded_ = cache->Get(std::move(snapshot));
-    StartWrite(&encoded_->messages[next_++]);
+    const uint64_t version = snapshot->version;
+    absl::StatusOr<SegmentList> segments = downloads->Get(
+        std::move(snapshot), request.codec(), request.delta_codec(), request.have_version(),
+        request.have_chain());
+    if (!segments.ok()) {
+      Finish(ToGrpcStatus(segments.status()));
+      return;
+    }
+    coordinator->NotePulled(request.client_id(), version);
+    segments_ = *std::move(segments);
+    WriteNext();
   }
 
   void OnWriteDone(bool ok) override {
@@ -148,20 +157,31 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "model stream interrupted"));
       return;
     }
-    metrics_->model_bytes_sent.Increment(static_cast<double>(encoded_->chunk_bytes[next_ - 1]));
-    if (next_ == encoded_->messages.size()) {
-      Finish(grpc::Status::OK);
-      return;
+    const ModelSegment& segment = *segments_[segment_];
+    if (message_ == segment.messages.size()) {
+      metrics_->model_bytes_sent.Increment(static_cast<double>(segment.payload_bytes));
+      metrics_->DownloadCodecBytes(segment.codec, segment.base_version != 0,
+                                   segment.payload_bytes, num_params_ * sizeof(float));
+      ++segment_;
+      message_ = 0;
+      if (segment_ == segments_.size()) {
+        Finish(grpc::Status::OK);
+        return;
+      }
     }
-    StartWrite(&encoded_->messages[next_++]);
+    WriteNext();
   }
 
   void OnDone() override { delete this; }
 
  private:
+  void WriteNext() { StartWrite(&segments_[segment_]->messages[message_++]); }
+
   ServerMetrics* const metrics_;
-  std::shared_ptr<const EncodedModel> encoded_;
-  size_t next_ = 0;
+  const size_t num_params_;
+  SegmentList segments_;
+  size_t segment_ = 0;  // Being written.
+  size_t message_ = 0;  // Of segments_[segment_], the next to write.
 };
 
 // Pushes a notice for each new model version. Notices coalesce: a slow
@@ -452,7 +472,9 @@ AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* me
       metrics_(metrics),
       config_(config),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
-      model_cache_(model_spec_, config->limits().model_chunk_bytes()) {}
+      downloads_(model_spec_, config->limits().model_chunk_bytes(),
+                 DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams())
+                     .value()) {}
 
 grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* context,
                                                   const tally::v1::JoinRequest* request,
@@ -489,7 +511,26 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   *response->mutable_model_spec() = model_spec_;
   response->set_upload_codec(CodecToProto(upload));
   SpecToProto(upload, response->mutable_upload_params());
-  response->set_download_codec(tally::v1::CODEC_DENSE_F32);
+  // Downloads: the first configured codec the client decodes, else float32;
+  // deltas if it decodes the delta codec and the download codec chains.
+  const auto& decodable = request->download_codecs();
+  auto decodes = [&](const compress::CodecSpec& spec) {
+    return std::find(decodable.begin(), decodable.end(), CodecToProto(spec)) != decodable.end();
+  };
+  compress::CodecSpec download = compress::DefaultSpec(compress::CodecId::kFloat32);
+  for (const compress::CodecSpec& spec : downloads_.codecs().full) {
+    if (decodes(spec)) {
+      download = spec;
+      break;
+    }
+  }
+  response->set_download_codec(CodecToProto(download));
+  SpecToProto(download, response->mutable_download_params());
+  const std::optional<compress::CodecSpec>& delta = downloads_.codecs().delta;
+  if (delta.has_value() && decodes(*delta) && DeltaChainCapable(download)) {
+    response->set_delta_codec(CodecToProto(*delta));
+    SpecToProto(*delta, response->mutable_delta_params());
+  }
   tally::v1::Limits* limits = response->mutable_limits();
   limits->set_max_chunk_bytes(config_->limits().max_chunk_bytes());
   limits->set_max_update_bytes(config_->limits().max_update_bytes());
@@ -513,7 +554,7 @@ grpc::ServerUnaryReactor* AggregatorService::GetTask(grpc::CallbackServerContext
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullModel(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new PullModelReactor(context, auth_, coordinator_, metrics_, &model_cache_, request);
+  return new PullModelReactor(context, auth_, coordinator_, metrics_, &downloads_, request);
 }
 
 grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(

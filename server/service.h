@@ -17,7 +17,7 @@ namespace tally::server {
 
 // PushUpdate and PullModel are raw methods: update chunks are decoded from
 // the received slices without an intermediate copy (server/chunk_wire.h), and
-// model chunks are pre-encoded once per version (server/encoded_model.h).
+// model segments are encoded once per version and codec (server/encoded_model.h).
 class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMethod_PullModel<
                                     tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<
                                         tally::v1::Aggregator::CallbackService>> {
@@ -52,7 +52,7 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
   ServerMetrics* const metrics_;
   const tally::v1::ServerConfig* const config_;
   tally::v1::ModelSpec model_spec_;  // Built once from the layout.
-  EncodedModelCache model_cache_;
+  ModelDownloads downloads_;
 };
 
 class AdminService final : public tally::v1::Admin::CallbackService {

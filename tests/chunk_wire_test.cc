@@ -8,7 +8,6 @@
 #include "absl/strings/escaping.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/encoded_model.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -87,57 +86,6 @@ TEST(ChunkWireTest, RejectsMalformedFraming) {
                 StatusIs(absl::StatusCode::kInvalidArgument))
         << absl::CEscape(wire);
   }
-}
-
-}  // namespace
-}  // namespace tally::server
-
-namespace tally::server {
-namespace {
-
-TEST(EncodedModelTest, ChunksPointIntoTheSnapshotAndParseAsModelChunks) {
-  auto snapshot = std::make_shared<ModelSnapshot>();
-  snapshot->version = 4;
-  snapshot->round = 3;
-  snapshot->params.resize(1000);
-  for (size_t i = 0; i < snapshot->params.size(); ++i) snapshot->params[i] = 0.5f * i;
-  std::shared_ptr<const ModelSnapshot> shared = snapshot;
-  tally::v1::ModelSpec spec;
-  spec.set_num_params(1000);
-  auto encoded = EncodeModel(shared, spec, /*chunk_bytes=*/1024);
-  ASSERT_EQ(encoded->messages.size(), 1u + 4u);  // Header + ceil(4000 / 1024).
-  EXPECT_GT(shared.use_count(), 1);              // Slices hold the snapshot.
-
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(encoded->messages[0].Dump(&slices).ok());
-  tally::v1::ModelChunk header;
-  std::string bytes;
-  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  ASSERT_TRUE(header.ParseFromString(bytes));
-  EXPECT_EQ(header.header().version(), 4u);
-  EXPECT_EQ(header.header().round(), 3u);
-  EXPECT_EQ(header.header().payload_bytes(), 4000u);
-
-  std::string payload;
-  for (size_t i = 1; i < encoded->messages.size(); ++i) {
-    slices.clear();
-    ASSERT_TRUE(encoded->messages[i].Dump(&slices).ok());
-    ASSERT_EQ(slices.size(), 3u);
-    // The payload slice is the snapshot's own memory: nothing was copied.
-    EXPECT_EQ(reinterpret_cast<const char*>(slices[1].begin()),
-              reinterpret_cast<const char*>(snapshot->params.data()) + payload.size());
-    bytes.clear();
-    for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    tally::v1::ModelChunk chunk;
-    ASSERT_TRUE(chunk.ParseFromString(bytes));
-    EXPECT_EQ(chunk.offset(), payload.size());
-    EXPECT_EQ(chunk.data().size(), encoded->chunk_bytes[i]);
-    payload += chunk.data();
-  }
-  EXPECT_EQ(payload, std::string(reinterpret_cast<const char*>(snapshot->params.data()), 4000));
-  encoded.reset();
-  slices.clear();
-  EXPECT_EQ(shared.use_count(), 2);  // `snapshot` and `shared`: the slices let go.
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,16 +75,34 @@ struct Harness {
   }
 
   std::unique_ptr<Client> NewClient(const std::string& id,
-                                    const std::vector<std::string>& upload_codecs = {}) {
+                                    const std::vector<std::string>& upload_codecs = {},
+                                    std::optional<std::vector<std::string>> download_codecs = {}) {
     ClientOptions options;
     options.target = target;
     options.client_id = id;
     options.upload_codecs = upload_codecs;
+    if (download_codecs.has_value()) options.download_codecs = *download_codecs;
     options.max_attempts = 3;
     options.initial_backoff = absl::Milliseconds(10);
     auto client = Client::Create(options);
     EXPECT_THAT(client, IsOk());
     return client.ok() ? std::move(client).value() : nullptr;
+  }
+
+  // The series of `name` with every label in `labels`.
+  double Counter(const std::string& name, const std::map<std::string, std::string>& labels) {
+    for (const auto& family : registry->Collect()) {
+      if (family.name != name) continue;
+      for (const auto& metric : family.metric) {
+        size_t matched = 0;
+        for (const auto& label : metric.label) {
+          auto it = labels.find(label.name);
+          matched += it != labels.end() && it->second == label.value;
+        }
+        if (matched == labels.size()) return metric.counter.value;
+      }
+    }
+    return -1;
   }
 
   double Counter(const std::string& name, const std::string& reason = "") {
@@ -232,6 +252,66 @@ TEST(ServerIntegrationTest, RetriedUpdateIsADuplicateAndCountedOnce) {
   ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
   EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {4.0f, 4.0f}));  // (8 + 0) / 2.
+}
+
+// Compressed downloads through the SDK: float16 models with top-1 deltas.
+// Initial model zeros; client a pushes (0.1, -2.5, 0.5, 1000.7), then zeros
+// twice (sgd, lr 1: the model is the sum). By hand, R = f16(R + top1(M - R)):
+//   v1: R = 0                            (full float16: 8 bytes)
+//   v2: M - R = M, top-1 = 1000.7 at 3   R = (0, 0, 0, 1000.5)
+//   v3: M - R = (0.1, -2.5, 0.5, 0.2)    R = (0, -2.5, 0, 1000.5)
+//   v4: M - R = (0.1, 0, 0.5, 0.2)       R = (0, -2.5, 0.5, 1000.5)
+// A client that asks for float32 gets M exactly; one that joins late gets R.
+TEST(ServerIntegrationTest, SdkPullsFloat16ModelsAndTopkDeltas) {
+  tally::v1::ServerConfig config = Harness::Config({4}, 1, 1);
+  config.mutable_compression()->add_download()->set_codec("float16");
+  config.mutable_compression()->mutable_download_delta()->set_codec("topk");
+  config.mutable_compression()->mutable_download_delta()->mutable_params()->set_k(1);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), exact = h->NewClient("exact", {}, {{"float32"}});
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult ja, a->Join());
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult je, exact->Join());
+  EXPECT_EQ(ja.download_codec, "float16");
+  EXPECT_EQ(ja.delta_codec, "topk");
+  EXPECT_EQ(je.download_codec, "float32");
+  EXPECT_EQ(je.delta_codec, "");
+
+  TALLY_ASSERT_OK_AND_ASSIGN(Model v1, a->PullModel());
+  EXPECT_EQ(v1.version, 1u);
+  EXPECT_EQ(v1.payload_bytes, 8u);
+  EXPECT_EQ(v1.deltas, 0u);
+  const std::vector<std::vector<float>> pushes = {{0.1f, -2.5f, 0.5f, 1000.7f}, {0, 0, 0, 0},
+                                                  {0, 0, 0, 0}};
+  const std::vector<std::vector<float>> expected = {
+      {0, 0, 0, 1000.5f}, {0, -2.5f, 0, 1000.5f}, {0, -2.5f, 0.5f, 1000.5f}};
+  for (size_t i = 0; i < pushes.size(); ++i) {
+    ASSERT_THAT(TrainAndPush(*a, pushes[i], 1), IsOk());
+    ASSERT_THAT(a->WaitForVersion(i + 1, absl::Seconds(30)), IsOk());
+    TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+    EXPECT_EQ(model.version, i + 2);
+    EXPECT_EQ(model.deltas, 1u);
+    EXPECT_EQ(model.payload_bytes, 6u);  // n, index, f32 value.
+    EXPECT_EQ(model.params, expected[i]) << "version " << model.version;
+  }
+  TALLY_ASSERT_OK_AND_ASSIGN(Model m, exact->PullModel());
+  EXPECT_EQ(m.params, std::vector<float>({0.1f, -2.5f, 0.5f, 1000.7f}));
+  EXPECT_EQ(m.payload_bytes, 16u);
+  auto late = h->NewClient("late");
+  ASSERT_THAT(late->Join(), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model r, late->PullModel());
+  EXPECT_EQ(r.params, expected.back());
+  EXPECT_EQ(r.deltas, 0u);
+
+  EXPECT_EQ(h->Counter("tally_model_payload_bytes_total", {{"codec", "float16"}, {"kind", "full"}}),
+            16);
+  EXPECT_EQ(h->Counter("tally_model_payload_bytes_total", {{"codec", "topk"}, {"kind", "delta"}}),
+            18);
+  EXPECT_EQ(h->Counter("tally_model_dense_bytes_total", {{"codec", "topk"}, {"kind", "delta"}}),
+            48);
+  EXPECT_EQ(h->Counter("tally_model_payload_bytes_total", {{"codec", "float32"}, {"kind", "full"}}),
+            16);
+  EXPECT_EQ(h->Counter("tally_model_bytes_sent_total"), 16 + 18 + 16);
 }
 
 // A raw gRPC view of the server for input the SDK would never send.

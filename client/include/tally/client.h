@@ -79,6 +79,16 @@ struct ClientOptions {
   // next one (error feedback, ALGORITHMS.md §5.2), so that nothing is lost
   // for good. Kept per Client, updated when a push is acknowledged.
   bool error_feedback = true;
+  // Compressed downloads: the codecs this client accepts models and model
+  // deltas in, offered at Join. The server assigns the first codec of its
+  // compression.download list offered here (JoinResult::download_codec), and
+  // deltas between versions when this list has its
+  // compression.download_delta codec (JoinResult::delta_codec). Default: all
+  // of them, so the server's configuration decides; {"float32"} asks for the
+  // exact model every time. With deltas the SDK keeps a copy of the last
+  // model pulled (what the next delta applies to).
+  std::vector<std::string> download_codecs = {"float32", "float16", "bfloat16",
+                                              "int8",    "sign",    "topk"};
 };
 
 struct TensorInfo {
@@ -97,6 +107,8 @@ struct ModelInfo {
 struct JoinResult {
   ModelInfo model;
   std::string upload_codec = "float32";  // The codec PushUpdate encodes with.
+  std::string download_codec = "float32";  // The codec PullModel receives models in.
+  std::string delta_codec;                 // Of model deltas; empty = none.
   uint64_t model_version = 0;
   uint32_t max_chunk_bytes = 0;
   uint64_t max_update_bytes = 0;
@@ -118,6 +130,8 @@ struct Model {
   uint64_t round = 0;
   ModelInfo info;
   std::vector<float> params;  // info.num_params floats.
+  uint64_t payload_bytes = 0;  // Model bytes received (after compression).
+  uint32_t deltas = 0;         // Deltas applied to the model held (0 = a full model).
 };
 
 struct Update {
@@ -178,7 +192,8 @@ class Client {
   virtual absl::StatusOr<Task> GetTask(absl::Duration wait = absl::ZeroDuration()) = 0;
 
   // The global model at `version` (0 = latest). Validates the layout hash and
-  // the payload length against what Join returned.
+  // the payload length against what Join returned. With a lossy download
+  // codec the model is the server's rounding of it (see download_codecs).
   virtual absl::StatusOr<Model> PullModel(uint64_t version = 0) = 0;
 
   // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
