@@ -24,6 +24,7 @@
 #include "client/retry.h"
 #include "client/validation.h"
 #include "compress/codec.h"
+#include "compress/dgc.h"
 #include "compress/error_feedback.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
@@ -83,9 +84,10 @@ absl::StatusOr<compress::CodecSpec> AssignedCodec(const char* role, v1::Codec as
 struct EncodedUpdate {
   compress::CodecSpec spec;
   std::string payload;  // Empty: float32, sent from the delta itself.
-  // Error feedback: the residual state after this update, adopted when the
-  // server acknowledges it (a failed push leaves the old residual).
+  // Error feedback / DGC: the state after this update, adopted when the
+  // server acknowledges it (a failed push leaves the old state).
   std::optional<compress::ErrorFeedback> feedback;
+  std::optional<compress::DgcCompressor> dgc;
 };
 
 // How one logical call is attempted and retried.
@@ -206,6 +208,7 @@ class GrpcClient final : public Client {
   tally::Mutex feedback_mu_;
   // Error feedback: what acknowledged compressed updates did not carry.
   std::optional<compress::ErrorFeedback> feedback_ ABSL_GUARDED_BY(feedback_mu_);
+  std::optional<compress::DgcCompressor> dgc_ ABSL_GUARDED_BY(feedback_mu_);
   tally::Mutex held_mu_;
   // The last model pulled on the server's delta chain (null: none).
   std::shared_ptr<const client_internal::HeldModel> held_ ABSL_GUARDED_BY(held_mu_);
@@ -263,6 +266,7 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   for (const std::string& name : options_.upload_codecs) {
     request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
+  if (options_.dgc.has_value()) request.add_supported_codecs(v1::CODEC_TOPK);
   request.add_download_codecs(v1::CODEC_DENSE_F32);
   for (const std::string& name : options_.download_codecs) {
     request.add_download_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
@@ -282,9 +286,17 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   if (!model.ok()) return WithRpc("Join", model.status());
   session->join.model = *std::move(model);
   const size_t d = session->join.model.num_params;
+  std::vector<std::string> offered = options_.upload_codecs;
+  if (options_.dgc.has_value()) offered.push_back("topk");
   TALLY_ASSIGN_OR_RETURN(session->upload,
                          AssignedCodec("upload", response.upload_codec(), response.upload_params(),
-                                       options_.upload_codecs, d));
+                                       offered, d));
+  if (options_.dgc.has_value() && session->upload.id != compress::CodecId::kTopK) {
+    return absl::FailedPreconditionError(
+        "Join: ClientOptions.dgc needs topk uploads, and the server assigned " +
+        std::string(compress::FindCodec(session->upload.id)->name) +
+        " (its compression.upload must list topk)");
+  }
   TALLY_ASSIGN_OR_RETURN(session->download,
                          AssignedCodec("download", response.download_codec(),
                                        response.download_params(), options_.download_codecs, d));
@@ -446,7 +458,22 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
   // every retry of it.
   encoded.spec.seed = std::hash<std::string>{}(absl::StrCat(options_.client_id, "/", update_id));
   absl::Status encoded_ok;
-  if (options_.error_feedback) {
+  if (options_.dgc.has_value()) {
+    {
+      tally::MutexLock lock(&feedback_mu_);
+      if (dgc_.has_value() && dgc_->dim() == d) encoded.dgc = *dgc_;
+    }
+    if (!encoded.dgc.has_value()) {
+      std::vector<compress::DgcTensor> tensors;
+      for (const TensorInfo& t : session.join.model.tensors) {
+        tensors.push_back({t.offset, t.size, static_cast<uint32_t>(t.shape.size())});
+      }
+      TALLY_ASSIGN_OR_RETURN(
+          encoded.dgc, compress::DgcCompressor::Create(
+                           std::move(tensors), client_internal::DgcOptionsFrom(*options_.dgc)));
+    }
+    encoded_ok = encoded.dgc->Compress(update.delta, &encoded.payload, &encoded.spec);
+  } else if (options_.error_feedback) {
     {
       tally::MutexLock lock(&feedback_mu_);
       encoded.feedback = feedback_.has_value() && feedback_->dim() == d
@@ -462,9 +489,9 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
 }
 
 void GrpcClient::CommitFeedback(EncodedUpdate& encoded) {
-  if (!encoded.feedback.has_value()) return;
   tally::MutexLock lock(&feedback_mu_);
-  feedback_ = std::move(encoded.feedback);
+  if (encoded.feedback.has_value()) feedback_ = std::move(encoded.feedback);
+  if (encoded.dgc.has_value()) dgc_ = std::move(encoded.dgc);
 }
 
 absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& session,

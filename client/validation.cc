@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "compress/codec.h"
+#include "compress/dgc.h"
 
 namespace tally {
 namespace client_internal {
@@ -45,6 +46,19 @@ absl::Status ValidateUpdateId(absl::string_view update_id) {
     }
   }
   return absl::OkStatus();
+}
+
+compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
+  compress::DgcOptions options;
+  options.momentum = settings.momentum;
+  options.nesterov = settings.nesterov;
+  options.momentum_masking = settings.momentum_masking;
+  options.compress_ratio = settings.compress_ratio;
+  options.warmup_steps = settings.warmup_steps;
+  options.warmup_ratios = settings.warmup_ratios;
+  options.half_values = settings.half_values;
+  options.zstd = settings.zstd;
+  return options;
 }
 
 absl::Status ValidateClientOptions(const ClientOptions& options) {
@@ -89,6 +103,13 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
       return absl::InvalidArgumentError(
           absl::StrCat("ClientOptions.download_codecs: '", name,
                        "' is not float32, float16, bfloat16, int8, sign or topk"));
+    }
+  }
+  if (options.dgc.has_value()) {
+    // The options alone, on a one-tensor model.
+    auto dgc = compress::DgcCompressor::Create({{0, 1, 2}}, DgcOptionsFrom(*options.dgc));
+    if (!dgc.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("ClientOptions.dgc: ", dgc.status().message()));
     }
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "compress/dgc.h"
 #include "tally/client.h"
 
 namespace tally {
@@ -17,6 +18,9 @@ namespace client_internal {
 
 // OK, or INVALID_ARGUMENT naming the offending ClientOptions field.
 absl::Status ValidateClientOptions(const ClientOptions& options);
+
+// The compress/dgc.h options of the public settings.
+compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings);
 
 // Client ids are 1..128 chars of [A-Za-z0-9._:@-].
 absl::Status ValidateClientId(absl::string_view client_id);

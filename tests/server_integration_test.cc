@@ -314,6 +314,50 @@ TEST(ServerIntegrationTest, SdkPullsFloat16ModelsAndTopkDeltas) {
   EXPECT_EQ(h->Counter("tally_model_bytes_sent_total"), 16 + 18 + 16);
 }
 
+// DGC through the SDK, by hand (momentum 0.9, ratio 0.2: top-2 of the six
+// entries of w [2, 3]; b [2] goes exactly). Step 1, g = w (1, -5, 0.5, 2, 0, 0)
+// b (0.3, -0.3): u = v = g, sends w1 = -5, w3 = 2 and b; masking zeroes u
+// and v there: u = v = (1, 0, 0.5, 0, 0, 0). Step 2, g = 0: u = 0.9 u =
+// (0.9, 0, 0.45, 0, 0, 0), v = v + u = (1.9, 0, 0.95, 0, 0, 0): sends w0 = 1.9,
+// w2 = 0.95 and b = 0. Zero initial model, sgd lr 1: the model is the sum.
+TEST(ServerIntegrationTest, SdkDgcSendsMomentumCorrectedTopK) {
+  tally::v1::ServerConfig config = Harness::Config({2, 3}, 1, 1);
+  auto* b = config.mutable_model()->add_tensors();
+  b->set_name("b");
+  b->add_shape(2);
+  config.mutable_compression()->add_upload()->set_codec("topk");
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  ClientOptions options;
+  options.target = h->target;
+  options.client_id = "dgc";
+  options.dgc = DgcSettings{};
+  options.dgc->compress_ratio = 0.2;  // k = ceil(6 * 0.2) = 2.
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  TALLY_ASSERT_OK_AND_ASSIGN(PushResult first,
+                             TrainAndPush(*client, {1, -5, 0.5f, 2, 0, 0, 0.3f, -0.3f}, 1));
+  // n = 4, indices 1, 3, 6, 7 as 1, +1, +2, +0, four float32 values.
+  EXPECT_EQ(first.payload_bytes, 5u + 16u);
+  ASSERT_THAT(client->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model m1, client->PullModel());
+  EXPECT_THAT(m1.params, Pointwise(FloatNear(1e-6), std::vector<float>{0, -5, 0, 2, 0, 0, 0.3f, -0.3f}));
+  ASSERT_THAT(TrainAndPush(*client, {0, 0, 0, 0, 0, 0, 0, 0}, 1), IsOk());
+  ASSERT_THAT(client->WaitForVersion(2, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model m2, client->PullModel());
+  EXPECT_THAT(m2.params, Pointwise(FloatNear(1e-6), std::vector<float>{1.9f, -5, 0.95f, 2, 0, 0, 0.3f, -0.3f}));
+
+  // A server that does not take topk: Join says why.
+  auto plain = Harness::Start(Harness::Config({2, 3}, 1, 1));
+  ASSERT_NE(plain, nullptr);
+  options.target = plain->target;
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> refused, Client::Create(options));
+  EXPECT_THAT(refused->Join(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("compression.upload must list topk")));
+  options.dgc->compress_ratio = 0;
+  EXPECT_THAT(Client::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ClientOptions.dgc")));
+}
+
 // A raw gRPC view of the server for input the SDK would never send.
 class RawClient {
  public:

@@ -40,6 +40,22 @@ namespace tally {
 
 inline constexpr char kSdkVersion[] = "0.1.0";
 
+// Deep Gradient Compression of every update (ALGORITHMS.md §5.1; the
+// defaults are the reference's): momentum correction, top-k of each weight
+// tensor (ndim > 1; biases and other 1-D tensors go exactly), momentum
+// factor masking, warm-up of sparsity. Sent as a topk payload. See
+// compress/dgc.h for the exact arithmetic.
+struct DgcSettings {
+  float momentum = 0.9f;           // m in [0, 1]; 0 = top-k with error feedback.
+  bool nesterov = false;
+  bool momentum_masking = true;
+  double compress_ratio = 0.001;   // Fraction of each weight tensor sent, (0, 1].
+  uint32_t warmup_steps = 0;       // Updates with a denser ratio first.
+  std::vector<double> warmup_ratios;  // One per warm-up step; empty = geometric.
+  bool half_values = false;        // Values as float16.
+  bool zstd = false;
+};
+
 struct ClientOptions {
   std::string target = "localhost:50051";  // gRPC target, e.g. "host:port".
   std::string client_id;                   // Required; [A-Za-z0-9._:@-]{1,128}.
@@ -89,6 +105,13 @@ struct ClientOptions {
   // model pulled (what the next delta applies to).
   std::vector<std::string> download_codecs = {"float32", "float16", "bfloat16",
                                               "int8",    "sign",    "topk"};
+  // Set: every update goes through DGC (state kept per Client, advanced when
+  // a push is acknowledged; error_feedback does not apply, DGC's velocity
+  // keeps what was not sent). The SDK offers topk at Join, and Join fails
+  // with FAILED_PRECONDITION unless the server assigns it
+  // (compression.upload must list topk). Use server optimizer "sgd": DGC
+  // already applies the momentum.
+  std::optional<DgcSettings> dgc;
 };
 
 struct TensorInfo {
