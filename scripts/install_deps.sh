@@ -10,6 +10,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libzstd-dev curl python3
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
+  # The Python SDK (client/python), its tests and examples/pytorch_digits.py.
+  python3-grpcio python3-protobuf python3-numpy python3-zstandard python3-pytest
+  python3-setuptools python3-pip python3-torch python3-sklearn python3-matplotlib
 )
 
 missing=()

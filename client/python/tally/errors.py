@@ -1,0 +1,64 @@
+"""The exceptions of the tally Python SDK.
+
+Every error the SDK understands is a TallyError subclass named for what went
+wrong; a gRPC failure it does not interpret is a RpcError carrying the gRPC
+status code and message (never a raw grpc.RpcError).
+"""
+
+
+class TallyError(Exception):
+    """Base class of every error raised by the SDK."""
+
+
+class CodecError(TallyError, ValueError):
+    """A payload a codec refuses (malformed, truncated, out of range), a value
+    the codec cannot encode (non-finite, float16 overflow), or an invalid
+    codec spec. Mirrors the INVALID_ARGUMENT of compress/codec.h."""
+
+
+class ProtocolError(TallyError):
+    """The server sent something this SDK cannot accept: a stream out of order,
+    chunks at the wrong offset, an invalid model spec."""
+
+
+class LayoutMismatchError(ProtocolError):
+    """The model's layout (tensor names / shapes, layout hash) differs from
+    the one Join returned, or from the state_dict / array given."""
+
+
+class LengthMismatchError(ProtocolError):
+    """A length the server announced disagrees with the data (payload bytes,
+    num_params), or an array has the wrong number of entries."""
+
+
+class UnsupportedError(TallyError):
+    """The server asked for something this SDK does not implement (an unknown
+    codec, a non-float32 dtype)."""
+
+
+class RpcError(TallyError):
+    """A gRPC call failed for good (after the SDK's retries).
+
+    Attributes: code (grpc.StatusCode), details (the server's message), rpc
+    (the method), retry_after (seconds the server hinted, or None)."""
+
+    def __init__(self, rpc, code, details, retry_after=None):
+        super().__init__(f"{rpc}: {code.name if code is not None else 'UNKNOWN'}: {details}")
+        self.rpc = rpc
+        self.code = code
+        self.details = details
+        self.retry_after = retry_after
+
+
+class NotJoinedError(TallyError):
+    """A call that needs a session was made before join() (or after leave())."""
+
+
+class SessionExpiredError(RpcError):
+    """UNAUTHENTICATED: the server no longer knows the session and joining
+    again failed too (or re-joining is off)."""
+
+
+class RejectedUpdateError(RpcError):
+    """The server refused an update: INVALID_ARGUMENT (malformed), ABORTED
+    (stale round / version), FAILED_PRECONDITION (not selected, finished)."""
