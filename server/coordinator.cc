@@ -41,10 +41,10 @@ struct RoundState {
   std::vector<std::string> row_client;
 
   // The rest is guarded by Coordinator::mu_.
-  absl::flat_hash_set<std::string> assigned;            // Got a TRAIN task.
-  absl::flat_hash_set<std::string> submitted;           // Update committed.
+  absl::flat_hash_set<std::string> assigned;                       // Got a TRAIN task.
+  absl::flat_hash_set<std::string> submitted;                      // Update committed.
   std::vector<std::pair<std::string, std::string>> committed_ids;  // (client, update id)
-  absl::flat_hash_map<std::string, Upload*> uploading;  // client -> active upload.
+  absl::flat_hash_map<std::string, Upload*> uploading;             // client -> active upload.
   uint32_t accepted = 0;
   double weight_sum = 0;
   absl::Time first_task = absl::InfiniteFuture();
@@ -110,7 +110,8 @@ Coordinator::Coordinator(Options options)
       }
     }
   }
-  if (options.restored) metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
+  if (options.restored)
+    metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
   last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
   if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
@@ -134,8 +135,8 @@ Coordinator::Coordinator(Options options)
     // Idle buffers kept: as many as can be in use at once (uploads, buffered
     // updates, aggregate and models in flight), so that steady state
     // allocates nothing; memory above that peak is returned.
-    const size_t max_idle = config_.limits().max_concurrent_uploads() +
-                            ExpectedBatchSize(config_) + 4;
+    const size_t max_idle =
+        config_.limits().max_concurrent_uploads() + ExpectedBatchSize(config_) + 4;
     pool_ = std::make_shared<BufferPool>(store_.layout().NumParams(), max_idle);
     store_.set_recycler(pool_);
   }
@@ -291,7 +292,7 @@ absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view t
 absl::Status Coordinator::AdmitUploadLocked(const std::string& client_id, size_t in_flight) {
   if (in_flight >= config_.limits().max_concurrent_uploads()) {
     return RejectLocked(
-        RejectReason::kOverloaded,
+        client_id, RejectReason::kOverloaded,
         WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
                            "too many concurrent uploads (limits.max_concurrent_uploads ",
                            config_.limits().max_concurrent_uploads(), "); retry in a second")),
@@ -299,14 +300,14 @@ absl::Status Coordinator::AdmitUploadLocked(const std::string& client_id, size_t
   }
   // Last: a refused upload costs the client no token.
   if (absl::Status allowed = TakeUploadTokenLocked(client_id); !allowed.ok()) {
-    return RejectLocked(RejectReason::kRateLimited, allowed);
+    return RejectLocked(client_id, RejectReason::kRateLimited, allowed);
   }
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::ClientBusyLocked() {
+absl::Status Coordinator::ClientBusyLocked(const std::string& client_id) {
   return RejectLocked(
-      RejectReason::kOverloaded,
+      client_id, RejectReason::kOverloaded,
       WithRetryAfter(absl::ResourceExhaustedError(
                          "another upload from this client is in progress (one at a time per "
                          "client); retry when it has finished"),
@@ -332,11 +333,10 @@ absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
     return absl::OkStatus();
   }
   const absl::Duration wait = absl::Seconds((1 - bucket.tokens) / per_second);
-  return WithRetryAfter(
-      absl::ResourceExhaustedError(absl::StrCat(
-          "client '", client_id, "' exceeds limits.client_uploads_per_minute ", per_minute,
-          "; retry in ", absl::ToInt64Milliseconds(wait) + 1, " ms")),
-      wait);
+  return WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
+                            "client '", client_id, "' exceeds limits.client_uploads_per_minute ",
+                            per_minute, "; retry in ", absl::ToInt64Milliseconds(wait) + 1, " ms")),
+                        wait);
 }
 
 void Coordinator::DropSessionLocked(const std::string& client_id) {
@@ -443,8 +443,9 @@ void Coordinator::ReleaseWaiters(bool all) {
 // ---------------------------------------------------------------------------
 // Uploads.
 
-absl::Status Coordinator::RejectLocked(RejectReason reason, absl::Status status) {
-  metrics_->Rejected(reason);
+absl::Status Coordinator::RejectLocked(const std::string& client_id, RejectReason reason,
+                                       absl::Status status) {
+  metrics_->RejectedUpdate(reason, client_id, status.message());
   return status;
 }
 
@@ -469,10 +470,10 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   tally::MutexLock lock(&mu_);
   metrics_->updates_received.Increment();
   absl::Status status = CheckSessionLocked(h.client_id, h.session_token);
-  if (!status.ok()) return RejectLocked(RejectReason::kUnauthenticated, status);
+  if (!status.ok()) return RejectLocked(h.client_id, RejectReason::kUnauthenticated, status);
   if (!ValidId(h.update_id)) {
     return RejectLocked(
-        RejectReason::kMalformed,
+        h.client_id, RejectReason::kMalformed,
         absl::InvalidArgumentError("update_id must be 1..128 characters of [A-Za-z0-9._:@-]"));
   }
   if (IsDuplicateLocked(h.client_id, h.update_id)) {
@@ -481,11 +482,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
         absl::StrCat("update '", h.update_id, "' was already accepted"));
   }
   if (absl::Status codec = CheckUploadCodec(h); !codec.ok()) {
-    return RejectLocked(RejectReason::kMalformed, codec);
+    return RejectLocked(h.client_id, RejectReason::kMalformed, codec);
   }
   const bool streamed = compress::IsPlainFloat32(h.codec);
   if (h.layout_hash != layout.Hash() || h.num_params != layout.NumParams()) {
-    return RejectLocked(RejectReason::kLayoutMismatch,
+    return RejectLocked(h.client_id, RejectReason::kLayoutMismatch,
                         absl::InvalidArgumentError(absl::StrCat(
                             "model layout mismatch: update has hash ", absl::Hex(h.layout_hash),
                             " and ", h.num_params, " parameters, the server's model has hash ",
@@ -493,37 +494,37 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   }
   if (!streamed && (h.payload_bytes == 0 ||
                     h.payload_bytes > compress::MaxEncodedBytes(h.codec, layout.NumParams()))) {
-    return RejectLocked(RejectReason::kLength,
-                        absl::InvalidArgumentError(absl::StrCat(
-                            "payload_bytes is ", h.payload_bytes, ", a ",
-                            compress::FindCodec(h.codec.id)->name, " update of ",
-                            layout.NumParams(), " parameters takes 1 .. ",
-                            compress::MaxEncodedBytes(h.codec, layout.NumParams()))));
+    return RejectLocked(
+        h.client_id, RejectReason::kLength,
+        absl::InvalidArgumentError(absl::StrCat(
+            "payload_bytes is ", h.payload_bytes, ", a ", compress::FindCodec(h.codec.id)->name,
+            " update of ", layout.NumParams(), " parameters takes 1 .. ",
+            compress::MaxEncodedBytes(h.codec, layout.NumParams()))));
   }
   if (streamed && h.payload_bytes != 4 * layout.NumParams()) {
-    return RejectLocked(RejectReason::kLength,
+    return RejectLocked(h.client_id, RejectReason::kLength,
                         absl::InvalidArgumentError(absl::StrCat(
                             "payload_bytes is ", h.payload_bytes, ", a dense float32 update of ",
                             layout.NumParams(), " parameters is ", 4 * layout.NumParams())));
   }
   if (h.payload_bytes > config_.limits().max_update_bytes()) {
-    return RejectLocked(RejectReason::kLength,
+    return RejectLocked(h.client_id, RejectReason::kLength,
                         absl::ResourceExhaustedError(absl::StrCat(
                             "payload_bytes ", h.payload_bytes, " exceeds max_update_bytes ",
                             config_.limits().max_update_bytes())));
   }
   if (h.num_samples == 0 || h.num_samples > config_.limits().max_num_samples()) {
-    return RejectLocked(RejectReason::kMalformed,
+    return RejectLocked(h.client_id, RejectReason::kMalformed,
                         absl::InvalidArgumentError(absl::StrCat("num_samples must be in [1, ",
                                                                 config_.limits().max_num_samples(),
                                                                 "], got ", h.num_samples)));
   }
   if (phase_ == Phase::kDone) {
-    return RejectLocked(RejectReason::kFinished,
+    return RejectLocked(h.client_id, RejectReason::kFinished,
                         absl::FailedPreconditionError("the federation has finished"));
   }
   if (draining_ || stopping_) {
-    return RejectLocked(RejectReason::kDraining,
+    return RejectLocked(h.client_id, RejectReason::kDraining,
                         absl::UnavailableError("the server is shutting down; retry later (a "
                                                "load balancer sends the retry elsewhere)"));
   }
@@ -531,17 +532,17 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || h.round != round.round || h.base_version != round.base_version) {
     return RejectLocked(
-        RejectReason::kStale,
+        h.client_id, RejectReason::kStale,
         absl::AbortedError(absl::StrCat("update for round ", h.round, " from version ",
                                         h.base_version, " is stale: round ", round.round,
                                         (phase_ == Phase::kOpen ? " is open" : " is closing"),
                                         " with base version ", round.base_version)));
   }
   if (round.uploading.contains(h.client_id)) {
-    return ClientBusyLocked();
+    return ClientBusyLocked(h.client_id);
   }
   if (round.submitted.contains(h.client_id)) {
-    return RejectLocked(RejectReason::kNotSelected,
+    return RejectLocked(h.client_id, RejectReason::kNotSelected,
                         absl::FailedPreconditionError(absl::StrCat(
                             "client already contributed an update to round ", round.round)));
   }
@@ -551,7 +552,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   }
   if (!round.assigned.contains(h.client_id)) {
     if (round.assigned.size() >= config_.rounds().clients_per_round()) {
-      return RejectLocked(RejectReason::kNotSelected,
+      return RejectLocked(h.client_id, RejectReason::kNotSelected,
                           absl::FailedPreconditionError(
                               absl::StrCat("round ", round.round, " is full (clients_per_round ",
                                            config_.rounds().clients_per_round(), ")")));
@@ -573,20 +574,20 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
       if (round.row_state[r] == 0) row = static_cast<int>(r);
     }
     if (row < 0) {
-      return RejectLocked(RejectReason::kNotSelected,
-                          absl::FailedPreconditionError(absl::StrCat(
-                              "round ", round.round, " has no free update slot")));
+      return RejectLocked(h.client_id, RejectReason::kNotSelected,
+                          absl::FailedPreconditionError(
+                              absl::StrCat("round ", round.round, " has no free update slot")));
     }
     round.row_state[row] = 1;
   } else {
     if (streamed) {
       auto opened = NewJournalLocked(h.payload_bytes);
-      if (!opened.ok()) return RejectLocked(RejectReason::kInternal, opened.status());
+      if (!opened.ok()) return RejectLocked(h.client_id, RejectReason::kInternal, opened.status());
       journal = std::move(opened).value();
     }
     if (round.sum == nullptr) {
-      round.sum = std::make_unique<aggregators::StripedAccumulator>(std::move(spare_),
-                                                                    layout.NumParams());
+      round.sum =
+          std::make_unique<aggregators::StripedAccumulator>(std::move(spare_), layout.NumParams());
       spare_ = std::vector<float>();
     }
   }
@@ -615,11 +616,11 @@ absl::Status Coordinator::CheckChunkShape(const Upload& upload, uint64_t byte_of
       size > config_.limits().max_chunk_bytes()) {
     *reason = RejectReason::kMalformed;
     return absl::InvalidArgumentError(
-        upload.streamed() ? absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
-                                        config_.limits().max_chunk_bytes() / 4,
-                                        " whole float32 values")
-                         : absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
-                                        config_.limits().max_chunk_bytes(), " bytes"));
+        upload.streamed()
+            ? absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                           config_.limits().max_chunk_bytes() / 4, " whole float32 values")
+            : absl::StrCat("chunk of ", size, " bytes: chunks must hold 1 .. ",
+                           config_.limits().max_chunk_bytes(), " bytes"));
   }
   if (upload.received_ + size > upload.header_.payload_bytes) {
     *reason = RejectReason::kLength;
@@ -666,9 +667,8 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
     // Robust strategies: validate, then copy into the upload's arena row.
     ForEachFloatRun(pieces, check);
     if (status.ok()) {
-      char* dst = reinterpret_cast<char*>(round.arena.data() +
-                                          static_cast<size_t>(upload.row_) *
-                                              store_.layout().NumParams()) +
+      char* dst = reinterpret_cast<char*>(round.arena.data() + static_cast<size_t>(upload.row_) *
+                                                                   store_.layout().NumParams()) +
                   byte_offset;
       for (absl::string_view piece : pieces) {
         std::memcpy(dst, piece.data(), piece.size());
@@ -697,8 +697,9 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
 }
 
 absl::Status Coordinator::NonFiniteChunkError(uint64_t first, size_t count) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "non-finite value (NaN or Inf) in the chunk at parameters ", first, " .. ", first + count - 1));
+  return absl::InvalidArgumentError(
+      absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ", first, " .. ",
+                   first + count - 1));
 }
 
 void Coordinator::CountReceived(Upload& upload, size_t size) {
@@ -716,9 +717,10 @@ absl::Status Coordinator::CheckUploadCodec(const UpdateHeaderInfo& h) const {
   bool accepted = h.codec.id == compress::CodecId::kFloat32;
   for (const compress::CodecSpec& spec : upload_codecs_) accepted |= spec.id == h.codec.id;
   if (!accepted) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "codec ", info->name, " is not accepted here: use the one Join assigned (the server "
-        "accepts float32 and its compression.upload codecs)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec ", info->name,
+                     " is not accepted here: use the one Join assigned (the server "
+                     "accepts float32 and its compression.upload codecs)"));
   }
   if (absl::Status valid = compress::ValidateSpec(h.codec, store_.layout().NumParams());
       !valid.ok()) {
@@ -833,10 +835,9 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   // client cannot keep an honest one out of the round.
   round.assigned.erase(upload.header_.client_id);
   metrics_->uploads_in_flight.Decrement();
-  metrics_->Rejected(reason);
-  LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
-                       upload.header_.client_id, "' after ", upload.received_,
-                       " bytes: ", RejectReasonName(reason)));
+  metrics_->RejectedUpdate(reason, upload.header_.client_id,
+                           absl::StrCat("update '", upload.header_.update_id, "' aborted after ",
+                                        upload.received_, " bytes"));
   if (upload.row_ >= 0) round.row_state[upload.row_] = 0;  // Its row is simply free again.
   if (upload.journal_ != nullptr && upload.journal_->size() > 0) {
     // Subtract exactly the products that were added: sum += (-w) * x.
@@ -929,8 +930,7 @@ void Coordinator::CloseRound() {
   std::vector<float> next;
   std::shared_ptr<const ModelSnapshot> current = store_.Current();
   const bool poisoned = round_poisoned_.exchange(false);
-  const bool enough =
-      round->accepted > 0 && round->accepted >= config_.rounds().min_clients();
+  const bool enough = round->accepted > 0 && round->accepted >= config_.rounds().min_clients();
   if (!poisoned && enough && rule_ != nullptr) {
     absl::Status aggregated = AggregateRows(*round, &next);
     if (!aggregated.ok()) {
@@ -1134,10 +1134,10 @@ CoordinatorStatus Coordinator::Status() const {
   s.rounds_completed = rounds_completed_;
   s.rounds_failed = rounds_failed_;
   s.connected_clients = static_cast<uint32_t>(sessions_.size());
-  s.updates_in_round = schedule_ != nullptr ? static_cast<uint32_t>(stored_.size())
-                                            : current_->accepted;
-  s.uploads_in_flight = schedule_ != nullptr ? async_uploads_
-                                             : static_cast<uint32_t>(current_->uploading.size());
+  s.updates_in_round =
+      schedule_ != nullptr ? static_cast<uint32_t>(stored_.size()) : current_->accepted;
+  s.uploads_in_flight =
+      schedule_ != nullptr ? async_uploads_ : static_cast<uint32_t>(current_->uploading.size());
   s.updates_accepted = updates_accepted_;
   s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
   s.done = phase_ == Phase::kDone;

@@ -263,7 +263,10 @@ class Coordinator {
   absl::Status CheckSessionLocked(absl::string_view client_id, absl::string_view token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TaskInfo TaskForLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RejectLocked(RejectReason reason, absl::Status status)
+  // Counts and logs a rejected update (every rejection leaves a log line
+  // with the client id and the reason) and returns `status`.
+  absl::Status RejectLocked(const std::string& client_id, RejectReason reason,
+                            absl::Status status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsDuplicateLocked(const std::string& client_id, const std::string& update_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -280,7 +283,7 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The per-client concurrency limit (one upload at a time): counted as
   // overloaded, RESOURCE_EXHAUSTED with a retry hint.
-  absl::Status ClientBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ClientBusyLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // limits.client_uploads_per_minute: takes a token from the client's bucket,
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)

@@ -44,20 +44,20 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
     const UpdateHeaderInfo& h) {
   auto it = async_clients_.find(h.client_id);
   if (it == async_clients_.end() || !it->second.has_task) {
-    return RejectLocked(RejectReason::kNotSelected,
-                        absl::FailedPreconditionError(
-                            absl::StrCat("client '", h.client_id,
-                                         "' has no task: call GetTask and train on its model")));
+    return RejectLocked(
+        h.client_id, RejectReason::kNotSelected,
+        absl::FailedPreconditionError(absl::StrCat(
+            "client '", h.client_id, "' has no task: call GetTask and train on its model")));
   }
   AsyncClient& client = it->second;
   if (client.uploading) {
-    return ClientBusyLocked();
+    return ClientBusyLocked(h.client_id);
   }
   // The base must be a version this server gave the client: its task's, or
   // a newer one it pulled since. Staleness is then never the client's word.
   const uint64_t newest = std::max(client.task_version, client.pulled_version);
   if (h.base_version < client.task_version || h.base_version > newest) {
-    return RejectLocked(RejectReason::kMalformed,
+    return RejectLocked(h.client_id, RejectReason::kMalformed,
                         absl::InvalidArgumentError(absl::StrCat(
                             "base_version ", h.base_version,
                             " was not served to this client: its task is on version ",
@@ -65,11 +65,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginAsyncUploadLocked(
   }
   const uint64_t staleness = decided_version_ - h.base_version;
   if (max_staleness_ > 0 && staleness > max_staleness_) {
-    return RejectLocked(RejectReason::kStale,
-                        absl::AbortedError(absl::StrCat(
-                            "update from version ", h.base_version, " is ", staleness,
-                            " versions old (max_staleness ", max_staleness_,
-                            "); pull the current model and train again")));
+    return RejectLocked(
+        h.client_id, RejectReason::kStale,
+        absl::AbortedError(absl::StrCat("update from version ", h.base_version, " is ", staleness,
+                                        " versions old (max_staleness ", max_staleness_,
+                                        "); pull the current model and train again")));
   }
   if (absl::Status admitted = AdmitUploadLocked(h.client_id, async_uploads_); !admitted.ok()) {
     return admitted;
@@ -148,8 +148,8 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
     const uint64_t staleness = decided_version_ - h.base_version;
     if (max_staleness_ > 0 && staleness > max_staleness_) {
       AbortAsyncLocked(upload, RejectReason::kStale);
-      return absl::AbortedError(absl::StrCat("update from version ", h.base_version,
-                                             " became ", staleness,
+      return absl::AbortedError(absl::StrCat("update from version ", h.base_version, " became ",
+                                             staleness,
                                              " versions old during the upload (max_staleness ",
                                              max_staleness_, "); pull and train again"));
     }
@@ -190,10 +190,9 @@ void Coordinator::AbortAsyncLocked(Upload& upload, RejectReason reason) {
   --async_uploads_;
   pool_->Give(std::move(upload.buffer_));
   metrics_->uploads_in_flight.Decrement();
-  metrics_->Rejected(reason);
-  LogInfo(absl::StrCat("rejected update '", upload.header_.update_id, "' from client '",
-                       upload.header_.client_id, "' after ", upload.received_,
-                       " bytes: ", RejectReasonName(reason)));
+  metrics_->RejectedUpdate(reason, upload.header_.client_id,
+                           absl::StrCat("update '", upload.header_.update_id, "' aborted after ",
+                                        upload.received_, " bytes"));
 }
 
 void Coordinator::EnqueueDecisionLocked(aggregators::Decision decision) {
@@ -208,8 +207,7 @@ void Coordinator::EnqueueDecisionLocked(aggregators::Decision decision) {
 }
 
 bool Coordinator::HasScheduleWorkLocked() const {
-  return schedule_ != nullptr &&
-         (!decisions_.empty() || clock_->Now() >= schedule_->NextTimer());
+  return schedule_ != nullptr && (!decisions_.empty() || clock_->Now() >= schedule_->NextTimer());
 }
 
 void Coordinator::RunSchedule() {

@@ -2,12 +2,28 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "server/log.h"
 
 namespace tally::server {
 namespace {
+
+// `text` with bytes outside printable ASCII, and backslashes, as \xNN: a
+// client-sent id cannot forge or break log lines.
+std::string Printable(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
 
 // A counter family whose series are added per label value.
 prometheus::Family<prometheus::Counter>& MakeCounterFamily(prometheus::Registry& registry,
@@ -104,8 +120,8 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                            .Help("Asynchronous schedules: model versions published between an "
                                  "update's base version and its arrival (server-computed).")
                            .Register(registry)
-                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                        0, 1, 2, 4, 8, 16, 32, 64, 128, 256})),
+                           .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 4, 8, 16, 32,
+                                                                            64, 128, 256})),
       checkpoint_version(MakeGauge(registry, "tally_checkpoint_version",
                                    "Newest model version written to the checkpoint.")),
       checkpoint_restored_version(
@@ -135,9 +151,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
           MakeCounterFamily(registry, "tally_rule_client_rejections_total",
                             "A client's updates the rule rejected or down-weighted "
                             "below half influence.")),
-      model_payload_family_(
-          MakeCounterFamily(registry, "tally_model_payload_bytes_total",
-                            "Model bytes PullModel sent, by codec and kind (full model or delta).")),
+      model_payload_family_(MakeCounterFamily(
+          registry, "tally_model_payload_bytes_total",
+          "Model bytes PullModel sent, by codec and kind (full model or delta).")),
       model_dense_family_(MakeCounterFamily(
           registry, "tally_model_dense_bytes_total",
           "Float32 bytes the models PullModel sent stand for (4 per parameter and segment), by "
@@ -187,8 +203,11 @@ void ServerMetrics::DownloadCodecBytes(compress::CodecId codec, bool delta, uint
   (delta ? download_delta_bytes_ : download_full_bytes_).Add(codec, payload_bytes, dense_bytes);
 }
 
-void ServerMetrics::Rejected(RejectReason reason) {
+void ServerMetrics::RejectedUpdate(RejectReason reason, absl::string_view client_id,
+                                   absl::string_view why) {
   rejected_[static_cast<int>(reason)]->Increment();
+  LogInfo(absl::StrCat("rejected update from client '", Printable(client_id.substr(0, 128)), "' (",
+                       RejectReasonName(reason), "): ", Printable(why)));
 }
 
 ServerMetrics::ClientRuleCounters& ServerMetrics::CountersFor(const std::string& client) {

@@ -44,7 +44,11 @@ class ServerMetrics {
  public:
   explicit ServerMetrics(prometheus::Registry& registry);
 
-  void Rejected(RejectReason reason);
+  // Counts a rejected update and logs it (INFO): the reason, the client id
+  // (`client_id` is whatever the client sent: escaped and cut to 128
+  // characters) and why. Every rejection goes through here, so each leaves
+  // one log line. Thread-safe.
+  void RejectedUpdate(RejectReason reason, absl::string_view client_id, absl::string_view why);
 
   // A robust rule's judgement of one client's update (Rule::influence, in
   // [0, 1]): counts the update, adds its influence, and counts a rejection

@@ -121,8 +121,7 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullModelRequest"));
       return;
     }
-    if (absl::Status allowed = auth->CheckClient(*identities, request.client_id());
-        !allowed.ok()) {
+    if (absl::Status allowed = auth->CheckClient(*identities, request.client_id()); !allowed.ok()) {
       Finish(ToGrpcStatus(allowed));
       return;
     }
@@ -140,9 +139,9 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
       return;
     }
     const uint64_t version = snapshot->version;
-    absl::StatusOr<SegmentList> segments = downloads->Get(
-        std::move(snapshot), request.codec(), request.delta_codec(), request.have_version(),
-        request.have_chain());
+    absl::StatusOr<SegmentList> segments =
+        downloads->Get(std::move(snapshot), request.codec(), request.delta_codec(),
+                       request.have_version(), request.have_chain());
     if (!segments.ok()) {
       Finish(ToGrpcStatus(segments.status()));
       return;
@@ -160,8 +159,8 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
     const ModelSegment& segment = *segments_[segment_];
     if (message_ == segment.messages.size()) {
       metrics_->model_bytes_sent.Increment(static_cast<double>(segment.payload_bytes));
-      metrics_->DownloadCodecBytes(segment.codec, segment.base_version != 0,
-                                   segment.payload_bytes, num_params_ * sizeof(float));
+      metrics_->DownloadCodecBytes(segment.codec, segment.base_version != 0, segment.payload_bytes,
+                                   num_params_ * sizeof(float));
       ++segment_;
       message_ = 0;
       if (segment_ == segments_.size()) {
@@ -319,7 +318,8 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
     absl::StatusOr<std::vector<std::string>> identities = auth_->Identify(*context);
     if (!identities.ok()) {
       metrics_->updates_received.Increment();
-      metrics_->Rejected(RejectReason::kUnauthenticated);
+      metrics_->RejectedUpdate(RejectReason::kUnauthenticated, "(unidentified caller)",
+                               identities.status().message());
       Finish(ToGrpcStatus(identities.status()));
       return;
     }
@@ -366,19 +366,23 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
       if (upload_ != nullptr) {
         coordinator_->AbortUpload(*upload_, RejectReason::kMalformed);
       } else {
-        metrics_->Rejected(RejectReason::kMalformed);
+        metrics_->RejectedUpdate(RejectReason::kMalformed, "(before the header)", status.message());
       }
       return status;
     }
     if (upload_ == nullptr) {
       if (!chunk.has_header) {
-        metrics_->Rejected(RejectReason::kMalformed);
-        return absl::InvalidArgumentError("the first message must carry the update header");
+        absl::Status no_header =
+            absl::InvalidArgumentError("the first message must carry the update header");
+        metrics_->RejectedUpdate(RejectReason::kMalformed, "(before the header)",
+                                 no_header.message());
+        return no_header;
       }
       if (absl::Status allowed = auth_->CheckClient(identities_, chunk.header.client_id());
           !allowed.ok()) {
         metrics_->updates_received.Increment();
-        metrics_->Rejected(RejectReason::kForbidden);
+        metrics_->RejectedUpdate(RejectReason::kForbidden, chunk.header.client_id(),
+                                 allowed.message());
         return allowed;
       }
       auto upload = coordinator_->BeginUpload(DecodeHeader(chunk.header));
@@ -400,7 +404,7 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
       return;
     }
     if (upload_ == nullptr) {
-      metrics_->Rejected(RejectReason::kMalformed);
+      metrics_->RejectedUpdate(RejectReason::kMalformed, "(before the header)", "empty stream");
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "empty stream: the first message must carry the update header"));
       return;
@@ -472,9 +476,9 @@ AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* me
       metrics_(metrics),
       config_(config),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
-      downloads_(model_spec_, config->limits().model_chunk_bytes(),
-                 DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams())
-                     .value()) {}
+      downloads_(
+          model_spec_, config->limits().model_chunk_bytes(),
+          DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams()).value()) {}
 
 grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* context,
                                                   const tally::v1::JoinRequest* request,
@@ -575,7 +579,8 @@ grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerConte
                                                        tally::v1::HeartbeatResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::Status status = auth_->CheckClient(*context, request->client_id());
-  if (status.ok()) status = coordinator_->CheckSession(request->client_id(), request->session_token());
+  if (status.ok())
+    status = coordinator_->CheckSession(request->client_id(), request->session_token());
   if (status.ok()) {
     const CoordinatorStatus s = coordinator_->Status();
     response->set_model_version(s.model_version);

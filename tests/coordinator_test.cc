@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "aggregators/rules/parallel.h"
 #include "compress/codec.h"
 #include "core/sync.h"
@@ -342,8 +344,16 @@ TEST_F(CoordinatorTest, DuplicateUpdateIdIsAcknowledgedNotCounted) {
   EXPECT_THAT(Push("a", 1, {4, 4, 4, 4}, "same"), StatusIs(absl::StatusCode::kAlreadyExists));
 }
 
+// The number of lines of `log` that contain `needle`.
+int LinesWith(const std::string& log, const std::string& needle) {
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) n += absl::StrContains(line, needle);
+  return n;
+}
+
 TEST_F(CoordinatorTest, BadHeadersAreRejectedWithPreciseCodes) {
   JoinClient("a");
+  ::testing::internal::CaptureStderr();
   UpdateHeaderInfo h = Header("a", 1, "u1");
   h.layout_hash ^= 1;
   EXPECT_THAT(coordinator_->BeginUpload(h), StatusIs(absl::StatusCode::kInvalidArgument));
@@ -375,10 +385,16 @@ TEST_F(CoordinatorTest, BadHeadersAreRejectedWithPreciseCodes) {
   EXPECT_EQ(Rejected("malformed"), 4);
   EXPECT_EQ(Rejected("stale"), 1);
   EXPECT_EQ(Rejected("unauthenticated"), 1);
+  // Every rejection is logged with the client id and the reason.
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(LinesWith(log, "rejected update from client 'a' ("), 9) << log;
+  EXPECT_EQ(LinesWith(log, "client 'a' (layout_mismatch): model layout mismatch"), 2) << log;
+  EXPECT_EQ(LinesWith(log, "client 'a' (unauthenticated)"), 1) << log;
 }
 
 TEST_F(CoordinatorTest, BadChunksAbortTheUploadAndLeaveTheSumUntouched) {
   for (const char* id : {"a", "b", "c"}) JoinClient(id);
+  ::testing::internal::CaptureStderr();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   {  // NaN in the second chunk, after the first was already added.
@@ -424,6 +440,9 @@ TEST_F(CoordinatorTest, BadChunksAbortTheUploadAndLeaveTheSumUntouched) {
   EXPECT_EQ(Rejected("length"), 2);
   EXPECT_EQ(Rejected("malformed"), 1);
   EXPECT_EQ(Rejected("cancelled"), 1);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(LinesWith(log, "rejected update from client 'a' ("), 7) << log;
+  EXPECT_EQ(LinesWith(log, "(chunk_order): update 'n2' aborted after 8 bytes"), 1) << log;
   // The client may still contribute properly afterwards.
   ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
   ASSERT_THAT(Push("b", 1, {3, 2, 1, 0}), IsOk());

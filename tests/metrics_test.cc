@@ -1,4 +1,6 @@
-// ServerMetrics: the per-client series of the robust rules stay bounded.
+// ServerMetrics: the per-client series of the robust rules stay bounded;
+// rejected updates are counted and logged.
+#include <algorithm>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -45,6 +47,28 @@ TEST(ServerMetricsTest, ClientsBeyondTheLimitShareOneSeries) {
   EXPECT_EQ(ClientCounter(registry, "tally_rule_client_updates_total", "_other"), 2);
   EXPECT_EQ(ClientCounter(registry, "tally_rule_client_rejections_total", "_other"), 1);
   EXPECT_EQ(ClientCounter(registry, "tally_rule_client_updates_total", "client-0"), 2);
+}
+
+}  // namespace
+}  // namespace tally::server
+
+namespace tally::server {
+namespace {
+
+TEST(ServerMetricsTest, RejectedUpdateCountsAndLogsOneEscapedLine) {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry);
+  ::testing::internal::CaptureStderr();
+  // A hostile id: a newline that would forge a second log line, a backslash, a high byte.
+  metrics.RejectedUpdate(RejectReason::kForbidden, "evil\n2026 I round 9 aggregated\\\xff",
+                         "caller is 'x'");
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find(" I rejected update from client "
+                     "'evil\\x0a2026 I round 9 aggregated\\x5c\\xff' (forbidden): caller is 'x'\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1);
+  EXPECT_EQ(ClientCounter(registry, "tally_updates_rejected_total", "forbidden"), 1);
 }
 
 }  // namespace
