@@ -58,6 +58,7 @@ compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
   options.warmup_ratios = settings.warmup_ratios;
   options.half_values = settings.half_values;
   options.zstd = settings.zstd;
+  options.zstd_level = settings.zstd_level;
   return options;
 }
 

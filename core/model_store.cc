@@ -24,6 +24,12 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Current() const {
 
 std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> params, uint64_t round,
                                                          absl::Time now) {
+  return PublishAs(0, std::move(params), round, now);
+}
+
+std::shared_ptr<const ModelSnapshot> ModelStore::PublishAs(uint64_t version,
+                                                           std::vector<float> params,
+                                                           uint64_t round, absl::Time now) {
   if (params.size() != layout_.NumParams()) std::abort();
   std::shared_ptr<BufferPool> pool;
   {
@@ -45,7 +51,8 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
   std::vector<std::shared_ptr<Listener>> to_call;
   {
     tally::MutexLock lock(&mu_);
-    snap->version = current_->version + 1;
+    if (version != 0 && version <= current_->version) std::abort();
+    snap->version = version != 0 ? version : current_->version + 1;
     current_ = snap;
     for (auto& [id, listener] : listeners_) to_call.push_back(listener);
   }

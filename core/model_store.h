@@ -48,6 +48,11 @@ class ModelStore {
   // listeners. `params.size()` must equal NumParams() (checked).
   std::shared_ptr<const ModelSnapshot> Publish(std::vector<float> params, uint64_t round,
                                                absl::Time now);
+  // The same with the version given (a relay mirroring its upstream's
+  // versions): `version` must be above Current()->version (checked); 0 =
+  // the next one.
+  std::shared_ptr<const ModelSnapshot> PublishAs(uint64_t version, std::vector<float> params,
+                                                 uint64_t round, absl::Time now);
 
   // From now on, the parameter buffer of every snapshot published goes back
   // to `pool` when its last reader releases it.

@@ -347,6 +347,21 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
   }
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
+  if (const tally::v1::RelayConfig& relay = config.relay(); !relay.upstream().empty()) {
+    if (relay.upstream().find(':') == std::string::npos) {
+      return invalid("relay.upstream: '", relay.upstream(), "' must be HOST:PORT");
+    }
+    if (IsRobustStrategy(config.strategy()) || IsAsyncSchedule(config.schedule())) {
+      return invalid("relay: a relay forwards the weighted mean of synchronous rounds; leave "
+                     "strategy and schedule unset (the upstream runs the robust rule or schedule)");
+    }
+    if (!config.checkpoint_dir().empty()) {
+      return invalid("checkpoint_dir: a relay keeps no state (the upstream checkpoints)");
+    }
+    if (config.rounds().total_rounds() != 0) {
+      return invalid("rounds.total_rounds: a relay follows the upstream, which decides when to stop");
+    }
+  }
   if (auto codecs = UploadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
     return codecs.status();
   }

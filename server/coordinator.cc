@@ -91,6 +91,7 @@ Coordinator::Coordinator(Options options)
       store_(std::move(options.layout), std::move(options.initial_params), clock_->Now(),
              options.initial_version, options.initial_round),
       started_(clock_->Now()),
+      relay_(options.relay),
       max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
   decided_version_ = options.initial_version;
@@ -115,6 +116,7 @@ Coordinator::Coordinator(Options options)
   last_checkpoint_ = clock_->Now();
   current_ = std::make_shared<RoundState>(round_, base_version_);
   if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
+  if (relay_) phase_ = Phase::kIdle;
   ExportProgressLocked();
   auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config_.optimizer()));
   if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
@@ -943,6 +945,10 @@ void Coordinator::CloseRound() {
     const float inv_weight = static_cast<float>(1.0 / round->weight_sum);
     for (float& v : next) v *= inv_weight;
   }
+  if (relay_) {
+    CloseRelayRound(*round, std::move(next));
+    return;
+  }
   if (!next.empty()) {
     optimizer_->Apply(current->params, absl::MakeSpan(next));
     if (!AllFinite(next.data(), next.size())) {
@@ -993,6 +999,73 @@ void Coordinator::CloseRound() {
   }
   ReleaseWaiters(/*all=*/false);
   if (published) MaybeCheckpoint(/*force=*/false);
+}
+
+void Coordinator::CloseRelayRound(RoundState& round, std::vector<float> mean) {
+  round.sum.reset();
+  {
+    tally::MutexLock lock(&mu_);
+    RelayBatch batch;
+    batch.round = round.round;
+    batch.base_version = round.base_version;
+    batch.mean = std::move(mean);
+    batch.weight = static_cast<uint64_t>(round.weight_sum);
+    batch.updates = round.accepted;
+    if (batch.mean.empty()) {
+      ++rounds_failed_;
+      metrics_->rounds_failed.Increment();
+      batch.weight = 0;
+    } else {
+      ++rounds_completed_;
+      metrics_->rounds_completed.Increment();
+    }
+    relay_batch_ = std::move(batch);
+    if (phase_ == Phase::kClosing) phase_ = Phase::kIdle;
+  }
+  LogInfo(absl::StrCat("relay round ", round.round, " closed with ", round.accepted,
+                       " update(s)"));
+  ReleaseWaiters(/*all=*/false);
+}
+
+void Coordinator::PublishUpstream(uint64_t version, uint64_t round, std::vector<float> params) {
+  tally::MutexLock lock(&mu_);
+  store_.PublishAs(version, std::move(params), round, clock_->Now());
+  base_version_ = version;
+  ExportProgressLocked();
+}
+
+void Coordinator::OpenRelayRound(uint64_t round) {
+  {
+    tally::MutexLock lock(&mu_);
+    if (phase_ == Phase::kDone) return;
+    round_ = round;
+    base_version_ = store_.Current()->version;
+    current_ = std::make_shared<RoundState>(round_, base_version_);
+    relay_batch_.reset();
+    phase_ = Phase::kOpen;
+    ExportProgressLocked();
+  }
+  ReleaseWaiters(/*all=*/false);
+}
+
+std::optional<Coordinator::RelayBatch> Coordinator::AwaitRelayBatch() {
+  tally::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return relay_batch_.has_value() || stopping_ || draining_;
+  };
+  while (!ready()) mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+  if (!relay_batch_.has_value()) return std::nullopt;
+  std::optional<RelayBatch> batch = std::move(relay_batch_);
+  relay_batch_.reset();
+  return batch;
+}
+
+void Coordinator::FinishRelay() {
+  {
+    tally::MutexLock lock(&mu_);
+    phase_ = Phase::kDone;
+  }
+  ReleaseWaiters(/*all=*/true);
 }
 
 absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* out) {

@@ -42,6 +42,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -187,6 +188,21 @@ class Coordinator {
     ScheduleCheckpoint schedule_state;
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
+    // Relay mode (config.relay, server/relay.h): no round is open until
+    // OpenRelayRound, and a closed round becomes a RelayBatch for the
+    // upstream instead of a new model version.
+    bool relay = false;
+  };
+
+  // What a relay round produced for the upstream.
+  struct RelayBatch {
+    uint64_t round = 0;
+    uint64_t base_version = 0;
+    // The weighted mean of the round's updates; empty: nothing to forward
+    // (fewer than rounds.min_clients updates, or none).
+    std::vector<float> mean;
+    uint64_t weight = 0;  // Sum of the updates' num_samples.
+    uint32_t updates = 0;
   };
 
   explicit Coordinator(Options options);
@@ -247,8 +263,22 @@ class Coordinator {
   // the worker's next tick (useful with a ManualClock).
   void TickForTesting();
 
+  // Relay mode. Publishes the upstream's model `version` (above the current
+  // one) as the model served.
+  void PublishUpstream(uint64_t version, uint64_t round, std::vector<float> params);
+  // Opens round `round` on the current version: clients get TRAIN tasks for
+  // it (long-polls are answered).
+  void OpenRelayRound(uint64_t round);
+  // Blocks until the open relay round has closed (rounds.clients_per_round
+  // updates, or round_timeout_ms after its first task) and returns its
+  // batch; nullopt if the coordinator drains or stops first.
+  std::optional<RelayBatch> AwaitRelayBatch();
+  // The upstream federation finished: tasks answer DONE.
+  void FinishRelay();
+
  private:
-  enum class Phase { kOpen, kClosing, kDone };
+  // kIdle: relay mode, no round open (waiting for the upstream).
+  enum class Phase { kOpen, kClosing, kIdle, kDone };
   struct Session {
     std::string token;
     absl::Time last_seen;
@@ -300,6 +330,9 @@ class Coordinator {
   absl::Status CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
                                RejectReason* reason) const;
   void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Relay mode: the closed round's mean becomes the batch AwaitRelayBatch
+  // returns (worker thread, no lock held).
+  void CloseRelayRound(RoundState& round, std::vector<float> mean) ABSL_LOCKS_EXCLUDED(mu_);
   static absl::Status NonFiniteChunkError(uint64_t first, size_t count);
   // A chunk of `size` bytes was taken: the upload's, server's and metric
   // byte counts.
@@ -392,6 +425,8 @@ class Coordinator {
   absl::flat_hash_map<std::string, std::deque<std::string>> applied_ids_ ABSL_GUARDED_BY(mu_);
 
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
+  const bool relay_;
+  std::optional<RelayBatch> relay_batch_ ABSL_GUARDED_BY(mu_);  // Closed, not yet taken.
   bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

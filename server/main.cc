@@ -47,6 +47,12 @@ ABSL_FLAG(int, f, -1, "Shorthand for strategy.f: declared number of Byzantine cl
 ABSL_FLAG(std::string, schedule, "",
           "Shorthand for schedule.name: sync (default: rounds), fedasync, fedbuff, fedfix or "
           "fedcompass.");
+ABSL_FLAG(std::string, role, "server",
+          "server (default), or relay: serve clients and forward one combined update per round "
+          "to --upstream (config relay.*).");
+ABSL_FLAG(std::string, upstream, "", "Relay mode: HOST:PORT of the upstream (relay.upstream).");
+ABSL_FLAG(std::string, relay_id, "",
+          "Relay mode: client id at the upstream (relay.id; default relay-<hostname>).");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server is serving.");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: debug, info, warning, error.");
@@ -127,6 +133,22 @@ int main(int argc, char** argv) {
   }
   if (!absl::GetFlag(FLAGS_schedule).empty()) {
     config.mutable_schedule()->set_name(absl::GetFlag(FLAGS_schedule));
+  }
+  if (!absl::GetFlag(FLAGS_upstream).empty()) {
+    config.mutable_relay()->set_upstream(absl::GetFlag(FLAGS_upstream));
+  }
+  if (!absl::GetFlag(FLAGS_relay_id).empty()) {
+    config.mutable_relay()->set_id(absl::GetFlag(FLAGS_relay_id));
+  }
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role != "server" && role != "relay") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--role: '", role, "' is not server or relay")));
+  }
+  if ((role == "relay") != !config.relay().upstream().empty()) {
+    return Fail(absl::InvalidArgumentError(
+        role == "relay" ? "--role=relay needs --upstream=HOST:PORT (or relay.upstream)"
+                        : "relay.upstream is set: run with --role=relay"));
   }
   tally::server::ApplyDefaults(&config);
   if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) {

@@ -100,6 +100,11 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
                                         "Update payload bytes received.")),
       model_bytes_sent(MakeCounter(registry, "tally_model_bytes_sent_total",
                                    "Model payload bytes sent by PullModel.")),
+      relay_batches_forwarded(
+          MakeCounter(registry, "tally_relay_batches_forwarded_total",
+                      "Relay mode: rounds whose combined update the upstream accepted.")),
+      relay_batches_lost(MakeCounter(registry, "tally_relay_batches_lost_total",
+                                     "Relay mode: combined updates the upstream did not take.")),
       rounds_completed(MakeCounter(registry, "tally_rounds_completed_total",
                                    "Rounds aggregated into a new model version.")),
       rounds_failed(MakeCounter(registry, "tally_rounds_failed_total",

@@ -71,6 +71,8 @@ class ServerMetrics {
   prometheus::Counter& updates_duplicate;  // Retries acknowledged as duplicates.
   prometheus::Counter& update_bytes_received;
   prometheus::Counter& model_bytes_sent;
+  prometheus::Counter& relay_batches_forwarded;  // Relay mode.
+  prometheus::Counter& relay_batches_lost;
   prometheus::Counter& rounds_completed;
   prometheus::Counter& rounds_failed;
   prometheus::Histogram& round_duration;

@@ -17,6 +17,7 @@
 #include "server/coordinator.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/relay.h"
 #include "server/service.h"
 
 namespace tally::server {
@@ -44,11 +45,20 @@ class ServerImpl final : public Server {
 
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
-  absl::Status Start(ModelLayout layout, Clock* clock) {
+  absl::Status Start(ModelLayout layout, Clock* clock, std::unique_ptr<RelayLink> relay) {
     Coordinator::Options options;
     options.config = config_;
     options.clock = clock;
     options.metrics = &metrics_;
+    relay_ = std::move(relay);
+    if (relay_ != nullptr) {
+      // The upstream's model, under its version number.
+      Model model = relay_->TakeInitialModel();
+      options.relay = true;
+      options.initial_version = model.version;
+      options.initial_round = model.round;
+      options.initial_params = std::move(model.params);
+    }
     if (!config_.checkpoint_dir().empty()) {
       auto restored = RestoreCheckpoint(config_.checkpoint_dir(), layout);
       if (!restored.ok()) return restored.status();
@@ -109,6 +119,7 @@ class ServerImpl final : public Server {
           absl::StrCat("listen_address: cannot listen on '", config_.listen_address(), "'"));
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
+    if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
     const std::string schedule =
         IsAsyncSchedule(config_.schedule())
             ? absl::StrCat("schedule ", config_.schedule().name())
@@ -116,9 +127,11 @@ class ServerImpl final : public Server {
     std::string security = config_.tls().cert_file().empty() ? "plaintext" : "TLS";
     if (!config_.tls().client_ca_file().empty()) absl::StrAppend(&security, ", client certificates");
     if (!config_.auth().tokens_file().empty()) absl::StrAppend(&security, ", bearer tokens");
-    LogInfo(absl::StrCat("tally-server listening on ", config_.listen_address(), " (port ", port_,
-                         ", ", security, "), model ", coordinator_->store().layout().NumParams(),
-                         " parameters, ", schedule, ", rule ", config_.strategy().rule()));
+    LogInfo(absl::StrCat("tally-server ", relay_ != nullptr ? "(relay) " : "", "listening on ",
+                         config_.listen_address(), " (port ", port_, ", ", security, "), model ",
+                         coordinator_->store().layout().NumParams(), " parameters, ", schedule,
+                         relay_ != nullptr ? absl::StrCat(", upstream ", config_.relay().upstream())
+                                           : absl::StrCat(", rule ", config_.strategy().rule())));
     return absl::OkStatus();
   }
 
@@ -139,6 +152,9 @@ class ServerImpl final : public Server {
       server_->GetHealthCheckService()->SetServingStatus(false);
     }
     if (coordinator_ != nullptr) coordinator_->BeginDrain();
+    // A relay's batch in the making is not forwarded (it is lost, as the
+    // clients' retries through another relay expect).
+    if (relay_ != nullptr) relay_->Stop();
     if (server_ != nullptr) {
       server_->Shutdown(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(absl::ToInt64Milliseconds(grace)));
@@ -158,6 +174,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<RelayLink> relay_;  // Relay mode.
   RestoreReport restored_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
@@ -173,6 +190,22 @@ class ServerImpl final : public Server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   tally::v1::ServerConfig config = std::move(options.config);
+  std::unique_ptr<RelayLink> relay;
+  if (!config.relay().upstream().empty()) {
+    // Check what can be checked before reaching out, then take the
+    // upstream's layout as the model.
+    tally::v1::ServerConfig check = config;
+    ApplyDefaults(&check);
+    TALLY_RETURN_IF_ERROR(ValidateConfig(check));
+    TALLY_ASSIGN_OR_RETURN(relay, RelayLink::Connect(config.relay()));
+    tally::v1::ModelConfig* model = config.mutable_model();
+    model->clear_tensors();
+    for (const TensorLayout& t : relay->layout().tensors()) {
+      tally::v1::TensorConfig* tensor = model->add_tensors();
+      tensor->set_name(t.name);
+      for (int64_t d : t.shape) tensor->add_shape(d);
+    }
+  }
   ApplyDefaults(&config);
   if (config.spool_dir().empty()) {
     const char* tmp = std::getenv("TMPDIR");
@@ -183,7 +216,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   std::shared_ptr<prometheus::Registry> registry = options.registry;
   if (registry == nullptr) registry = std::make_shared<prometheus::Registry>();
   auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry));
-  TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock));
+  TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock, std::move(relay)));
   return std::unique_ptr<Server>(std::move(server));
 }
 

@@ -20,7 +20,7 @@ expect_failure() {
 
 help=$("$server" --help 2>&1 || true)
 for flag in config listen metrics_port checkpoint_dir rule pre f schedule port_file log_level \
-            print_config shutdown_grace_ms; do
+            print_config shutdown_grace_ms role upstream relay_id; do
   grep -q -- "--$flag " <<<"$help" || fail "--help does not document --$flag"
 done
 
@@ -55,4 +55,13 @@ expect_failure "needs batches of updates" --schedule=fedasync --rule=median
 echo 'schedule { name: "fedbuff" buffer_size: 2 } strategy { rule: "krum" f: 1 }' \
   >"$tmp/krum.textproto"
 expect_failure "strategy.rule: krum" --config="$tmp/krum.textproto"
+# Relay mode: the flags, and its config errors before any connection.
+out=$("$server" --role=relay --upstream=root.example:50051 --relay_id=r1 --print_config)
+grep -q 'upstream: "root.example:50051"' <<<"$out" || fail "--upstream not applied: $out"
+grep -q 'id: "r1"' <<<"$out" || fail "--relay_id not applied: $out"
+expect_failure "--role=relay needs --upstream" --role=relay
+expect_failure "run with --role=relay" --upstream=root.example:50051
+expect_failure "--role: 'proxy'" --role=proxy
+expect_failure "a relay keeps no state" --role=relay --upstream=root.example:50051 \
+  --checkpoint_dir="$tmp/ckpt"
 echo "server_cli_test: OK"

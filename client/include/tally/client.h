@@ -54,6 +54,7 @@ struct DgcSettings {
   std::vector<double> warmup_ratios;  // One per warm-up step; empty = geometric.
   bool half_values = false;        // Values as float16.
   bool zstd = false;
+  int32_t zstd_level = 3;
 };
 
 struct ClientOptions {
@@ -101,7 +102,8 @@ struct ClientOptions {
   // deltas between versions when this list has its
   // compression.download_delta codec (JoinResult::delta_codec). Default: all
   // of them, so the server's configuration decides; {"float32"} asks for the
-  // exact model every time. With deltas the SDK keeps a copy of the last
+  // exact model every time (unless the server's delta codec is float32: the
+  // chain's R then differs from the model by the rounding of float32 sums). With deltas the SDK keeps a copy of the last
   // model pulled (what the next delta applies to).
   std::vector<std::string> download_codecs = {"float32", "float16", "bfloat16",
                                               "int8",    "sign",    "topk"};
