@@ -4,10 +4,14 @@ each training a small PyTorch MLP on its non-IID share of scikit-learn's
 bundled digits dataset (8x8 images, 10 classes; no download). Some clients
 may be Byzantine. Runs the federation once per aggregation rule (FedAvg's
 mean, then a robust rule), prints the test accuracy after every round, and
-writes a PNG of accuracy per round.
+writes a PNG of accuracy per round. Compressed transfers: --upload_codec
+(updates), --download_codec (models), --delta_codec (deltas between model
+versions); the bytes each client sends and receives per round are reported.
 
     /usr/bin/python3 examples/pytorch_digits.py [--build_dir build] [--clients 10]
         [--byzantine 2] [--rounds 30] [--rules mean,trimmed_mean] [--out digits.png]
+        [--upload_codec topk --upload_params "ratio: 0.1"] [--download_codec float16]
+        [--delta_codec int8]
 
 Needs Debian's python3-torch, python3-sklearn, python3-matplotlib and the
 SDK's packages, and a built tally-server (scripts/build.sh). Use Debian's
@@ -39,7 +43,18 @@ def parse_args():
     p.add_argument("--no_baseline", action="store_true",
                    help="skip the reference run: FedAvg without Byzantine clients")
     p.add_argument("--upload_codec", default="float32",
-                   help="codec the clients offer for updates (e.g. int8, topk)")
+                   help="codec of the updates (server compression.upload): float16, int8, "
+                        "sign, topk, ...; lossy ones with error feedback")
+    p.add_argument("--upload_params", default="",
+                   help='its CodecParams as text proto, e.g. "ratio: 0.1" for topk')
+    p.add_argument("--download_codec", default="float32",
+                   help="codec of the models pulled (compression.download): float16, "
+                        "bfloat16, int8")
+    p.add_argument("--delta_codec", default="",
+                   help="codec of deltas between model versions (compression.download_delta: "
+                        "float16, int8, topk, ...): a client holding the previous version pulls "
+                        "only the delta")
+    p.add_argument("--delta_params", default="", help="its CodecParams as text proto")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="pytorch_digits.png")
     return p.parse_args()
@@ -89,8 +104,9 @@ def accuracy(net, data):
         return float((net(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
 
 
-def train_client(tally, target, index, data, byzantine, args, stop):
-    """One client's loop: task, pull, local SGD, push the (attacked) delta."""
+def train_client(tally, target, index, data, byzantine, args, stop, transfers):
+    """One client's loop: task, pull, local SGD, push the (attacked) delta.
+    Appends (bytes pulled, bytes pushed) per round to `transfers`."""
     import torch
 
     torch.manual_seed(args.seed * 1000 + index)
@@ -112,8 +128,10 @@ def train_client(tally, target, index, data, byzantine, args, stop):
             delta = layout.flatten(net.state_dict()) - layout.flatten(base)
             if byzantine:
                 delta = -4.0 * delta
-            client.push_update(delta, round=task.round, base_version=model.version,
-                               num_samples=max(1, len(y)), metrics={"byzantine": byzantine})
+            pushed = client.push_update(delta, round=task.round, base_version=model.version,
+                                        num_samples=max(1, len(y)),
+                                        metrics={"byzantine": byzantine})
+            transfers.append((model.payload_bytes, pushed.payload_bytes))
         client.leave()
 
 
@@ -129,18 +147,19 @@ def run_federation(tally, rule, byzantine, shares, test, args):
     config = (f"model {{ {layout.tensor_config()} init {{ kind: UNIFORM scale: 0.15 seed: "
               f"{args.seed} }} }} rounds {{ clients_per_round: {args.clients} total_rounds: "
               f"{args.rounds} round_timeout_ms: 60000 }} strategy {{ rule: \"{rule}\"{robust} }}")
-    if args.upload_codec != "float32":
-        config += f' compression {{ upload {{ codec: "{args.upload_codec}" }} }}'
+    config += compression_config(args)
     binary = os.path.join(args.build_dir, "server", "tally-server")
-    accuracies = []
+    accuracies, transfers = [], []
     with ServerProcess(binary, config) as server:
         stop = threading.Event()
         threads = [threading.Thread(target=train_client, daemon=True, args=(
-            tally, server.target, i, shares[i], i < byzantine, args, stop))
+            tally, server.target, i, shares[i], i < byzantine, args, stop, transfers))
             for i in range(args.clients)]
         for t in threads:
             t.start()
-        with tally.Client(server.target, "digits-evaluator") as evaluator:
+        # The evaluator measures the exact global model.
+        with tally.Client(server.target, "digits-evaluator",
+                          download_codecs=["float32"]) as evaluator:
             evaluator.join()
             model = evaluator.pull_model()
             version, start = model.version, time.time()
@@ -158,7 +177,22 @@ def run_federation(tally, rule, byzantine, shares, test, args):
         stop.set()
         for t in threads:
             t.join(30)
-    return accuracies
+    return accuracies, transfers
+
+
+def compression_config(args):
+    """The server's compression block for the codec options ("" if none)."""
+    def choice(codec, params):
+        return f'{{ codec: "{codec}"' + (f" params {{ {params} }}" if params else "") + " }"
+
+    parts = []
+    if args.upload_codec != "float32":
+        parts.append(f"upload {choice(args.upload_codec, args.upload_params)}")
+    if args.download_codec != "float32":
+        parts.append(f"download {choice(args.download_codec, '')}")
+    if args.delta_codec:
+        parts.append(f"download_delta {choice(args.delta_codec, args.delta_params)}")
+    return f" compression {{ {' '.join(parts)} }}" if parts else ""
 
 
 def label(rule, byzantine):
@@ -189,6 +223,7 @@ def plot(results, args):
 def main():
     args = parse_args()
     setup_sdk(args.build_dir)
+    import numpy as np
     import torch
 
     import tally
@@ -199,13 +234,20 @@ def main():
           f"{args.rounds} rounds, samples per client {[len(s[1]) for s in shares]}")
     runs = [] if args.no_baseline else [("mean", 0)]
     runs += [(rule, args.byzantine) for rule in args.rules.split(",")]
-    results = {}
+    results, transfers = {}, {}
     for rule, byzantine in runs:
-        results[label(rule, byzantine)] = run_federation(tally, rule, byzantine, shares, test,
-                                                         args)
+        name = label(rule, byzantine)
+        results[name], transfers[name] = run_federation(tally, rule, byzantine, shares, test,
+                                                        args)
     plot(results, args)
+    codecs = f"upload {args.upload_codec}, download {args.download_codec}" + (
+        f", deltas {args.delta_codec}" if args.delta_codec else "")
+    dense = 4 * sum(p.numel() for p in make_model().parameters())
+    print(f"{codecs}; float32 would be {dense} B each way per client per round")
     for name, acc in results.items():
-        print(f"{name:>24}: final accuracy {acc[-1]:.4f}, best {max(acc):.4f}")
+        down, up = np.mean(transfers[name], axis=0) if transfers[name] else (0, 0)
+        print(f"{name:>24}: final accuracy {acc[-1]:.4f}, best {max(acc):.4f}; per client "
+              f"per round {down:.0f} B down, {up:.0f} B up")
     print(f"wrote {args.out}")
     return 0
 

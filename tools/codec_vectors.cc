@@ -16,9 +16,25 @@
 //                                    t writes PREFIX.<t>.bin (the payload of
 //                                    compress::ErrorFeedback) and
 //                                    PREFIX.<t>.f32 (the residual after it)
+//   dgc OPTIONS TENSORS IN.f32 PREFIX
+//                                    compress::DgcCompressor over T updates
+//                                    (IN: T x d floats). OPTIONS is
+//                                    "key=value,..." over DgcOptions'
+//                                    defaults (momentum, nesterov,
+//                                    momentum_masking, compress_ratio,
+//                                    warmup_steps, warmup_ratios as values
+//                                    joined by '/', half_values, zstd,
+//                                    zstd_level) or "-"; TENSORS is
+//                                    "size:ndim,..." tiling [0, d). For each
+//                                    t: PREFIX.<t>.bin (the payload) or, if
+//                                    Compress refuses g, PREFIX.<t>.err (its
+//                                    message; the run goes on), then
+//                                    PREFIX.<t>.u.f32 / .v.f32 (momentum and
+//                                    velocity after the step)
 // For every line, stdout gets "ok" or "error <message>" (an encoder or
-// decoder that refuses its input); the exit status is 1 only for a
-// malformed manifest or an unreadable / unwritable file.
+// decoder that refuses its input, DGC options DgcCompressor::Create
+// refuses); the exit status is 1 only for a malformed manifest or an
+// unreadable / unwritable file.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +50,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "compress/codec.h"
+#include "compress/dgc.h"
 #include "compress/error_feedback.h"
 
 namespace {
@@ -111,9 +128,13 @@ absl::StatusOr<CodecSpec> ParseSpec(const std::string& text) {
   return spec;
 }
 
-// The codec's answer (ok / a refusal) as the line's result; file and
-// manifest errors are returned as a failed StatusOr instead.
-using Outcome = absl::StatusOr<absl::Status>;
+// The codec's answer to a line: OK or its refusal.
+struct Verdict {
+  absl::Status status;
+};
+// A line's verdict; a malformed line or a file error is a failed StatusOr
+// instead.
+using Outcome = absl::StatusOr<Verdict>;
 
 Outcome RunEncode(const CodecSpec& spec, const std::vector<std::string>& args) {
   if (args.size() != 4) return absl::InvalidArgumentError("encode SPEC IN.f32 OUT.bin");
@@ -121,10 +142,10 @@ Outcome RunEncode(const CodecSpec& spec, const std::vector<std::string>& args) {
   if (!x.ok()) return x.status();
   std::string payload;
   const absl::Status encoded = tally::compress::Encode(spec, *x, &payload);
-  if (!encoded.ok()) return encoded;
+  if (!encoded.ok()) return Verdict{encoded};
   const absl::Status written = WriteFile(args[3], payload.data(), payload.size());
   if (!written.ok()) return written;
-  return absl::OkStatus();
+  return Verdict{};
 }
 
 Outcome RunDecode(const CodecSpec& spec, size_t d, const std::vector<std::string>& args) {
@@ -133,10 +154,10 @@ Outcome RunDecode(const CodecSpec& spec, size_t d, const std::vector<std::string
   if (!payload.ok()) return payload.status();
   std::vector<float> out(d, 0.0f);
   const absl::Status decoded = tally::compress::Decode(spec, *payload, absl::MakeSpan(out));
-  if (!decoded.ok()) return decoded;
+  if (!decoded.ok()) return Verdict{decoded};
   const absl::Status written = WriteFloats(args[4], out);
   if (!written.ok()) return written;
-  return absl::OkStatus();
+  return Verdict{};
 }
 
 Outcome RunFeedback(const CodecSpec& spec, size_t d, const std::vector<std::string>& args) {
@@ -151,7 +172,7 @@ Outcome RunFeedback(const CodecSpec& spec, size_t d, const std::vector<std::stri
     std::string payload;
     const absl::Status compressed = feedback.Compress(
         spec, absl::MakeConstSpan(x->data() + t * d, d), &payload);
-    if (!compressed.ok()) return compressed;
+    if (!compressed.ok()) return Verdict{compressed};
     const std::string prefix = absl::StrCat(args[4], ".", t);
     absl::Status written = WriteFile(prefix + ".bin", payload.data(), payload.size());
     if (written.ok()) {
@@ -160,11 +181,108 @@ Outcome RunFeedback(const CodecSpec& spec, size_t d, const std::vector<std::stri
     }
     if (!written.ok()) return written;
   }
-  return absl::OkStatus();
+  return Verdict{};
+}
+
+bool ParseBool(const std::string& value, bool* out) {
+  if (value != "0" && value != "1" && value != "false" && value != "true") return false;
+  *out = value == "1" || value == "true";
+  return true;
+}
+
+bool ParseDgcOption(const std::string& key, const std::string& value,
+                    tally::compress::DgcOptions* o) {
+  if (key == "momentum") return absl::SimpleAtof(value, &o->momentum);
+  if (key == "nesterov") return ParseBool(value, &o->nesterov);
+  if (key == "momentum_masking") return ParseBool(value, &o->momentum_masking);
+  if (key == "compress_ratio") return absl::SimpleAtod(value, &o->compress_ratio);
+  if (key == "warmup_steps") return absl::SimpleAtoi(value, &o->warmup_steps);
+  if (key == "half_values") return ParseBool(value, &o->half_values);
+  if (key == "zstd") return ParseBool(value, &o->zstd);
+  if (key == "zstd_level") return absl::SimpleAtoi(value, &o->zstd_level);
+  if (key != "warmup_ratios") return false;
+  for (absl::string_view item : absl::StrSplit(value, '/', absl::SkipEmpty())) {
+    double r = 0.0;
+    if (!absl::SimpleAtod(item, &r)) return false;
+    o->warmup_ratios.push_back(r);
+  }
+  return true;
+}
+
+absl::StatusOr<tally::compress::DgcOptions> ParseDgcOptions(const std::string& text) {
+  tally::compress::DgcOptions options;
+  if (text == "-") return options;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    const std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || !ParseDgcOption(kv[0], kv[1], &options)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad DGC option '", item, "'"));
+    }
+  }
+  return options;
+}
+
+absl::StatusOr<std::vector<tally::compress::DgcTensor>> ParseDgcTensors(const std::string& text) {
+  std::vector<tally::compress::DgcTensor> tensors;
+  uint64_t offset = 0;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    const std::vector<std::string> parts = absl::StrSplit(item, ':');
+    tally::compress::DgcTensor t;
+    t.offset = offset;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &t.size) ||
+        !absl::SimpleAtoi(parts[1], &t.ndim)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad tensor '", item, "' (size:ndim)"));
+    }
+    offset += t.size;
+    tensors.push_back(t);
+  }
+  return tensors;
+}
+
+// Writes what one DGC step left: the payload or the refusal, then u and v.
+absl::Status WriteDgcStep(const std::string& prefix, const absl::Status& compressed,
+                          const std::string& payload,
+                          const tally::compress::DgcCompressor& dgc) {
+  absl::Status written =
+      compressed.ok() ? WriteFile(prefix + ".bin", payload.data(), payload.size())
+                      : WriteFile(prefix + ".err", compressed.message().data(),
+                                  compressed.message().size());
+  for (const auto& [suffix, state] : {std::pair{".u.f32", dgc.momentum()},
+                                      std::pair{".v.f32", dgc.velocity()}}) {
+    if (written.ok()) written = WriteFile(prefix + suffix, state.data(), state.size() * 4);
+  }
+  return written;
+}
+
+Outcome RunDgc(const std::vector<std::string>& args) {
+  if (args.size() != 5) return absl::InvalidArgumentError("dgc OPTIONS TENSORS IN.f32 PREFIX");
+  absl::StatusOr<tally::compress::DgcOptions> options = ParseDgcOptions(args[1]);
+  if (!options.ok()) return options.status();
+  absl::StatusOr<std::vector<tally::compress::DgcTensor>> tensors = ParseDgcTensors(args[2]);
+  if (!tensors.ok()) return tensors.status();
+  absl::StatusOr<std::vector<float>> x = ReadFloats(args[3]);
+  if (!x.ok()) return x.status();
+  absl::StatusOr<tally::compress::DgcCompressor> dgc =
+      tally::compress::DgcCompressor::Create(*std::move(tensors), *std::move(options));
+  if (!dgc.ok()) return Verdict{dgc.status()};
+  const size_t d = dgc->dim();
+  if (x->size() % d != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(args[3], " is not a whole number of updates"));
+  }
+  for (size_t t = 0; t * d < x->size(); ++t) {
+    std::string payload;
+    CodecSpec spec;
+    const absl::Status compressed =
+        dgc->Compress(absl::MakeConstSpan(x->data() + t * d, d), &payload, &spec);
+    const absl::Status written =
+        WriteDgcStep(absl::StrCat(args[4], ".", t), compressed, payload, *dgc);
+    if (!written.ok()) return written;
+  }
+  return Verdict{};
 }
 
 Outcome RunLine(const std::vector<std::string>& args) {
   if (args.size() < 2) return absl::InvalidArgumentError("expected COMMAND SPEC ...");
+  if (args[0] == "dgc") return RunDgc(args);
   absl::StatusOr<CodecSpec> spec = ParseSpec(args[1]);
   if (!spec.ok()) return spec.status();
   if (args[0] == "encode") return RunEncode(*spec, args);
@@ -199,10 +317,10 @@ int main(int argc, char** argv) {
                 << "\n";
       return 1;
     }
-    if (outcome->ok()) {
+    if (outcome->status.ok()) {
       std::cout << "ok\n";
     } else {
-      std::cout << "error " << outcome->message() << "\n";
+      std::cout << "error " << outcome->status.message() << "\n";
     }
   }
   return 0;

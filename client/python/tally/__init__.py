@@ -19,10 +19,13 @@ for _gen in filter(None, _os.environ.get("TALLY_PY_GEN", "").split(_os.pathsep))
 
 __version__ = "0.1.0"
 
-from tally.errors import (CodecError, LayoutMismatchError, LengthMismatchError,  # noqa: E402
-                          NotJoinedError, ProtocolError, RejectedUpdateError, RpcError,
-                          SessionExpiredError, TallyError, UnsupportedError)
+from tally.errors import (AuthenticationError, CodecError, ConnectionFailedError,  # noqa: E402
+                          LayoutMismatchError, LengthMismatchError, NotJoinedError,
+                          PermissionDeniedError, ProtocolError, RejectedUpdateError,
+                          ResourceExhaustedError, RpcError, SessionExpiredError, TallyError,
+                          TlsError, UnsupportedError)
 from tally.codecs import CodecSpec, decode, encode  # noqa: E402
+from tally.dgc import DgcCompressor, DgcSettings  # noqa: E402
 from tally.error_feedback import ErrorFeedback  # noqa: E402
 from tally.layout import ModelLayout, TensorInfo  # noqa: E402
 from tally.client import Client, JoinResult, Model, PushResult, Task  # noqa: E402

@@ -95,14 +95,23 @@ def _indices_payload(indices):
     return encode_varints(indices.size) + encode_varints(gaps.astype(np.uint64))
 
 
-def encode_topk(spec, x, k):
-    """The k entries of largest |x| (ties: lowest index), ascending."""
-    keys = x.view(np.uint32) & np.uint32(0x7FFFFFFF)
+def topk_indices(x, k):
+    """The indices of the k entries of largest |x| (a finite float32 array;
+    ties: lowest index), ascending, 1 <= k <= x.size."""
+    if k >= x.size:
+        return np.arange(x.size)
+    keys = x.view(np.uint32) & np.uint32(0x7FFFFFFF)  # Orders like |x|.
     threshold = np.partition(keys, keys.size - k)[keys.size - k]
     above = np.flatnonzero(keys > threshold)
     equal = np.flatnonzero(keys == threshold)[:k - above.size]
-    indices = np.sort(np.concatenate((above, equal)))
-    return _indices_payload(indices) + _sparse_values(spec, x[indices], "topk", lambda i: f"value {i}")
+    return np.sort(np.concatenate((above, equal)))
+
+
+def encode_topk(spec, x, k):
+    """The k entries of largest |x| (ties: lowest index), ascending."""
+    indices = topk_indices(x, k)
+    values = _sparse_values(spec, x[indices], "topk", lambda i: f"value {i}")
+    return _indices_payload(indices) + values
 
 
 def encode_sparse(spec, indices, values, d, k):

@@ -14,14 +14,18 @@ Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with
 exponential backoff and full jitter; RESOURCE_EXHAUSTED after the delay the
 server hints; an update keeps its update id across retries, and ALREADY_EXISTS
 (the server already had it) is success with duplicate=True. A lost session
-(UNAUTHENTICATED) is re-joined once, transparently. Pulled models are checked
+(UNAUTHENTICATED) is re-joined once, transparently. Calls that fail for good
+raise an exception named for the cause (tally.errors: AuthenticationError,
+PermissionDeniedError, ConnectionFailedError / TlsError,
+ResourceExhaustedError, RejectedUpdateError, ...). Pulled models are checked
 against the layout Join returned (LayoutMismatchError, LengthMismatchError);
 compressed models and deltas between versions are decoded (CodecError for a
-bad payload).
+bad payload). Uploads are encoded with the codec Join assigned (with error
+feedback), or run through Deep Gradient Compression (dgc=DgcSettings(...)).
 
 Thread safety: a Client may be used from several threads (e.g. heartbeat()
 from a timer while push_update() runs); pulls and pushes of one client are
-serialized where they share state (error feedback, the held model).
+serialized where they share state (error feedback, DGC, the held model).
 """
 import dataclasses
 import hashlib
@@ -34,9 +38,11 @@ import grpc
 import numpy as np
 
 from tally import _retry, _wire, codecs
+from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
-from tally.errors import CodecError, LengthMismatchError, NotJoinedError, RejectedUpdateError, \
-    RpcError, SessionExpiredError, TallyError, UnsupportedError
+from tally.errors import AuthenticationError, CodecError, ConnectionFailedError, \
+    LengthMismatchError, NotJoinedError, PermissionDeniedError, RejectedUpdateError, \
+    ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, TlsError, UnsupportedError
 from tally.layout import ModelLayout
 
 SDK_VERSION = "python-0.1.0"
@@ -45,6 +51,8 @@ DOWNLOAD_CODECS = ("float32", "float16", "bfloat16", "int8")
 DELTA_CODECS = ("float32", "float16", "bfloat16", "int8", "sign", "topk")
 _REJECTIONS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED,
                grpc.StatusCode.FAILED_PRECONDITION)
+# gRPC's words (lower case) for a server certificate the client refuses.
+_TLS_REFUSALS = ("handshake failed", "not in peer certificate", "certificate verify failed")
 
 
 @dataclasses.dataclass
@@ -134,17 +142,29 @@ class Client:
     certificate. upload_codecs: codecs offered for updates (the server
     assigns one; float32 always). download_codecs / delta_codecs: codecs
     this client accepts for pulled models and for deltas between versions.
-    error_feedback: keep what lossy upload codecs drop and add it to the next
-    update. Retries: max_attempts per call, backoff initial_backoff *
-    backoff_multiplier^n capped at max_backoff (seconds), full jitter.
+    By default every one (DOWNLOAD_CODECS, DELTA_CODECS), so the server's
+    compression.download / download_delta configuration decides, as with
+    the C++ SDK's ClientOptions.download_codecs. Given download_codecs and
+    no delta_codecs, deltas are taken only in the codecs listed there (the
+    C++ SDK's one list): download_codecs=["float32"] asks for the exact
+    model every time; delta_codecs=() takes no deltas. error_feedback: keep
+    what lossy upload codecs drop and add it to the next update. dgc: a
+    tally.DgcSettings runs every update through Deep Gradient Compression
+    (tally.dgc; state kept per Client and adopted when a push is
+    acknowledged; error_feedback does not apply, DGC's velocity keeps what
+    was not sent): topk is offered at join(), which raises
+    UnsupportedError unless the server assigns it (its compression.upload
+    must list topk); use the server optimizer "sgd". Retries:
+    max_attempts per call, backoff initial_backoff * backoff_multiplier^n
+    capped at max_backoff (seconds), full jitter.
     seed: seeds jitter and update ids (tests only: a fixed seed repeats ids).
     """
 
     def __init__(self, target, client_id, *, ca_file=None, cert_file=None, key_file=None,
-                 token=None, server_name=None, upload_codecs=(), download_codecs=(),
-                 delta_codecs=(), error_feedback=True, max_attempts=6, initial_backoff=0.1,
-                 max_backoff=5.0, backoff_multiplier=2.0, call_timeout=60.0,
-                 transfer_timeout=1800.0, chunk_bytes=1 << 20, seed=None):
+                 token=None, server_name=None, upload_codecs=(), download_codecs=None,
+                 delta_codecs=None, error_feedback=True, dgc=None, max_attempts=6,
+                 initial_backoff=0.1, max_backoff=5.0, backoff_multiplier=2.0,
+                 call_timeout=60.0, transfer_timeout=1800.0, chunk_bytes=1 << 20, seed=None):
         if not client_id or len(client_id) > 128 or not all(
                 c.isascii() and (c.isalnum() or c in "._:@-") for c in client_id):
             raise TallyError(f"client_id '{client_id}': must be 1..128 characters of "
@@ -156,10 +176,23 @@ class Client:
         if ca_file is None and (cert_file or token or server_name):
             raise TallyError("ca_file: client certificates, tokens and server_name need TLS")
         self.target, self.client_id = target, client_id
+        self._tls = ca_file is not None
         self.upload_codecs = _codec_names(upload_codecs, UPLOAD_CODECS, "upload_codecs")
-        self.download_codecs = _codec_names(download_codecs, DOWNLOAD_CODECS, "download_codecs")
+        given = download_codecs is not None
+        self.download_codecs = _codec_names(download_codecs if given else DOWNLOAD_CODECS,
+                                            DOWNLOAD_CODECS, "download_codecs")
+        if delta_codecs is None:  # As the C++ SDK's one list of download codecs.
+            delta_codecs = self.download_codecs if given else DELTA_CODECS
         self.delta_codecs = _codec_names(delta_codecs, DELTA_CODECS, "delta_codecs")
         self.error_feedback = error_feedback
+        if dgc is not None:
+            if not isinstance(dgc, DgcSettings):
+                raise TallyError("dgc: expected a tally.DgcSettings")
+            try:  # The settings alone, on a one-tensor model.
+                DgcCompressor([(0, 1, 2)], dgc)
+            except CodecError as e:
+                raise TallyError(f"dgc: {e}") from None
+        self.dgc = dgc
         self.max_attempts = max_attempts
         self.call_timeout, self.transfer_timeout = call_timeout, transfer_timeout
         self.chunk_bytes = chunk_bytes
@@ -184,10 +217,11 @@ class Client:
         self._pb = tally_pb2
         self._stub = tally_pb2_grpc.AggregatorStub(self._channel)
         self._admin = tally_pb2_grpc.AdminStub(self._channel)
-        self._lock = threading.Lock()  # _session, _feedback, _held.
+        self._lock = threading.Lock()  # _session, _feedback, _dgc, _held.
         self._join_lock = threading.Lock()  # Serializes (re-)joins.
         self._session = None
         self._feedback = None
+        self._dgc = None  # DgcCompressor state after the last acknowledged push.
         self._held = None  # The last model pulled on the server's delta chain.
 
     # --- lifecycle ----------------------------------------------------------
@@ -226,7 +260,7 @@ class Client:
                     rejoined = True
                     try:
                         self._rejoin(session)
-                    except RpcError as joined:
+                    except AuthenticationError as joined:
                         raise SessionExpiredError(rpc, code, f"session lost ({details}) and "
                                                   f"re-join failed: {joined}") from None
                     session = self._current_session(rpc)
@@ -235,15 +269,33 @@ class Client:
                 delay = self._backoff.delay(code, hint, failures)
                 if delay is None or failures >= self.max_attempts or (
                         deadline is not None and time.monotonic() + delay >= deadline):
-                    raise self._error(rpc, code, details, hint) from None
+                    raise self._error(rpc, code, details, hint, failures,
+                                      needs_session) from None
                 time.sleep(delay)
 
-    @staticmethod
-    def _error(rpc, code, details, hint):
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            return SessionExpiredError(rpc, code, details)
+    def _error(self, rpc, code, details, hint, attempts, needs_session=True):
+        """The named exception of a call that failed for good."""
+        codes = grpc.StatusCode
+        if code == codes.UNAUTHENTICATED:
+            kind = SessionExpiredError if needs_session else AuthenticationError
+            return kind(rpc, code, details)
+        if code == codes.PERMISSION_DENIED:
+            return PermissionDeniedError(rpc, code, details)
         if rpc == "PushUpdate" and code in _REJECTIONS:
             return RejectedUpdateError(rpc, code, details)
+        if code == codes.RESOURCE_EXHAUSTED:
+            note = f"gave up after {attempts} attempt(s)" + (
+                f"; the server asked to retry after {hint:.3g} s" if hint is not None else "")
+            return ResourceExhaustedError(rpc, code, details, hint, note)
+        if code == codes.UNAVAILABLE and "failed to connect" in details:
+            if self._tls and any(s in details.lower() for s in _TLS_REFUSALS):
+                return TlsError(rpc, code, details, note="this client refused the server's "
+                                "certificate: check ca_file and server_name")
+            note = f"no connection after {attempts} attempt(s)" + (
+                "; with TLS, a server that requires a client certificate closes the "
+                "connection when cert_file is missing, expired or not from its client CA"
+                if self._tls else "")
+            return ConnectionFailedError(rpc, code, details, hint, note)
         return RpcError(rpc, code, details, hint)
 
     def _current_session(self, rpc):
@@ -266,9 +318,10 @@ class Client:
 
     def _do_join(self):
         pb = self._pb
+        uploads = self.upload_codecs + (("topk",) if self.dgc is not None else ())
         request = pb.JoinRequest(
             client_id=self.client_id, sdk_version=SDK_VERSION,
-            supported_codecs=[1] + [codecs.CODECS[n][0] for n in self.upload_codecs
+            supported_codecs=[1] + [codecs.CODECS[n][0] for n in dict.fromkeys(uploads)
                                     if n != "float32"],
             download_codecs=[1] + sorted({codecs.CODECS[n][0] for n in
                                           self.download_codecs + self.delta_codecs} - {1}))
@@ -277,7 +330,10 @@ class Client:
         layout = ModelLayout.from_proto(response.model_spec)
         d = layout.num_params
         upload = self._assigned(response.upload_codec, response.upload_params,
-                                ("float32",) + self.upload_codecs, "upload", d)
+                                ("float32",) + uploads, "upload", d)
+        if self.dgc is not None and upload.codec != "topk":
+            raise UnsupportedError(f"Join: dgc needs topk uploads, and the server assigned "
+                                   f"{upload.codec} (its compression.upload must list topk)")
         download = self._assigned(response.download_codec, response.download_params,
                                   ("float32",) + self.download_codecs, "download", d)
         delta = None
@@ -355,7 +411,8 @@ class Client:
         request = self._pb.PullModelRequest(
             client_id=self.client_id, session_token=session.token, version=version,
             codec=join.download_codec.id, have_version=held.version if held else 0,
-            have_chain=held.chain_id if held else 0, delta_codec=join.delta_codec.id if deltas else 0)
+            have_chain=held.chain_id if held else 0,
+            delta_codec=join.delta_codec.id if deltas else 0)
         assembler = _wire.ModelAssembler(join.layout, join.download_codec.codec, held)
         stream = self._stub.PullModel(request, timeout=self.transfer_timeout)
         try:
@@ -411,7 +468,7 @@ class Client:
                 hint = _retry.retry_after(e)
                 delay = self._backoff.delay(code, hint, failures)
                 if delay is None or failures >= self.max_attempts:
-                    raise self._error("WatchModel", code, e.details(), hint) from None
+                    raise self._error("WatchModel", code, e.details(), hint, failures) from None
                 time.sleep(delay)
             finally:
                 stream.cancel()
@@ -456,8 +513,14 @@ class Client:
             raise TallyError("push_update: update_id must be 1..128 printable ASCII characters")
         # Encoded once, before any attempt: retries resend the same bytes.
         spec = session.join.upload_codec
-        feedback = None
-        if spec.codec == "float32" and not spec.zstd:  # Raw float32: no encoding.
+        feedback = dgc = None
+        if self.dgc is not None:
+            with self._lock:
+                current = self._dgc
+            dgc = current.copy() if current is not None and current.dim == delta.size else \
+                DgcCompressor.from_layout(layout, self.dgc)
+            payload, spec = dgc.compress(delta)
+        elif spec.codec == "float32" and not spec.zstd:  # Raw float32: no encoding.
             payload = delta.tobytes()
         else:
             seed = int.from_bytes(hashlib.blake2b(f"{self.client_id}/{update_id}".encode(),
@@ -487,9 +550,11 @@ class Client:
             result.duplicate = True
             response = None
         result.attempts = counter[0]
-        if feedback is not None:
-            with self._lock:
+        with self._lock:  # Acknowledged: the state after this update is ours.
+            if feedback is not None:
                 self._feedback = feedback
+            if dgc is not None:
+                self._dgc = dgc
         if response is not None:
             result.round, result.model_version = response.round, response.model_version
         return result

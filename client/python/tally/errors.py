@@ -42,8 +42,9 @@ class RpcError(TallyError):
     Attributes: code (grpc.StatusCode), details (the server's message), rpc
     (the method), retry_after (seconds the server hinted, or None)."""
 
-    def __init__(self, rpc, code, details, retry_after=None):
-        super().__init__(f"{rpc}: {code.name if code is not None else 'UNKNOWN'}: {details}")
+    def __init__(self, rpc, code, details, retry_after=None, note=None):
+        message = f"{rpc}: {code.name if code is not None else 'UNKNOWN'}: {details}"
+        super().__init__(f"{message} ({note})" if note else message)
         self.rpc = rpc
         self.code = code
         self.details = details
@@ -54,9 +55,37 @@ class NotJoinedError(TallyError):
     """A call that needs a session was made before join() (or after leave())."""
 
 
-class SessionExpiredError(RpcError):
+class AuthenticationError(RpcError):
+    """UNAUTHENTICATED: the server does not know who is calling: no client
+    certificate and no bearer token, or a token it does not know."""
+
+
+class SessionExpiredError(AuthenticationError):
     """UNAUTHENTICATED: the server no longer knows the session and joining
     again failed too (or re-joining is off)."""
+
+
+class PermissionDeniedError(RpcError):
+    """PERMISSION_DENIED: the identity of this client's certificate or token
+    is not its client_id, or Admin calls without an admin identity."""
+
+
+class ConnectionFailedError(RpcError):
+    """UNAVAILABLE after every retry without ever reaching the server: it is
+    not running or unreachable, or refused the TLS handshake (a server that
+    requires a client certificate closes the connection on a missing,
+    expired or unknown-CA one)."""
+
+
+class TlsError(ConnectionFailedError):
+    """This client refused the server's certificate: not signed by ca_file's
+    CA, or not for the name dialled (see Client's server_name)."""
+
+
+class ResourceExhaustedError(RpcError):
+    """RESOURCE_EXHAUSTED still after max_attempts: the server is rate
+    limiting this client or overloaded; retry_after is the delay it asked
+    for (None: it gave none)."""
 
 
 class RejectedUpdateError(RpcError):

@@ -1,6 +1,7 @@
 """A tally-server child process for tests and examples (like
-bench/server_process.cc): written config, free port on 127.0.0.1, stopped
-with SIGTERM (it drains and exits 0).
+bench/server_process.cc): written config, a free port on 127.0.0.1 (or the
+one given: a restarted server on the port of a stopped one), stopped with
+SIGTERM (it drains and exits 0).
 
     with ServerProcess("build/server/tally-server", 'rounds { clients_per_round: 2 }') as s:
         client = tally.Client(s.target, client_id="a")
@@ -14,7 +15,7 @@ import time
 
 
 class ServerProcess:
-    def __init__(self, binary, config_text="", extra_args=(), start_timeout=30.0):
+    def __init__(self, binary, config_text="", extra_args=(), start_timeout=30.0, port=0):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="tally-server-")
         self.config_path = os.path.join(self.dir, "config.textproto")
@@ -25,7 +26,7 @@ class ServerProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [binary, f"--config={self.config_path}", f"--port_file={port_file}",
-                 "--listen=127.0.0.1:0", "--metrics_port=-1", *extra_args],
+                 f"--listen=127.0.0.1:{port}", "--metrics_port=-1", *extra_args],
                 stdout=log, stderr=subprocess.STDOUT)
         self.port = self._wait_for_port(port_file, start_timeout)
         self.target = f"127.0.0.1:{self.port}"

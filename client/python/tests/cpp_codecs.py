@@ -73,6 +73,39 @@ class CppCodecs:
                                for t in range(updates.shape[0])]
         return self._add(f"feedback {spec_text(spec)} {updates.shape[1]} {source} {prefix}", r)
 
+    def dgc(self, settings, tensors, updates):
+        """compress::DgcCompressor (tally.DgcSettings `settings`, tensors
+        (size, ndim) in order) over the rows of `updates` (T x d). Per step
+        t: .payload(t) (None if refused), .refusal(t) (the message or None),
+        .momentum(t), .velocity(t) (after the step)."""
+        r = self.Result()
+        source, prefix = self._path(".dgc.f32"), self._path(".dgc")
+        np.asarray(updates, dtype="<f4").tofile(source)
+        options = ",".join([
+            f"momentum={float(np.float32(settings.momentum))!r}",
+            f"nesterov={int(settings.nesterov)}",
+            f"momentum_masking={int(settings.momentum_masking)}",
+            f"compress_ratio={float(settings.compress_ratio)!r}",
+            f"warmup_steps={settings.warmup_steps}",
+            f"half_values={int(settings.half_values)}", f"zstd={int(settings.zstd)}",
+            f"zstd_level={settings.zstd_level}"]
+            + ([f"warmup_ratios={'/'.join(repr(float(x)) for x in settings.warmup_ratios)}"]
+               if settings.warmup_ratios else []))
+        layout = ",".join(f"{size}:{ndim}" for size, ndim in tensors)
+
+        def read(t, suffix):
+            path = f"{prefix}.{t}{suffix}"
+            if not os.path.exists(path):
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        r.payload = lambda t: read(t, ".bin")
+        r.refusal = lambda t: None if read(t, ".err") is None else read(t, ".err").decode()
+        r.momentum = lambda t: np.frombuffer(read(t, ".u.f32"), dtype="<f4")
+        r.velocity = lambda t: np.frombuffer(read(t, ".v.f32"), dtype="<f4")
+        return self._add(f"dgc {options} {layout} {source} {prefix}", r)
+
     def run(self):
         manifest = os.path.join(self.dir, "manifest.txt")
         with open(manifest, "w") as f:

@@ -128,7 +128,8 @@ def test_state_dict_push_and_retry_is_a_duplicate():
 
 
 def test_pytorch_digits_example_runs(tmp_path):
-    """examples/pytorch_digits.py, two rounds of one robust federation."""
+    """examples/pytorch_digits.py, two rounds of one robust federation with
+    compressed transfers both ways."""
     import torch  # noqa: F401  (installed by scripts/install_deps.sh)
     import sklearn  # noqa: F401
     import os
@@ -143,7 +144,11 @@ def test_pytorch_digits_example_runs(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "examples", "pytorch_digits.py"), "--build_dir",
          build_dir, "--clients", "5", "--byzantine", "1", "--rounds", "2", "--no_baseline",
-         "--rules", "trimmed_mean", "--upload_codec", "int8", "--out", str(out)],
+         "--rules", "trimmed_mean", "--upload_codec", "topk", "--upload_params", "ratio: 0.1",
+         "--download_codec", "float16", "--delta_codec", "int8", "--out", str(out)],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "round   2  test accuracy" in done.stdout and out.stat().st_size > 10000
+    # 2410 parameters: a topk update of 241 entries is < 1/4 of 9640 float32 bytes.
+    up = int(done.stdout.split(" B up")[0].rsplit(" ", 1)[1])
+    assert 0 < up < 9640 // 4, done.stdout

@@ -1,7 +1,9 @@
 """Compressed model downloads and deltas between versions (PullModel
 segments, tally.proto's ModelHeader rule) against a real tally-server: a
 client following the delta chain holds bit for bit the model a fresh client
-of the same codecs pulls in full, close to the exact float32 model."""
+of the same codecs pulls in full, close to the exact float32 model; the
+default codecs follow the server's configuration, download_codecs=["float32"]
+gets the exact model."""
 import numpy as np
 
 from conftest import build_binary
@@ -36,8 +38,8 @@ def test_delta_chain_matches_full_downloads():
                        delta_codecs=["topk"], seed=2)
         fresh.join()
         full = fresh.pull_model()
-        exact_client = Client(server.target, "exact", seed=3)
-        exact_client.join()
+        exact_client = Client(server.target, "exact", download_codecs=["float32"], seed=3)
+        assert exact_client.join().delta_codec is None
         exact = exact_client.pull_model()
         assert full.version == last.version == exact.version and full.delta_segments == 0
         np.testing.assert_array_equal(last.params.view(np.uint32), full.params.view(np.uint32))
@@ -46,5 +48,9 @@ def test_delta_chain_matches_full_downloads():
         # The deltas carry the exact model's largest changes: the chain moved towards it.
         assert np.linalg.norm(exact.params - last.params) < \
             np.linalg.norm(exact.params - models[0].params)
-        for c in (follower, fresh, exact_client):
+        # The defaults take what the server configures (like the C++ SDK's).
+        default = Client(server.target, "default", seed=4)
+        joined = default.join()
+        assert joined.download_codec.codec == "float16" and joined.delta_codec.codec == "topk"
+        for c in (follower, fresh, exact_client, default):
             c.close()

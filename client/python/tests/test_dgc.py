@@ -1,0 +1,195 @@
+"""Deep Gradient Compression: tally.dgc == compress::DgcCompressor, run at
+test time through tally-codec-vectors. For several option sets, a sequence
+of updates gives the same payload bytes, momentum and velocity bit for bit
+at every step, and the same refusals (non-finite input, float32 overflow,
+float16 range), after which neither side has changed its state. Then
+Client(dgc=...) against a real tally-server: a hand-computed model, the
+state kept only for acknowledged pushes, Join's refusal of a server without
+topk."""
+import numpy as np
+import pytest
+
+from conftest import build_binary
+from cpp_codecs import CppCodecs
+from tally import codecs
+from tally.client import Client
+from tally.dgc import DgcCompressor, DgcSettings
+from tally.errors import CodecError, RejectedUpdateError, TallyError, UnsupportedError
+from tally.testing import ServerProcess
+
+# (size, ndim): weight matrices and a 4-D kernel are compressed; a bias and
+# a scalar go exactly.
+TENSORS = [(300, 2), (30, 1), (120, 4), (1, 0), (63, 2)]
+D = sum(size for size, _ in TENSORS)
+
+SETTINGS = {
+    "default": DgcSettings(),
+    "ratio-0.05": DgcSettings(compress_ratio=0.05),
+    "nesterov": DgcSettings(nesterov=True, compress_ratio=0.03),
+    "no-masking": DgcSettings(momentum_masking=False, compress_ratio=0.02),
+    "warmup": DgcSettings(compress_ratio=0.01, warmup_steps=4),
+    "warmup-ratios": DgcSettings(compress_ratio=0.01, warmup_steps=3,
+                                 warmup_ratios=(0.5, 0.25, 0.0625)),
+    "half-values": DgcSettings(compress_ratio=0.05, half_values=True),
+    "momentum-0-zstd": DgcSettings(momentum=0.0, compress_ratio=0.1, zstd=True),
+    "nesterov-half-no-masking": DgcSettings(momentum=0.37, nesterov=True, momentum_masking=False,
+                                            half_values=True, compress_ratio=0.3),
+}
+
+
+def tensors():
+    out, offset = [], 0
+    for size, ndim in TENSORS:
+        out.append((offset, size, ndim))
+        offset += size
+    return out
+
+
+def updates():
+    """Ties first (zeros: every |v| equal; then a coarse grid), Gaussian
+    updates at several scales, negative zeros."""
+    g = np.random.default_rng(11)
+    rows = [np.zeros(D), np.round(g.uniform(-2, 2, D) * 2) / 2]
+    rows += [g.standard_normal(D) * scale for scale in (1.0, 0.01, 5.0, 1e-3, 0.3)]
+    rows.append(-np.zeros(D))
+    rows += [g.standard_normal(D) * g.uniform(0.01, 3) for _ in range(4)]
+    return np.array(rows, dtype=np.float32)
+
+
+def refusing_updates():
+    """A sequence with steps both sides must refuse (k = 2, 1, 1 per
+    compressed tensor at ratio 0.004)."""
+    g = np.random.default_rng(12)
+    rows = g.standard_normal((8, D)).astype(np.float32)
+    rows[1, 5] = np.nan  # Non-finite update.
+    rows[3, 310] = np.inf  # ... in the bias too.
+    rows[4, :3] = 3e38  # 0 and 1 sent; v_2 = 3e38 stays,
+    rows[5, 2] = 3e38  # and now overflows float32, as does any later
+    return rows  # step: u_2 = v_2 = 3e38 stay (reset() starts over).
+
+
+def half_refusing_updates():
+    g = np.random.default_rng(13)
+    rows = g.standard_normal((4, D)).astype(np.float32)
+    rows[1, 305] = 1e5  # A bias entry beyond float16.
+    rows[2, 7] = 7e4  # The largest weight entry, selected, beyond float16.
+    return rows
+
+
+def bits(a):
+    return np.asarray(a, dtype=np.float32).view(np.uint32)
+
+
+def test_dgc_sequences_match_the_cpp_compressor(tmp_path):
+    cpp = CppCodecs(tmp_path)
+    cases = [(name, settings, updates(), cpp.dgc(settings, TENSORS, updates()))
+             for name, settings in SETTINGS.items()]
+    for name, settings, rows in [
+            ("refusals", DgcSettings(compress_ratio=0.004), refusing_updates()),
+            ("half-refusals", DgcSettings(compress_ratio=0.004, half_values=True),
+             half_refusing_updates())]:
+        cases.append((name, settings, rows, cpp.dgc(settings, TENSORS, rows)))
+    cpp.run()
+    refused = []
+    for name, settings, rows, run in cases:
+        assert run.error is None, (name, run.error)
+        dgc = DgcCompressor(tensors(), settings)
+        for t, g in enumerate(rows):
+            where = f"{name} step {t}"
+            if run.refusal(t) is not None:
+                refused.append((name, t))
+                before = dgc.copy()
+                with pytest.raises(CodecError):
+                    dgc.compress(g)
+                assert dgc.step == before.step, where
+                np.testing.assert_array_equal(bits(dgc.momentum), bits(before.momentum), where)
+                np.testing.assert_array_equal(bits(dgc.velocity), bits(before.velocity), where)
+            else:
+                payload, spec = dgc.compress(g)
+                assert payload == run.payload(t), where
+                assert spec.codec == "topk" and spec.half_values == settings.half_values
+                decoded = codecs.decode(spec, payload, D)
+                assert np.count_nonzero(decoded) <= spec.k, where
+            np.testing.assert_array_equal(bits(dgc.momentum), bits(run.momentum(t)), where)
+            np.testing.assert_array_equal(bits(dgc.velocity), bits(run.velocity(t)), where)
+    assert refused == [("refusals", t) for t in (1, 3, 5, 6, 7)] + \
+        [("half-refusals", 1), ("half-refusals", 2)]
+
+
+def test_warmup_schedule_and_selection_by_hand():
+    """The reference's geometric warm-up (compress/dgc.h: base 0.001, E = 5)
+    and one step worked by hand."""
+    from tally.dgc import compress_ratio
+
+    s = DgcSettings(warmup_steps=5)
+    expected = [0.316228, 0.1, 0.031623, 0.01, 0.003162, 0.001, 0.001]
+    np.testing.assert_allclose([compress_ratio(s, e) for e in range(7)], expected, atol=5e-7)
+    # w (2x3) and b (2), ratio 0.2: k = ceil(6 * 0.2) = 2 of w, b exactly.
+    dgc = DgcCompressor([(0, 6, 2), (6, 2, 1)], DgcSettings(compress_ratio=0.2))
+    payload, spec = dgc.compress([1, -5, 0.5, 2, 0, 0, 0.3, -0.3])
+    assert spec.k == 4 and len(payload) == 5 + 16
+    np.testing.assert_array_equal(codecs.decode(spec, payload, 8),
+                                  np.float32([0, -5, 0, 2, 0, 0, 0.3, -0.3]))
+    np.testing.assert_array_equal(dgc.momentum, np.float32([1, 0, 0.5, 0, 0, 0, 0, 0]))
+    np.testing.assert_array_equal(dgc.velocity, np.float32([1, 0, 0.5, 0, 0, 0, 0, 0]))
+
+
+def test_invalid_settings_are_refused_like_cpp(tmp_path):
+    bad = [DgcSettings(compress_ratio=0.0), DgcSettings(compress_ratio=1.5),
+           DgcSettings(compress_ratio=float("nan")), DgcSettings(momentum=-0.1),
+           DgcSettings(momentum=1.5), DgcSettings(warmup_steps=2, warmup_ratios=(0.5,)),
+           DgcSettings(warmup_steps=2, warmup_ratios=(0.5, 0.0)),
+           DgcSettings(zstd=True, zstd_level=99)]
+    cpp = CppCodecs(tmp_path)
+    runs = [cpp.dgc(settings, TENSORS, np.zeros((0, D))) for settings in bad]
+    cpp.run()
+    for settings, run in zip(bad, runs):
+        assert run.error is not None, settings
+        with pytest.raises(CodecError):
+            DgcCompressor(tensors(), settings)
+    with pytest.raises(CodecError, match="starts at"):
+        DgcCompressor([(0, 3, 2), (4, 1, 1)])
+    with pytest.raises(TallyError, match="dgc"):
+        Client("127.0.0.1:1", "c", dgc=DgcSettings(compress_ratio=0))
+
+
+MODEL = 'model { tensors { name: "w" shape: 2 shape: 3 } tensors { name: "b" shape: 2 } } ' \
+        "rounds { clients_per_round: 1 }"
+
+
+def push(client, delta, **options):
+    task = client.get_task(wait=10)
+    assert task.kind == "train", task
+    return client.push_update(np.float32(delta), round=task.round,
+                              base_version=options.pop("base_version", task.model_version),
+                              **options)
+
+
+def test_client_dgc_against_a_server_by_hand():
+    """The numbers of the C++ SDK's SdkDgcSendsMomentumCorrectedTopK:
+    k = ceil(6 * 0.2) = 2 entries of w, b exactly. Step 1 sends w_1 = -5,
+    w_3 = 2 and b; u = v = (1, 0, 0.5, 0, 0, 0) remain. Step 2 (g = 0): u =
+    0.9 u, v = v + u = (1.9, 0, 0.95, 0, 0, 0): sends w_0, w_2. Server: SGD
+    with lr 1 over one client, model = the sum of what was sent."""
+    config = MODEL + ' compression { upload { codec: "topk" } }'
+    with ServerProcess(build_binary("tally-server"), config) as server:
+        client = Client(server.target, "dgc", dgc=DgcSettings(compress_ratio=0.2), seed=1)
+        assert client.join().upload_codec.codec == "topk"
+        first = push(client, [1, -5, 0.5, 2, 0, 0, 0.3, -0.3])
+        assert first.payload_bytes == 5 + 16  # Count 4, gaps 1, 1, 2, 0; four floats.
+        client.wait_for_version(0, timeout=10)
+        np.testing.assert_allclose(client.pull_model().params,
+                                   [0, -5, 0, 2, 0, 0, 0.3, -0.3], atol=1e-6)
+        # A refused push leaves the DGC state as the acknowledged one left it.
+        with pytest.raises(RejectedUpdateError):
+            push(client, [100] * 8, base_version=999)
+        push(client, [0] * 8)
+        client.wait_for_version(1, timeout=10)
+        np.testing.assert_allclose(client.pull_model().params,
+                                   [1.9, -5, 0.95, 2, 0, 0, 0.3, -0.3], atol=1e-6)
+        client.close()
+    with ServerProcess(build_binary("tally-server"), MODEL) as plain:
+        refused = Client(plain.target, "dgc", dgc=DgcSettings())
+        with pytest.raises(UnsupportedError, match="compression.upload must list topk"):
+            refused.join()
+        refused.close()
