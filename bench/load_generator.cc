@@ -5,11 +5,15 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "bench/encoded_client.h"
+#include "core/status_macros.h"
 #include "core/sync.h"
 
 namespace tally::bench {
@@ -95,9 +99,59 @@ std::vector<float> RandomDelta(size_t n, uint64_t seed) {
   return delta;
 }
 
+// One load client's connection and update: the SDK pushing a float32 delta,
+// or an EncodedClient pushing a payload encoded up front.
+class LoadClient {
+ public:
+  virtual ~LoadClient() = default;
+  virtual absl::StatusOr<Task> GetTask(absl::Duration wait) = 0;
+  // Pushes this client's update for `task`'s round and base version.
+  virtual absl::StatusOr<PushResult> Push(const Task& task) = 0;
+  virtual void Leave() = 0;
+};
+
+class SdkLoadClient final : public LoadClient {
+ public:
+  SdkLoadClient(std::unique_ptr<Client> client, std::vector<float> delta)
+      : client_(std::move(client)), delta_(std::move(delta)) {}
+
+  absl::StatusOr<Task> GetTask(absl::Duration wait) override { return client_->GetTask(wait); }
+  absl::StatusOr<PushResult> Push(const Task& task) override {
+    Update update;
+    update.round = task.round;
+    update.base_version = task.model_version;
+    update.num_samples = 1;
+    update.delta = delta_;
+    return client_->PushUpdate(update);
+  }
+  void Leave() override { client_->Leave().IgnoreError(); }
+
+ private:
+  std::unique_ptr<Client> client_;
+  std::vector<float> delta_;
+};
+
+class EncodedLoadClient final : public LoadClient {
+ public:
+  EncodedLoadClient(std::unique_ptr<EncodedClient> client, compress::CodecSpec spec,
+                    std::string payload)
+      : client_(std::move(client)), spec_(spec), payload_(std::move(payload)) {}
+
+  absl::StatusOr<Task> GetTask(absl::Duration wait) override { return client_->GetTask(wait); }
+  absl::StatusOr<PushResult> Push(const Task& task) override {
+    return client_->Push(task.round, task.model_version, spec_, payload_);
+  }
+  void Leave() override { client_->Leave().IgnoreError(); }
+
+ private:
+  std::unique_ptr<EncodedClient> client_;
+  const compress::CodecSpec spec_;
+  const std::string payload_;
+};
+
 // Polls GetTask until a TRAIN task for a round after `last_round` (if any) or
 // DONE arrives.
-absl::StatusOr<Task> AwaitNextTask(Client& client, bool has_last, uint64_t last_round,
+absl::StatusOr<Task> AwaitNextTask(LoadClient& client, bool has_last, uint64_t last_round,
                                    const LoadOptions& options, const RunState& state) {
   const absl::Time deadline = absl::Now() + options.round_timeout;
   while (true) {
@@ -115,28 +169,38 @@ absl::StatusOr<Task> AwaitNextTask(Client& client, bool has_last, uint64_t last_
   }
 }
 
-// Client creation, Join and delta generation.
-absl::Status SetUpClient(int index, const LoadOptions& options, std::unique_ptr<Client>* client,
-                         std::vector<float>* delta) {
+absl::Status CheckParams(uint64_t server_params, const LoadOptions& options) {
+  if (server_params == options.params) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("the server's model has ", server_params,
+                                                    " parameters but --params=", options.params));
+}
+
+// Client creation, Join, delta generation and, with a codec, its encoding.
+absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOptions& options) {
+  const std::string client_id = absl::StrCat("bench-", index);
+  const uint64_t delta_seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
+  std::vector<float> delta = RandomDelta(options.params, delta_seed);
+  if (options.codec.has_value()) {
+    compress::CodecSpec spec = *options.codec;
+    spec.seed = delta_seed;  // qsgd rounding, randk selection.
+    std::string payload;
+    TALLY_RETURN_IF_ERROR(compress::Encode(spec, delta, &payload));
+    TALLY_ASSIGN_OR_RETURN(std::unique_ptr<EncodedClient> client,
+                           EncodedClient::Create(options.target, client_id, options.chunk_bytes));
+    TALLY_ASSIGN_OR_RETURN(JoinResult joined, client->Join(spec));
+    TALLY_RETURN_IF_ERROR(CheckParams(joined.model.num_params, options));
+    return std::make_unique<EncodedLoadClient>(std::move(client), spec, std::move(payload));
+  }
   ClientOptions client_options;
   client_options.target = options.target;
-  client_options.client_id = absl::StrCat("bench-", index);
+  client_options.client_id = client_id;
   client_options.chunk_bytes = options.chunk_bytes;
   // The SDK seed stays 0 (random): a fixed one would repeat update ids in a
   // second run against the same server, which would then be duplicates.
-  const uint64_t delta_seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
-  absl::StatusOr<std::unique_ptr<Client>> created = Client::Create(client_options);
-  if (!created.ok()) return created.status();
-  *client = *std::move(created);
-  *delta = RandomDelta(options.params, delta_seed);
-  absl::StatusOr<JoinResult> joined = (*client)->Join();
-  if (!joined.ok()) return joined.status();
-  if (joined->model.num_params != options.params) {
-    return absl::FailedPreconditionError(absl::StrCat("the server's model has ",
-                                                      joined->model.num_params,
-                                                      " parameters but --params=", options.params));
-  }
-  return absl::OkStatus();
+  TALLY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(client_options));
+  TALLY_ASSIGN_OR_RETURN(JoinResult joined, client->Join());
+  TALLY_RETURN_IF_ERROR(CheckParams(joined.model.num_params, options));
+  return std::make_unique<SdkLoadClient>(std::move(client), std::move(delta));
 }
 
 void RunClient(int index, const LoadOptions& options, RunState& state, ClientReport* report) {
@@ -144,37 +208,29 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
   auto fail = [&](const absl::Status& status) {
     state.Fail(absl::Status(status.code(), absl::StrCat(name, status.message())));
   };
-  std::unique_ptr<Client> client;
-  std::vector<float> delta;
-  const absl::Status setup = SetUpClient(index, options, &client, &delta);
-  if (!setup.ok()) fail(setup);
+  absl::StatusOr<std::unique_ptr<LoadClient>> client = SetUpClient(index, options);
+  if (!client.ok()) fail(client.status());
   state.ArriveAndWait();
   if (state.stopped()) return;
 
-  const uint64_t update_bytes = delta.size() * sizeof(float);
   const int total_rounds = options.warmup_rounds + options.rounds;
   bool has_last = false;
   uint64_t last_round = 0;
   for (int r = 0; r < total_rounds; ++r) {
     absl::StatusOr<Task> task =
-        AwaitNextTask(*client, has_last && !options.async, last_round, options, state);
+        AwaitNextTask(**client, has_last && !options.async, last_round, options, state);
     if (task.ok() && task->kind == Task::Kind::kDone) {
       task = absl::FailedPreconditionError(
           "the server answered DONE (its rounds.total_rounds ended the federation)");
     }
     if (!task.ok()) return fail(task.status());
-    Update update;
-    update.round = task->round;
-    update.base_version = task->model_version;
-    update.num_samples = 1;
-    update.delta = delta;
     const double start = state.Now();
-    absl::StatusOr<PushResult> pushed = client->PushUpdate(update);
+    absl::StatusOr<PushResult> pushed = (*client)->Push(*task);
     const double end = state.Now();
     if (!pushed.ok()) return fail(pushed.status());
     if (r >= options.warmup_rounds) {
       report->samples.push_back({r - options.warmup_rounds, start, end,
-                                 pushed->duplicate ? 0 : update_bytes, pushed->duplicate,
+                                 pushed->duplicate ? 0 : pushed->payload_bytes, pushed->duplicate,
                                  pushed->attempts});
     }
     has_last = true;
@@ -182,10 +238,10 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
   }
   // The next task (or DONE) means the last round has been applied (async:
   // that the client may go on; FedAsync applies its update first).
-  if (AwaitNextTask(*client, has_last && !options.async, last_round, options, state).ok()) {
+  if (AwaitNextTask(**client, has_last && !options.async, last_round, options, state).ok()) {
     report->final_seen = state.Now();
   }
-  client->Leave().IgnoreError();
+  (*client)->Leave();
 }
 
 absl::StatusOr<LoadResult> Summarize(const LoadOptions& options,
@@ -219,6 +275,8 @@ absl::StatusOr<LoadResult> Summarize(const LoadOptions& options,
   result.wall_seconds = end - first_start;
   result.updates_per_second = result.updates_accepted / result.wall_seconds;
   result.mb_per_second = result.bytes_accepted / 1e6 / result.wall_seconds;
+  result.represented_bytes = result.updates_accepted * options.params * sizeof(float);
+  result.represented_gb_per_second = result.represented_bytes / 1e9 / result.wall_seconds;
   for (const auto& [start, stop] : rounds) result.round_seconds.push_back(stop - start);
 
   std::sort(latencies.begin(), latencies.end());
@@ -270,6 +328,11 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
   if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
   if (options.warmup_rounds < 0) return absl::InvalidArgumentError("warmup_rounds must be >= 0");
   if (options.chunk_bytes < 1024) return absl::InvalidArgumentError("chunk_bytes must be >= 1024");
+  if (options.codec.has_value()) {
+    if (absl::Status valid = compress::ValidateSpec(*options.codec, options.params); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("codec: ", valid.message()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -1,12 +1,14 @@
 // The tally-bench load driver: K concurrent SDK clients, each on its own
 // thread, push dense float32 updates of d parameters to one tally server,
-// round after round, and time every PushUpdate.
+// round after round, and time every PushUpdate. With `codec` set they push
+// compressed updates instead (bench/encoded_client.h), encoded once before
+// the measurement.
 //
-// Each client joins, pre-generates one random delta (seeded by its index),
-// waits until every client has joined, then for warmup_rounds + rounds rounds
-// asks for a TRAIN task and pushes the delta against the task's round and base
-// version. The server must run synchronous rounds of exactly `clients`
-// updates, so every client pushes once per round. With `async` (a server on
+// Each client joins, pre-generates one random delta (seeded by its index)
+// and, with a codec, encodes it, waits until every client has joined, then
+// for warmup_rounds + rounds rounds asks for a TRAIN task and pushes the delta
+// against the task's round and base version. The server must run synchronous
+// rounds of exactly `clients` updates, so every client pushes once per round. With `async` (a server on
 // an asynchronous schedule) there are no rounds: each client asks for a task
 // and pushes, warmup_rounds + rounds times, as fast as the server lets it;
 // "round" r then means every client's r-th update.
@@ -18,11 +20,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "compress/codec.h"
 #include "tally/client.h"
 
 namespace tally::bench {
@@ -41,13 +45,21 @@ struct LoadOptions {
   absl::Duration round_timeout = absl::Minutes(10);
   // Set from outside (e.g. a signal handler thread) to abort the run.
   const std::atomic<bool>* stop = nullptr;
+  // Push updates in this codec: each client encodes its delta once during
+  // setup (compress::Encode; seed = the client's delta seed) and pushes that
+  // payload every round through an EncodedClient, so that what is measured
+  // is the server's ingest, not the client's encoder. The server must accept
+  // the codec (compression.upload). Unset: dense float32 through the SDK.
+  std::optional<compress::CodecSpec> codec;
 };
 
 struct LoadResult {
   // Measured rounds only.
   uint64_t updates_accepted = 0;
   uint64_t updates_duplicate = 0;  // Acknowledged as already known: not counted.
-  uint64_t bytes_accepted = 0;     // Payload bytes of accepted updates.
+  uint64_t bytes_accepted = 0;     // Payload bytes (as sent) of accepted updates.
+  // 4 * params per accepted update: the float32 bytes the payloads stand for.
+  uint64_t represented_bytes = 0;
   // From the first measured PushUpdate's start until the model containing the
   // last measured round was published (seen as the next round's TRAIN task).
   double wall_seconds = 0;
@@ -55,13 +67,14 @@ struct LoadResult {
   double push_wall_seconds = 0;
   bool final_round_observed = false;  // False: wall_seconds == push_wall_seconds.
   double updates_per_second = 0;
-  double mb_per_second = 0;  // bytes_accepted / 1e6 / wall_seconds.
+  double mb_per_second = 0;              // bytes_accepted / 1e6 / wall_seconds.
+  double represented_gb_per_second = 0;  // represented_bytes / 1e9 / wall_seconds.
   // Per-call PushUpdate latency, seconds.
   double latency_p50 = 0, latency_p90 = 0, latency_p99 = 0;
   double latency_mean = 0, latency_max = 0;
   std::vector<double> round_seconds;  // Per measured round: first push start to last end.
   uint64_t push_attempts = 0;         // Including SDK retries.
-  double setup_seconds = 0;           // Client creation, Join, delta generation.
+  double setup_seconds = 0;           // Client creation, Join, delta generation, encoding.
   double total_seconds = 0;           // The whole RunLoad.
   // Admin GetStatus after the run; status_error says why it is missing.
   bool has_server_status = false;

@@ -473,7 +473,7 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
                            std::move(tensors), client_internal::DgcOptionsFrom(*options_.dgc)));
     }
     encoded_ok = encoded.dgc->Compress(update.delta, &encoded.payload, &encoded.spec);
-  } else if (options_.error_feedback) {
+  } else if (options_.error_feedback && compress::ErrorFeedbackSuits(encoded.spec)) {
     {
       tally::MutexLock lock(&feedback_mu_);
       encoded.feedback = feedback_.has_value() && feedback_->dim() == d

@@ -7,6 +7,21 @@
 
 namespace tally::compress {
 
+bool ErrorFeedbackSuits(const CodecSpec& spec) {
+  switch (spec.id) {
+    case CodecId::kFloat16:
+    case CodecId::kBfloat16:
+    case CodecId::kInt8:
+    case CodecId::kSign:
+    case CodecId::kTopK:
+      return true;
+    case CodecId::kRandK:
+      return !spec.rescale;
+    default:
+      return false;
+  }
+}
+
 ErrorFeedback::ErrorFeedback(size_t d, ErrorFeedbackOptions options)
     : options_(options), residual_(d, 0.0f) {}
 

@@ -17,10 +17,12 @@
 // r_t = the float32 rounding of p_t = x_t + e_t (|r_t| ≤ 2^-24·|p_t|); the
 // gap between what was sent and what was meant stays bounded by ‖e_T‖ while
 // Σ x_t grows. With a lossless codec (float32) e is 0 after every update (a
-// residual left by an earlier lossy spec is sent in full). Use it with the
-// biased, contractive codecs (topk, sign, randk without rescale, int8,
-// float16); with the unbiased ones (qsgd, randk with rescale, spsa) it is
-// harmless but not needed.
+// residual left by an earlier lossy spec is sent in full). Use it only with
+// the contractive codecs, whose error is smaller than what they encode
+// (topk, sign, randk without rescale, int8, float16, bfloat16;
+// ErrorFeedbackSuits): with the unbiased ones (qsgd, randk with rescale)
+// the error can exceed the update, and the residual then grows every round
+// (measured with tally-sim: qsgd s=7 and rescaled random-k diverge).
 //
 // Not provided: EF21 (§5.2, worker keeps g_i and sends c_i = C(x − g_i),
 // g_i ← g_i + c_i). Its messages are increments of a per-client estimate
@@ -43,6 +45,11 @@
 #include "compress/codec.h"
 
 namespace tally::compress {
+
+// True for the codecs error feedback is for (contractive, lossy: the file
+// comment); false for float32 (nothing dropped), qsgd, randk with rescaling
+// and spsa. The SDKs apply it only where this holds.
+bool ErrorFeedbackSuits(const CodecSpec& spec);
 
 struct ErrorFeedbackOptions {
   // Keep the residual (default true). false: Compress is Encode(spec, x) and

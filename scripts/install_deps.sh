@@ -13,6 +13,8 @@ PACKAGES=(
   # The Python SDK (client/python), its tests and examples/pytorch_digits.py.
   python3-grpcio python3-protobuf python3-numpy python3-zstandard python3-pytest
   python3-setuptools python3-pip python3-torch python3-sklearn python3-matplotlib
+  # tests/deploy_test.py: the deployment files' validators (deploy/).
+  python3-yaml yamllint docker-compose prometheus
 )
 
 missing=()

@@ -12,12 +12,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/cli.h"
 #include "google/protobuf/text_format.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -86,17 +84,11 @@ int main(int argc, char** argv) {
   // model-sized buffers (> 16 MiB) are still mmapped and returned on free.
   mallopt(M_MMAP_THRESHOLD, 16 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = HelpFlagsFromMain;
-  usage_config.contains_helpshort_flags = HelpFlagsFromMain;
-  absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(
-      "federated-learning aggregation server.\n"
-      "Usage: tally-server [--config=server.textproto] [--listen=HOST:PORT] "
-      "[--metrics_port=N] [--checkpoint_dir=DIR]");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "tally-server: unexpected argument '%s' (see --help)\n", rest[1]);
+  if (!tally::ParseFlags(argc, argv, "tally-server",
+                         "federated-learning aggregation server.\n"
+                         "Usage: tally-server [--config=server.textproto] [--listen=HOST:PORT] "
+                         "[--metrics_port=N] [--checkpoint_dir=DIR]",
+                         HelpFlagsFromMain)) {
     return 2;
   }
   tally::server::LogLevel level;
@@ -142,8 +134,8 @@ int main(int argc, char** argv) {
   }
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role != "server" && role != "relay") {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--role: '", role, "' is not server or relay")));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--role: '", role, "' is not server or relay")));
   }
   if ((role == "relay") != !config.relay().upstream().empty()) {
     return Fail(absl::InvalidArgumentError(

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -33,26 +35,39 @@ absl::Status CheckServerModel(const SoftmaxRegression& model, const ModelInfo& i
   return model.CheckLayout(defs);
 }
 
+// `upload_codec`, if set, receives the codec the server assigned; only the
+// training clients (which pass it) offer options.upload_codecs.
 absl::StatusOr<std::unique_ptr<Client>> ConnectAndJoin(const FederationOptions& options,
                                                        const SoftmaxRegression& model,
-                                                       std::string client_id) {
+                                                       std::string client_id,
+                                                       std::string* upload_codec = nullptr) {
   ClientOptions client_options;
   client_options.target = options.target;
   client_options.client_id = std::move(client_id);
   client_options.chunk_bytes = options.chunk_bytes;
-  // The SDK seed drives only retry jitter and update ids, never the learning.
-  // It must differ between runs: a long-lived server deduplicates updates by
+  if (upload_codec != nullptr) {
+    client_options.upload_codecs = options.upload_codecs;
+    client_options.error_feedback = options.error_feedback;
+  }
+  // The SDK seed drives retry jitter, update ids and through them the codec
+  // seeds (qsgd rounding, randk selection), never the learning. By default
+  // it differs between runs: a long-lived server deduplicates updates by
   // (client id, update id), so a second run that replayed the first run's ids
   // would have its updates acknowledged as duplicates and never counted.
-  client_options.seed = 0;  // Random.
+  client_options.seed =
+      options.sdk_seed == 0
+          ? 0  // Random.
+          : DeriveSeed(options.sdk_seed, std::hash<std::string>{}(client_options.client_id));
   TALLY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(client_options));
   TALLY_ASSIGN_OR_RETURN(JoinResult join, client->Join());
   TALLY_RETURN_IF_ERROR(CheckServerModel(model, join.model));
+  if (upload_codec != nullptr) *upload_codec = join.upload_codec;
   return client;
 }
 
 // State shared by the client threads and the driver: a stop flag, the number
-// of clients still running, and the first error. Thread-safe.
+// of clients still running, the first error, the newest round evaluated, and
+// upload counts. Thread-safe.
 class Fleet {
  public:
   void Fail(absl::Status status) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -64,21 +79,61 @@ class Fleet {
     tally::MutexLock lock(&mu_);
     return error_;
   }
-  void Stop() { stop_ = true; }
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
+    tally::MutexLock lock(&mu_);  // Wakes AwaitEvaluated.
+    stop_ = true;
+  }
   bool stopping() const { return stop_; }
+  // The driver has evaluated the model of (server) round `round`.
+  void SetEvaluated(uint64_t round) ABSL_LOCKS_EXCLUDED(mu_) {
+    tally::MutexLock lock(&mu_);
+    evaluated_ = std::max(evaluated_, round);
+  }
+  // Blocks until round `round` has been evaluated or the fleet stops.
+  void AwaitEvaluated(uint64_t round) ABSL_LOCKS_EXCLUDED(mu_) {
+    struct Reached {
+      const Fleet* fleet;
+      uint64_t round;
+      bool Done() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(fleet->mu_) {
+        return fleet->stop_ || fleet->evaluated_ >= round;
+      }
+    } reached{this, round};
+    tally::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&reached, &Reached::Done));
+  }
   // Tasks for later rounds are not trained: the run ends with that round.
   void set_last_round(uint64_t round) { last_round_ = round; }
   uint64_t last_round() const { return last_round_; }
   std::atomic<int>& running() { return running_; }
   void CountRejected() { ++rejected_; }
   int rejected() const { return rejected_; }
+  // An acknowledged push of `payload_bytes` (after compression).
+  void CountPush(uint64_t payload_bytes) {
+    upload_bytes_ += payload_bytes;
+    ++pushes_;
+  }
+  uint64_t upload_bytes() const { return upload_bytes_; }
+  uint64_t pushes() const { return pushes_; }
+  // The first client's assigned upload codec wins (all offer the same).
+  void SetUploadCodec(const std::string& codec) ABSL_LOCKS_EXCLUDED(mu_) {
+    tally::MutexLock lock(&mu_);
+    if (upload_codec_.empty()) upload_codec_ = codec;
+  }
+  std::string upload_codec() const ABSL_LOCKS_EXCLUDED(mu_) {
+    tally::MutexLock lock(&mu_);
+    return upload_codec_;
+  }
 
  private:
   mutable tally::Mutex mu_;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::string upload_codec_ ABSL_GUARDED_BY(mu_);
+  uint64_t evaluated_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int> running_{0};
   std::atomic<int> rejected_{0};
+  std::atomic<uint64_t> upload_bytes_{0};
+  std::atomic<uint64_t> pushes_{0};
   std::atomic<uint64_t> last_round_{~uint64_t{0}};
 };
 
@@ -99,7 +154,9 @@ class SimulatedClient {
         fleet_(fleet) {}
 
   absl::Status Run() {
-    TALLY_ASSIGN_OR_RETURN(client_, ConnectAndJoin(options_, model_, ClientId()));
+    std::string upload_codec;
+    TALLY_ASSIGN_OR_RETURN(client_, ConnectAndJoin(options_, model_, ClientId(), &upload_codec));
+    fleet_->SetUploadCodec(upload_codec);
     while (!fleet_->stopping()) {
       TALLY_ASSIGN_OR_RETURN(Task task, client_->GetTask(kTaskPoll));
       if (task.kind == Task::Kind::kDone) break;
@@ -120,6 +177,10 @@ class SimulatedClient {
 
  private:
   absl::Status TrainAndPush(const Task& task) {
+    if (options_.evaluate_every_round) {
+      fleet_->AwaitEvaluated(task.round - 1);
+      if (fleet_->stopping()) return absl::OkStatus();
+    }
     absl::StatusOr<Model> base = client_->PullModel(task.model_version);
     if (IsRoundOver(base.status())) return absl::OkStatus();
     TALLY_RETURN_IF_ERROR(base.status());
@@ -147,6 +208,7 @@ class SimulatedClient {
       return absl::OkStatus();
     }
     TALLY_RETURN_IF_ERROR(pushed.status());
+    fleet_->CountPush(pushed->payload_bytes);
     last_round_ = task.round;
     return absl::OkStatus();
   }
@@ -208,8 +270,8 @@ class SimulatedClient {
 class Observer {
  public:
   Observer(const FederationOptions& options, const SoftmaxRegression& model, const Dataset& test,
-           int num_clients)
-      : options_(options), model_(model), test_(test), num_clients_(num_clients) {}
+           int num_clients, Fleet* fleet)
+      : options_(options), model_(model), test_(test), num_clients_(num_clients), fleet_(fleet) {}
 
   // Joins and records round 0 (the current global model).
   absl::Status Start(FederationResult* result) {
@@ -227,15 +289,15 @@ class Observer {
 
   // Reports every new version until max_rounds, the server's DONE, all
   // clients gone, or an error.
-  absl::Status Watch(Fleet& fleet, FederationResult* result) {
+  absl::Status Watch(FederationResult* result) {
     while (result->rounds.back().round < options_.max_rounds && !result->server_done &&
-           fleet.error().ok()) {
+           fleet_->error().ok()) {
       absl::StatusOr<uint64_t> version =
           client_->WaitForVersion(version_, options_.progress_interval);
       if (absl::IsDeadlineExceeded(version.status())) {
         TALLY_ASSIGN_OR_RETURN(ServerStatusInfo status, client_->GetServerStatus());
         if (IsFinal(status)) result->server_done = true;
-        if (fleet.running() == 0 && status.model_version == version_) break;
+        if (fleet_->running() == 0 && status.model_version == version_) break;
         ShowProgress(status);
         continue;
       }
@@ -275,6 +337,7 @@ class Observer {
     bytes_ = status.bytes_received;
     if (record.round > 0) last_time_ = now;
     result->rounds.push_back(record);
+    fleet_->SetEvaluated(model.round);
     ClearProgress();
     if (options_.out != nullptr) {
       absl::FPrintF(options_.out, "%s\n", FormatRoundLine(record));
@@ -304,6 +367,7 @@ class Observer {
   const SoftmaxRegression& model_;
   const Dataset& test_;
   const int num_clients_;
+  Fleet* const fleet_;
   std::unique_ptr<Client> client_;
   uint64_t start_round_ = 0;
   uint64_t version_ = 0;
@@ -332,10 +396,10 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
     for (int k = 0; k < options.byzantine; ++k) shards[k] = FlipLabels(data.clients[k]);
   }
   FederationResult result;
-  Observer observer(options, model, data.test, static_cast<int>(data.clients.size()));
+  Fleet fleet;
+  Observer observer(options, model, data.test, static_cast<int>(data.clients.size()), &fleet);
   TALLY_RETURN_IF_ERROR(observer.Start(&result));
 
-  Fleet fleet;
   // Rounds are numbered from 1; the server had completed start_round() before.
   fleet.set_last_round(observer.start_round() + static_cast<uint64_t>(options.max_rounds));
   std::vector<std::unique_ptr<SimulatedClient>> clients;
@@ -354,13 +418,21 @@ absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
       --fleet.running();
     });
   }
-  absl::Status watched = observer.Watch(fleet, &result);
+  absl::Status watched = observer.Watch(&result);
   fleet.Stop();
   for (std::thread& thread : threads) thread.join();
   TALLY_RETURN_IF_ERROR(watched);
   TALLY_RETURN_IF_ERROR(fleet.error());
   result.rejected_updates = fleet.rejected();
+  if (std::string codec = fleet.upload_codec(); !codec.empty()) result.upload_codec = codec;
+  result.upload_payload_bytes = fleet.upload_bytes();
+  result.updates_pushed = fleet.pushes();
   return result;
+}
+
+double FederationResult::UploadBytesPerUpdate() const {
+  if (updates_pushed == 0) return 0;
+  return static_cast<double>(upload_payload_bytes) / static_cast<double>(updates_pushed);
 }
 
 }  // namespace tally::sim

@@ -44,6 +44,24 @@ struct FederationOptions {
   Attack attack = Attack::kNone;
   // num_clients / num_byzantine (for ALIE's z) are filled in when 0.
   AttackOptions attack_options;
+  // Compressed uploads: the codecs every simulated client offers at Join
+  // (ClientOptions::upload_codecs, e.g. {"topk"}; empty = float32 only) and
+  // whether it keeps an error-feedback residual. The server assigns the
+  // codec and its parameters (its compression.upload config).
+  std::vector<std::string> upload_codecs;
+  bool error_feedback = true;
+  // Evaluate every round: a client starts training for round r only once the
+  // driver has evaluated round r - 1's model. Otherwise a round may be
+  // published before the driver looks, and one record covers several rounds
+  // (RoundRecord::rounds_covered). Costs one evaluation per round of wall
+  // time; for servers that wait for every client in every round.
+  bool evaluate_every_round = false;
+  // Non-zero: every client's SDK seed derives from it (and its id), so that
+  // update ids, and the qsgd / randk codec seeds derived from them, repeat
+  // from run to run. Only against a server that has not seen these ids
+  // before (a fresh one): a server deduplicates by (client id, update id).
+  // 0 (default): random.
+  uint64_t sdk_seed = 0;
 };
 
 struct FederationResult {
@@ -53,6 +71,16 @@ struct FederationResult {
   // Byzantine pushes the server refused with INVALID_ARGUMENT (e.g. the NaN
   // sender's): expected, counted, and the client carries on.
   int rejected_updates = 0;
+  // The upload codec the server assigned at Join (the first client's; they
+  // all offer the same codecs).
+  std::string upload_codec = "float32";
+  // Sum of PushResult::payload_bytes (update bytes sent, after compression)
+  // over the pushes the server acknowledged, and their number.
+  uint64_t upload_payload_bytes = 0;
+  uint64_t updates_pushed = 0;
+
+  // Mean upload per update: upload_payload_bytes / updates_pushed (0 if none).
+  double UploadBytesPerUpdate() const;
 };
 
 // Runs the federation with data.clients.size() clients (INVALID_ARGUMENT if

@@ -19,6 +19,14 @@
 // --async_compare: the virtual-time heterogeneous mode (sim/virtual_time.h):
 // no gRPC, no server; each of --schedules runs the same clients for
 // --virtual_hours of simulated time. Exit 0 unless an error.
+//
+// Compressed uploads: --upload_codec=NAME (with --codec_* parameters and
+// --error_feedback) gives the in-process server that compression.upload entry
+// and makes every client offer the codec; the summary adds the upload bytes
+// per client per round (mean PushResult::payload_bytes) and the rounds to
+// --target_accuracy. --codec_compare runs every configuration of
+// sim/upload_codec.h's CodecCompareRuns() on the same seed and data,
+// --codec_compare_rounds rounds each, and prints a markdown table.
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,9 +37,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -39,7 +44,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "compress/codec.h"
+#include "core/cli.h"
 #include "core/status_macros.h"
+#include "proto/codec_params.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -48,6 +56,7 @@
 #include "sim/report.h"
 #include "sim/softmax_model.h"
 #include "sim/synthetic_data.h"
+#include "sim/upload_codec.h"
 #include "sim/virtual_time.h"
 
 ABSL_FLAG(std::string, server, "",
@@ -58,10 +67,13 @@ ABSL_FLAG(int, clients, 0,
 ABSL_FLAG(int, rounds, 30,
           "Stop after this many rounds. With the in-process server this is also its "
           "total_rounds; an external server may say DONE earlier.");
-ABSL_FLAG(int, features, 32, "Input features F; the model's kernel is [F, classes].");
+ABSL_FLAG(int, features, 0,
+          "Input features F; the model's kernel is [F, classes]. 0 = 32, or 256 with "
+          "--codec_compare (2570 parameters: top-k at 1% keeps 26).");
 ABSL_FLAG(int, classes, 10, "Classes C; the model's bias is [C].");
-ABSL_FLAG(int, samples_per_client, 200,
-          "Mean training samples per client (the Dirichlet split varies it).");
+ABSL_FLAG(int, samples_per_client, 0,
+          "Mean training samples per client (the Dirichlet split varies it); 0 = 200, or 2000 "
+          "with --codec_compare (enough data that 100 rounds do not overfit 2570 parameters).");
 ABSL_FLAG(int, test_samples, 2000, "Held-out test samples for the per-round evaluation.");
 ABSL_FLAG(double, alpha, 0.5,
           "Dirichlet concentration of the label split; smaller is more non-IID.");
@@ -70,7 +82,7 @@ ABSL_FLAG(double, separation, 0,
           "about 84% centralized accuracy).");
 ABSL_FLAG(int, local_epochs, 1, "Local epochs per round (unless the task sets local steps).");
 ABSL_FLAG(int, batch, 32, "Local mini-batch size.");
-ABSL_FLAG(double, lr, 0.1, "Local SGD learning rate.");
+ABSL_FLAG(double, lr, 0, "Local SGD learning rate; 0 = 0.1, or 0.02 with --codec_compare.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the synthetic data and of local training (shuffling).");
 ABSL_FLAG(int64_t, chunk_bytes, 1 << 20, "Upload chunk size in bytes (the server may cap it).");
 ABSL_FLAG(bool, quiet, false, "No live progress line on stderr.");
@@ -109,8 +121,10 @@ ABSL_FLAG(bool, async_compare, false,
           "--target_accuracy and the final accuracy. --clients defaults to 50 here.");
 ABSL_FLAG(std::string, schedules, "sync,fedasync,fedbuff,fedfix,fedcompass",
           "--async_compare: schedules to run, comma-separated (sync = FedAvg rounds).");
-ABSL_FLAG(double, target_accuracy, 0.8,
-          "--async_compare: the test accuracy to reach (the runs plateau near 0.85).");
+ABSL_FLAG(double, target_accuracy, 0,
+          "The test accuracy whose first round (--async_compare: virtual time) is reported; "
+          "0 = 0.8 (the default runs plateau near 0.85), or 0.85 with --codec_compare (its "
+          "float32 run plateaus near 0.86).");
 ABSL_FLAG(double, virtual_hours, 1, "--async_compare: virtual time simulated per schedule.");
 ABSL_FLAG(std::string, speed_distribution, "normal",
           "--async_compare: per-client seconds per local step, normal (mean --speed_mean, std "
@@ -143,6 +157,30 @@ ABSL_FLAG(int, q_min, 20, "--async_compare: FedCompass Q_min.");
 ABSL_FLAG(int, q_max, 100, "--async_compare: FedCompass Q_max.");
 ABSL_FLAG(double, latest_time_factor, 1.5, "--async_compare: FedCompass lambda.");
 ABSL_FLAG(double, speed_momentum, 0.9, "--async_compare: FedCompass speed EMA weight mu.");
+ABSL_FLAG(std::string, upload_codec, "float32",
+          "Codec of the clients' updates: float32 (uncompressed), float16, bfloat16, int8, qsgd, "
+          "sign, topk, randk. The in-process server accepts it with the --codec_* parameters; "
+          "an external --server assigns its own parameters (or float32 if it does not accept "
+          "it).");
+ABSL_FLAG(double, codec_ratio, 0, "topk, randk: k = ceil(ratio * params); 0 = 0.01.");
+ABSL_FLAG(uint64_t, codec_k, 0, "topk, randk: k entries (overrides --codec_ratio); 0 = ratio.");
+ABSL_FLAG(int, codec_levels, 0, "qsgd: levels s; 0 = 7.");
+ABSL_FLAG(int, codec_block_size, -1,
+          "int8, qsgd, sign: entries per scale; 0 = one block; -1 = the codec's default (int8 "
+          "256, qsgd 512, sign 0).");
+ABSL_FLAG(bool, codec_half_values, false, "topk, randk: values as float16.");
+ABSL_FLAG(bool, codec_biased, false,
+          "randk: do not rescale the values by params / k (contractive; for error feedback).");
+ABSL_FLAG(bool, codec_zstd, false, "Wrap every payload in a zstd frame.");
+ABSL_FLAG(bool, error_feedback, true,
+          "Contractive lossy codecs: each client adds what compression dropped to its next "
+          "update (the SDK never does for qsgd and rescaled randk, whose residual would grow).");
+ABSL_FLAG(bool, codec_compare, false,
+          "Run float32, float16, bfloat16, int8, qsgd, sign, topk 1% with and without error "
+          "feedback and randk 1% with the in-process server on the same seed and data, "
+          "--codec_compare_rounds rounds each, and print a markdown table of upload bytes, "
+          "final accuracy and rounds to --target_accuracy.");
+ABSL_FLAG(int, codec_compare_rounds, 100, "Rounds per --codec_compare run.");
 
 namespace tally::sim {
 namespace {
@@ -179,6 +217,7 @@ struct ServerSettings {
   int byzantine = 0;
   Attack attack = Attack::kNone;
   Strategy strategy;
+  UploadCodec upload;  // Accepted in compression.upload unless uncompressed.
 };
 
 int Fail(const absl::Status& status) {
@@ -217,23 +256,42 @@ absl::StatusOr<std::unique_ptr<server::Server>> StartServer(const SoftmaxRegress
   const int f = strategy.f >= 0 ? strategy.f : (strategy.Robust() ? settings.byzantine : 0);
   config.mutable_strategy()->set_f(static_cast<uint32_t>(f));
   config.mutable_limits()->set_max_update_bytes(0);  // Re-derived from the model size.
+  if (!settings.upload.Uncompressed()) {
+    v1::CodecChoice* choice = config.mutable_compression()->add_upload();
+    choice->set_codec(settings.upload.Name());
+    SpecToProto(settings.upload.spec, choice->mutable_params());
+  }
   server::ServerOptions options;
   options.config = std::move(config);
   return server::Server::Create(std::move(options));
 }
 
-// --clients, whose default (0) is 20, or 50 under --async_compare.
-int NumClients() {
-  if (absl::GetFlag(FLAGS_clients) > 0) return absl::GetFlag(FLAGS_clients);
-  return absl::GetFlag(FLAGS_async_compare) ? 50 : 20;
+// Flags whose default, 0, depends on the mode: `value` if set (> 0), else
+// `fallback`.
+template <typename T>
+T SetOr(const absl::Flag<T>& flag, T fallback) {
+  const T value = absl::GetFlag(flag);
+  return value > 0 ? value : fallback;
 }
+bool CodecCompare() { return absl::GetFlag(FLAGS_codec_compare); }
+
+// 20, or 50 under --async_compare.
+int NumClients() { return SetOr(FLAGS_clients, absl::GetFlag(FLAGS_async_compare) ? 50 : 20); }
+// 32, or 256 under --codec_compare.
+int NumFeatures() { return SetOr(FLAGS_features, CodecCompare() ? 256 : 32); }
+// 200, or 2000 under --codec_compare.
+int SamplesPerClient() { return SetOr(FLAGS_samples_per_client, CodecCompare() ? 2000 : 200); }
+// 0.8, or 0.85 under --codec_compare.
+double TargetAccuracy() { return SetOr(FLAGS_target_accuracy, CodecCompare() ? 0.85 : 0.8); }
+// 0.1, or 0.02 under --codec_compare.
+double LearningRate() { return SetOr(FLAGS_lr, CodecCompare() ? 0.02 : 0.1); }
 
 SyntheticDataOptions DataOptionsFromFlags() {
   SyntheticDataOptions data;
-  data.num_features = absl::GetFlag(FLAGS_features);
+  data.num_features = NumFeatures();
   data.num_classes = absl::GetFlag(FLAGS_classes);
   data.num_clients = NumClients();
-  data.samples_per_client = absl::GetFlag(FLAGS_samples_per_client);
+  data.samples_per_client = SamplesPerClient();
   data.test_samples = absl::GetFlag(FLAGS_test_samples);
   data.alpha = absl::GetFlag(FLAGS_alpha);
   data.class_separation = absl::GetFlag(FLAGS_separation);
@@ -248,7 +306,7 @@ FederationOptions FederationOptionsFromFlags(const std::string& target) {
   fed.max_rounds = absl::GetFlag(FLAGS_rounds);
   fed.train.epochs = absl::GetFlag(FLAGS_local_epochs);
   fed.train.batch_size = absl::GetFlag(FLAGS_batch);
-  fed.train.learning_rate = absl::GetFlag(FLAGS_lr);
+  fed.train.learning_rate = LearningRate();
   fed.train.seed = absl::GetFlag(FLAGS_seed);
   fed.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   const bool progress = !absl::GetFlag(FLAGS_quiet) && isatty(STDERR_FILENO);
@@ -262,9 +320,13 @@ absl::Status CheckFlags() {
   };
   if (absl::GetFlag(FLAGS_clients) < 0) return bad("clients", absl::GetFlag(FLAGS_clients), ">= 0");
   if (absl::GetFlag(FLAGS_rounds) < 1) return bad("rounds", absl::GetFlag(FLAGS_rounds), ">= 1");
-  if (absl::GetFlag(FLAGS_features) < 1) {
-    return bad("features", absl::GetFlag(FLAGS_features), ">= 1");
+  if (absl::GetFlag(FLAGS_features) < 0) {
+    return bad("features", absl::GetFlag(FLAGS_features), ">= 0");
   }
+  if (absl::GetFlag(FLAGS_samples_per_client) < 0) {
+    return bad("samples_per_client", absl::GetFlag(FLAGS_samples_per_client), ">= 0");
+  }
+  if (!(absl::GetFlag(FLAGS_lr) >= 0)) return bad("lr", absl::GetFlag(FLAGS_lr), ">= 0");
   if (absl::GetFlag(FLAGS_classes) < 2) {
     return bad("classes", absl::GetFlag(FLAGS_classes), ">= 2");
   }
@@ -278,7 +340,46 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_compare_rounds) < 1) {
     return bad("compare_rounds", absl::GetFlag(FLAGS_compare_rounds), ">= 1");
   }
+  if (absl::GetFlag(FLAGS_codec_compare_rounds) < 1) {
+    return bad("codec_compare_rounds", absl::GetFlag(FLAGS_codec_compare_rounds), ">= 1");
+  }
   return absl::OkStatus();
+}
+
+// --upload_codec and the --codec_* parameters, valid for `num_params`.
+absl::StatusOr<UploadCodec> UploadCodecFromFlags(size_t num_params) {
+  const std::string name = absl::GetFlag(FLAGS_upload_codec);
+  const compress::CodecInfo* info = compress::FindCodec(name);
+  if (info == nullptr || info->id == compress::CodecId::kSpsa) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--upload_codec=", name,
+                     ": must be float32, float16, bfloat16, int8, qsgd, sign, topk or randk"));
+  }
+  UploadCodec codec;
+  codec.spec = compress::DefaultSpec(info->id);
+  codec.error_feedback = absl::GetFlag(FLAGS_error_feedback);
+  compress::CodecSpec& spec = codec.spec;
+  if (absl::GetFlag(FLAGS_codec_ratio) != 0) spec.ratio = absl::GetFlag(FLAGS_codec_ratio);
+  if (absl::GetFlag(FLAGS_codec_k) != 0) spec.k = absl::GetFlag(FLAGS_codec_k);
+  if (absl::GetFlag(FLAGS_codec_levels) != 0) spec.levels = absl::GetFlag(FLAGS_codec_levels);
+  if (const int block = absl::GetFlag(FLAGS_codec_block_size); block >= 0) {
+    spec.block_size = static_cast<uint32_t>(block);
+  }
+  spec.half_values = absl::GetFlag(FLAGS_codec_half_values);
+  if (absl::GetFlag(FLAGS_codec_biased)) spec.rescale = false;
+  spec.zstd = absl::GetFlag(FLAGS_codec_zstd);
+  if (absl::Status valid = compress::ValidateSpec(spec, num_params); !valid.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--upload_codec=", name, " with --codec_*: ", valid.message()));
+  }
+  return codec;
+}
+
+// What every simulated client offers at Join for `upload`.
+void SetUploadCodec(const UploadCodec& upload, FederationOptions* fed) {
+  fed->upload_codecs.clear();
+  if (upload.spec.id != compress::CodecId::kFloat32) fed->upload_codecs.push_back(upload.Name());
+  fed->error_feedback = upload.error_feedback;
 }
 
 AttackOptions AttackOptionsFromFlags() {
@@ -341,8 +442,8 @@ int RunCompare(const SoftmaxRegression& model, const FederatedData& data) {
   absl::PrintF(
       "tally-sim --compare: %d clients (%d Byzantine, f = %d for robust rules), %d rounds per "
       "run, seed %d, %d runs\n",
-      clients, byzantine, absl::GetFlag(FLAGS_f) >= 0 ? absl::GetFlag(FLAGS_f) : byzantine,
-      rounds, absl::GetFlag(FLAGS_seed), strategies.size() * attacks.size());
+      clients, byzantine, absl::GetFlag(FLAGS_f) >= 0 ? absl::GetFlag(FLAGS_f) : byzantine, rounds,
+      absl::GetFlag(FLAGS_seed), strategies.size() * attacks.size());
   std::fflush(stdout);
 
   // accuracy[s][a]; NaN = the run failed.
@@ -379,8 +480,8 @@ int RunCompare(const SoftmaxRegression& model, const FederatedData& data) {
       }
       accuracy[i].push_back(acc);
       if (fed.progress != nullptr) {
-        absl::FPrintF(stderr, "\r\x1b[K  %s / %s: %.4f", strategies[i].Name(),
-                      AttackName(attack), acc);
+        absl::FPrintF(stderr, "\r\x1b[K  %s / %s: %.4f", strategies[i].Name(), AttackName(attack),
+                      acc);
         std::fflush(stderr);
       }
     }
@@ -404,10 +505,94 @@ int RunCompare(const SoftmaxRegression& model, const FederatedData& data) {
     table += "\n";
   }
   absl::PrintF("%s", table);
-  absl::PrintF("final test accuracy after %d rounds (initial model: %.4f); %.1f s in all\n",
-               rounds, initial, absl::ToDoubleSeconds(absl::Now() - start));
+  absl::PrintF("final test accuracy after %d rounds (initial model: %.4f); %.1f s in all\n", rounds,
+               initial, absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
   return any_failed ? 1 : 0;
+}
+
+// --codec_compare: one in-process run per upload configuration, one table.
+int RunCodecCompare(const SoftmaxRegression& model, const FederatedData& data) {
+  const int rounds = absl::GetFlag(FLAGS_codec_compare_rounds);
+  const double target = TargetAccuracy();
+  const std::vector<UploadCodec> runs = CodecCompareRuns();
+  absl::PrintF(
+      "tally-sim --codec_compare: %d clients x ~%d samples, model [%d,%d]+[%d] (%d params), %d "
+      "rounds per run, local epochs %d, batch %d, lr %g, alpha %g, seed %d, %d runs\n",
+      NumClients(), SamplesPerClient(), model.num_features(), model.num_classes(),
+      model.num_classes(), model.num_params(), rounds, absl::GetFlag(FLAGS_local_epochs),
+      absl::GetFlag(FLAGS_batch), LearningRate(), absl::GetFlag(FLAGS_alpha),
+      absl::GetFlag(FLAGS_seed), runs.size());
+  std::fflush(stdout);
+  const bool progress = !absl::GetFlag(FLAGS_quiet) && isatty(STDERR_FILENO);
+  std::vector<CodecCompareRow> rows;
+  double initial = 0;
+  bool any_failed = false;
+  const absl::Time start = absl::Now();
+  for (const UploadCodec& upload : runs) {
+    ServerSettings settings;
+    settings.clients = NumClients();
+    settings.rounds = rounds;
+    settings.upload = upload;
+    FederationOptions fed = FederationOptionsFromFlags("");
+    fed.max_rounds = rounds;
+    fed.out = nullptr;
+    fed.evaluate_every_round = true;           // Exact rounds to target.
+    fed.sdk_seed = absl::GetFlag(FLAGS_seed);  // A fresh server per run: qsgd, randk repeat.
+    SetUploadCodec(upload, &fed);
+    const absl::Time run_start = absl::Now();
+    absl::StatusOr<FederationResult> result = RunInProcess(model, data, settings, fed);
+    CodecCompareRow row;
+    row.codec = upload;
+    if (result.ok() && !result->rounds.empty() && result->upload_codec == upload.Name()) {
+      const Summary summary = Summarize(result->rounds, result->total_time);
+      row.ok = true;
+      row.upload_bytes_per_update = result->UploadBytesPerUpdate();
+      row.final_accuracy = summary.final_accuracy;
+      row.rounds_to_target = RoundsToTarget(result->rounds, target);
+      initial = summary.initial_accuracy;
+    } else {
+      any_failed = true;
+      std::fprintf(stderr, "tally-sim: %s: %s\n", upload.Label().c_str(),
+                   result.ok() ? absl::StrCat("the server assigned ", result->upload_codec).c_str()
+                               : std::string(result.status().message()).c_str());
+    }
+    rows.push_back(row);
+    if (progress) {
+      absl::FPrintF(stderr, "  %s: %.4f, %.1f s\n", upload.Label(), row.final_accuracy,
+                    absl::ToDoubleSeconds(absl::Now() - run_start));
+    }
+  }
+  absl::PrintF("%s", FormatCodecCompareTable(rows, rows.front(), target));
+  absl::PrintF("initial accuracy %.4f; %.1f s in all\n", initial,
+               absl::ToDoubleSeconds(absl::Now() - start));
+  std::fflush(stdout);
+  return any_failed ? 1 : 0;
+}
+
+// The upload lines under the summary: the codec the server assigned, bytes per
+// client per round against float32's 4 * num_params, rounds to
+// --target_accuracy.
+void PrintUploadSummary(const FederationResult& result, const UploadCodec& upload,
+                        size_t num_params) {
+  const double per_update = result.UploadBytesPerUpdate();
+  const std::string assigned =
+      result.upload_codec == upload.Name()
+          ? upload.Label()
+          : absl::StrCat(result.upload_codec, " (assigned by the server; asked for ", upload.Name(),
+                         ")");
+  absl::PrintF("  %-18s %s%s\n", "upload codec", assigned,
+               result.upload_codec == "float32"
+                   ? ""
+                   : (upload.error_feedback ? ", error feedback" : ", no error feedback"));
+  const double dense = 4.0 * static_cast<double>(num_params);
+  absl::PrintF("  %-18s %.1f B per client per round (float32: %.0f B, %.1fx fewer; %d updates)\n",
+               "upload", per_update, dense, per_update > 0 ? dense / per_update : 0.0,
+               result.updates_pushed);
+  const double target = TargetAccuracy();
+  const int reached = RoundsToTarget(result.rounds, target);
+  absl::PrintF("  %-18s %s\n", absl::StrFormat("rounds to %.2f", target),
+               reached >= 0 ? absl::StrCat(reached) : "not reached");
 }
 
 // --async_compare: the options of one virtual-time run (its schedule is set
@@ -422,11 +607,11 @@ absl::StatusOr<VirtualTimeOptions> VirtualTimeOptionsFromFlags(int clients) {
   o.heterogeneity.dropout = absl::GetFlag(FLAGS_dropout);
   o.heterogeneity.dropout_return_seconds = absl::GetFlag(FLAGS_dropout_return);
   o.duration_seconds = absl::GetFlag(FLAGS_virtual_hours) * 3600;
-  o.target_accuracy = absl::GetFlag(FLAGS_target_accuracy);
+  o.target_accuracy = TargetAccuracy();
   o.sync_clients_per_round = absl::GetFlag(FLAGS_sync_clients_per_round);
   o.server_lr = absl::GetFlag(FLAGS_server_lr);
   o.train.batch_size = absl::GetFlag(FLAGS_batch);
-  o.train.learning_rate = absl::GetFlag(FLAGS_lr);
+  o.train.learning_rate = LearningRate();
   o.seed = absl::GetFlag(FLAGS_seed);
   aggregators::ScheduleOptions& s = o.schedule_options;
   s.alpha = absl::GetFlag(FLAGS_async_alpha);
@@ -510,17 +695,23 @@ int Run() {
     return 2;
   }
 
-  const SoftmaxRegression model(absl::GetFlag(FLAGS_features), absl::GetFlag(FLAGS_classes));
+  const SoftmaxRegression model(NumFeatures(), absl::GetFlag(FLAGS_classes));
   absl::StatusOr<FederatedData> data = GenerateFederatedData(DataOptionsFromFlags());
   if (!data.ok()) return Fail(data.status());
 
   if (absl::GetFlag(FLAGS_async_compare)) return RunAsyncCompare(model, *data);
-  if (absl::GetFlag(FLAGS_compare)) {
+  if (absl::GetFlag(FLAGS_compare) || absl::GetFlag(FLAGS_codec_compare)) {
     if (!absl::GetFlag(FLAGS_server).empty()) {
-      Fail(absl::InvalidArgumentError("--compare needs the in-process server (no --server)"));
+      Fail(absl::InvalidArgumentError(
+          "--compare and --codec_compare need the in-process server (no --server)"));
       return 2;
     }
-    return RunCompare(model, *data);
+    return absl::GetFlag(FLAGS_compare) ? RunCompare(model, *data) : RunCodecCompare(model, *data);
+  }
+  absl::StatusOr<UploadCodec> upload = UploadCodecFromFlags(model.num_params());
+  if (!upload.ok()) {
+    Fail(upload.status());
+    return 2;
   }
 
   const int byzantine = absl::GetFlag(FLAGS_byzantine);
@@ -535,6 +726,7 @@ int Run() {
     settings.byzantine = byzantine;
     settings.attack = *attack;
     settings.strategy = strategy;
+    settings.upload = *upload;
     auto started = StartServer(model, settings);
     if (!started.ok()) return Fail(started.status());
     server = std::move(started).value();
@@ -545,11 +737,20 @@ int Run() {
                  "tally-sim: note: --rule/--pre/--f set only the in-process server's strategy; "
                  "ignored with --server\n");
   }
+  if (server == nullptr && !upload->Uncompressed()) {
+    std::fprintf(stderr,
+                 "tally-sim: note: the clients offer --upload_codec; the server's "
+                 "compression.upload decides the parameters (--codec_* are ignored)\n");
+  }
   absl::PrintF(
       "tally-sim: %d clients, %d rounds, model [%d,%d]+[%d] (%d params), "
-      "alpha %g, server %s%s\n",
+      "alpha %g, %sserver %s%s\n",
       NumClients(), absl::GetFlag(FLAGS_rounds), model.num_features(), model.num_classes(),
       model.num_classes(), model.num_params(), absl::GetFlag(FLAGS_alpha),
+      upload->Uncompressed()
+          ? ""
+          : absl::StrCat("upload ", upload->Label(), upload->error_feedback ? " with" : " without",
+                         " error feedback, "),
       target, server ? absl::StrCat(" (in-process, strategy ", strategy.Name(), ")") : "");
   if (byzantine > 0) {
     absl::PrintF("tally-sim: clients 0..%d are Byzantine, attack %s\n", byzantine - 1,
@@ -560,12 +761,14 @@ int Run() {
   fed.byzantine = byzantine;
   fed.attack = *attack;
   fed.attack_options = AttackOptionsFromFlags();
+  SetUploadCodec(*upload, &fed);
   absl::StatusOr<FederationResult> result = RunFederation(fed, model, *data);
   if (server) server->Shutdown(absl::Seconds(5));
   if (!result.ok()) return Fail(result.status());
 
   const Summary summary = Summarize(result->rounds, result->total_time);
   absl::PrintF("%s", FormatSummary(summary));
+  PrintUploadSummary(*result, *upload, model.num_params());
   if (result->rejected_updates > 0) {
     absl::PrintF("Byzantine updates refused by the server: %d\n", result->rejected_updates);
   }
@@ -590,20 +793,13 @@ int Run() {
 }  // namespace tally::sim
 
 int main(int argc, char** argv) {
-  absl::FlagsUsageConfig usage_config;
-  // --help lists this file's flags (absl's default matches files named after
-  // the binary).
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "sim/main.cc");
-  };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(
-      "federated-learning demo over real gRPC with simulated clients.\n"
-      "Usage: tally-sim [--server=HOST:PORT] [--clients=20] [--rounds=30] [--seed=1] ...");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "tally-sim: unexpected argument '%s' (see --help)\n", rest[1]);
+  if (!tally::ParseFlags(
+          argc, argv, "tally-sim",
+          "federated-learning demo over real gRPC with simulated clients.\n"
+          "Usage: tally-sim [--server=HOST:PORT] [--clients=20] [--rounds=30] [--seed=1] ...",
+          // --help lists this file's flags (absl's default
+          // matches files named after the binary).
+          [](absl::string_view file) { return absl::EndsWith(file, "sim/main.cc"); })) {
     return 2;
   }
   return tally::sim::Run();

@@ -74,4 +74,11 @@ std::string FormatSummary(const Summary& s) {
   return out;
 }
 
+int RoundsToTarget(absl::Span<const RoundRecord> rounds, double target) {
+  for (const RoundRecord& r : rounds) {
+    if (r.test.accuracy >= target) return r.round;
+  }
+  return -1;
+}
+
 }  // namespace tally::sim

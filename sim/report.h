@@ -49,6 +49,10 @@ std::string FormatRoundLine(const RoundRecord& record);
 Summary Summarize(absl::Span<const RoundRecord> rounds, absl::Duration total_time);
 std::string FormatSummary(const Summary& summary);
 
+// The round of the first record whose test accuracy is >= `target`; -1 if
+// none. A record covering several rounds counts as its last one.
+int RoundsToTarget(absl::Span<const RoundRecord> rounds, double target);
+
 }  // namespace tally::sim
 
 #endif  // TALLY_SIM_REPORT_H_

@@ -445,3 +445,48 @@ TEST(ErrorFeedbackTest, SumOfSentTracksSumOfTrueUpdates) {
 
 }  // namespace
 }  // namespace tally::compress
+
+namespace tally::compress {
+namespace {
+
+double Norm(absl::Span<const float> v) {
+  double sum = 0;
+  for (float x : v) sum += double{x} * x;
+  return std::sqrt(sum);
+}
+
+// Why the SDKs keep error feedback to the contractive codecs: with top-k the
+// residual of a constant update x = 1 (d = 1000, k = 10) stays below
+// (d / k)·‖x‖ (an entry waits at most d / k updates), while with rescaled
+// random-k a sent entry leaves p − (d/k)·p = −99·p behind, and the residual
+// explodes.
+TEST(ErrorFeedbackSuitsTest, OnlyContractiveCodecsAndWhy) {
+  for (CodecId id : {CodecId::kFloat16, CodecId::kBfloat16, CodecId::kInt8, CodecId::kSign,
+                     CodecId::kTopK}) {
+    EXPECT_TRUE(ErrorFeedbackSuits(DefaultSpec(id))) << static_cast<int>(id);
+  }
+  for (CodecId id : {CodecId::kFloat32, CodecId::kQsgd, CodecId::kRandK, CodecId::kSpsa}) {
+    EXPECT_FALSE(ErrorFeedbackSuits(DefaultSpec(id))) << static_cast<int>(id);
+  }
+  CodecSpec biased = DefaultSpec(CodecId::kRandK);
+  biased.rescale = false;
+  EXPECT_TRUE(ErrorFeedbackSuits(biased));
+
+  const std::vector<float> x(1000, 1.0f);
+  CodecSpec topk = DefaultSpec(CodecId::kTopK);
+  CodecSpec randk = DefaultSpec(CodecId::kRandK);
+  ErrorFeedback topk_feedback(x.size()), randk_feedback(x.size());
+  std::string payload;
+  double topk_worst = 0;
+  for (uint64_t step = 0; step < 30; ++step) {
+    ASSERT_THAT(topk_feedback.Compress(topk, x, &payload), IsOk());
+    topk_worst = std::max(topk_worst, Norm(topk_feedback.residual()));
+    randk.seed = step + 1;
+    ASSERT_THAT(randk_feedback.Compress(randk, x, &payload), IsOk());
+  }
+  EXPECT_LE(topk_worst, 100 * Norm(x));
+  EXPECT_GT(Norm(randk_feedback.residual()), 1e3 * Norm(x));
+}
+
+}  // namespace
+}  // namespace tally::compress

@@ -92,9 +92,12 @@ struct ClientOptions {
   // that is offered here (JoinResult::upload_codec), with its parameters, and
   // PushUpdate encodes every update with it. Empty (default): float32.
   std::vector<std::string> upload_codecs;
-  // Lossy codecs: what compression dropped from an update is added to the
-  // next one (error feedback, ALGORITHMS.md §5.2), so that nothing is lost
-  // for good. Kept per Client, updated when a push is acknowledged.
+  // Contractive lossy codecs (float16, bfloat16, int8, sign, topk, randk
+  // biased): what compression dropped from an update is added to the next
+  // one (error feedback, ALGORITHMS.md §5.2), so that nothing is lost for
+  // good. Kept per Client, updated when a push is acknowledged. Never
+  // applied to qsgd and rescaled randk (unbiased, their error can exceed the
+  // update: the residual would grow; compress/error_feedback.h).
   bool error_feedback = true;
   // Compressed downloads: the codecs this client accepts models and model
   // deltas in, offered at Join. The server assigns the first codec of its

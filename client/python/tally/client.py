@@ -40,6 +40,7 @@ import numpy as np
 from tally import _retry, _wire, codecs
 from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
+from tally.error_feedback import suits as error_feedback_suits
 from tally.errors import AuthenticationError, CodecError, ConnectionFailedError, \
     LengthMismatchError, NotJoinedError, PermissionDeniedError, RejectedUpdateError, \
     ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, TlsError, UnsupportedError
@@ -148,7 +149,9 @@ class Client:
     no delta_codecs, deltas are taken only in the codecs listed there (the
     C++ SDK's one list): download_codecs=["float32"] asks for the exact
     model every time; delta_codecs=() takes no deltas. error_feedback: keep
-    what lossy upload codecs drop and add it to the next update. dgc: a
+    what contractive lossy upload codecs (float16, bfloat16, int8, sign,
+    topk, biased randk) drop and add it to the next update; never for qsgd
+    and rescaled randk, whose residual would grow. dgc: a
     tally.DgcSettings runs every update through Deep Gradient Compression
     (tally.dgc; state kept per Client and adopted when a push is
     acknowledged; error_feedback does not apply, DGC's velocity keeps what
@@ -526,7 +529,7 @@ class Client:
             seed = int.from_bytes(hashlib.blake2b(f"{self.client_id}/{update_id}".encode(),
                                                   digest_size=8).digest(), "little")
             spec = spec.replace(seed=seed)
-            if self.error_feedback:
+            if self.error_feedback and error_feedback_suits(spec):
                 with self._lock:
                     current = self._feedback
                 feedback = current.copy() if current is not None and current.dim == delta.size \

@@ -13,6 +13,15 @@ from tally import codecs
 from tally.errors import CodecError
 
 
+def suits(spec):
+    """compress::ErrorFeedbackSuits: the contractive lossy codecs error
+    feedback is for. Not qsgd or rescaled randk (unbiased; their error can
+    exceed the update and the residual would grow), not float32 or spsa."""
+    if spec.codec == "randk":
+        return not spec.rescale
+    return spec.codec in ("float16", "bfloat16", "int8", "sign", "topk")
+
+
 class ErrorFeedback:
     def __init__(self, d, enabled=True):
         self.enabled = enabled
