@@ -12,6 +12,35 @@ namespace tally::server {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
+
+// `text` as the inside of a JSON string.
+std::string JsonEscaped(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {  // Control bytes; bytes that may not be UTF-8.
+          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -31,12 +60,37 @@ bool ParseLogLevel(absl::string_view name, LogLevel* level) {
   return true;
 }
 
+void SetLogFormat(LogFormat format) { g_format.store(static_cast<int>(format)); }
+
+bool ParseLogFormat(absl::string_view name, LogFormat* format) {
+  if (name == "text") {
+    *format = LogFormat::kText;
+  } else if (name == "json") {
+    *format = LogFormat::kJson;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string FormatLogLine(LogFormat format, LogLevel level, absl::Time time,
+                          absl::string_view message) {
+  static constexpr char kLetters[] = "DIWE";
+  static constexpr const char* kNames[] = {"debug", "info", "warning", "error"};
+  const std::string ts = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
+  const int l = static_cast<int>(level);
+  if (format == LogFormat::kJson) {
+    return absl::StrCat("{\"ts\":\"", ts, "\",\"level\":\"", kNames[l], "\",\"msg\":\"",
+                        JsonEscaped(message), "\"}\n");
+  }
+  return absl::StrCat(ts, " ", std::string(1, kLetters[l]), " ", message, "\n");
+}
+
 void Log(LogLevel level, absl::string_view message) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
-  static constexpr char kLetters[] = "DIWE";
   const std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-                   std::string(1, kLetters[static_cast<int>(level)]), " ", message, "\n");
+      FormatLogLine(static_cast<LogFormat>(g_format.load(std::memory_order_relaxed)), level,
+                    absl::Now(), message);
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -54,6 +54,9 @@ ABSL_FLAG(std::string, relay_id, "",
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server is serving.");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: debug, info, warning, error.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (\"<time> <I|W|E|D> <message>\") or json (one {\"ts\",\"level\",\"msg\"} object "
+          "per line).");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (defaults and overrides applied) and exit.");
 ABSL_FLAG(int, shutdown_grace_ms, 10000,
@@ -97,6 +100,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   tally::server::SetLogLevel(level);
+  tally::server::LogFormat format;
+  if (!tally::server::ParseLogFormat(absl::GetFlag(FLAGS_log_format), &format)) {
+    std::fprintf(stderr, "tally-server: --log_format must be text or json\n");
+    return 2;
+  }
+  tally::server::SetLogFormat(format);
 
   tally::v1::ServerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
