@@ -175,9 +175,15 @@ absl::Status CheckParams(uint64_t server_params, const LoadOptions& options) {
                                                     " parameters but --params=", options.params));
 }
 
+const std::string& TargetOf(int index, const LoadOptions& options) {
+  if (options.client_targets.empty()) return options.target;
+  return options.client_targets[static_cast<size_t>(index) % options.client_targets.size()];
+}
+
 // Client creation, Join, delta generation and, with a codec, its encoding.
 absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOptions& options) {
   const std::string client_id = absl::StrCat("bench-", index);
+  const std::string& target = TargetOf(index, options);
   const uint64_t delta_seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
   std::vector<float> delta = RandomDelta(options.params, delta_seed);
   if (options.codec.has_value()) {
@@ -186,13 +192,13 @@ absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOpt
     std::string payload;
     TALLY_RETURN_IF_ERROR(compress::Encode(spec, delta, &payload));
     TALLY_ASSIGN_OR_RETURN(std::unique_ptr<EncodedClient> client,
-                           EncodedClient::Create(options.target, client_id, options.chunk_bytes));
+                           EncodedClient::Create(target, client_id, options.chunk_bytes));
     TALLY_ASSIGN_OR_RETURN(JoinResult joined, client->Join(spec));
     TALLY_RETURN_IF_ERROR(CheckParams(joined.model.num_params, options));
     return std::make_unique<EncodedLoadClient>(std::move(client), spec, std::move(payload));
   }
   ClientOptions client_options;
-  client_options.target = options.target;
+  client_options.target = target;
   client_options.client_id = client_id;
   client_options.chunk_bytes = options.chunk_bytes;
   // The SDK seed stays 0 (random): a fixed one would repeat update ids in a

@@ -33,6 +33,10 @@ namespace tally::bench {
 
 struct LoadOptions {
   std::string target;                            // gRPC target "host:port". Required.
+  // Where the load clients connect, client i to client_targets[i % size]
+  // (e.g. relays in front of `target`); empty: all to `target`. Admin
+  // GetStatus after the run always asks `target`.
+  std::vector<std::string> client_targets;
   int clients = 10;                              // Concurrent clients, >= 1.
   uint64_t params = 10'000'000;                  // d; must equal the server model's size.
   int rounds = 5;                                // Measured rounds, >= 1.

@@ -190,8 +190,14 @@ absl::Status Authenticator::CheckClient(const grpc::ServerContextBase& context,
 absl::Status Authenticator::CheckClient(absl::Span<const std::string> identities,
                                         absl::string_view client_id) const {
   if (!enabled_) return absl::OkStatus();
-  if (std::find(identities.begin(), identities.end(), client_id) != identities.end()) {
-    return absl::OkStatus();
+  for (const std::string& identity : identities) {
+    if (identity == client_id) return absl::OkStatus();
+    // "relay-*": any client id with that prefix (relays whose ids are made
+    // per pod, say).
+    if (identity.size() > 1 && identity.back() == '*' &&
+        absl::StartsWith(client_id, absl::string_view(identity).substr(0, identity.size() - 1))) {
+      return absl::OkStatus();
+    }
   }
   return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as '",
                                                   identities[0], "', not as client '",

@@ -51,7 +51,9 @@ class Authenticator {
   absl::StatusOr<std::vector<std::string>> Identify(const grpc::ServerContextBase& context) const;
 
   // OK if authentication is off or `client_id` is one of the caller's
-  // identities; else UNAUTHENTICATED / PERMISSION_DENIED.
+  // identities, or starts with p for an identity "p*" (one certificate or
+  // token for many clients, e.g. "relay-*" for relays whose ids are made per
+  // pod); else UNAUTHENTICATED / PERMISSION_DENIED.
   absl::Status CheckClient(const grpc::ServerContextBase& context,
                            absl::string_view client_id) const;
   // The same for identities Identify() already returned (a call that had to

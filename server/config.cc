@@ -128,7 +128,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);
   if (limits->max_concurrent_uploads() == 0) limits->set_max_concurrent_uploads(64);
   if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(64u << 20);
-  if (limits->max_update_bytes() == 0) {
+  // A relay's model is the upstream's, known once connected (Server::Create
+  // applies the defaults again then).
+  if (limits->max_update_bytes() == 0 && config->relay().upstream().empty()) {
     auto layout = LayoutFromConfig(*model);
     if (layout.ok()) limits->set_max_update_bytes(4 * layout->NumParams());
   }
@@ -382,7 +384,8 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     return invalid("limits.max_receive_message_bytes: ", limits.max_receive_message_bytes(),
                    " must exceed limits.max_chunk_bytes by at least 1024");
   }
-  if (limits.max_update_bytes() < 4 * layout->NumParams()) {
+  const bool relay_unknown_model = !config.relay().upstream().empty() && limits.max_update_bytes() == 0;
+  if (!relay_unknown_model && limits.max_update_bytes() < 4 * layout->NumParams()) {
     return invalid("limits.max_update_bytes: ", limits.max_update_bytes(),
                    " is smaller than a dense update of the model (", 4 * layout->NumParams(),
                    " bytes)");

@@ -205,6 +205,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
       tensor->set_name(t.name);
       for (int64_t d : t.shape) tensor->add_shape(d);
     }
+    // ApplyDefaults leaves a relay's model-derived limits to this point.
+    if (config.limits().max_update_bytes() == 0) {
+      config.mutable_limits()->set_max_update_bytes(4 * relay->layout().NumParams());
+    }
   }
   ApplyDefaults(&config);
   if (config.spool_dir().empty()) {

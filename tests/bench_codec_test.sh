@@ -3,12 +3,8 @@
 # update is the codec's encoding of d floats (compress/README.md), and the
 # JSON reports payload and represented bytes.
 #   tests/bench_codec_test.sh <path to tally-bench> <path to tally-server>
-set -euo pipefail
-bench=$1
-server=$2
-fail() { echo "bench_codec_test: FAIL: $*" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/bench_test_common.sh
+source "$(dirname "$0")/bench_test_common.sh" bench_codec_test "$@"
 
 # run EXPECTED_BYTES ARGS...: 2 clients x 3 measured rounds of d = 100000.
 run() {

@@ -42,11 +42,12 @@ def family_name(series, families):
     return series
 
 
-def effective_config(server, config_path):
-    """tally-server --print_config for a config file: {dotted field: [values]}
-    with defaults applied. Raises CalledProcessError (with the server's
-    message naming the field) for an invalid config."""
-    out = subprocess.run([server, f"--config={config_path}", "--print_config"],
+def effective_config(server, config_path, extra_args=()):
+    """tally-server --print_config for a config file (and flags such as
+    --role=relay): {dotted field: [values]} with defaults applied. Raises
+    CalledProcessError (with the server's message naming the field) for an
+    invalid config."""
+    out = subprocess.run([server, f"--config={config_path}", *extra_args, "--print_config"],
                          check=True, capture_output=True, text=True).stdout
     fields, path = {}, []
     for line in out.splitlines():

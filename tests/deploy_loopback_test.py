@@ -1,16 +1,15 @@
 #!/usr/bin/python3
 """The deployment's processes on loopback (issue 8): tally-server as its own
-process on the deploy configs (deploy/config/tally.textproto, the
-Kubernetes ConfigMap's), their ports remapped to free ones and TLS files to
-a test PKI; clients as separate processes (tally-sim) and Python SDK
-clients; the container's and the manifests' health probes run as written;
-/metrics scraped over HTTP and its Prometheus exposition parsed:
-well-formed, counters moved, and every metric family and label documented
-in README's Metrics table.
-
-Relays (README "Relays") are not in deploy/ yet: once they are, add them to
-TOPOLOGY (role "relay", upstream = the root) and every check runs on each
-of them too.
+process on the deploy configs (deploy/config/*.textproto, the Kubernetes
+ConfigMap's), their ports remapped to free ones and TLS files to a test
+PKI: the image's standalone server, and compose's root with two relays
+(`--role=relay --upstream=<root>`); clients as separate processes (one
+tally-sim per relay, so a round at the root is one batch per relay) and
+Python SDK clients; the container's and the manifests' health probes run
+as written; /metrics of every process scraped over HTTP and its Prometheus
+exposition parsed: well-formed, counters moved (the relays forwarded their
+batches, the root accepted them), and every metric family and label
+documented in README's Metrics table.
 
     deploy_loopback_test.py --source_dir DIR --server tally-server
         --health tally-health --sim tally-sim
@@ -35,9 +34,15 @@ import deploy_common as dc  # noqa: E402
 ARGS = None
 ROUNDS = 3
 
-# name -> (role, config file relative to the source tree). The root reads
-# the compose / image config; a relay would name the root as its upstream.
-TOPOLOGY = {"root": ("root", "deploy/config/tally.textproto")}
+# name -> (role, config file relative to the source tree), in start order:
+# the image's standalone server; compose's root and its two relays (each
+# with --upstream = the root; ids given, since they share a hostname here).
+TOPOLOGY = {
+    "server": ("server", "deploy/config/tally.textproto"),
+    "root": ("root", "deploy/config/root.textproto"),
+    "relay-1": ("relay", "deploy/config/relay.textproto"),
+    "relay-2": ("relay", "deploy/config/relay.textproto"),
+}
 
 
 def repo(*parts):
@@ -58,9 +63,10 @@ class Process:
         from tally.testing import ServerProcess
         self.name, self.role = name, role
         self.metrics_port = dc.free_port()
+        state = [] if role == "relay" else [  # A relay keeps no state.
+            f"--checkpoint_dir={os.path.join(work_dir, name + '-checkpoints')}"]
         self.server = ServerProcess(ARGS.server, config_text, extra_args=[
-            f"--metrics_port={self.metrics_port}",
-            f"--checkpoint_dir={os.path.join(work_dir, name + '-checkpoints')}", *extra_args])
+            f"--metrics_port={self.metrics_port}", *state, *extra_args])
         self.target = self.server.target
 
     def scrape(self):
@@ -83,11 +89,19 @@ class DeployLoopbackTest(unittest.TestCase):
         cls.processes = {}
         try:
             for name, (role, config) in TOPOLOGY.items():
+                relay = ["--role=relay", f"--upstream={cls.processes['root'].target}",
+                         f"--relay_id={name}"] if role == "relay" else []
                 with open(repo(config)) as f:
-                    cls.processes[name] = Process(name, role, f.read(), cls.work.name)
-            cls.root = cls.processes["root"]
-            cls.config = dc.effective_config(ARGS.server, repo(TOPOLOGY["root"][1]))
+                    cls.processes[name] = Process(name, role, f.read(), cls.work.name, relay)
+            cls.server, cls.root = cls.processes["server"], cls.processes["root"]
+            cls.relays = [p for p in cls.processes.values() if p.role == "relay"]
+            cls.config = dc.effective_config(ARGS.server, repo(TOPOLOGY["server"][1]))
+            cls.root_config = dc.effective_config(ARGS.server, repo(TOPOLOGY["root"][1]))
+            cls.relay_config = dc.effective_config(
+                ARGS.server, repo(TOPOLOGY["relay-1"][1]),
+                ["--role=relay", f"--upstream={cls.root.target}"])
             cls.run_federation()
+            cls.run_relayed_federation()
             cls.push_bad_updates()
             cls.scrapes = {name: p.scrape() for name, p in cls.processes.items()}
         except BaseException:
@@ -104,13 +118,38 @@ class DeployLoopbackTest(unittest.TestCase):
     def run_federation(cls):
         """tally-sim's clients (one process) through every round's quorum."""
         clients = int(cls.config["rounds.clients_per_round"][0])
-        out = subprocess.run([ARGS.sim, f"--server={cls.root.target}", f"--clients={clients}",
-                              f"--rounds={ROUNDS}", "--quiet"], capture_output=True, text=True,
-                             timeout=240)
-        if out.returncode != 0:
-            raise AssertionError(f"tally-sim exited {out.returncode}:\n{out.stdout}{out.stderr}\n"
-                                 f"server log:\n{cls.root.server.log()}")
-        cls.sim_output = out.stdout
+        cls.sim_output = cls.wait_for_sims([cls.start_sim(cls.server, clients)])[0]
+
+    @classmethod
+    def run_relayed_federation(cls):
+        """One tally-sim per relay, at once (a root round waits for a batch
+        from each relay), each with a relay round's worth of clients."""
+        clients = int(cls.relay_config["rounds.clients_per_round"][0])
+        cls.wait_for_sims([cls.start_sim(relay, clients) for relay in cls.relays])
+
+    @staticmethod
+    def start_sim(process, clients):
+        return process, subprocess.Popen(
+            [ARGS.sim, f"--server={process.target}", f"--clients={clients}",
+             f"--rounds={ROUNDS}", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+    @classmethod
+    def wait_for_sims(cls, sims):
+        outputs = []
+        for process, sim in sims:
+            try:
+                out, err = sim.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                out, err = sim.communicate()
+            if sim.returncode != 0:
+                logs = "".join(f"\n{p.name} log:\n{p.server.log()}"
+                               for p in cls.processes.values())
+                raise AssertionError(f"tally-sim against {process.name} exited "
+                                     f"{sim.returncode}:\n{out}{err}{logs}")
+            outputs.append(out)
+        return outputs
 
     @classmethod
     def push_bad_updates(cls):
@@ -118,7 +157,7 @@ class DeployLoopbackTest(unittest.TestCase):
         to a closed round (refused at the header)."""
         import tally
         cls.refusals = {}
-        with tally.Client(cls.root.target, client_id="loopback-nan") as client:
+        with tally.Client(cls.server.target, client_id="loopback-nan") as client:
             layout = client.join().layout
             task = client.get_task(wait=10)
             assert task.kind == "train", task
@@ -128,7 +167,7 @@ class DeployLoopbackTest(unittest.TestCase):
                 client.push_update(delta, round=task.round, base_version=task.model_version)
             except tally.RejectedUpdateError as e:
                 cls.refusals["loopback-nan"] = e
-        with tally.Client(cls.root.target, client_id="loopback-stale") as client:
+        with tally.Client(cls.server.target, client_id="loopback-stale") as client:
             layout = client.join().layout
             try:
                 client.push_update(np.zeros(layout.num_params, np.float32),
@@ -136,10 +175,10 @@ class DeployLoopbackTest(unittest.TestCase):
             except tally.RpcError as e:
                 cls.refusals["loopback-stale"] = e
 
-    def families(self, name="root"):
+    def families(self, name="server"):
         return dc.parse_exposition(self.scrapes[name])
 
-    def value(self, metric, name="root", **labels):
+    def value(self, metric, name="server", **labels):
         samples = self.families(name)[dc.family_name(metric, self.families(name))]["samples"]
         return sum(v for series, l, v in samples
                    if series == metric and all(l.get(k) == w for k, w in labels.items()))
@@ -222,6 +261,33 @@ class DeployLoopbackTest(unittest.TestCase):
         self.assertEqual(self.value("tally_updates_rejected_total", reason="stale"), 1)
         self.assertEqual(set(self.refusals), {"loopback-nan", "loopback-stale"})
 
+    def test_relays_forwarded_and_the_root_counted_their_batches(self):
+        relays = [p.name for p in self.relays]
+        self.assertEqual(int(self.root_config["rounds.clients_per_round"][0]), len(relays))
+        relay_clients = int(self.relay_config["rounds.clients_per_round"][0])
+        for name in relays:
+            # Every round's batch forwarded, none lost; each batch was a
+            # relay round of clients' updates.
+            self.assertGreaterEqual(self.value("tally_relay_batches_forwarded_total", name),
+                                    ROUNDS, name)
+            self.assertEqual(self.value("tally_relay_batches_lost_total", name), 0, name)
+            self.assertGreaterEqual(self.value("tally_updates_accepted_total", name),
+                                    relay_clients * ROUNDS, name)
+            self.assertGreaterEqual(self.value("tally_model_version", name), ROUNDS, name)
+            self.assertGreaterEqual(self.value("tally_connected_clients", name), 0, name)
+        # The root's accepted updates are the relays' batches: one per relay
+        # and round, and no more (the clients never reached the root).
+        forwarded = sum(self.value("tally_relay_batches_forwarded_total", n) for n in relays)
+        self.assertEqual(self.value("tally_updates_accepted_total", "root"), forwarded)
+        self.assertGreaterEqual(forwarded, len(relays) * ROUNDS)
+        self.assertGreaterEqual(self.value("tally_rounds_completed_total", "root"), ROUNDS)
+        self.assertEqual(self.value("tally_rounds_failed_total", "root"), 0)
+        self.assertEqual(self.value("tally_relay_batches_forwarded_total", "root"), 0)
+        # Relays serve the root's versions (pulled after the root publishes).
+        for name in relays:
+            self.assertLessEqual(self.value("tally_model_version", name),
+                                 self.value("tally_model_version", "root"), name)
+
     def test_every_exported_metric_is_documented(self):
         # README's Metrics table names every family /metrics exports, with
         # its labels (catches a metric added without documentation).
@@ -236,7 +302,7 @@ class DeployLoopbackTest(unittest.TestCase):
                 self.assertLessEqual(labels, documented[family], f"{family}'s labels")
 
     def test_every_rejected_update_is_logged_with_reason_and_client(self):
-        log = self.root.server.log()
+        log = self.server.server.log()
         for client, reason in (("loopback-nan", "non_finite"), ("loopback-stale", "stale")):
             self.assertRegex(log, rf"rejected update .*'{client}'.*\b{reason}\b")
 

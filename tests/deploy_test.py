@@ -6,14 +6,19 @@
   (`cmake --install` into a scratch prefix, ldd, dpkg -S), runs as non-root,
   exposes the config's ports, health-checks them with tally-health.
 - docker-compose.yml: `docker-compose config` (offline schema validation),
-  mounted files exist and agree with the configs.
+  mounted files exist and agree with the configs; the relays run
+  `--role=relay` against the root's gRPC port with a config that validates,
+  one per hostname, and the root's rounds wait for one batch per relay.
 - Kubernetes manifests: required fields, probes, ports, volumes, labels and
-  the ConfigMap's config (tally-server --print_config) agree.
+  the ConfigMap's configs (tally-server --print_config, the relay's with
+  --role=relay) agree; the relay Deployment's upstream is the root
+  Service's gRPC port, its id is left to the hostname, its autoscaler and
+  Service point at it, Prometheus finds root and relays.
 - Prometheus: `promtool check config` (and the alert rules).
 - Grafana: the dashboard parses, its PromQL parses (promtool check rules),
   and every metric it queries is in README's Metrics table.
-- Envoy (not in Debian: structure only): HTTP/2 to the gRPC port with gRPC
-  health checks, no route timeout.
+- Envoy (not in Debian: structure only): HTTP/2 to the relays' gRPC port
+  with gRPC health checks, no route timeout.
 - yamllint over deploy/.
 
     deploy_test.py --source_dir DIR --build_dir DIR --server tally-server
@@ -56,6 +61,21 @@ def need_tool(name, package):
 
 def deploy_config():
     return dc.effective_config(ARGS.server, repo("deploy", "config", "tally.textproto"))
+
+
+def config_of(service):
+    """The effective config of a compose service: the file mounted at
+    CONFIG_PATH, read with the service's --role/--upstream flags."""
+    source = next(v.split(":")[0] for v in service["volumes"]
+                  if v.split(":")[1:2] == [CONFIG_PATH])
+    flags = [a for a in service["command"] if a.startswith(("--role=", "--upstream="))]
+    return dc.effective_config(ARGS.server, repo("deploy", source), flags)
+
+
+def compose_relays():
+    """{name: service} of the compose services that run --role=relay."""
+    return {name: service for name, service in compose()["services"].items()
+            if "--role=relay" in service.get("command", [])}
 
 
 def flag_value(args, flag):
@@ -204,7 +224,17 @@ def compose():
     return dc.load_yaml_documents(repo("deploy", "docker-compose.yml"))[0]
 
 
-class ComposeTest(unittest.TestCase):
+class RelayChecks:
+    def check_relay_takes_dense_updates(self, relay_config, root_config):
+        # Unset, a relay's max_update_bytes is derived from the root's model
+        # when it connects; set, it must take a dense update of that model.
+        if "limits.max_update_bytes" in relay_config:
+            self.assertGreaterEqual(int(relay_config["limits.max_update_bytes"][0]),
+                                    int(root_config["limits.max_update_bytes"][0]),
+                                    "a relay must take a dense update of the root's model")
+
+
+class ComposeTest(unittest.TestCase, RelayChecks):
     def test_docker_compose_validates_it(self):
         tool = need_tool("docker-compose", "docker-compose")
         out = subprocess.run([tool, "-f", repo("deploy", "docker-compose.yml"), "config", "-q"],
@@ -222,17 +252,46 @@ class ComposeTest(unittest.TestCase):
         root = services["tally-root"]
         self.assertEqual(root["build"]["dockerfile"], "Dockerfile")
         self.assertTrue(os.path.isfile(repo("deploy", root["build"]["context"], "Dockerfile")))
-        self.assertIn(f"./config/tally.textproto:{CONFIG_PATH}:ro", root["volumes"])
-        self.assertEqual(flag_value(root["command"], "config"), CONFIG_PATH)
-        config = deploy_config()
-        grpc_port = dc.port_of(config["listen_address"][0])
-        self.assertEqual(flag_value(root["healthcheck"]["test"], "address"),
-                         f"127.0.0.1:{grpc_port}")
+        self.assertIn(f"./config/root.textproto:{CONFIG_PATH}:ro", root["volumes"])
+        config = config_of(root)
         self.assertIn(f"checkpoints:{config['checkpoint_dir'][0]}", root["volumes"])
-        self.assertEqual(set(root["expose"]),
-                         {str(grpc_port), config["metrics_port"][0]})
-        # Relays are a placeholder comment until deploy/ has them.
-        self.assertIn("--role=relay", read("deploy", "docker-compose.yml"))
+        for name, service in [("tally-root", root), *compose_relays().items()]:
+            config = config_of(service)
+            grpc_port = dc.port_of(config["listen_address"][0])
+            self.assertEqual(service["image"], root["image"], name)
+            self.assertEqual(flag_value(service["command"], "config"), CONFIG_PATH, name)
+            self.assertEqual(flag_value(service["healthcheck"]["test"], "address"),
+                             f"127.0.0.1:{grpc_port}", name)
+            self.assertEqual(set(service["expose"]),
+                             {str(grpc_port), config["metrics_port"][0]}, name)
+
+    def test_relays_dial_the_root(self):
+        services = compose()["services"]
+        relays = compose_relays()
+        self.assertEqual(len(relays), 2, "the compose file runs two relays")
+        root_config = config_of(services["tally-root"])
+        root_grpc = dc.port_of(root_config["listen_address"][0])
+        # The root's rounds wait for one combined update per relay.
+        self.assertEqual(int(root_config["rounds.clients_per_round"][0]), len(relays))
+        hostnames = set()
+        for name, relay in relays.items():
+            self.assertEqual(flag_value(relay["command"], "upstream"), f"tally-root:{root_grpc}",
+                             name)
+            config = config_of(relay)  # Validated as a relay by --print_config.
+            self.assertEqual(config["relay.upstream"], [f"tally-root:{root_grpc}"])
+            self.assertNotIn("checkpoint_dir", config, f"{name}: a relay keeps no state")
+            self.assertLess(int(config["rounds.round_timeout_ms"][0]),
+                            int(root_config["rounds.round_timeout_ms"][0]),
+                            f"{name}: its batch must reach the root before the root's timeout")
+            self.assertEqual(relay["depends_on"]["tally-root"]["condition"], "service_healthy")
+            self.check_relay_takes_dense_updates(config, root_config)
+            # relay.id defaults to relay-<hostname>: one hostname per relay.
+            self.assertIsNone(flag_value(relay["command"], "relay_id"), name)
+            self.assertNotIn("relay.id", config, name)
+            hostnames.add(relay["hostname"])
+        self.assertEqual(len(hostnames), len(relays), "relay ids must be unique")
+        envoy_waits_for = set(services["envoy"]["depends_on"])
+        self.assertEqual(envoy_waits_for, set(relays), "Envoy starts once the relays are healthy")
 
 
 # ---------------------------------------------------------------------------
@@ -259,25 +318,37 @@ def root_container():
     return statefulset, statefulset["spec"]["template"]["spec"]["containers"][0]
 
 
-def configmap_config(directory):
-    """The effective fields of the ConfigMap's config (the file the
-    StatefulSet's --config names), validated by tally-server with the
-    Secret's files stood in for by a test PKI."""
-    statefulset, container = root_container()
+def relay_container():
+    deployment = k8s("Deployment", "tally-relay")[0]
+    return deployment, deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def workloads():
+    """(workload, its container) for the root and the relays."""
+    return [root_container(), relay_container()]
+
+
+def configmap_config(directory, workload=None):
+    """The effective fields of the ConfigMap's config that a workload's
+    --config names (default: the root's), validated by tally-server (with
+    the container's --role) with the Secret's files stood in for by a test
+    PKI."""
+    workload, container = workload or root_container()
     mount = next(m for m in container["volumeMounts"]
                  if m["mountPath"] == flag_value(container["args"], "config"))
-    volume = next(v for v in statefulset["spec"]["template"]["spec"]["volumes"]
+    volume = next(v for v in workload["spec"]["template"]["spec"]["volumes"]
                   if v["name"] == mount["name"])
     configmap = k8s("ConfigMap", volume["configMap"]["name"])[0]
     pki = dc.make_test_pki(os.path.join(directory, "pki"))
-    path = os.path.join(directory, "k8s.textproto")
+    path = os.path.join(directory, f"k8s-{mount['subPath']}")
     with open(path, "w") as f:
         f.write(dc.to_test_pki(configmap["data"][mount["subPath"]], pki))
+    flags = [a for a in container["args"] if a.startswith(("--role=", "--upstream="))]
     return {field: [dc.from_test_pki(v, pki) for v in values]
-            for field, values in dc.effective_config(ARGS.server, path).items()}
+            for field, values in dc.effective_config(ARGS.server, path, flags).items()}
 
 
-class KubernetesTest(unittest.TestCase):
+class KubernetesTest(unittest.TestCase, RelayChecks):
     def test_required_fields(self):
         for path, doc in k8s_objects():
             if doc.get("kind") == "Kustomization":
@@ -308,13 +379,17 @@ class KubernetesTest(unittest.TestCase):
         self.assertGreaterEqual(spec["template"]["spec"]["terminationGracePeriodSeconds"], 30)
 
     def test_ports_and_probes_match_the_config(self):
-        statefulset, container = root_container()
-        config = configmap_config(ARGS.work_dir)
+        for workload, container in workloads():
+            with self.subTest(workload["metadata"]["name"]):
+                self.check_ports_and_probes(workload, container)
+
+    def check_ports_and_probes(self, workload, container):
+        config = configmap_config(ARGS.work_dir, (workload, container))
         grpc_port = dc.port_of(config["listen_address"][0])
         metrics_port = int(config["metrics_port"][0])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         self.assertEqual(ports, {"grpc": grpc_port, "metrics": metrics_port})
-        annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(annotations["prometheus.io/scrape"], "true")
         self.assertEqual(int(annotations["prometheus.io/port"]), metrics_port)
         tls = "tls.cert_file" in config
@@ -329,35 +404,110 @@ class KubernetesTest(unittest.TestCase):
             self.assertEqual(command[0], "tally-health")
             self.assertEqual(flag_value(command, "address"), f"127.0.0.1:{grpc_port}")
             self.assertEqual(tls, flag_value(command, "tls_ca_file") is not None, probe)
+            # The name the probe verifies is the workload's Service.
+            if tls:
+                self.assertEqual(flag_value(command, "tls_server_name"),
+                                 workload["metadata"]["name"], probe)
 
     def test_tls_files_come_from_the_secret(self):
-        statefulset, container = root_container()
-        config = configmap_config(ARGS.work_dir)
         secret = k8s("Secret", "tally-tls")[0]
-        volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
-        mount = next(m for m in container["volumeMounts"]
-                     if volumes[m["name"]].get("secret", {}).get("secretName") == "tally-tls")
         keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
-        files = [v[0] for k, v in config.items() if k.startswith("tls.") and k.endswith("_file")]
-        files.append(flag_value(container["readinessProbe"]["exec"]["command"], "tls_ca_file"))
-        for path in files:
-            self.assertEqual(os.path.dirname(path), mount["mountPath"], path)
-            self.assertIn(os.path.basename(path), keys, path)
+        for workload, container in workloads():
+            config = configmap_config(ARGS.work_dir, (workload, container))
+            volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+            mount = next(m for m in container["volumeMounts"]
+                         if volumes[m["name"]].get("secret", {}).get("secretName") == "tally-tls")
+            files = [v[0] for k, v in config.items()
+                     if k.startswith(("tls.", "relay.tls_")) and k.endswith("_file")]
+            self.assertIn("tls.cert_file", config, "the gRPC port speaks TLS")
+            files.append(flag_value(container["readinessProbe"]["exec"]["command"], "tls_ca_file"))
+            for path in files:
+                self.assertEqual(os.path.dirname(path), mount["mountPath"], path)
+                self.assertIn(os.path.basename(path), keys, path)
+
+    def test_relay_deployment(self):
+        deployment, container = relay_container()
+        spec = deployment["spec"]
+        self.assertEqual(deployment["apiVersion"], "apps/v1")
+        self.assertEqual(spec["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+        self.assertEqual(container["image"], root_container()[1]["image"])
+        self.assertEqual(flag_value(container["args"], "role"), "relay")
+        self.assertTrue(spec["template"]["spec"]["securityContext"]["runAsNonRoot"])
+        config = configmap_config(ARGS.work_dir, (deployment, container))
+        # Its upstream is the root Service's gRPC port, which is the root's.
+        root = k8s("Service", "tally-root")[0]
+        grpc = next(p for p in root["spec"]["ports"] if p["name"] == "grpc")
+        upstream = flag_value(container["args"], "upstream") or config["relay.upstream"][0]
+        self.assertEqual(upstream, f"tally-root:{grpc['port']}")
+        root_config = configmap_config(ARGS.work_dir)
+        self.assertEqual(dc.port_of(root_config["listen_address"][0]),
+                         dict((p["name"], p["containerPort"])
+                              for p in root_container()[1]["ports"])[grpc["targetPort"]])
+        # The relays verify the root's certificate when the root speaks TLS.
+        if "tls.cert_file" in root_config:
+            self.assertEqual(config["relay.tls_server_name"], ["tally-root"])
+            self.assertIn("relay.tls_ca_file", config)
+        # relay.id defaults to relay-<hostname> = relay-<pod name>: unique per
+        # pod. A fixed id would make every replica the same client upstream.
+        self.assertNotIn("relay.id", config)
+        self.assertIsNone(flag_value(container["args"], "relay_id"))
+        self.assertNotIn("checkpoint_dir", config, "a relay keeps no state")
+        self.assertNotIn("volumeClaimTemplates", spec)
+        self.check_relay_takes_dense_updates(config, root_config)
+        self.assertLess(int(config["rounds.round_timeout_ms"][0]),
+                        int(root_config["rounds.round_timeout_ms"][0]))
+
+    def test_relay_autoscaler(self):
+        deployment, _ = relay_container()
+        hpa = k8s("HorizontalPodAutoscaler", "tally-relay")[0]
+        self.assertEqual(hpa["apiVersion"], "autoscaling/v2")
+        target = hpa["spec"]["scaleTargetRef"]
+        self.assertEqual((target["apiVersion"], target["kind"], target["name"]),
+                         ("apps/v1", "Deployment", deployment["metadata"]["name"]))
+        self.assertLessEqual(hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+        # CPU utilization is relative to the container's request.
+        self.assertIn("cpu", relay_container()[1]["resources"]["requests"])
+        # Each root round waits for minReplicas relays' batches.
+        root_config = configmap_config(ARGS.work_dir)
+        self.assertEqual(int(root_config["rounds.clients_per_round"][0]),
+                         hpa["spec"]["minReplicas"])
+
+    def test_network_policy_lets_the_relays_reach_the_root(self):
+        policy = k8s("NetworkPolicy", "tally-root")[0]
+        root, _ = root_container()
+        relay, _ = relay_container()
+        self.assertEqual(policy["spec"]["podSelector"]["matchLabels"],
+                         root["spec"]["template"]["metadata"]["labels"])
+        grpc_from = [rule["from"] for rule in policy["spec"]["ingress"]
+                     if {"port": "grpc"} in rule.get("ports", [])]
+        self.assertEqual(grpc_from, [[{"podSelector": {"matchLabels": relay["spec"]["template"][
+            "metadata"]["labels"]}}]])
+        self.assertIn([{"port": "metrics"}],
+                      [rule["ports"] for rule in policy["spec"]["ingress"] if "from" not in rule])
 
     def test_services_select_the_pods(self):
-        statefulset, container = root_container()
-        pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
-        port_names = {p["name"] for p in container["ports"]}
+        pods = {}
+        for workload, container in workloads():
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            pods[tuple(sorted(labels.items()))] = {p["name"] for p in container["ports"]}
         for service in k8s("Service"):
-            self.assertEqual(service["spec"]["selector"], pod_labels)
+            selector = tuple(sorted(service["spec"]["selector"].items()))
+            self.assertIn(selector, pods, service["metadata"]["name"])
             for port in service["spec"]["ports"]:
-                self.assertIn(port["targetPort"], port_names)
+                self.assertIn(port["targetPort"], pods[selector])
+        # The ServiceMonitor scrapes the metrics port of the root and the relays.
         monitor = k8s("ServiceMonitor")[0]
-        selected = [s for s in k8s("Service") if all(
-            s["metadata"]["labels"].get(k) == v
-            for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
-        self.assertTrue(any(p["name"] == monitor["spec"]["endpoints"][0]["port"]
-                            for s in selected for p in s["spec"]["ports"]))
+        selector = monitor["spec"]["selector"]
+
+        def selects(service):
+            labels = service["metadata"]["labels"]
+            return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()) \
+                and all(labels.get(e["key"]) in e["values"]
+                        for e in selector.get("matchExpressions", []) if e["operator"] == "In")
+        port = monitor["spec"]["endpoints"][0]["port"]
+        scraped = {s["metadata"]["name"] for s in k8s("Service") if selects(s)
+                   and any(p["name"] == port for p in s["spec"]["ports"])}
+        self.assertEqual(scraped, {"tally-root", "tally-relay"})
 
     def test_kustomization_lists_the_manifests(self):
         kustomization = dc.load_yaml_documents(repo("deploy", "k8s", "kustomization.yaml"))[0]
@@ -415,11 +565,14 @@ class PrometheusGrafanaTest(unittest.TestCase):
 
     def test_prometheus_scrapes_the_compose_services(self):
         prometheus = dc.load_yaml_documents(repo("deploy", "prometheus", "prometheus.yml"))[0]
-        targets = {job["job_name"]: job["static_configs"][0]["targets"]
+        targets = {job["job_name"]: [t for group in job["static_configs"]
+                                     for t in group["targets"]]
                    for job in prometheus["scrape_configs"]}
         services = compose()["services"]
-        metrics_port = deploy_config()["metrics_port"][0]
-        self.assertEqual(targets["tally"], [f"tally-root:{metrics_port}"])
+        tally = {name: config_of(services[name])["metrics_port"][0]
+                 for name in ["tally-root", *compose_relays()]}
+        self.assertEqual(sorted(targets["tally"]),
+                         sorted(f"{name}:{port}" for name, port in tally.items()))
         envoy = dc.load_yaml_documents(repo("deploy", "envoy", "envoy.yaml"))[0]
         admin_port = envoy["admin"]["address"]["socket_address"]["port_value"]
         self.assertEqual(targets["envoy"], [f"envoy:{admin_port}"])
@@ -474,9 +627,9 @@ class PrometheusGrafanaTest(unittest.TestCase):
                          provider["providers"][0]["options"]["path"])
         self.assertEqual(mounts["./grafana/provisioning"], "/etc/grafana/provisioning")
 
-    def test_envoy_balances_grpc_to_the_server(self):
+    def test_envoy_balances_grpc_to_the_relays(self):
         envoy = dc.load_yaml_documents(repo("deploy", "envoy", "envoy.yaml"))[0]
-        grpc_port = dc.port_of(deploy_config()["listen_address"][0])
+        relays = compose_relays()
         cluster = envoy["static_resources"]["clusters"][0]
         options = cluster["typed_extension_protocol_options"][
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
@@ -485,7 +638,9 @@ class PrometheusGrafanaTest(unittest.TestCase):
         endpoints = [e["endpoint"]["address"]["socket_address"]
                      for group in cluster["load_assignment"]["endpoints"]
                      for e in group["lb_endpoints"]]
-        self.assertEqual(endpoints, [{"address": "tally-root", "port_value": grpc_port}])
+        self.assertEqual(endpoints, [
+            {"address": name, "port_value": dc.port_of(config_of(relay)["listen_address"][0])}
+            for name, relay in relays.items()])
         listener = envoy["static_resources"]["listeners"][0]
         manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
         self.assertEqual(manager["codec_type"], "HTTP2")
@@ -494,6 +649,7 @@ class PrometheusGrafanaTest(unittest.TestCase):
         self.assertEqual(route["route"]["timeout"], "0s", "long-polls and WatchModel streams")
         listen_port = listener["address"]["socket_address"]["port_value"]
         published = compose()["services"]["envoy"]["ports"]
+        grpc_port = dc.port_of(deploy_config()["listen_address"][0])
         self.assertIn(f"{grpc_port}:{listen_port}", published)
 
 

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "server/config.h"
 #include "server/server.h"
 #include "tally/client.h"
 #include "tests/status_matchers.h"
@@ -204,6 +205,22 @@ TEST(RelayTest, AKilledRelayLosesOnlyItsBatchAndClientsRetryThroughTheOther) {
   TALLY_ASSERT_OK_AND_ASSIGN(Model model, watcher->PullModel());
   EXPECT_THAT(model.params, Pointwise(FloatNear(1e-6), {4.0f / 3, 0.0f, 1.0f, 2.0f}));
   EXPECT_EQ(relay_b->Counter("tally_relay_batches_forwarded_total"), 1);
+}
+
+// Limits derived from the model (max_update_bytes) come from the upstream's
+// model, not from the relay config's (default) one, even after ApplyDefaults
+// ran on it as tally-server's main does.
+TEST(RelayTest, ModelDerivedLimitsFollowTheUpstreamModel) {
+  tally::v1::ServerConfig root_config = RootConfig(1, 1, 600000);
+  root_config.mutable_model()->mutable_tensors(0)->set_shape(0, 1000);
+  auto root = Start(root_config);
+  ASSERT_NE(root, nullptr);
+  tally::v1::ServerConfig relay_config = RelayConfig(root->target, "relay-a", 1);
+  server::ApplyDefaults(&relay_config);
+  ASSERT_THAT(server::ValidateConfig(relay_config), IsOk());
+  auto relay = Start(relay_config);
+  ASSERT_NE(relay, nullptr);
+  EXPECT_EQ(relay->server->config().limits().max_update_bytes(), 4000u);
 }
 
 TEST(RelayTest, ConfigErrorsAreCaughtBeforeConnecting) {

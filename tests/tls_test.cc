@@ -51,6 +51,7 @@ class TlsTest : public ::testing::Test {
     tokens << "# identity sha256(token)\n"
            << "alice " << server::HashToken("alice-secret") << "\n"
            << "ops   " << server::HashToken("ops-secret") << "  # the operator\n";
+    tokens << "relay-* " << server::HashToken("relays-secret") << "\n";  // Any relay-...
     for (const char* id : {"carol", "m1", "m2", "m3"}) {
       tokens << id << " " << server::HashToken(std::string(id) + "-secret") << "\n";
     }
@@ -288,6 +289,31 @@ TEST_F(TlsTest, BearerTokensAreCheckedBeforeAnythingElse) {
   EXPECT_THAT(NewClient("alice", Token("alice-secret"))->GetServerStatus(),
               StatusIs(absl::StatusCode::kPermissionDenied));
   EXPECT_THAT(NewClient("ops", Token("ops-secret"))->GetServerStatus(), IsOk());
+}
+
+// An identity ending in '*' may act as any client id with that prefix: one
+// token (or certificate) for relays whose ids are made per pod. A relay with
+// the default id relay-<hostname> joins the root through it.
+TEST_F(TlsTest, APrefixIdentityAuthenticatesRelaysWithGeneratedIds) {
+  StartServer(/*mtls=*/false, /*require_client_cert=*/false, /*tokens=*/true);
+  EXPECT_THAT(NewClient("relay-pod-7f9c", Token("relays-secret"))->Join(), IsOk());
+  EXPECT_THAT(NewClient("relay-", Token("relays-secret"))->Join(), IsOk());
+  EXPECT_THAT(NewClient("alice", Token("relays-secret"))->Join(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("'relay-*'")));
+  EXPECT_THAT(NewClient("relay-x", Token("alice-secret"))->Join(),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+
+  std::ofstream(Pki("relay.token")) << "relays-secret\n";
+  server::ServerOptions relay;
+  relay.config.set_listen_address("127.0.0.1:0");
+  relay.config.set_metrics_port(-1);
+  tally::v1::RelayConfig* upstream = relay.config.mutable_relay();
+  upstream->set_upstream("127.0.0.1:" + std::to_string(server_->port()));
+  upstream->set_tls_ca_file(Pki("ca.pem"));
+  upstream->set_auth_token_file(Pki("relay.token"));
+  auto started = server::Server::Create(std::move(relay));
+  ASSERT_THAT(started, IsOk());
+  (*started)->Shutdown(absl::ZeroDuration());
 }
 
 TEST_F(TlsTest, SecurityConfigErrorsNameTheField) {
