@@ -38,6 +38,7 @@ inline std::unique_ptr<Coordinator> MakeTestCoordinator(tally::v1::ServerConfig 
   options.initial_params = std::vector<float>(layout->NumParams(), 0.0f);
   options.clock = clock;
   options.metrics = metrics->get();
+  options.relay = !options.config.relay().upstream().empty();
   return std::make_unique<Coordinator>(std::move(options));
 }
 

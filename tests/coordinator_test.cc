@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ class CoordinatorTest : public ::testing::Test {
     *config.mutable_optimizer() = optimizer_;
     *config.mutable_strategy() = strategy_;
     *config.mutable_compression() = compression_;
+    *config.mutable_relay() = relay_;
+    // A relay learns its model (and the limits derived from it) upstream.
+    if (!relay_.upstream().empty()) config.mutable_limits()->set_max_update_bytes(16);
     coordinator_ = MakeTestCoordinator(config, &clock_, registry_, &metrics_, &layout_);
     ASSERT_NE(coordinator_, nullptr);
   }
@@ -70,8 +74,8 @@ class CoordinatorTest : public ::testing::Test {
     h.client_id = id;
     h.session_token = tokens_[id];
     h.update_id = update_id;
-    h.round = 1;
-    h.base_version = 1;
+    h.round = header_round_;
+    h.base_version = header_base_;
     h.num_samples = samples;
     h.codec_known = true;  // float32.
     h.layout_hash = layout_.Hash();
@@ -141,6 +145,9 @@ class CoordinatorTest : public ::testing::Test {
   tally::v1::OptimizerConfig optimizer_;  // Default: sgd, lr 1.
   tally::v1::StrategyConfig strategy_;    // Default: the streaming mean.
   tally::v1::CompressionConfig compression_;  // Default: float32 only.
+  tally::v1::RelayConfig relay_;              // Set: relay mode.
+  uint64_t header_round_ = 1;                 // Of Header()'s updates.
+  uint64_t header_base_ = 1;
   ManualClock clock_;
   prometheus::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -579,6 +586,43 @@ TEST_F(CoordinatorTest, TotalRoundsEndsTheFederation) {
 
 
 // strategy.threads limits the rules' thread count (process-wide).
+// Relay mode without gRPC: no round until the upstream's task opens one on
+// the upstream's version; the closed round is a batch, not a new version:
+// (10·(1,2,3,4) + 30·(0,0,3,3)) / 40 = (0.25, 0.5, 3, 3.25), weight 40.
+TEST_F(CoordinatorTest, RelayRoundsFollowTheUpstreamAndCloseIntoABatch) {
+  relay_.set_upstream("root.example:50051");
+  Start(/*clients_per_round=*/2, /*min_clients=*/1);
+  JoinClient("a");
+  JoinClient("b");
+  TALLY_ASSERT_OK_AND_ASSIGN(TaskInfo idle, coordinator_->GetTask("a", tokens_["a"]));
+  EXPECT_EQ(idle.kind, TaskInfo::Kind::kWait);
+  coordinator_->PublishUpstream(7, 6, {1, 1, 1, 1});
+  coordinator_->OpenRelayRound(6);
+  TALLY_ASSERT_OK_AND_ASSIGN(TaskInfo task, coordinator_->GetTask("a", tokens_["a"]));
+  EXPECT_EQ(task.kind, TaskInfo::Kind::kTrain);
+  EXPECT_EQ(task.round, 6u);
+  EXPECT_EQ(task.model_version, 7u);
+  header_round_ = 6;
+  header_base_ = 7;
+  ASSERT_THAT(Push("a", 10, {1, 2, 3, 4}), IsOk());
+  ASSERT_THAT(Push("b", 30, {0, 0, 3, 3}), IsOk());
+  std::optional<Coordinator::RelayBatch> batch = coordinator_->AwaitRelayBatch();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->round, 6u);
+  EXPECT_EQ(batch->base_version, 7u);
+  EXPECT_EQ(batch->weight, 40u);
+  EXPECT_EQ(batch->updates, 2u);
+  EXPECT_THAT(batch->mean, Pointwise(FloatNear(1e-6), {0.25f, 0.5f, 3.0f, 3.25f}));
+  EXPECT_EQ(coordinator_->store().Current()->version, 7u);  // Nothing published.
+  EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(1, 1, 1, 1));
+  TALLY_ASSERT_OK_AND_ASSIGN(TaskInfo after, coordinator_->GetTask("a", tokens_["a"]));
+  EXPECT_EQ(after.kind, TaskInfo::Kind::kWait);
+  EXPECT_THAT(Push("a", 10, {1, 2, 3, 4}, "late"), StatusIs(absl::StatusCode::kAborted));
+  coordinator_->FinishRelay();
+  TALLY_ASSERT_OK_AND_ASSIGN(TaskInfo done, coordinator_->GetTask("a", tokens_["a"]));
+  EXPECT_EQ(done.kind, TaskInfo::Kind::kDone);
+}
+
 TEST_F(CoordinatorTest, StrategyThreadsLimitTheRules) {
   strategy_.set_rule("median");
   strategy_.set_threads(1);
