@@ -291,7 +291,9 @@ TEST(ModelDownloadsTest, Float16ChainWithInt8DeltasDoesNotDrift) {
     SnapshotRef snapshot = Snapshot(version, model);
     auto answer = downloads.Get(snapshot, kF16, tally::v1::CODEC_INT8, held.version, held.chain_id);
     ASSERT_THAT(answer, IsOk());
-    if (version > 1) ASSERT_EQ(Parse(*answer)[0].header.base_version(), version - 1);
+    if (version > 1) {
+      ASSERT_EQ(Parse(*answer)[0].header.base_version(), version - 1);
+    }
     client_internal::HeldModel next;
     absl::StatusOr<Model> pulled = Assemble(Messages(*answer), d, f16, &held, &next);
     ASSERT_THAT(pulled, IsOk());
