@@ -63,9 +63,9 @@ absl::Status ModelAssembler::AddHeader(const v1::ModelHeader& header) {
   const size_t d = joined_.num_params;
   absl::StatusOr<compress::CodecSpec> codec = SpecFromProto(header.codec(), header.codec_params());
   if (!codec.ok()) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "model codec %s is not supported by this SDK: %s",
-        v1::Codec_Name(header.codec()), codec.status().message()));
+    return absl::UnimplementedError(
+        absl::StrFormat("model codec %s is not supported by this SDK: %s",
+                        v1::Codec_Name(header.codec()), codec.status().message()));
   }
   if (absl::Status valid = compress::ValidateSpec(*codec, d); !valid.ok()) {
     return absl::DataLossError(absl::StrCat("model header: ", valid.message()));
@@ -87,9 +87,9 @@ absl::Status ModelAssembler::AddHeader(const v1::ModelHeader& header) {
                          held_->version == header.base_version() &&
                          held_->chain_id == header.chain_id();
     if (!on_model && !on_held) {
-      return absl::DataLossError(absl::StrFormat(
-          "a delta from version %d (chain %#x), which this client does not hold",
-          header.base_version(), header.chain_id()));
+      return absl::DataLossError(
+          absl::StrFormat("a delta from version %d (chain %#x), which this client does not hold",
+                          header.base_version(), header.chain_id()));
     }
     if (on_held) model_->params = held_->params;
   } else {

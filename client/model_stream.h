@@ -1,6 +1,6 @@
 // The payload side of the two chunked transfers: ModelAssembler rebuilds a
-// PullModel stream (full models and deltas) into a Model; BuildUpdateHeader fills the first message of
-// a PushUpdate stream. Internal to client/ (not installed).
+// PullModel stream (full models and deltas) into a Model; BuildUpdateHeader fills the first message
+// of a PushUpdate stream. Internal to client/ (not installed).
 #ifndef TALLY_CLIENT_MODEL_STREAM_H_
 #define TALLY_CLIENT_MODEL_STREAM_H_
 
@@ -65,8 +65,8 @@ class ModelAssembler {
   const compress::CodecSpec download_;
   const HeldModel* const held_;
   Model* const model_;
-  bool in_segment_ = false;   // A header arrived; its payload is incomplete.
-  bool have_model_ = false;   // model_->params hold model_->version.
+  bool in_segment_ = false;    // A header arrived; its payload is incomplete.
+  bool have_model_ = false;    // model_->params hold model_->version.
   compress::CodecSpec codec_;  // Of the current segment.
   bool delta_ = false;
   bool direct_ = false;  // Dense float32 full model: chunks go straight into params.

@@ -27,8 +27,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& field, const std::string
 }
 
 // "<identity> <sha256 hex>" lines; '#' comments and blank lines ignored.
-absl::StatusOr<absl::flat_hash_map<std::string, std::string>> ParseTokens(
-    const std::string& path) {
+absl::StatusOr<absl::flat_hash_map<std::string, std::string>> ParseTokens(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFile("auth.tokens_file", path);
   if (!text.ok()) return text.status();
   absl::flat_hash_map<std::string, std::string> tokens;
@@ -40,15 +39,16 @@ absl::StatusOr<absl::flat_hash_map<std::string, std::string>> ParseTokens(
     }
     line = absl::StripAsciiWhitespace(line);
     if (line.empty()) continue;
-    std::vector<std::string> fields = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<std::string> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(
           absl::StrCat("auth.tokens_file: ", path, ":", line_number, ": ", why));
     };
     if (fields.size() != 2) return bad("want \"<identity> <sha256 hex of the token>\"");
     std::string digest = absl::AsciiStrToLower(fields[1]);
-    if (digest.size() != 64 ||
-        !std::all_of(digest.begin(), digest.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
+    if (digest.size() != 64 || !std::all_of(digest.begin(), digest.end(),
+                                            [](char c) { return absl::ascii_isxdigit(c); })) {
       return bad("the second field must be 64 hex digits (sha256 of the token, not the token)");
     }
     if (!tokens.emplace(std::move(digest), fields[0]).second) return bad("duplicate token hash");
@@ -152,8 +152,8 @@ absl::StatusOr<std::vector<std::string>> Authenticator::Identify(
   // A bearer token, if sent, must be known (a wrong one is an error even if
   // a certificate also names the caller).
   const auto& metadata = context.client_metadata();
-  for (auto it = metadata.find("authorization"); it != metadata.end() && it->first == "authorization";
-       ++it) {
+  for (auto it = metadata.find("authorization");
+       it != metadata.end() && it->first == "authorization"; ++it) {
     const absl::string_view value(it->second.data(), it->second.size());
     if (!absl::StartsWith(value, "Bearer ")) {
       return absl::UnauthenticatedError("authorization metadata must be \"Bearer <token>\"");
@@ -199,9 +199,8 @@ absl::Status Authenticator::CheckClient(absl::Span<const std::string> identities
       return absl::OkStatus();
     }
   }
-  return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as '",
-                                                  identities[0], "', not as client '",
-                                                  client_id, "'"));
+  return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as '", identities[0],
+                                                  "', not as client '", client_id, "'"));
 }
 
 absl::Status Authenticator::CheckAdmin(const grpc::ServerContextBase& context) const {

@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
+#include "core/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
-#include "core/status_macros.h"
 #include "proto/codec_params.h"
 #include "server/auth.h"
 
@@ -186,8 +186,8 @@ aggregators::ScheduleOptions ScheduleOptionsFromConfig(const tally::v1::ServerCo
   o.staleness.a = s.staleness().a();
   o.staleness.b = s.staleness().b();
   o.local_steps = s.local_steps();
-  o.task_timeout = s.task_timeout_ms() == 0 ? absl::InfiniteDuration()
-                                            : absl::Milliseconds(s.task_timeout_ms());
+  o.task_timeout =
+      s.task_timeout_ms() == 0 ? absl::InfiniteDuration() : absl::Milliseconds(s.task_timeout_ms());
   o.buffer_size = s.buffer_size();
   o.window = absl::Milliseconds(s.window_ms());
   o.min_local_steps = s.min_local_steps();
@@ -244,10 +244,9 @@ absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
     const tally::v1::ServerConfig& config, size_t num_params) {
   std::vector<compress::CodecSpec> specs;
   for (int i = 0; i < config.compression().upload_size(); ++i) {
-    TALLY_ASSIGN_OR_RETURN(
-        compress::CodecSpec spec,
-        SpecFromChoice(config.compression().upload(i),
-                       absl::StrCat("compression.upload[", i, "]"), num_params));
+    TALLY_ASSIGN_OR_RETURN(compress::CodecSpec spec,
+                           SpecFromChoice(config.compression().upload(i),
+                                          absl::StrCat("compression.upload[", i, "]"), num_params));
     specs.push_back(spec);
   }
   return specs;
@@ -261,11 +260,10 @@ bool DeltaChainCapable(const compress::CodecSpec& full) {
 absl::StatusOr<DownloadCodecs> DownloadCodecsFromConfig(const tally::v1::ServerConfig& config,
                                                         size_t num_params) {
   using compress::CodecId;
-  static constexpr CodecId kFull[] = {
-      CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16, CodecId::kInt8};
-  static constexpr CodecId kDelta[] = {
-      CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16,
-      CodecId::kInt8,    CodecId::kSign,    CodecId::kTopK};
+  static constexpr CodecId kFull[] = {CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16,
+                                      CodecId::kInt8};
+  static constexpr CodecId kDelta[] = {CodecId::kFloat32, CodecId::kFloat16, CodecId::kBfloat16,
+                                       CodecId::kInt8,    CodecId::kSign,    CodecId::kTopK};
   const tally::v1::CompressionConfig& compression = config.compression();
   DownloadCodecs codecs;
   for (int i = 0; i < compression.download_size(); ++i) {
@@ -281,9 +279,9 @@ absl::StatusOr<DownloadCodecs> DownloadCodecsFromConfig(const tally::v1::ServerC
     codecs.full.push_back(spec);
   }
   if (!compression.download_delta().codec().empty()) {
-    TALLY_ASSIGN_OR_RETURN(codecs.delta, SpecFromChoice(compression.download_delta(),
-                                                        "compression.download_delta", num_params,
-                                                        kDelta));
+    TALLY_ASSIGN_OR_RETURN(
+        codecs.delta, SpecFromChoice(compression.download_delta(), "compression.download_delta",
+                                     num_params, kDelta));
   }
   if (compression.delta_history() > 1024) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -321,7 +319,8 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   }
   const auto& schedule = config.schedule();
   if (IsAsyncSchedule(schedule)) {
-    if (absl::Status valid = aggregators::ValidateScheduleOptions(ScheduleOptionsFromConfig(config));
+    if (absl::Status valid =
+            aggregators::ValidateScheduleOptions(ScheduleOptionsFromConfig(config));
         !valid.ok()) {
       return valid;
     }
@@ -354,14 +353,16 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
       return invalid("relay.upstream: '", relay.upstream(), "' must be HOST:PORT");
     }
     if (IsRobustStrategy(config.strategy()) || IsAsyncSchedule(config.schedule())) {
-      return invalid("relay: a relay forwards the weighted mean of synchronous rounds; leave "
-                     "strategy and schedule unset (the upstream runs the robust rule or schedule)");
+      return invalid(
+          "relay: a relay forwards the weighted mean of synchronous rounds; leave "
+          "strategy and schedule unset (the upstream runs the robust rule or schedule)");
     }
     if (!config.checkpoint_dir().empty()) {
       return invalid("checkpoint_dir: a relay keeps no state (the upstream checkpoints)");
     }
     if (config.rounds().total_rounds() != 0) {
-      return invalid("rounds.total_rounds: a relay follows the upstream, which decides when to stop");
+      return invalid(
+          "rounds.total_rounds: a relay follows the upstream, which decides when to stop");
     }
   }
   if (auto codecs = UploadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
@@ -384,7 +385,8 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     return invalid("limits.max_receive_message_bytes: ", limits.max_receive_message_bytes(),
                    " must exceed limits.max_chunk_bytes by at least 1024");
   }
-  const bool relay_unknown_model = !config.relay().upstream().empty() && limits.max_update_bytes() == 0;
+  const bool relay_unknown_model =
+      !config.relay().upstream().empty() && limits.max_update_bytes() == 0;
   if (!relay_unknown_model && limits.max_update_bytes() < 4 * layout->NumParams()) {
     return invalid("limits.max_update_bytes: ", limits.max_update_bytes(),
                    " is smaller than a dense update of the model (", 4 * layout->NumParams(),

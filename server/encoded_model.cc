@@ -67,19 +67,18 @@ std::shared_ptr<const ModelSegment> MakeSegment(const tally::v1::ModelSpec& spec
   for (size_t offset = 0; offset < size; offset += chunk_bytes) {
     const size_t n = std::min(chunk_bytes, size - offset);
     ChunkFraming(n, offset, &prefix, &suffix);
-    grpc::Slice slices[3] = {grpc::Slice(prefix),
-                             // The slice keeps the owner alive until gRPC is done with it.
-                             grpc::Slice(const_cast<char*>(data + offset), n, &ReleaseOwner,
-                                         new Owner(owner)),
-                             grpc::Slice(suffix)};
+    grpc::Slice slices[3] = {
+        grpc::Slice(prefix),
+        // The slice keeps the owner alive until gRPC is done with it.
+        grpc::Slice(const_cast<char*>(data + offset), n, &ReleaseOwner, new Owner(owner)),
+        grpc::Slice(suffix)};
     segment->messages.emplace_back(slices, 3);
   }
   return segment;
 }
 
 std::shared_ptr<const ModelSegment> StringSegment(const tally::v1::ModelSpec& spec,
-                                                  size_t chunk_bytes,
-                                                  const ModelSnapshot& snapshot,
+                                                  size_t chunk_bytes, const ModelSnapshot& snapshot,
                                                   const SegmentDesc& desc,
                                                   std::shared_ptr<const std::string> payload) {
   const char* data = payload->data();
@@ -98,8 +97,7 @@ std::shared_ptr<const ModelSegment> FloatSegment(const tally::v1::ModelSpec& spe
 
 }  // namespace
 
-ModelDownloads::ModelDownloads(tally::v1::ModelSpec spec, size_t chunk_bytes,
-                               DownloadCodecs codecs)
+ModelDownloads::ModelDownloads(tally::v1::ModelSpec spec, size_t chunk_bytes, DownloadCodecs codecs)
     : spec_(std::move(spec)), chunk_bytes_(chunk_bytes), codecs_(std::move(codecs)) {
   std::vector<compress::CodecSpec> full = codecs_.full;
   const bool has_float32 = std::any_of(full.begin(), full.end(), [](const compress::CodecSpec& c) {
@@ -118,8 +116,8 @@ ModelDownloads::ModelDownloads(tally::v1::ModelSpec spec, size_t chunk_bytes,
 }
 
 absl::StatusOr<SegmentList> ModelDownloads::Get(SnapshotRef snapshot, tally::v1::Codec codec,
-                                                tally::v1::Codec delta_codec,
-                                                uint64_t have_version, uint64_t have_chain) {
+                                                tally::v1::Codec delta_codec, uint64_t have_version,
+                                                uint64_t have_chain) {
   if (codec == tally::v1::CODEC_UNSPECIFIED) codec = tally::v1::CODEC_DENSE_F32;
   const bool deltas = delta_codec != tally::v1::CODEC_UNSPECIFIED;
   for (const std::unique_ptr<Channel>& channel : channels_) {
@@ -130,12 +128,11 @@ absl::StatusOr<SegmentList> ModelDownloads::Get(SnapshotRef snapshot, tally::v1:
   if (deltas) {
     return absl::InvalidArgumentError(absl::StrCat(
         "this server sends no ", tally::v1::Codec_Name(delta_codec), " deltas with ",
-        tally::v1::Codec_Name(codec),
-        " models (use the delta_codec Join returned, or none)"));
+        tally::v1::Codec_Name(codec), " models (use the delta_codec Join returned, or none)"));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("this server sends no ", tally::v1::Codec_Name(codec),
-                   " models (use the download_codec Join returned)"));
+  return absl::InvalidArgumentError(absl::StrCat("this server sends no ",
+                                                 tally::v1::Codec_Name(codec),
+                                                 " models (use the download_codec Join returned)"));
 }
 
 SegmentList ModelDownloads::Serve(Channel& channel, SnapshotRef snapshot, uint64_t have_version,
@@ -148,8 +145,9 @@ SegmentList ModelDownloads::Serve(Channel& channel, SnapshotRef snapshot, uint64
   // a one-off, off the chain.
   if (snapshot->version < channel.current->version) return {PlainSegment(channel, snapshot)};
   if (have_version != 0 && have_version < snapshot->version && have_chain == channel.chain_id) {
-    auto first = std::find_if(channel.deltas.begin(), channel.deltas.end(),
-                              [&](const auto& delta) { return delta->base_version == have_version; });
+    auto first = std::find_if(channel.deltas.begin(), channel.deltas.end(), [&](const auto& delta) {
+      return delta->base_version == have_version;
+    });
     uint64_t bytes = 0;
     for (auto it = first; it != channel.deltas.end(); ++it) bytes += (*it)->payload_bytes;
     if (first != channel.deltas.end() && bytes < channel.current->payload_bytes) {
@@ -188,10 +186,10 @@ absl::Status ModelDownloads::AdvanceChain(Channel& channel, const ModelSnapshot&
     TALLY_RETURN_IF_ERROR(compress::Encode(*channel.delta, diff, payload.get()));
     TALLY_RETURN_IF_ERROR(compress::Decode(*channel.delta, *payload, absl::MakeSpan(diff)));
     for (size_t j = 0; j < d; ++j) diff[j] = recon[j] + diff[j];
-    delta = StringSegment(spec_, chunk_bytes_, snapshot,
-                          {*channel.delta, channel.recon_version, /*delta_base=*/true,
-                           channel.chain_id},
-                          std::move(payload));
+    delta = StringSegment(
+        spec_, chunk_bytes_, snapshot,
+        {*channel.delta, channel.recon_version, /*delta_base=*/true, channel.chain_id},
+        std::move(payload));
   } else {
     channel.chain_id = NewChainId();
   }
@@ -231,8 +229,8 @@ std::shared_ptr<const ModelSegment> ModelDownloads::PlainSegment(const Channel& 
         encoded.ok()) {
       return StringSegment(spec_, chunk_bytes_, *snapshot, {channel.full}, std::move(payload));
     } else {
-      LogWarning(absl::StrCat("model download: version ", snapshot->version, " goes out as float32: ",
-                              encoded.message()));
+      LogWarning(absl::StrCat("model download: version ", snapshot->version,
+                              " goes out as float32: ", encoded.message()));
     }
   }
   // No copy: the snapshot's own array.

@@ -23,7 +23,8 @@ std::string DefaultRelayId() {
   std::string id = absl::StrCat("relay-", host);
   // Client ids are [A-Za-z0-9._:@-]{1,128}.
   for (char& c : id) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && std::string("._:@-").find(c) == std::string::npos) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        std::string("._:@-").find(c) == std::string::npos) {
       c = '-';
     }
   }
@@ -61,14 +62,13 @@ absl::StatusOr<std::unique_ptr<RelayLink>> RelayLink::Connect(
   for (const TensorInfo& t : joined.model.tensors) defs.push_back({t.name, t.shape});
   TALLY_ASSIGN_OR_RETURN(ModelLayout layout, ModelLayout::Create(defs));
   if (layout.Hash() != joined.model.layout_hash) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "relay: the upstream's layout hash ", joined.model.layout_hash,
-        " is not that of the tensors it lists (", layout.Hash(), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("relay: the upstream's layout hash ", joined.model.layout_hash,
+                     " is not that of the tensors it lists (", layout.Hash(), ")"));
   }
   TALLY_ASSIGN_OR_RETURN(Model model, client->PullModel());
   LogInfo(absl::StrCat("relay '", options.client_id, "' joined upstream ", config.upstream(),
-                       ": model version ", model.version, ", ", layout.NumParams(),
-                       " parameters"));
+                       ": model version ", model.version, ", ", layout.NumParams(), " parameters"));
   return std::unique_ptr<RelayLink>(
       new RelayLink(std::move(client), std::move(layout), std::move(model)));
 }
@@ -127,7 +127,8 @@ void RelayLink::Run() {
     if (!task.ok()) {
       // The SDK already retried; wait a little longer each time (at most 10 s).
       LogWarning(absl::StrCat("relay: upstream GetTask: ", task.status().message()));
-      const absl::Time until = absl::Now() + absl::Seconds(std::min(10, 1 << std::min(failures++, 3)));
+      const absl::Time until =
+          absl::Now() + absl::Seconds(std::min(10, 1 << std::min(failures++, 3)));
       while (!stopping() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(100));
       continue;
     }

@@ -125,7 +125,8 @@ class ServerImpl final : public Server {
             ? absl::StrCat("schedule ", config_.schedule().name())
             : absl::StrCat(config_.rounds().clients_per_round(), " clients per round");
     std::string security = config_.tls().cert_file().empty() ? "plaintext" : "TLS";
-    if (!config_.tls().client_ca_file().empty()) absl::StrAppend(&security, ", client certificates");
+    if (!config_.tls().client_ca_file().empty())
+      absl::StrAppend(&security, ", client certificates");
     if (!config_.auth().tokens_file().empty()) absl::StrAppend(&security, ", bearer tokens");
     LogInfo(absl::StrCat("tally-server ", relay_ != nullptr ? "(relay) " : "", "listening on ",
                          config_.listen_address(), " (port ", port_, ", ", security, "), model ",

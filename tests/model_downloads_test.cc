@@ -56,7 +56,8 @@ tally::v1::ModelChunk ParseMessage(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   EXPECT_TRUE(buffer.Dump(&slices).ok());
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   tally::v1::ModelChunk chunk;
   EXPECT_TRUE(chunk.ParseFromString(bytes));
   return chunk;
@@ -66,7 +67,8 @@ tally::v1::ModelChunk ParseMessage(const grpc::ByteBuffer& buffer) {
 std::vector<tally::v1::ModelChunk> Messages(const SegmentList& segments) {
   std::vector<tally::v1::ModelChunk> messages;
   for (const auto& segment : segments) {
-    for (const grpc::ByteBuffer& buffer : segment->messages) messages.push_back(ParseMessage(buffer));
+    for (const grpc::ByteBuffer& buffer : segment->messages)
+      messages.push_back(ParseMessage(buffer));
   }
   return messages;
 }
@@ -138,7 +140,7 @@ TEST(ModelDownloadsTest, Float32ChunksPointIntoTheSnapshot) {
   ASSERT_THAT(segments, IsOk());
   ASSERT_EQ(segments->size(), 1u);
   ASSERT_EQ((*segments)[0]->messages.size(), 1u + 4u);  // Header + ceil(4000 / 1024).
-  EXPECT_GT(snapshot.use_count(), 1);                  // Slices hold the snapshot.
+  EXPECT_GT(snapshot.use_count(), 1);                   // Slices hold the snapshot.
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE((*segments)[0]->messages[1].Dump(&slices).ok());
   ASSERT_EQ(slices.size(), 3u);
@@ -154,9 +156,8 @@ TEST(ModelDownloadsTest, Float32ChunksPointIntoTheSnapshot) {
   EXPECT_EQ(parsed[0].header.base_version(), 0u);
   EXPECT_FALSE(parsed[0].header.delta_base());
   EXPECT_EQ(Floats(parsed[0].payload), params);
-  absl::StatusOr<Model> model =
-      Assemble(Messages(*segments), 1000, compress::DefaultSpec(compress::CodecId::kFloat32),
-               nullptr);
+  absl::StatusOr<Model> model = Assemble(
+      Messages(*segments), 1000, compress::DefaultSpec(compress::CodecId::kFloat32), nullptr);
   ASSERT_THAT(model, IsOk());
   EXPECT_EQ(model->params, params);
   EXPECT_EQ(model->payload_bytes, 4000u);
@@ -177,8 +178,7 @@ TEST(ModelDownloadsTest, Float16ModelIsTheRoundedModelInHalfTheBytes) {
   absl::StatusOr<Model> model =
       Assemble(Messages(*segments), 4, compress::DefaultSpec(compress::CodecId::kFloat16), nullptr);
   ASSERT_THAT(model, IsOk());
-  EXPECT_THAT(model->params,
-              ElementsAre(0.0999755859375f, -2.5f, std::ldexp(1.0f, -15), 1000.5f));
+  EXPECT_THAT(model->params, ElementsAre(0.0999755859375f, -2.5f, std::ldexp(1.0f, -15), 1000.5f));
   EXPECT_EQ(model->payload_bytes, 8u);
 
   // Asked for float32, the same server sends the exact model.
@@ -250,7 +250,8 @@ TEST(ModelDownloadsTest, TopkDeltaChainSendsWhatEarlierDeltasDropped) {
   EXPECT_EQ(m3->payload_bytes, 12u);
 
   // Another chain's version 1, the current version, or nothing: the full model.
-  for (auto [have, have_chain] : {std::pair<uint64_t, uint64_t>{1, chain + 1}, {3, chain}, {0, 0}}) {
+  for (auto [have, have_chain] :
+       {std::pair<uint64_t, uint64_t>{1, chain + 1}, {3, chain}, {0, 0}}) {
     auto answer = downloads.Get(Snapshot(3, {1.5, 2, 3, 2}), kF32, kTopk, have, have_chain);
     ASSERT_THAT(answer, IsOk());
     std::vector<Segment> parsed = Parse(*answer);
@@ -425,9 +426,9 @@ TEST(DownloadConfigTest, ChecksRolesDuplicatesAndHistory) {
                        HasSubstr("compression.download_delta.codec: 'randk'")));
   bad = config;
   bad.mutable_compression()->mutable_download_delta()->mutable_params()->set_ratio(2);
-  EXPECT_THAT(DownloadCodecsFromConfig(bad, 100),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("compression.download_delta.params")));
+  EXPECT_THAT(
+      DownloadCodecsFromConfig(bad, 100),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("compression.download_delta.params")));
   bad = config;
   bad.mutable_compression()->set_delta_history(5000);
   EXPECT_THAT(DownloadCodecsFromConfig(bad, 100),

@@ -141,7 +141,8 @@ TEST(RelayTest, TwoRelaysGiveTheRootTheSameFedAvgModelAsDirectClients) {
   EXPECT_EQ(relay_a->server->model_store().layout().NumParams(), 4u);  // The root's layout.
   std::vector<std::unique_ptr<Client>> clients;
   for (size_t i = 0; i < 4; ++i) {
-    clients.push_back(NewClient(i < 2 ? relay_a->target : relay_b->target, "c" + std::to_string(i)));
+    clients.push_back(
+        NewClient(i < 2 ? relay_a->target : relay_b->target, "c" + std::to_string(i)));
     ASSERT_THAT(clients.back()->Join(), IsOk());
   }
   {
