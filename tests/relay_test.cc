@@ -11,6 +11,7 @@
 #include "server/config.h"
 #include "server/server.h"
 #include "tally/client.h"
+#include "tests/server_harness.h"
 #include "tests/status_matchers.h"
 
 namespace tally {
@@ -21,31 +22,6 @@ using ::tally::testing::StatusIs;
 using ::testing::FloatNear;
 using ::testing::HasSubstr;
 using ::testing::Pointwise;
-
-struct Running {
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<server::Server> server;
-  std::string target;
-
-  double Counter(const std::string& name) const {
-    for (const auto& family : registry->Collect()) {
-      if (family.name == name) return family.metric.at(0).counter.value;
-    }
-    return -1;
-  }
-};
-
-tally::v1::ServerConfig RootConfig(uint32_t clients, uint32_t min_clients, uint32_t timeout_ms) {
-  tally::v1::ServerConfig config;
-  config.set_listen_address("127.0.0.1:0");
-  config.set_metrics_port(-1);
-  config.mutable_model()->add_tensors()->set_name("w");
-  config.mutable_model()->mutable_tensors(0)->add_shape(4);
-  config.mutable_rounds()->set_clients_per_round(clients);
-  config.mutable_rounds()->set_min_clients(min_clients);
-  config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
-  return config;
-}
 
 // A relay of `upstream`: its model section stays the default (ignored).
 tally::v1::ServerConfig RelayConfig(const std::string& upstream, const std::string& id,
@@ -59,19 +35,6 @@ tally::v1::ServerConfig RelayConfig(const std::string& upstream, const std::stri
   config.mutable_rounds()->set_min_clients(1);
   config.mutable_rounds()->set_round_timeout_ms(600000);
   return config;
-}
-
-std::unique_ptr<Running> Start(tally::v1::ServerConfig config) {
-  auto running = std::make_unique<Running>();
-  server::ServerOptions options;
-  options.config = std::move(config);
-  options.registry = running->registry;
-  auto server = server::Server::Create(std::move(options));
-  EXPECT_THAT(server, IsOk());
-  if (!server.ok()) return nullptr;
-  running->server = std::move(server).value();
-  running->target = "127.0.0.1:" + std::to_string(running->server->port());
-  return running;
 }
 
 std::unique_ptr<Client> NewClient(const std::string& target, const std::string& id) {
@@ -116,7 +79,7 @@ const std::vector<uint64_t> kSamples = {10, 20, 10, 40};
 // version 2, bit for bit, and pass DONE on.
 TEST(RelayTest, TwoRelaysGiveTheRootTheSameFedAvgModelAsDirectClients) {
   const std::vector<float> expected = {1.625f, 1.25f, 1.75f, 2.25f};
-  auto direct = Start(RootConfig(4, 4, 600000));
+  auto direct = Harness::Start(Harness::Config({4}, 4, 4));
   ASSERT_NE(direct, nullptr);
   {
     std::vector<std::thread> threads;
@@ -130,12 +93,12 @@ TEST(RelayTest, TwoRelaysGiveTheRootTheSameFedAvgModelAsDirectClients) {
     for (std::thread& t : threads) t.join();
   }
 
-  tally::v1::ServerConfig root_config = RootConfig(2, 2, 600000);
+  tally::v1::ServerConfig root_config = Harness::Config({4}, 2, 2);
   root_config.mutable_rounds()->set_total_rounds(1);
-  auto root = Start(root_config);
+  auto root = Harness::Start(root_config);
   ASSERT_NE(root, nullptr);
-  auto relay_a = Start(RelayConfig(root->target, "relay-a", 2));
-  auto relay_b = Start(RelayConfig(root->target, "relay-b", 2));
+  auto relay_a = Harness::Start(RelayConfig(root->target, "relay-a", 2));
+  auto relay_b = Harness::Start(RelayConfig(root->target, "relay-b", 2));
   ASSERT_NE(relay_a, nullptr);
   ASSERT_NE(relay_b, nullptr);
   EXPECT_EQ(relay_a->server->model_store().layout().NumParams(), 4u);  // The root's layout.
@@ -183,10 +146,10 @@ TEST(RelayTest, TwoRelaysGiveTheRootTheSameFedAvgModelAsDirectClients) {
 // contributes with c2. The root closes its round at the deadline with B's
 // batch alone: (20·(0,0,3,3) + 10·(4,0,−3,0)) / 30 = (4/3, 0, 1, 2).
 TEST(RelayTest, AKilledRelayLosesOnlyItsBatchAndClientsRetryThroughTheOther) {
-  auto root = Start(RootConfig(2, 1, 8000));
+  auto root = Harness::Start(Harness::Config({4}, 2, 1, 8000));
   ASSERT_NE(root, nullptr);
-  auto relay_a = Start(RelayConfig(root->target, "relay-a", 2));
-  auto relay_b = Start(RelayConfig(root->target, "relay-b", 2));
+  auto relay_a = Harness::Start(RelayConfig(root->target, "relay-a", 2));
+  auto relay_b = Harness::Start(RelayConfig(root->target, "relay-b", 2));
   ASSERT_NE(relay_a, nullptr);
   ASSERT_NE(relay_b, nullptr);
   const std::string both = "ipv4:" + relay_a->target + "," + relay_b->target;
@@ -212,14 +175,12 @@ TEST(RelayTest, AKilledRelayLosesOnlyItsBatchAndClientsRetryThroughTheOther) {
 // model, not from the relay config's (default) one, even after ApplyDefaults
 // ran on it as tally-server's main does.
 TEST(RelayTest, ModelDerivedLimitsFollowTheUpstreamModel) {
-  tally::v1::ServerConfig root_config = RootConfig(1, 1, 600000);
-  root_config.mutable_model()->mutable_tensors(0)->set_shape(0, 1000);
-  auto root = Start(root_config);
+  auto root = Harness::Start(Harness::Config({1000}, 1, 1));
   ASSERT_NE(root, nullptr);
   tally::v1::ServerConfig relay_config = RelayConfig(root->target, "relay-a", 1);
   server::ApplyDefaults(&relay_config);
   ASSERT_THAT(server::ValidateConfig(relay_config), IsOk());
-  auto relay = Start(relay_config);
+  auto relay = Harness::Start(relay_config);
   ASSERT_NE(relay, nullptr);
   EXPECT_EQ(relay->server->config().limits().max_update_bytes(), 4000u);
 }

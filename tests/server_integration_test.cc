@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "tally/client.h"
 #include "tally/v1/tally.grpc.pb.h"
+#include "tests/server_harness.h"
 #include "tests/status_matchers.h"
 
 namespace tally {
@@ -31,92 +32,6 @@ using ::testing::ElementsAre;
 using ::testing::FloatNear;
 using ::testing::HasSubstr;
 using ::testing::Pointwise;
-
-struct Harness {
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<server::Server> server;
-  std::string target;
-
-  // A loopback server with one tensor "w" of `shape` and these rounds; tests
-  // set more fields before Start(config).
-  static tally::v1::ServerConfig Config(const std::vector<int64_t>& shape, uint32_t clients,
-                                        uint32_t min_clients, uint32_t timeout_ms = 600000) {
-    tally::v1::ServerConfig config;
-    config.set_listen_address("127.0.0.1:0");
-    config.set_metrics_port(-1);
-    auto* t = config.mutable_model()->add_tensors();
-    t->set_name("w");
-    for (int64_t d : shape) t->add_shape(d);
-    config.mutable_rounds()->set_clients_per_round(clients);
-    config.mutable_rounds()->set_min_clients(min_clients);
-    config.mutable_rounds()->set_round_timeout_ms(timeout_ms);
-    return config;
-  }
-
-  static std::unique_ptr<Harness> Start(const std::vector<int64_t>& shape, uint32_t clients,
-                                        uint32_t min_clients, uint32_t timeout_ms = 600000,
-                                        const tally::v1::StrategyConfig& strategy = {}) {
-    tally::v1::ServerConfig config = Config(shape, clients, min_clients, timeout_ms);
-    *config.mutable_strategy() = strategy;
-    return Start(std::move(config));
-  }
-
-  static std::unique_ptr<Harness> Start(tally::v1::ServerConfig config) {
-    auto h = std::make_unique<Harness>();
-    server::ServerOptions options;
-    options.config = std::move(config);
-    options.registry = h->registry;
-    auto server = server::Server::Create(std::move(options));
-    EXPECT_THAT(server, IsOk());
-    if (!server.ok()) return nullptr;
-    h->server = std::move(server).value();
-    h->target = "127.0.0.1:" + std::to_string(h->server->port());
-    return h;
-  }
-
-  std::unique_ptr<Client> NewClient(const std::string& id,
-                                    const std::vector<std::string>& upload_codecs = {},
-                                    std::optional<std::vector<std::string>> download_codecs = {}) {
-    ClientOptions options;
-    options.target = target;
-    options.client_id = id;
-    options.upload_codecs = upload_codecs;
-    if (download_codecs.has_value()) options.download_codecs = *download_codecs;
-    options.max_attempts = 3;
-    options.initial_backoff = absl::Milliseconds(10);
-    auto client = Client::Create(options);
-    EXPECT_THAT(client, IsOk());
-    return client.ok() ? std::move(client).value() : nullptr;
-  }
-
-  // The series of `name` with every label in `labels`.
-  double Counter(const std::string& name, const std::map<std::string, std::string>& labels) {
-    for (const auto& family : registry->Collect()) {
-      if (family.name != name) continue;
-      for (const auto& metric : family.metric) {
-        size_t matched = 0;
-        for (const auto& label : metric.label) {
-          auto it = labels.find(label.name);
-          matched += it != labels.end() && it->second == label.value;
-        }
-        if (matched == labels.size()) return metric.counter.value;
-      }
-    }
-    return -1;
-  }
-
-  double Counter(const std::string& name, const std::string& reason = "") {
-    for (const auto& family : registry->Collect()) {
-      if (family.name != name) continue;
-      for (const auto& metric : family.metric) {
-        if (reason.empty() || (!metric.label.empty() && metric.label[0].value == reason)) {
-          return metric.counter.value;
-        }
-      }
-    }
-    return -1;
-  }
-};
 
 // Each client: Join, GetTask, and push `delta` for the task's round.
 absl::StatusOr<PushResult> TrainAndPush(Client& client, const std::vector<float>& delta,
@@ -281,8 +196,8 @@ TEST(ServerIntegrationTest, SdkPullsFloat16ModelsAndTopkDeltas) {
   EXPECT_EQ(v1.version, 1u);
   EXPECT_EQ(v1.payload_bytes, 8u);
   EXPECT_EQ(v1.deltas, 0u);
-  const std::vector<std::vector<float>> pushes = {{0.1f, -2.5f, 0.5f, 1000.7f}, {0, 0, 0, 0},
-                                                  {0, 0, 0, 0}};
+  const std::vector<std::vector<float>> pushes = {
+      {0.1f, -2.5f, 0.5f, 1000.7f}, {0, 0, 0, 0}, {0, 0, 0, 0}};
   const std::vector<std::vector<float>> expected = {
       {0, 0, 0, 1000.5f}, {0, -2.5f, 0, 1000.5f}, {0, -2.5f, 0.5f, 1000.5f}};
   for (size_t i = 0; i < pushes.size(); ++i) {
@@ -340,11 +255,13 @@ TEST(ServerIntegrationTest, SdkDgcSendsMomentumCorrectedTopK) {
   EXPECT_EQ(first.payload_bytes, 5u + 16u);
   ASSERT_THAT(client->WaitForVersion(1, absl::Seconds(30)), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(Model m1, client->PullModel());
-  EXPECT_THAT(m1.params, Pointwise(FloatNear(1e-6), std::vector<float>{0, -5, 0, 2, 0, 0, 0.3f, -0.3f}));
+  EXPECT_THAT(m1.params,
+              Pointwise(FloatNear(1e-6), std::vector<float>{0, -5, 0, 2, 0, 0, 0.3f, -0.3f}));
   ASSERT_THAT(TrainAndPush(*client, {0, 0, 0, 0, 0, 0, 0, 0}, 1), IsOk());
   ASSERT_THAT(client->WaitForVersion(2, absl::Seconds(30)), IsOk());
   TALLY_ASSERT_OK_AND_ASSIGN(Model m2, client->PullModel());
-  EXPECT_THAT(m2.params, Pointwise(FloatNear(1e-6), std::vector<float>{1.9f, -5, 0.95f, 2, 0, 0, 0.3f, -0.3f}));
+  EXPECT_THAT(m2.params, Pointwise(FloatNear(1e-6),
+                                   std::vector<float>{1.9f, -5, 0.95f, 2, 0, 0, 0.3f, -0.3f}));
 
   // A server that does not take topk: Join says why.
   auto plain = Harness::Start(Harness::Config({2, 3}, 1, 1));
@@ -723,8 +640,8 @@ TEST(ServerIntegrationTest, PreStepsThenRuleThroughTheServer) {
   strategy.set_f(2);
   auto h = Harness::Start({3}, 6, 6, 600000, strategy);
   ASSERT_NE(h, nullptr);
-  const std::vector<float> model = RobustRound(
-      *h, {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}});
+  const std::vector<float> model =
+      RobustRound(*h, {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}});
   EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {0.875f, 0.625f, 1.25f}));
 }
 
@@ -863,7 +780,7 @@ TEST(ServerIntegrationTest, RateLimitedUploadCarriesARetryHintToTheSdk) {
   ASSERT_THAT(client, IsOk());
   std::vector<float> delta(330, 0.1f);
   ASSERT_THAT(TrainAndPush(**client, delta, 1), IsOk());  // Round 1; its one token.
-  auto second = TrainAndPush(**client, delta, 1);          // Round 2, same minute.
+  auto second = TrainAndPush(**client, delta, 1);         // Round 2, same minute.
   ASSERT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted));
   const std::optional<absl::Duration> hint = RetryAfter(second.status());
   ASSERT_TRUE(hint.has_value()) << second.status();
