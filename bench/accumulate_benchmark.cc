@@ -1,5 +1,5 @@
 // Micro-benchmarks of the server's accumulate path: what one arriving update
-// chunk costs (validate it, fold it into the running weighted sum). Reported
+// chunk costs (validate it, fold it into the running exact weighted sum). Reported
 // as bytes of update payload per second (wall time, summed over threads).
 //
 //   tally_micro_bench --benchmark_counters_tabular=true
@@ -50,10 +50,10 @@ void BM_StripedAccumulatorAddBytes(benchmark::State& state) {
   const size_t num_chunks = kModelFloats / kChunkFloats;  // Whole chunks only.
   size_t index = num_chunks * state.thread_index() / state.threads();
   for (auto _ : state) {
-    g_accumulator->AddBytes(index * kChunkFloats, chunk.data(), kChunkFloats, 0.5f);
+    g_accumulator->AddBytes(index * kChunkFloats, chunk.data(), kChunkFloats, 3);
     if (++index == num_chunks) index = 0;
   }
-  benchmark::DoNotOptimize(g_accumulator->sum().data());
+  benchmark::DoNotOptimize(g_accumulator.get());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kChunkBytes));
 }
 BENCHMARK(BM_StripedAccumulatorAddBytes)
@@ -74,6 +74,18 @@ void BM_AllFiniteBytes(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n * sizeof(float)));
 }
 BENCHMARK(BM_AllFiniteBytes)->Arg(kChunkBytes)->Arg(kModelFloats * sizeof(float))->UseRealTime();
+
+// The check every update chunk gets: finite and |x| <= limits.max_abs_value.
+void BM_AllWithinBytes(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0)) / sizeof(float);
+  const std::vector<char> bytes = RandomUpdateBytes(n);
+  for (auto _ : state) {
+    bool within = AllWithinBytes(bytes.data(), n, 1e6f);
+    benchmark::DoNotOptimize(within);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n * sizeof(float)));
+}
+BENCHMARK(BM_AllWithinBytes)->Arg(kChunkBytes)->Arg(kModelFloats * sizeof(float))->UseRealTime();
 
 // y += a * x with x read from unaligned bytes, over `range(0)` bytes of x.
 void BM_AxpyBytes(benchmark::State& state) {

@@ -19,6 +19,16 @@ inline uint32_t NonFiniteMask(uint32_t bits) {
   return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
 }
 
+// |x| as ordered bits: for non-negative floats the bit patterns order like the
+// values, and NaN patterns lie above +Inf.
+inline uint32_t AbsBits(uint32_t bits) { return bits & 0x7fffffffu; }
+
+inline uint32_t FloatBits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  return bits;
+}
+
 }  // namespace
 
 bool AllFinite(const float* x, size_t n) {
@@ -66,6 +76,49 @@ TALLY_VECTOR_OP bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n)
     if (bad) return false;
   }
   return true;
+}
+
+TALLY_VECTOR_OP bool AllWithinBytes(const char* bytes, size_t n, float max_abs) {
+  const uint32_t limit = AbsBits(FloatBits(max_abs));
+  constexpr size_t kBlock = 1024;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t end = start + kBlock < n ? start + kBlock : n;
+    uint32_t bad = 0;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, bytes + 4 * i, 4);
+      bad |= static_cast<uint32_t>(AbsBits(bits) > limit);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+TALLY_VECTOR_OP bool CopyAllWithinBytes(const char* bytes, float* out, size_t n, float max_abs) {
+  const uint32_t limit = AbsBits(FloatBits(max_abs));
+  constexpr size_t kBlock = 1024;
+  uint32_t bad = 0;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t end = start + kBlock < n ? start + kBlock : n;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, bytes + 4 * i, 4);
+      bad |= static_cast<uint32_t>(AbsBits(bits) > limit);
+      std::memcpy(out + i, &bits, 4);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+size_t FirstOutsideBytes(const char* bytes, size_t n, float max_abs) {
+  const uint32_t limit = AbsBits(FloatBits(max_abs));
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, 4);
+    if (AbsBits(bits) > limit) return i;
+  }
+  return n;
 }
 
 }  // namespace tally

@@ -24,6 +24,17 @@ bool AllFiniteBytes(const char* bytes, size_t n);
 // all were finite, in one pass. On false, `out` holds an unspecified prefix.
 bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n);
 
+// True iff every one of the n floats stored in `bytes` is finite with
+// |x| <= max_abs (max_abs >= 0). NaN and +-Inf fail.
+bool AllWithinBytes(const char* bytes, size_t n, float max_abs);
+
+// CopyAllFiniteBytes with the AllWithinBytes test.
+bool CopyAllWithinBytes(const char* bytes, float* out, size_t n, float max_abs);
+
+// The index of the first of the n floats at `bytes` that is not finite or
+// has |x| > max_abs, or n if there is none.
+size_t FirstOutsideBytes(const char* bytes, size_t n, float max_abs);
+
 }  // namespace tally
 
 #endif  // TALLY_CORE_VECTOR_OPS_H_

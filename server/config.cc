@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
+#include "core/exact_sum.h"
 #include "core/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -126,6 +127,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (limits->heartbeat_interval_ms() == 0) limits->set_heartbeat_interval_ms(30000);
   if (limits->max_wait_ms() == 0) limits->set_max_wait_ms(30000);
   if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);
+  if (limits->max_abs_value() == 0) limits->set_max_abs_value(1e6f);
   if (limits->max_concurrent_uploads() == 0) limits->set_max_concurrent_uploads(64);
   if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(64u << 20);
   // A relay's model is the upstream's, known once connected (Server::Create
@@ -384,6 +386,14 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (limits.max_receive_message_bytes() < limits.max_chunk_bytes() + 1024) {
     return invalid("limits.max_receive_message_bytes: ", limits.max_receive_message_bytes(),
                    " must exceed limits.max_chunk_bytes by at least 1024");
+  }
+  if (limits.max_num_samples() > kMaxExactWeight) {
+    return invalid("limits.max_num_samples: ", limits.max_num_samples(), " is above ",
+                   kMaxExactWeight, " (2^40), the largest weight the exact sum holds");
+  }
+  if (!(limits.max_abs_value() > 0 && limits.max_abs_value() <= kMaxExactAbsValue)) {
+    return invalid("limits.max_abs_value: ", limits.max_abs_value(), " must be in (0, ",
+                   kMaxExactAbsValue, "] (2^22, the largest value the exact sum holds)");
   }
   const bool relay_unknown_model =
       !config.relay().upstream().empty() && limits.max_update_bytes() == 0;

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "aggregators/rules/parallel.h"
+#include "core/status_macros.h"
 #include "core/vector_ops.h"
 #include "server/checkpoint.h"
 #include "server/config.h"
@@ -46,7 +48,7 @@ struct RoundState {
   std::vector<std::pair<std::string, std::string>> committed_ids;  // (client, update id)
   absl::flat_hash_map<std::string, Upload*> uploading;             // client -> active upload.
   uint32_t accepted = 0;
-  double weight_sum = 0;
+  uint64_t weight_sum = 0;  // Sum of the committed updates' num_samples.
   absl::Time first_task = absl::InfiniteFuture();
   absl::Time deadline = absl::InfiniteFuture();
 };
@@ -71,6 +73,31 @@ bool ValidId(absl::string_view id) {
   return true;
 }
 
+// Rearranges the rows (of d floats) of `arena` so that row i holds what row
+// order[i] held, for i < order.size() (order: distinct row indices). One
+// row of scratch; each row is copied at most twice.
+void PermuteRows(absl::Span<float> arena, size_t d, const std::vector<size_t>& order) {
+  // where[r]: the row now holding the original row r's data.
+  std::vector<size_t> where(arena.size() / d), holds(arena.size() / d);
+  for (size_t r = 0; r < where.size(); ++r) where[r] = holds[r] = r;
+  std::vector<float> scratch(d);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const size_t from = where[order[i]];
+    if (from == i) continue;
+    // Swap rows i and `from`.
+    float* a = arena.data() + i * d;
+    float* b = arena.data() + from * d;
+    std::memcpy(scratch.data(), a, d * sizeof(float));
+    std::memcpy(a, b, d * sizeof(float));
+    std::memcpy(b, scratch.data(), d * sizeof(float));
+    const size_t displaced = holds[i];
+    holds[from] = displaced;
+    where[displaced] = from;
+    holds[i] = order[i];
+    where[order[i]] = i;
+  }
+}
+
 std::string NewToken() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
@@ -92,6 +119,7 @@ Coordinator::Coordinator(Options options)
              options.initial_version, options.initial_round),
       started_(clock_->Now()),
       relay_(options.relay),
+      decode_pool_(store_.layout().NumParams(), /*max_idle=*/2),
       max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
   decided_version_ = options.initial_version;
@@ -588,9 +616,9 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
       journal = std::move(opened).value();
     }
     if (round.sum == nullptr) {
-      round.sum =
-          std::make_unique<aggregators::StripedAccumulator>(std::move(spare_), layout.NumParams());
-      spare_ = std::vector<float>();
+      round.sum = spare_sum_ != nullptr
+                      ? std::move(spare_sum_)
+                      : std::make_unique<aggregators::StripedAccumulator>(layout.NumParams());
     }
   }
   auto upload = std::unique_ptr<Upload>(new Upload());
@@ -598,7 +626,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   upload->coordinator_ = this;
   upload->round_ = current_;
   upload->header_ = h;
-  upload->weight_ = static_cast<float>(h.num_samples);
+  upload->weight_ = static_cast<int64_t>(h.num_samples);  // <= 2^40 (ValidateConfig).
   upload->journal_ = std::move(journal);
   if (!streamed) upload->payload_.reserve(h.payload_bytes);
   upload->started_ = clock_->Now();
@@ -658,9 +686,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   const uint64_t first = byte_offset / 4;
   absl::Status status;
   auto check = [&](size_t index, const char* bytes, size_t count) {
-    if (!status.ok() || AllFiniteBytes(bytes, count)) return;
-    reason = RejectReason::kNonFinite;
-    status = NonFiniteChunkError(first + index, count);
+    if (status.ok()) status = CheckValues(bytes, count, first + index, &reason);
   };
   auto add = [&](size_t index, const char* bytes, size_t count) {
     round.sum->AddBytes(first + index, bytes, count, upload.weight_);
@@ -698,10 +724,21 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::NonFiniteChunkError(uint64_t first, size_t count) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("non-finite value (NaN or Inf) in the chunk at parameters ", first, " .. ",
-                   first + count - 1));
+absl::Status Coordinator::CheckValues(const char* bytes, size_t count, uint64_t first,
+                                      RejectReason* reason) const {
+  const float max_abs = config_.limits().max_abs_value();
+  if (AllWithinBytes(bytes, count, max_abs)) return absl::OkStatus();
+  const size_t bad = FirstOutsideBytes(bytes, count, max_abs);
+  float value;
+  std::memcpy(&value, bytes + 4 * bad, 4);
+  if (!std::isfinite(value)) {
+    *reason = RejectReason::kNonFinite;
+    return absl::InvalidArgumentError(
+        absl::StrCat("non-finite value (NaN or Inf) at parameter ", first + bad));
+  }
+  *reason = RejectReason::kValueRange;
+  return absl::InvalidArgumentError(absl::StrCat("value ", value, " at parameter ", first + bad,
+                                                 " exceeds limits.max_abs_value ", max_abs));
 }
 
 void Coordinator::CountReceived(Upload& upload, size_t size) {
@@ -741,10 +778,10 @@ void Coordinator::AppendPayload(Upload& upload, absl::Span<const absl::string_vi
 }
 
 absl::Status Coordinator::DecodePayload(const Upload& upload, absl::Span<float> target,
-                                        bool accumulate) {
-  const compress::CodecSpec& spec = upload.header_.codec;
-  return accumulate ? compress::DecodeAccumulate(spec, upload.payload_, upload.weight_, target)
-                    : compress::Decode(spec, upload.payload_, target);
+                                        RejectReason* reason) const {
+  *reason = RejectReason::kMalformed;
+  TALLY_RETURN_IF_ERROR(compress::Decode(upload.header_.codec, upload.payload_, target));
+  return CheckValues(reinterpret_cast<const char*>(target.data()), target.size(), 0, reason);
 }
 
 absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
@@ -758,19 +795,23 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     // it without disturbing other uploads. Decoders write nothing on error.
     if (!upload.streamed() && upload.state_ == Upload::State::kActive &&
         upload.received_ == upload.header_.payload_bytes) {
+      const size_t d = store_.layout().NumParams();
       absl::Status decoded;
+      RejectReason reason = RejectReason::kMalformed;
       if (upload.row_ >= 0) {
-        const size_t d = store_.layout().NumParams();
         decoded = DecodePayload(
             upload, absl::MakeSpan(round.arena.data() + static_cast<size_t>(upload.row_) * d, d),
-            /*accumulate=*/false);
+            &reason);
       } else {
-        round.sum->WithAllStripes(
-            [&](absl::Span<float> sum) { decoded = DecodePayload(upload, sum, true); });
+        // Decoded and checked whole before any of it joins the sum.
+        std::vector<float> scratch = decode_pool_.Take();
+        decoded = DecodePayload(upload, absl::MakeSpan(scratch), &reason);
+        if (decoded.ok()) round.sum->Add(0, scratch.data(), d, upload.weight_);
+        decode_pool_.Give(std::move(scratch));
       }
       if (!decoded.ok()) {
         tally::MutexLock lock(&mu_);
-        UndoLocked(upload, RejectReason::kMalformed);
+        UndoLocked(upload, reason);
         return decoded;
       }
       upload.payload_ = std::string();
@@ -795,7 +836,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     round.uploading.erase(upload.header_.client_id);
     round.submitted.insert(upload.header_.client_id);
     round.accepted += 1;
-    round.weight_sum += static_cast<double>(upload.header_.num_samples);
+    round.weight_sum += upload.header_.num_samples;
     RememberUpdateLocked(upload.header_.client_id, upload.header_.update_id);
     round.committed_ids.emplace_back(upload.header_.client_id, upload.header_.update_id);
     ++updates_accepted_;
@@ -842,7 +883,8 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
                                         upload.received_, " bytes"));
   if (upload.row_ >= 0) round.row_state[upload.row_] = 0;  // Its row is simply free again.
   if (upload.journal_ != nullptr && upload.journal_->size() > 0) {
-    // Subtract exactly the products that were added: sum += (-w) * x.
+    // Subtract exactly what was added: the exact sum is an integer sum, so
+    // S + w q(x) - w q(x) = S bit for bit.
     absl::Status replayed =
         upload.journal_->Replay([&](uint64_t offset, const char* data, size_t size) {
           round.sum->AddBytes(offset / 4, data, size / 4, -upload.weight_);
@@ -941,9 +983,18 @@ void Coordinator::CloseRound() {
       next.clear();
     }
   } else if (!poisoned && enough && round->sum != nullptr) {
-    next = round->sum->Release();
-    const float inv_weight = static_cast<float>(1.0 / round->weight_sum);
-    for (float& v : next) v *= inv_weight;
+    {
+      tally::MutexLock lock(&mu_);
+      next = std::move(spare_);
+      spare_ = std::vector<float>();
+    }
+    next.resize(store_.layout().NumParams());
+    round->sum->Extract(static_cast<double>(round->weight_sum), absl::MakeSpan(next));
+  }
+  if (round->sum != nullptr) {
+    round->sum->Reset();
+    tally::MutexLock lock(&mu_);
+    if (spare_sum_ == nullptr) spare_sum_ = std::move(round->sum);
   }
   if (relay_) {
     CloseRelayRound(*round, std::move(next));
@@ -1002,14 +1053,13 @@ void Coordinator::CloseRound() {
 }
 
 void Coordinator::CloseRelayRound(RoundState& round, std::vector<float> mean) {
-  round.sum.reset();
   {
     tally::MutexLock lock(&mu_);
     RelayBatch batch;
     batch.round = round.round;
     batch.base_version = round.base_version;
     batch.mean = std::move(mean);
-    batch.weight = static_cast<uint64_t>(round.weight_sum);
+    batch.weight = round.weight_sum;
     batch.updates = round.accepted;
     if (batch.mean.empty()) {
       ++rounds_failed_;
@@ -1070,20 +1120,23 @@ void Coordinator::FinishRelay() {
 
 absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* out) {
   const size_t d = store_.layout().NumParams();
-  // Committed rows to the front, in row order, with their num_samples. No
-  // upload touches the arena any more (the round is closed and its gate was
-  // drained).
-  size_t n = 0;
+  // The committed rows, in a canonical order (by client id, unique in a
+  // round), so that the rule sees the same batch whatever the arrival order:
+  // floating-point rules are not associative. No upload touches the arena
+  // any more (the round is closed and its gate was drained).
+  std::vector<size_t> rows;
+  for (size_t r = 0; r < round.row_state.size(); ++r) {
+    if (round.row_state[r] == 2) rows.push_back(r);
+  }
+  std::sort(rows.begin(), rows.end(),
+            [&](size_t a, size_t b) { return round.row_client[a] < round.row_client[b]; });
+  PermuteRows(absl::MakeSpan(round.arena), d, rows);
+  const size_t n = rows.size();
   std::vector<double> weights;
   std::vector<std::string> clients;
-  for (size_t r = 0; r < round.row_state.size(); ++r) {
-    if (round.row_state[r] != 2) continue;
-    if (r != n) {
-      std::memmove(round.arena.data() + n * d, round.arena.data() + r * d, d * sizeof(float));
-    }
+  for (size_t r : rows) {
     weights.push_back(round.row_weight[r]);
     clients.push_back(round.row_client[r]);
-    ++n;
   }
   out->resize(d);
   return RunRule(absl::MakeSpan(round.arena.data(), n * d), n, std::move(weights),

@@ -151,7 +151,7 @@ class Upload {
   Coordinator* coordinator_ = nullptr;
   std::shared_ptr<RoundState> round_;
   UpdateHeaderInfo header_;
-  float weight_ = 0;
+  int64_t weight_ = 0;  // num_samples: the integer weight of the exact sum.
   uint64_t received_ = 0;
   // float32 without zstd: folded in chunk by chunk as it arrives. Any other
   // codec: `payload_` collects the bytes, decoded once whole at the commit.
@@ -333,7 +333,11 @@ class Coordinator {
   // Relay mode: the closed round's mean becomes the batch AwaitRelayBatch
   // returns (worker thread, no lock held).
   void CloseRelayRound(RoundState& round, std::vector<float> mean) ABSL_LOCKS_EXCLUDED(mu_);
-  static absl::Status NonFiniteChunkError(uint64_t first, size_t count);
+  // Whether the floats at `bytes` are finite and within limits.max_abs_value;
+  // if not, the error (INVALID_ARGUMENT naming the first bad parameter,
+  // `first` + its index) and *reason (non_finite or value_range).
+  absl::Status CheckValues(const char* bytes, size_t count, uint64_t first,
+                           RejectReason* reason) const;
   // A chunk of `size` bytes was taken: the upload's, server's and metric
   // byte counts.
   void CountReceived(Upload& upload, size_t size);
@@ -388,9 +392,11 @@ class Coordinator {
   // Compressed uploads: appends a chunk to the payload. Checks as
   // CheckChunkShape.
   void AppendPayload(Upload& upload, absl::Span<const absl::string_view> pieces);
-  // Compressed uploads, once whole: `target` += weight * update (accumulate)
-  // or `target` = update. Leaves `target` unchanged on error.
-  absl::Status DecodePayload(const Upload& upload, absl::Span<float> target, bool accumulate);
+  // Compressed uploads, once whole: `target` = the decoded update, checked
+  // as CheckValues (on error *reason says why: malformed, non_finite or
+  // value_range, and `target` holds garbage).
+  absl::Status DecodePayload(const Upload& upload, absl::Span<float> target,
+                             RejectReason* reason) const;
   // Moves the matching state tensors of `state` into the optimizer.
   void RestoreOptimizerState(OptimizerState& state);
   // Runs the pre-steps and the rule over the round's committed rows, with
@@ -446,8 +452,13 @@ class Coordinator {
   std::unique_ptr<aggregators::Rule> rule_;
   std::vector<std::unique_ptr<aggregators::PreStep>> pre_steps_;
   // A model-sized buffer recycled from a retired snapshot nobody reads any
-  // more, reused as the next round's sum.
+  // more, reused as the next round's mean.
   std::vector<float> spare_ ABSL_GUARDED_BY(mu_);
+  // The previous round's exact sum, reset, reused by the next round (its
+  // 16 bytes per parameter are allocated once).
+  std::unique_ptr<aggregators::StripedAccumulator> spare_sum_ ABSL_GUARDED_BY(mu_);
+  // Scratch for decoding compressed uploads before they join the exact sum.
+  BufferPool decode_pool_;
   // In-memory undo journals: bytes reserved by active uploads, and idle
   // buffers kept for reuse (their capacities add up to at most the budget).
   uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;

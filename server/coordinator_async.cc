@@ -4,16 +4,26 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/exact_sum.h"
 #include "core/vector_ops.h"
 #include "server/coordinator.h"
 #include "server/float_runs.h"
 #include "server/log.h"
 
 namespace tally::server {
+namespace {
+
+// Coordinates per step of a flush: the aggregate of a block is formed, then
+// turned into the new model by the optimizer while it is in cache (64 KiB of
+// each float operand, 256 KiB of exact lanes).
+constexpr size_t kFlushBlock = 16384;
+
+}  // namespace
 
 TaskInfo Coordinator::AsyncTaskForLocked(const std::string& client_id) {
   TaskInfo task;  // WAIT
@@ -105,9 +115,11 @@ absl::Status Coordinator::AddAsyncChunk(Upload& upload, uint64_t byte_offset,
     // Copy and check in one pass per piece, while it is in cache.
     float* dst = upload.buffer_.data() + byte_offset / 4;
     ForEachFloatRun(pieces, [&](size_t index, const char* bytes, size_t count) {
-      if (!status.ok() || CopyAllFiniteBytes(bytes, dst + index, count)) return;
-      reason = RejectReason::kNonFinite;
-      status = NonFiniteChunkError(byte_offset / 4 + index, count);
+      if (!status.ok() ||
+          CopyAllWithinBytes(bytes, dst + index, count, config_.limits().max_abs_value())) {
+        return;
+      }
+      status = CheckValues(bytes, count, byte_offset / 4 + index, &reason);
     });
   }
   if (!status.ok()) {
@@ -125,11 +137,12 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
   if (!upload.streamed() && upload.state_ == Upload::State::kActive &&
       upload.received_ == h.payload_bytes) {
     // Decoded into the upload's own buffer, outside the lock.
-    absl::Status decoded = DecodePayload(upload, absl::MakeSpan(upload.buffer_), false);
+    RejectReason reason = RejectReason::kMalformed;
+    absl::Status decoded = DecodePayload(upload, absl::MakeSpan(upload.buffer_), &reason);
     upload.payload_ = std::string();
     if (!decoded.ok()) {
       tally::MutexLock lock(&mu_);
-      AbortAsyncLocked(upload, RejectReason::kMalformed);
+      AbortAsyncLocked(upload, reason);
       return decoded;
     }
   }
@@ -282,10 +295,9 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   // in next, then the optimizer turns it into the new model while it is in
   // cache (one pass over the model rather than one per step).
   auto apply_blocks = [&](const std::function<void(size_t, size_t)>& combine) {
-    constexpr size_t kBlock = 16384;  // 64 KiB of each operand.
     optimizer_->Prepare(d);
-    for (size_t begin = 0; begin < d && ok; begin += kBlock) {
-      const size_t count = std::min(kBlock, d - begin);
+    for (size_t begin = 0; begin < d && ok; begin += kFlushBlock) {
+      const size_t count = std::min(kFlushBlock, d - begin);
       combine(begin, count);
       optimizer_->ApplyRange(current->params.data() + begin, next.data() + begin, begin, count);
       if (!AllFinite(next.data() + begin, count)) {
@@ -297,12 +309,20 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   if (!linear) {
     // Robust + asynchronous: the rule over the flush's updates, scaled by the
     // sum of their coefficients (for "average", weighted by them, this is
-    // exactly sum of weight * delta).
+    // exactly sum of weight * delta). Rows in a canonical order (client id,
+    // update id), as in synchronous rounds.
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return std::tie(updates[a].client_id, updates[a].update_id) <
+             std::tie(updates[b].client_id, updates[b].update_id);
+    });
     flush_arena_.resize(n * d);
     std::vector<double> weights;
     std::vector<std::string> clients;
-    for (size_t i = 0; i < n; ++i) {
-      std::memcpy(flush_arena_.data() + i * d, updates[i].delta.data(), d * sizeof(float));
+    for (size_t row = 0; row < n; ++row) {
+      const size_t i = order[row];
+      std::memcpy(flush_arena_.data() + row * d, updates[i].delta.data(), d * sizeof(float));
       weights.push_back(flush.updates[i].weight);
       clients.push_back(updates[i].client_id);
     }
@@ -322,16 +342,34 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
       ok = false;
     }
   } else {
-    // g = sum_i weight_i * delta_i.
-    apply_blocks([&](size_t begin, size_t count) {
-      float* out = next.data() + begin;
-      const float w0 = static_cast<float>(flush.updates[0].weight);
-      for (size_t j = 0; j < count; ++j) out[j] *= w0;
-      for (size_t i = 1; i < n; ++i) {
-        Axpy(static_cast<float>(flush.updates[i].weight), updates[i].delta.data() + begin, out,
-             count);
+    // g = sum_i weight_i * delta_i, exactly (core/exact_sum.h): each
+    // coefficient as a fixed-point integer round(weight * 2^32), a block of
+    // 128-bit lanes, so g does not depend on the order of the updates.
+    std::vector<int64_t> coefficients(n);
+    for (size_t i = 0; i < n && ok; ++i) {
+      const double w = flush.updates[i].weight;
+      if (!(std::abs(w) <= kMaxExactFractionalWeight)) {
+        LogError(absl::StrCat("schedule step: coefficient ", w, " is outside [-",
+                              kMaxExactFractionalWeight, ", ", kMaxExactFractionalWeight,
+                              "]; model left unchanged"));
+        ok = false;
       }
-    });
+      coefficients[i] = QuantizeWeight(w);
+    }
+    ExactSum block_sum(std::min(d, kFlushBlock));
+    const double divisor = std::ldexp(1.0, kExactWeightFractionBits);
+    if (ok) {
+      apply_blocks([&](size_t begin, size_t count) {
+        block_sum.Clear(0, count);
+        // Update 0's delta is `next` itself (moved above); it is read before
+        // the block is overwritten.
+        block_sum.Add(0, next.data() + begin, count, coefficients[0]);
+        for (size_t i = 1; i < n; ++i) {
+          block_sum.Add(0, updates[i].delta.data() + begin, count, coefficients[i]);
+        }
+        block_sum.Extract(0, divisor, absl::MakeSpan(next.data() + begin, count));
+      });
+    }
   }
   const absl::Time now = clock_->Now();
   tally::MutexLock lock(&mu_);

@@ -69,6 +69,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "chunk_order";
     case RejectReason::kNonFinite:
       return "non_finite";
+    case RejectReason::kValueRange:
+      return "value_range";
     case RejectReason::kStale:
       return "stale";
     case RejectReason::kNotSelected:

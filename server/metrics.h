@@ -29,6 +29,7 @@ enum class RejectReason {
   kLength,           // Declared/actual payload length wrong (incl. truncated).
   kChunkOrder,       // Chunk offset not where the previous one ended.
   kNonFinite,        // NaN or Inf in the payload.
+  kValueRange,       // A finite value above limits.max_abs_value.
   kStale,            // Round closed / base version not current / max_staleness.
   kNotSelected,      // Round full or client already contributed.
   kFinished,         // total_rounds reached.

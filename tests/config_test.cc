@@ -133,7 +133,10 @@ INSTANTIATE_TEST_SUITE_P(
                   "strategy.rule: caf: f=2 requires n > 2f, got n=4"},
         BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},
         BadConfig{"limits { model_chunk_bytes: 1025 }", "limits.model_chunk_bytes"},
-        BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"}),
+        BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"},
+        BadConfig{"limits { max_abs_value: 5e6 }", "limits.max_abs_value"},
+        BadConfig{"limits { max_abs_value: -1 }", "limits.max_abs_value"},
+        BadConfig{"limits { max_num_samples: 1099511627777 }", "limits.max_num_samples"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
       std::string name;
       for (char c : std::string(info.param.field)) {

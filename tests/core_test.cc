@@ -126,24 +126,32 @@ TEST(BufferPoolTest, RecyclesUpToMaxIdleAndModelStoreReturnsRetiredSnapshots) {
 }
 
 TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {
-  // Small stripes so every add spans several locks; integer-valued floats
-  // keep every partial sum exact, so the order of adds cannot matter.
-  aggregators::StripedAccumulator acc(1000, /*stripe_floats=*/64);
+  // Small stripes so every add spans several locks.
+  aggregators::StripedAccumulator acc(1000, /*stripe_lanes=*/64);
   std::vector<float> ones(1000, 1.0f);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      for (int rep = 0; rep < 50; ++rep) {
-        acc.Add(0, ones.data(), 1000, static_cast<float>(t + 1));
-      }
+      for (int rep = 0; rep < 50; ++rep) acc.Add(0, ones.data(), 1000, t + 1);
     });
   }
   for (auto& th : threads) th.join();
-  // Each element: 50 * (1+2+3+4) = 500.
-  for (float v : acc.sum()) ASSERT_EQ(v, 500.0f);
-  acc.Add(990, ones.data(), 10, -500.0f);
-  EXPECT_EQ(acc.sum()[989], 500.0f);
-  EXPECT_EQ(acc.sum()[990], 0.0f);
+  // Each element: 50 * (1+2+3+4) = 500, i.e. 500 * 2^40 in the lanes.
+  std::vector<float> out(1000);
+  acc.Extract(1.0, absl::MakeSpan(out));
+  for (float v : out) ASSERT_EQ(v, 500.0f);
+  acc.Add(990, ones.data(), 10, -500);
+  acc.Extract(1.0, absl::MakeSpan(out));
+  EXPECT_EQ(out[989], 500.0f);
+  EXPECT_EQ(out[990], 0.0f);
+  // Reset: every lane reads 0 again, including stripes no later Add touches.
+  acc.Reset();
+  acc.Add(0, ones.data(), 10, 2);
+  acc.Extract(4.0, absl::MakeSpan(out));
+  EXPECT_EQ(out[0], 0.5f);
+  EXPECT_EQ(out[500], 0.0f);
+  const std::vector<ExactLane> lanes = acc.Lanes();
+  for (size_t j = 10; j < lanes.size(); ++j) ASSERT_EQ(lanes[j], ExactLane{0}) << j;
 }
 
 TEST(UndoJournalTest, ReplaysExactlyWhatWasAppended) {

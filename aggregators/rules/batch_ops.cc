@@ -29,21 +29,34 @@ void SumPartials(std::vector<std::vector<T>>& partials, size_t tasks) {
   }
 }
 
+// A reduction over the d columns into `width` doubles: fn(begin, end, partial)
+// adds columns [begin, end) into `partial`. One partial per fixed block of
+// kMinColumnsPerTask columns, summed in block order: the result depends on d
+// only, never on the thread count (floating-point addition is not
+// associative, so per-thread partials would change the bits with it).
+template <typename Fn>
+std::vector<double> ReduceColumns(size_t d, size_t width, Fn fn) {
+  const size_t blocks = std::max<size_t>(1, (d + kMinColumnsPerTask - 1) / kMinColumnsPerTask);
+  std::vector<std::vector<double>> partials(blocks, std::vector<double>(width, 0.0));
+  ParallelFor(blocks, 1, 1, [&](size_t, size_t first, size_t last) {
+    for (size_t b = first; b < last; ++b) {
+      fn(b * kMinColumnsPerTask, std::min(d, (b + 1) * kMinColumnsPerTask), partials[b].data());
+    }
+  });
+  SumPartials(partials, blocks);
+  return std::move(partials[0]);
+}
+
 }  // namespace
 
 std::vector<double> GramMatrix(const float* batch, size_t n, size_t d) {
-  std::vector<std::vector<double>> partials(MaxTasks(d, kMinColumnsPerTask),
-                                            std::vector<double>(n * n, 0.0));
-  const size_t tasks = ParallelFor(d, kMinColumnsPerTask, kAlign,
-                                   [&](size_t task, size_t begin, size_t end) {
-                                     AccumulateGram(batch, n, d, begin, end, partials[task].data());
-                                   });
-  SumPartials(partials, tasks);
-  std::vector<double>& k = partials[0];
+  std::vector<double> k = ReduceColumns(d, n * n, [&](size_t begin, size_t end, double* partial) {
+    AccumulateGram(batch, n, d, begin, end, partial);
+  });
   for (size_t i = 0; i < n; ++i) {
     for (size_t j = 0; j < i; ++j) k[i * n + j] = k[j * n + i];
   }
-  return std::move(k);
+  return k;
 }
 
 std::vector<double> SquaredDistances(const float* batch, size_t n, size_t d) {
@@ -60,14 +73,9 @@ std::vector<double> SquaredDistances(const float* batch, size_t n, size_t d) {
 
 std::vector<double> SquaredDistancesTo(const float* batch, size_t n, size_t d,
                                        const double* center) {
-  std::vector<std::vector<double>> partials(MaxTasks(d, kMinColumnsPerTask),
-                                            std::vector<double>(n, 0.0));
-  const size_t tasks =
-      ParallelFor(d, kMinColumnsPerTask, kAlign, [&](size_t task, size_t begin, size_t end) {
-        AccumulateSquaredDistances(batch, n, d, center, begin, end, partials[task].data());
-      });
-  SumPartials(partials, tasks);
-  return std::move(partials[0]);
+  return ReduceColumns(d, n, [&](size_t begin, size_t end, double* partial) {
+    AccumulateSquaredDistances(batch, n, d, center, begin, end, partial);
+  });
 }
 
 std::vector<double> RowNorms(const float* batch, size_t n, size_t d) {
@@ -115,18 +123,13 @@ std::vector<double> UpdateWithRowsThenDistances(const float* batch, size_t n, si
   constexpr size_t kBlock = 2048;  // n rows x 8 KiB stay in L2 between the two steps.
   const std::vector<const float*> pointers = RowPointers(batch, d, AllRows(n));
   double* target = z->data();
-  std::vector<std::vector<double>> partials(MaxTasks(d, kMinColumnsPerTask),
-                                            std::vector<double>(n, 0.0));
-  const size_t tasks =
-      ParallelFor(d, kMinColumnsPerTask, kAlign, [&](size_t task, size_t begin, size_t end) {
-        for (size_t b0 = begin; b0 < end; b0 += kBlock) {
-          const size_t b1 = std::min(end, b0 + kBlock);
-          CombineRows(pointers.data(), coeffs.data(), n, target, offset, b0, b1, target);
-          AccumulateSquaredDistances(batch, n, d, target, b0, b1, partials[task].data());
-        }
-      });
-  SumPartials(partials, tasks);
-  return std::move(partials[0]);
+  return ReduceColumns(d, n, [&](size_t begin, size_t end, double* partial) {
+    for (size_t b0 = begin; b0 < end; b0 += kBlock) {
+      const size_t b1 = std::min(end, b0 + kBlock);
+      CombineRows(pointers.data(), coeffs.data(), n, target, offset, b0, b1, target);
+      AccumulateSquaredDistances(batch, n, d, target, b0, b1, partial);
+    }
+  });
 }
 
 void MixRowsInPlace(float* rows, size_t n, size_t d, const std::vector<float>& weights, size_t m) {

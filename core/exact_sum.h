@@ -1,0 +1,92 @@
+// ExactSum: the one summing primitive of every mean path (synchronous rounds,
+// asynchronous flushes, relays' batches). It holds, per coordinate j,
+//
+//   S[j] = sum_u  w_u * q(x_u[j])    with   q(x) = round(x * 2^kExactFractionBits)
+//
+// where w_u is an integer weight (num_samples, or a fixed-point weight) and
+// round() is round-half-to-even. S lives in 128-bit lanes with wrap-around
+// arithmetic (modulo 2^128), so:
+//   - adding then subtracting the same update (weight -w) restores S bit for
+//     bit, whatever happened in between: undoing a rejected upload is exact;
+//   - the sum does not depend on the order of the additions, on how updates
+//     are cut into chunks or on the number of threads: a round is
+//     bit-reproducible;
+//   - the result is the true sum as long as the true sum fits in 127 bits;
+//     with |x| <= kMaxExactAbsValue (2^22) every q fits in 63 bits and, with
+//     weights up to kMaxExactWeight (2^40), 2^24 updates of maximal weight
+//     and value still fit.
+// A masked modular sum (secure aggregation) is the same lane arithmetic with
+// masks added modulo 2^128 (or a smaller power of two).
+//
+// Precision (docs/aggregation.md): each value is rounded once, to a multiple
+// of 2^-40, so the weighted mean S / (2^40 * sum w) differs from the exact
+// weighted mean of the float32 inputs by at most 2^-41 before the final
+// rounding to float32.
+//
+// Callers validate values first: x must be finite with |x| <= kMaxExactAbsValue
+// (AllWithinBytes in core/vector_ops.h). Thread-compatible: concurrent Adds
+// must touch disjoint ranges (aggregators/rules/striped_accumulator.h locks
+// stripes for that).
+#ifndef TALLY_CORE_EXACT_SUM_H_
+#define TALLY_CORE_EXACT_SUM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace tally {
+
+// Fixed-point scale of the values: q(x) = round(x * 2^40).
+inline constexpr int kExactFractionBits = 40;
+// Largest |x| whose q(x) fits in 63 bits with room to spare (2^62).
+inline constexpr float kMaxExactAbsValue = 4194304.0f;  // 2^22
+// Largest integer weight of one update.
+inline constexpr uint64_t kMaxExactWeight = uint64_t{1} << 40;
+// Fractional bits of the fixed-point weights of asynchronous flushes
+// (QuantizeWeight): a coefficient w becomes round(w * 2^32).
+inline constexpr int kExactWeightFractionBits = 32;
+// Largest |w| QuantizeWeight accepts (so that |w * 2^32| < 2^52).
+inline constexpr double kMaxExactFractionalWeight = 1048576.0;  // 2^20
+
+using ExactLane = unsigned __int128;
+
+class ExactSum {
+ public:
+  ExactSum() = default;
+  explicit ExactSum(size_t size) : lanes_(size, 0) {}
+
+  size_t size() const { return lanes_.size(); }
+  // Sets every lane to 0 (and the size to `size`).
+  void Reset(size_t size);
+  // Sets lanes [offset, offset + count) to 0.
+  void Clear(uint64_t offset, size_t count);
+
+  // S[offset + i] += weight * q(x[i]) for i < count; x is `count` float32
+  // values at `bytes` (little-endian, any alignment). A negative weight
+  // subtracts. Requires offset + count <= size() and validated x.
+  void AddBytes(uint64_t offset, const char* bytes, size_t count, int64_t weight);
+  void Add(uint64_t offset, const float* x, size_t count, int64_t weight);
+
+  // out[i] = S[offset + i] * 2^-kExactFractionBits / divisor, rounded to float
+  // (through double: S as a signed 128-bit integer converted to the nearest
+  // double, one multiplication, one division, one conversion to float; the
+  // same bits on every IEEE platform).
+  void Extract(uint64_t offset, double divisor, absl::Span<float> out) const;
+
+  absl::Span<const ExactLane> lanes() const { return lanes_; }
+
+ private:
+  std::vector<ExactLane> lanes_;
+};
+
+// q(x) for one value (the kernels' rounding, for tests and references).
+int64_t QuantizeValue(float x);
+// round(w * 2^kExactWeightFractionBits) for an asynchronous coefficient with
+// |w| <= kMaxExactFractionalWeight (checked by the caller).
+int64_t QuantizeWeight(double w);
+
+}  // namespace tally
+
+#endif  // TALLY_CORE_EXACT_SUM_H_
