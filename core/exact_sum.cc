@@ -1,13 +1,14 @@
 #include "core/exact_sum.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
-// Built with -fno-math-errno (CMakeLists.txt) so that llrint is one
-// instruction (cvtsd2si / frintx + fcvtzs) rounding half to even in the
-// default rounding mode.
+// Built with -fno-math-errno and -ffp-contract=off (CMakeLists.txt): the
+// rounding is nearbyint's (half to even in the default rounding mode), the
+// same in every clone and on every IEEE platform.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TALLY_EXACT_OP __attribute__((target_clones("avx512f", "avx2", "default")))
+#define TALLY_EXACT_OP __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
 #else
 #define TALLY_EXACT_OP
 #endif
@@ -17,33 +18,70 @@ namespace {
 
 constexpr double kValueScale = 0x1p40;  // 2^kExactFractionBits
 static_assert(kExactFractionBits == 40, "kValueScale must be 2^kExactFractionBits");
+// A narrow block stays narrow while the bound on |S| stays below this.
+constexpr double kNarrowLimit = 0x1p62;
 
 inline int64_t Quantize(float x) {
   // x * 2^40 is exact in double (a power-of-two scaling of a float), so the
-  // only rounding is llrint's.
-  return static_cast<int64_t>(std::llrint(static_cast<double>(x) * kValueScale));
+  // only rounding is nearbyint's; |x| <= 2^22 keeps it below 2^62.
+  return static_cast<int64_t>(std::nearbyint(static_cast<double>(x) * kValueScale));
 }
 
-// lanes[i] += weight * q(x[i]) modulo 2^128.
-template <typename Load>
-inline void AccumulateLanes(ExactLane* lanes, size_t count, int64_t weight, Load load) {
-  const __int128 w = weight;
-  for (size_t i = 0; i < count; ++i) {
-    lanes[i] += static_cast<ExactLane>(w * Quantize(load(i)));
+inline float LoadFloat(const char* bytes, size_t i) {
+  float v;
+  std::memcpy(&v, bytes + 4 * i, 4);
+  return v;
+}
+
+// max |x| over n floats (NaN-free input).
+TALLY_EXACT_OP float MaxAbs(const char* bytes, size_t n) {
+  uint32_t max_bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, 4);
+    max_bits = std::max(max_bits, bits & 0x7fffffffu);
+  }
+  float m;
+  std::memcpy(&m, &max_bits, 4);
+  return m;
+}
+
+// lo[i] += w * q(x[i]) where every |w * q| and the running sums are known to
+// stay below 2^62 (the block's bound): one 64-bit product and add a value.
+TALLY_EXACT_OP void AddNarrow(uint64_t* lo, const char* bytes, size_t n, int64_t w) {
+  for (size_t i = 0; i < n; ++i) {
+    lo[i] += static_cast<uint64_t>(Quantize(LoadFloat(bytes, i)) * w);
   }
 }
 
-TALLY_EXACT_OP void AddFloatBytes(ExactLane* lanes, const char* bytes, size_t count,
-                                  int64_t weight) {
-  AccumulateLanes(lanes, count, weight, [bytes](size_t i) {
-    float v;
-    std::memcpy(&v, bytes + 4 * i, 4);
-    return v;
-  });
+// (hi, lo)[i] += w * q(x[i]) in 128 bits, modulo 2^128.
+TALLY_EXACT_OP void AddWide(uint64_t* lo, int64_t* hi, const char* bytes, size_t n, int64_t w) {
+  for (size_t i = 0; i < n; ++i) {
+    const __int128 p = static_cast<__int128>(Quantize(LoadFloat(bytes, i))) * w;
+    const ExactLane s = ((static_cast<ExactLane>(static_cast<uint64_t>(hi[i])) << 64) | lo[i]) +
+                        static_cast<ExactLane>(p);
+    lo[i] = static_cast<uint64_t>(s);
+    hi[i] = static_cast<int64_t>(static_cast<uint64_t>(s >> 64));
+  }
 }
 
-TALLY_EXACT_OP void AddFloats(ExactLane* lanes, const float* x, size_t count, int64_t weight) {
-  AccumulateLanes(lanes, count, weight, [x](size_t i) { return x[i]; });
+TALLY_EXACT_OP void ExtractNarrow(const uint64_t* lo, size_t n, double divisor, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const double s = static_cast<double>(static_cast<int64_t>(lo[i]));
+    out[i] = static_cast<float>(s * (1.0 / kValueScale) / divisor);
+  }
+}
+
+void ExtractWide(const uint64_t* lo, const int64_t* hi, size_t n, double divisor, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const __int128 lane = static_cast<__int128>(
+        (static_cast<ExactLane>(static_cast<uint64_t>(hi[i])) << 64) | lo[i]);
+    // Correctly rounded either way, so narrow and wide give the same double.
+    const double s = hi[i] == (static_cast<int64_t>(lo[i]) >> 63)
+                         ? static_cast<double>(static_cast<int64_t>(lo[i]))
+                         : static_cast<double>(lane);
+    out[i] = static_cast<float>(s * (1.0 / kValueScale) / divisor);
+  }
 }
 
 }  // namespace
@@ -51,33 +89,105 @@ TALLY_EXACT_OP void AddFloats(ExactLane* lanes, const float* x, size_t count, in
 int64_t QuantizeValue(float x) { return Quantize(x); }
 
 int64_t QuantizeWeight(double w) {
-  return static_cast<int64_t>(std::llrint(w * 0x1p32));
+  return static_cast<int64_t>(std::nearbyint(w * 0x1p32));
 }
 static_assert(kExactWeightFractionBits == 32, "QuantizeWeight scales by 2^32");
 
 void ExactSum::Reset(size_t size) {
-  lanes_.resize(size);
-  std::memset(static_cast<void*>(lanes_.data()), 0, size * sizeof(ExactLane));
+  lo_.assign(size, 0);
+  const size_t blocks = (size + kExactBlockLanes - 1) / kExactBlockLanes;
+  hi_.clear();
+  hi_.resize(blocks);
+  bound_.assign(blocks, 0.0);
 }
 
 void ExactSum::Clear(uint64_t offset, size_t count) {
-  std::memset(static_cast<void*>(lanes_.data() + offset), 0, count * sizeof(ExactLane));
+  const uint64_t end = offset + count;
+  std::memset(static_cast<void*>(lo_.data() + offset), 0, count * sizeof(uint64_t));
+  for (size_t b = offset / kExactBlockLanes; b * kExactBlockLanes < end; ++b) {
+    const uint64_t begin = b * kExactBlockLanes;
+    const uint64_t stop = std::min<uint64_t>(lo_.size(), begin + kExactBlockLanes);
+    if (offset <= begin && end >= stop) {
+      hi_[b].reset();
+      bound_[b] = 0;
+    } else if (hi_[b] != nullptr) {
+      // Part of a block: its lanes are zero, its bound stays (still an upper
+      // bound).
+      const uint64_t from = std::max(offset, begin), to = std::min(end, stop);
+      std::memset(hi_[b].get() + (from - begin), 0, (to - from) * sizeof(int64_t));
+    }
+  }
 }
 
 void ExactSum::AddBytes(uint64_t offset, const char* bytes, size_t count, int64_t weight) {
-  AddFloatBytes(lanes_.data() + offset, bytes, count, weight);
+  size_t done = 0;
+  const double abs_weight = std::fabs(static_cast<double>(weight));
+  while (done < count) {
+    const uint64_t pos = offset + done;
+    const size_t b = pos / kExactBlockLanes;
+    const size_t n = std::min<size_t>(count - done, (b + 1) * kExactBlockLanes - pos);
+    const char* x = bytes + 4 * done;
+    // An upper bound on every |w * q| of the piece, and on what it adds to
+    // |S|: |w| * (max |x| * 2^40 + 1) (the +1 covers the rounding).
+    const double increment =
+        abs_weight * (static_cast<double>(MaxAbs(x, n)) * kValueScale + 1.0);
+    if (hi_[b] == nullptr && bound_[b] + increment < kNarrowLimit) {
+      AddNarrow(lo_.data() + pos, x, n, weight);
+    } else {
+      const uint64_t begin = b * kExactBlockLanes;
+      if (hi_[b] == nullptr) {
+        // Widen: every lane is still its true value as a signed 64-bit number.
+        const size_t len = std::min<size_t>(lo_.size(), begin + kExactBlockLanes) - begin;
+        hi_[b].reset(new int64_t[len]);
+        for (size_t j = 0; j < len; ++j) {
+          hi_[b][j] = static_cast<int64_t>(lo_[begin + j]) >> 63;
+        }
+      }
+      AddWide(lo_.data() + pos, hi_[b].get() + (pos - begin), x, n, weight);
+    }
+    bound_[b] += increment;
+    done += n;
+  }
 }
 
 void ExactSum::Add(uint64_t offset, const float* x, size_t count, int64_t weight) {
-  AddFloats(lanes_.data() + offset, x, count, weight);
+  AddBytes(offset, reinterpret_cast<const char*>(x), count, weight);
 }
 
 void ExactSum::Extract(uint64_t offset, double divisor, absl::Span<float> out) const {
-  const ExactLane* lanes = lanes_.data() + offset;
-  for (size_t i = 0; i < out.size(); ++i) {
-    const double s = static_cast<double>(static_cast<__int128>(lanes[i]));
-    out[i] = static_cast<float>(s * (1.0 / kValueScale) / divisor);
+  size_t done = 0;
+  while (done < out.size()) {
+    const uint64_t pos = offset + done;
+    const size_t b = pos / kExactBlockLanes;
+    const size_t n = std::min<size_t>(out.size() - done, (b + 1) * kExactBlockLanes - pos);
+    if (hi_[b] == nullptr) {
+      ExtractNarrow(lo_.data() + pos, n, divisor, out.data() + done);
+    } else {
+      ExtractWide(lo_.data() + pos, hi_[b].get() + (pos - b * kExactBlockLanes), n, divisor,
+                  out.data() + done);
+    }
+    done += n;
   }
+}
+
+ExactLane ExactSum::Lane(size_t j) const {
+  const size_t b = j / kExactBlockLanes;
+  const uint64_t hi = hi_[b] != nullptr
+                          ? static_cast<uint64_t>(hi_[b][j - b * kExactBlockLanes])
+                          : static_cast<uint64_t>(static_cast<int64_t>(lo_[j]) >> 63);
+  return (static_cast<ExactLane>(hi) << 64) | lo_[j];
+}
+
+std::vector<ExactLane> ExactSum::Lanes() const {
+  std::vector<ExactLane> lanes(size());
+  for (size_t j = 0; j < lanes.size(); ++j) lanes[j] = Lane(j);
+  return lanes;
+}
+
+size_t ExactSum::wide_blocks() const {
+  size_t wide = 0;
+  for (const auto& hi : hi_) wide += hi != nullptr;
+  return wide;
 }
 
 }  // namespace tally

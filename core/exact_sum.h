@@ -4,8 +4,8 @@
 //   S[j] = sum_u  w_u * q(x_u[j])    with   q(x) = round(x * 2^kExactFractionBits)
 //
 // where w_u is an integer weight (num_samples, or a fixed-point weight) and
-// round() is round-half-to-even. S lives in 128-bit lanes with wrap-around
-// arithmetic (modulo 2^128), so:
+// round() is round-half-to-even. S is an integer in two's complement modulo
+// 2^128, so:
 //   - adding then subtracting the same update (weight -w) restores S bit for
 //     bit, whatever happened in between: undoing a rejected upload is exact;
 //   - the sum does not depend on the order of the additions, on how updates
@@ -16,7 +16,14 @@
 //     weights up to kMaxExactWeight (2^40), 2^24 updates of maximal weight
 //     and value still fit.
 // A masked modular sum (secure aggregation) is the same lane arithmetic with
-// masks added modulo 2^128 (or a smaller power of two).
+// masks added modulo a power of two.
+//
+// Storage: a block of kExactBlockLanes coordinates keeps 64-bit lanes (8 bytes
+// a coordinate) while a running bound on |S| in it stays below 2^62, so no
+// 64-bit lane can overflow; the first addition that could cross it widens
+// that block to 128 bits (8 more bytes a coordinate, until Clear). Typical
+// updates (|w * x| well below 2^22) never widen; hostile ones at the limits
+// widen the blocks they touch. Both forms hold the same integer.
 //
 // Precision (docs/aggregation.md): each value is rounded once, to a multiple
 // of 2^-40, so the weighted mean S / (2^40 * sum w) differs from the exact
@@ -25,13 +32,14 @@
 //
 // Callers validate values first: x must be finite with |x| <= kMaxExactAbsValue
 // (AllWithinBytes in core/vector_ops.h). Thread-compatible: concurrent Adds
-// must touch disjoint ranges (aggregators/rules/striped_accumulator.h locks
-// stripes for that).
+// must touch disjoint blocks (aggregators/rules/striped_accumulator.h locks
+// stripes of whole blocks for that).
 #ifndef TALLY_CORE_EXACT_SUM_H_
 #define TALLY_CORE_EXACT_SUM_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -49,36 +57,52 @@ inline constexpr uint64_t kMaxExactWeight = uint64_t{1} << 40;
 inline constexpr int kExactWeightFractionBits = 32;
 // Largest |w| QuantizeWeight accepts (so that |w * 2^32| < 2^52).
 inline constexpr double kMaxExactFractionalWeight = 1048576.0;  // 2^20
+// Coordinates per storage block (narrow or wide as a whole).
+inline constexpr size_t kExactBlockLanes = 4096;
 
+// One coordinate's sum as a 128-bit two's complement integer.
 using ExactLane = unsigned __int128;
 
 class ExactSum {
  public:
   ExactSum() = default;
-  explicit ExactSum(size_t size) : lanes_(size, 0) {}
+  explicit ExactSum(size_t size) { Reset(size); }
 
-  size_t size() const { return lanes_.size(); }
+  size_t size() const { return lo_.size(); }
   // Sets every lane to 0 (and the size to `size`).
   void Reset(size_t size);
-  // Sets lanes [offset, offset + count) to 0.
+  // Sets lanes [offset, offset + count) to 0; offset and offset + count must
+  // be multiples of kExactBlockLanes or size().
   void Clear(uint64_t offset, size_t count);
 
   // S[offset + i] += weight * q(x[i]) for i < count; x is `count` float32
   // values at `bytes` (little-endian, any alignment). A negative weight
-  // subtracts. Requires offset + count <= size() and validated x.
+  // subtracts. Requires offset + count <= size(), |weight| <= 2^62 and
+  // validated x.
   void AddBytes(uint64_t offset, const char* bytes, size_t count, int64_t weight);
   void Add(uint64_t offset, const float* x, size_t count, int64_t weight);
 
   // out[i] = S[offset + i] * 2^-kExactFractionBits / divisor, rounded to float
-  // (through double: S as a signed 128-bit integer converted to the nearest
-  // double, one multiplication, one division, one conversion to float; the
-  // same bits on every IEEE platform).
+  // (through double: S converted to the nearest double, one multiplication
+  // by a power of two, one division, one conversion to float; the same bits
+  // on every IEEE platform).
   void Extract(uint64_t offset, double divisor, absl::Span<float> out) const;
 
-  absl::Span<const ExactLane> lanes() const { return lanes_; }
+  ExactLane Lane(size_t j) const;
+  std::vector<ExactLane> Lanes() const;
+  // Blocks currently 128 bits wide (for tests and metrics).
+  size_t wide_blocks() const;
 
  private:
-  std::vector<ExactLane> lanes_;
+  template <typename Load>
+  void AddBlocks(uint64_t offset, size_t count, int64_t weight, const Load& load);
+
+  std::vector<uint64_t> lo_;  // Low 64 bits of every lane (all of it if narrow).
+  // Per block: null while narrow, else the high 64 bits of its lanes.
+  std::vector<std::unique_ptr<int64_t[]>> hi_;
+  // Per block: an upper bound on |S| of its lanes since the last Clear (sum
+  // of |w| * (max |q| + 1) over the additions; grows on subtractions too).
+  std::vector<double> bound_;
 };
 
 // q(x) for one value (the kernels' rounding, for tests and references).

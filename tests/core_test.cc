@@ -126,21 +126,21 @@ TEST(BufferPoolTest, RecyclesUpToMaxIdleAndModelStoreReturnsRetiredSnapshots) {
 }
 
 TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {
-  // Small stripes so every add spans several locks.
-  aggregators::StripedAccumulator acc(1000, /*stripe_lanes=*/64);
-  std::vector<float> ones(1000, 1.0f);
+  // One-block stripes so every add spans several locks.
+  aggregators::StripedAccumulator acc(10000, /*stripe_lanes=*/kExactBlockLanes);
+  std::vector<float> ones(10000, 1.0f);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      for (int rep = 0; rep < 50; ++rep) acc.Add(0, ones.data(), 1000, t + 1);
+      for (int rep = 0; rep < 50; ++rep) acc.Add(0, ones.data(), 10000, t + 1);
     });
   }
   for (auto& th : threads) th.join();
   // Each element: 50 * (1+2+3+4) = 500, i.e. 500 * 2^40 in the lanes.
-  std::vector<float> out(1000);
+  std::vector<float> out(10000);
   acc.Extract(1.0, absl::MakeSpan(out));
   for (float v : out) ASSERT_EQ(v, 500.0f);
-  acc.Add(990, ones.data(), 10, -500);
+  acc.Add(990, ones.data(), 10, -500);  // Crosses no stripe: 990..999.
   acc.Extract(1.0, absl::MakeSpan(out));
   EXPECT_EQ(out[989], 500.0f);
   EXPECT_EQ(out[990], 0.0f);
@@ -150,6 +150,7 @@ TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {
   acc.Extract(4.0, absl::MakeSpan(out));
   EXPECT_EQ(out[0], 0.5f);
   EXPECT_EQ(out[500], 0.0f);
+  EXPECT_EQ(out[9000], 0.0f);  // A stripe no Add touched since the Reset.
   const std::vector<ExactLane> lanes = acc.Lanes();
   for (size_t j = 10; j < lanes.size(); ++j) ASSERT_EQ(lanes[j], ExactLane{0}) << j;
 }

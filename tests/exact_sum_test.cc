@@ -36,8 +36,8 @@ TEST(ExactSumTest, WorkedExample) {
   const std::vector<float> a = {0.5f, 0.25f, -3.0f}, b = {-1.0f, 0.125f, 1.0f};
   sum.Add(0, a.data(), 3, 3);
   sum.Add(0, b.data(), 3, 1);
-  EXPECT_EQ(static_cast<__int128>(sum.lanes()[0]), static_cast<__int128>(kTwo40 / 2));
-  EXPECT_EQ(static_cast<__int128>(sum.lanes()[2]), -8 * static_cast<__int128>(kTwo40));
+  EXPECT_EQ(static_cast<__int128>(sum.Lane(0)), static_cast<__int128>(kTwo40 / 2));
+  EXPECT_EQ(static_cast<__int128>(sum.Lane(2)), -8 * static_cast<__int128>(kTwo40));
   EXPECT_EQ(Mean(sum, 4), (std::vector<float>{0.125f, 0.21875f, -2.0f}));
   // Undo b: what remains is a alone, 3 * a / 3.
   sum.Add(0, b.data(), 3, -1);
@@ -73,16 +73,22 @@ TEST(ExactSumTest, UndoOfExtremeValuesIsExact) {
       attacked.Add(0, evil.data(), d, static_cast<int64_t>(kMaxExactWeight));
     }
   }
+  EXPECT_GT(attacked.wide_blocks(), 0u);  // 2^62 * 2^40 needs the 128-bit form.
+  EXPECT_EQ(honest.wide_blocks(), 0u);
   attacked.Add(0, evil.data(), d, -static_cast<int64_t>(kMaxExactWeight));
-  ASSERT_EQ(std::memcmp(honest.lanes().data(), attacked.lanes().data(), d * sizeof(ExactLane)),
-            0);
+  ASSERT_EQ(honest.Lanes(), attacked.Lanes());
+  // Both forms give the same mean bits.
+  std::vector<float> a(d), b(d);
+  honest.Extract(0, 6.0, absl::MakeSpan(a));
+  attacked.Extract(0, 6.0, absl::MakeSpan(b));
+  ASSERT_EQ(a, b);
 }
 
 // Any order of additions, any cut into chunks, any number of threads: the
 // same lanes.
 TEST(ExactSumTest, SumDoesNotDependOnOrderChunksOrThreads) {
   std::mt19937 rng(11);
-  const size_t d = 5000, n = 8;
+  const size_t d = 20000, n = 8;
   std::vector<std::vector<float>> x(n, std::vector<float>(d));
   std::vector<int64_t> w(n);
   std::uniform_real_distribution<float> exponent(-30.0f, 20.0f);
@@ -93,7 +99,7 @@ TEST(ExactSumTest, SumDoesNotDependOnOrderChunksOrThreads) {
   ExactSum reference(d);
   for (size_t i = 0; i < n; ++i) reference.Add(0, x[i].data(), d, w[i]);
   for (int trial = 0; trial < 5; ++trial) {
-    aggregators::StripedAccumulator acc(d, /*stripe_lanes=*/97);
+    aggregators::StripedAccumulator acc(d, /*stripe_lanes=*/kExactBlockLanes);
     std::vector<size_t> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
@@ -105,7 +111,7 @@ TEST(ExactSumTest, SumDoesNotDependOnOrderChunksOrThreads) {
         for (size_t k = t; k < n; k += threads) {
           const size_t i = order[k];
           for (size_t off = 0; off < d;) {
-            const size_t len = std::min<size_t>(d - off, 1 + local() % 700);
+            const size_t len = std::min<size_t>(d - off, 1 + local() % 7000);
             acc.Add(off, x[i].data() + off, len, w[i]);
             off += len;
           }
@@ -114,8 +120,7 @@ TEST(ExactSumTest, SumDoesNotDependOnOrderChunksOrThreads) {
     }
     for (auto& th : pool) th.join();
     const std::vector<ExactLane> lanes = acc.Lanes();
-    ASSERT_EQ(std::memcmp(lanes.data(), reference.lanes().data(), d * sizeof(ExactLane)), 0)
-        << "trial " << trial;
+    ASSERT_EQ(lanes, reference.Lanes()) << "trial " << trial;
   }
 }
 

@@ -5,7 +5,8 @@
 namespace tally::aggregators {
 
 StripedAccumulator::StripedAccumulator(size_t size, size_t stripe_lanes)
-    : stripe_lanes_(std::max<size_t>(stripe_lanes, 1)),
+    : stripe_lanes_((std::max<size_t>(stripe_lanes, 1) + kExactBlockLanes - 1) /
+                    kExactBlockLanes * kExactBlockLanes),
       stripes_((size + stripe_lanes_ - 1) / stripe_lanes_),
       sum_(size),
       stripe_mu_(new tally::Mutex[stripes_ + 1]),
@@ -56,7 +57,7 @@ void StripedAccumulator::Extract(double divisor, absl::Span<float> out) const {
 }
 
 std::vector<ExactLane> StripedAccumulator::Lanes() const {
-  std::vector<ExactLane> lanes(sum_.lanes().begin(), sum_.lanes().end());
+  std::vector<ExactLane> lanes = sum_.Lanes();
   for (size_t stripe = 0; stripe < stripes_; ++stripe) {
     if (!Stale(stripe)) continue;
     const size_t begin = stripe * stripe_lanes_;

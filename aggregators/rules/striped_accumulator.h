@@ -3,7 +3,8 @@
 // into as they arrive, so memory is O(d) whatever the number of clients, and
 // a failed upload is subtracted exactly (the same chunks with weight -w).
 //
-// The vector is split into stripes of `stripe_lanes` coordinates, each with
+// The vector is split into stripes of `stripe_lanes` coordinates (rounded up
+// to whole blocks of kExactBlockLanes), each with
 // its own lock, so chunks of different uploads landing in different stripes
 // are added in parallel and chunks landing in the same stripe are serialised.
 // Because the lane arithmetic is exact, the result does not depend on which
