@@ -227,9 +227,10 @@ absl::Status ValidateTrustedClient(const tally::v1::ServerConfig& config) {
   }
   if (!monna) {
     if (strategy.trusted_client().empty()) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("strategy.trusted_client: only rule \"monna\" "
-                                                   "uses a trusted client, the rule is \"",
-                                                   strategy.rule(), "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("strategy.trusted_client: only rule \"monna\" "
+                     "uses a trusted client, the rule is \"",
+                     strategy.rule(), "\""));
   }
   if (strategy.trusted_client().empty()) {
     return absl::InvalidArgumentError(

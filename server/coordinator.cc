@@ -90,9 +90,9 @@ absl::Status TrustedRowFirst(const std::string& client, size_t d, std::vector<fl
                              std::vector<double>& weights, std::vector<std::string>& clients) {
   const auto it = std::find(clients.begin(), clients.end(), client);
   if (it == clients.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "monna: the trusted client '", client, "' sent no update this round (",
-        clients.size(), " other update(s)); the round is skipped, model unchanged"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("monna: the trusted client '", client, "' sent no update this round (",
+                     clients.size(), " other update(s)); the round is skipped, model unchanged"));
   }
   const size_t t = static_cast<size_t>(it - clients.begin());
   std::rotate(arena.begin(), arena.begin() + t * d, arena.begin() + (t + 1) * d);

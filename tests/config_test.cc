@@ -156,10 +156,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"strategy { rule: \"flag\" flag_r: -1 }", "strategy.rule: flag: r"},
         // MoNNA without a trusted client would trust whichever update came first.
         BadConfig{"strategy { rule: \"monna\" f: 1 }", "strategy.trusted_client"},
-        BadConfig{"strategy { rule: \"monna\" f: 1 idx: 2 trusted_client: \"c\" }",
-                  "strategy.idx"},
-        BadConfig{"strategy { rule: \"krum\" trusted_client: \"c\" }",
-                  "strategy.trusted_client"},
+        BadConfig{"strategy { rule: \"monna\" f: 1 idx: 2 trusted_client: \"c\" }", "strategy.idx"},
+        BadConfig{"strategy { rule: \"krum\" trusted_client: \"c\" }", "strategy.trusted_client"},
         BadConfig{"strategy { rule: \"monna\" trusted_client: \"c\" pre: \"bucketing\" }",
                   "strategy.pre"},
         BadConfig{"schedule { name: \"fedbuff\" } strategy { rule: \"monna\" "

@@ -41,8 +41,8 @@ RuleOptions Options(const std::string& name, size_t f = 0) {
   return options;
 }
 
-// The reference code's Flag Aggregator (r = 1, output (1/r) Y Yᵀ Σ x_i), whose
-// numbers the §1.10 tables give.
+// The reference code's Flag Aggregator (r = 1, output (1/r) Y Yᵀ Σ x_i), the
+// one the FA-1 and FA-2 reference numbers below are for.
 RuleOptions ReferenceFlag() {
   RuleOptions options = Options("flag");
   options.flag_r = 1;
@@ -225,7 +225,7 @@ TEST(RulesR1Test, InfluenceOfEveryRow) {
 TEST(FlagTest, InfluenceIsTheRelativeCoefficient) {
   EXPECT_THAT(InfluenceOf(ReferenceFlag(), {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}}),
               ::testing::ElementsAre(::testing::DoubleNear(1, 1e-9), ::testing::DoubleNear(1, 1e-9),
-                                   ::testing::DoubleNear(0, 1e-9)));
+                                     ::testing::DoubleNear(0, 1e-9)));
 }
 
 TEST(RulesR1Test, Arc) {
@@ -380,7 +380,7 @@ TEST(RulesFlagTest, MedianNormOfEvenBatchAndAHugeRow) {
 TEST(RulesFlagTest, AutoRIsCeilHalfN) {
   EXPECT_EQ(FlagAutoR(1), 1);
   EXPECT_EQ(FlagAutoR(2), 1);
-  EXPECT_EQ(FlagAutoR(7), 4);   // The paper's r for 7 workers.
+  EXPECT_EQ(FlagAutoR(7), 4);  // The paper's r for 7 workers.
   EXPECT_EQ(FlagAutoR(10), 5);
   EXPECT_EQ(FlagAutoR(15), 8);  // The paper's r for 15 workers.
 }

@@ -638,10 +638,9 @@ TEST(ServerIntegrationTest, FlagAggregatorRoundWithAnAttackerThroughTheServer) {
 }
 
 // MoNNA averages around the trusted client's update whatever the order in
-// which the updates arrive. ALGORITHMS.md §2.5 R-2 (n = 6, f = 2), trusted
-// (2, 1, 0) = c3: its 4 nearest (itself at 0, then (0.5,0.5,1) at 3.5,
-// (1,0,2) at 6 and (0,1,2) at 8 squared distance) average to (0.875, 0.625,
-// 1.25); byzfl's MoNNA(2, idx=3) gives the same.
+// which the updates arrive. By hand, n = 6, f = 2, trusted (2, 1, 0) = c3:
+// its 4 nearest (itself at 0, then (0.5,0.5,1) at 3.5, (1,0,2) at 6 and
+// (0,1,2) at 8 squared distance) average to (0.875, 0.625, 1.25).
 TEST(ServerIntegrationTest, MonnaAveragesAroundTheTrustedClient) {
   tally::v1::StrategyConfig strategy;
   strategy.set_rule("monna");
