@@ -35,7 +35,7 @@ inline constexpr uint64_t kFlagRandomStream = 0x464c4147;  // "FLAG".
 // How the output is scaled. The reference returns (1/r) Y Yᵀ Σ_i x_i, a sum of
 // unit vectors whose length (up to n/r) has nothing to do with the inputs'
 // magnitudes; applied as a model delta at server learning rate 1 it
-// overshoots by one to two orders of magnitude. kMedianNorm rescales it to
+// overshoots by about an order of magnitude (docs/strategies.md). kMedianNorm rescales it to
 // the inputs' scale and is the default of the registered rule "flag".
 enum class FlagScale {
   // out = median_i ‖g_i‖ · Y Yᵀ (1/n) Σ_i x_i: the projection of the mean
@@ -53,6 +53,8 @@ struct FlagParams {
   int iterations = 1;   // IRLS iterations n_its (>= 1).
   FlagInit init = FlagInit::kDeterministic;
   uint64_t seed = 1;  // kRandom's seed.
+  // kReference here, so that FlagAggregate is the reference; the rule
+  // "flag" defaults to kMedianNorm (RuleOptions::flag_scale).
   FlagScale scale = FlagScale::kReference;
 };
 
@@ -66,7 +68,7 @@ int FlagAutoR(size_t n);
 // columns. INVALID_ARGUMENT for a Y0 of the wrong size, lambda > 0 with
 // n < 2, or the random init with d < r. If `coefficients` is not null it
 // receives c (n values, out = Σ_j c_j x_j with x_j the normalised rows; with
-// FlagScale::kReference the values of the reference's §1.10 tables).
+// FlagScale::kReference the reference code's values).
 absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagParams& params,
                            absl::Span<const double> y0, float* out,
                            std::vector<double>* coefficients = nullptr);
