@@ -4,7 +4,13 @@ each training a small PyTorch MLP on its non-IID share of scikit-learn's
 bundled digits dataset (8x8 images, 10 classes; no download). Some clients
 may be Byzantine. Runs the federation once per aggregation rule (FedAvg's
 mean, then a robust rule), prints the test accuracy after every round, and
-writes a PNG of accuracy per round. Compressed transfers: --upload_codec
+writes a PNG of accuracy per round. A rule may carry pre-steps and options:
+"nnm+trimmed_mean" (pre-step nnm, then trimmed_mean), or
+'flag[flag_scale: "reference" flag_r: 1]' (StrategyConfig fields). monna's
+trusted client is the last client (always honest here). Runs are
+reproducible: the server's model init and every client's data order come
+from --seed (each client has its own torch.Generator); scripts/
+strategy_results.py repeats the runs over seeds and tabulates them. Compressed transfers: --upload_codec
 (updates), --download_codec (models), --delta_codec (deltas between model
 versions); the bytes each client sends and receives per round are reported.
 
@@ -39,7 +45,10 @@ def parse_args():
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew (non-IID)")
     p.add_argument("--rules", default="mean,trimmed_mean",
-                   help="server strategy.rule per run; robust rules get f = --byzantine")
+                   help="server strategy.rule per run, e.g. nnm+trimmed_mean or "
+                        "'flag[flag_r: 1]'; robust rules get f = --f")
+    p.add_argument("--f", type=int, default=None,
+                   help="declared f of the robust rules (default: max(--byzantine, 1))")
     p.add_argument("--no_baseline", action="store_true",
                    help="skip the reference run: FedAvg without Byzantine clients")
     p.add_argument("--upload_codec", default="float32",
@@ -109,10 +118,12 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers):
     Appends (bytes pulled, bytes pushed) per round to `transfers`."""
     import torch
 
-    torch.manual_seed(args.seed * 1000 + index)
-    net = make_model()
+    # The client's own generator: threads sharing torch's global one would
+    # interleave their draws differently in every run.
+    generator = torch.Generator().manual_seed(args.seed * 1000 + index)
+    net = make_model()  # Its initial weights are replaced by every pulled model.
     x, y = torch.from_numpy(data[0]), torch.from_numpy(data[1]).long()
-    with tally.Client(target, f"digits-{index}", upload_codecs=[args.upload_codec]) as client:
+    with tally.Client(target, client_id(index), upload_codecs=[args.upload_codec]) as client:
         client.join()
         for task in client.train_tasks(wait=5, stop=stop):
             model = client.pull_model()
@@ -120,7 +131,7 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers):
             net.load_state_dict(base)
             opt = torch.optim.SGD(net.parameters(), lr=args.lr)
             for _ in range(args.local_epochs):
-                for batch in torch.randperm(len(y)).split(16):
+                for batch in torch.randperm(len(y), generator=generator).split(16):
                     opt.zero_grad()
                     torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
                     opt.step()
@@ -135,7 +146,26 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers):
         client.leave()
 
 
-def run_federation(tally, rule, byzantine, shares, test, args):
+def client_id(index):
+    return f"digits-{index}"
+
+
+def strategy_config(rule, byzantine, args):
+    """The StrategyConfig text of a --rules entry: "pre+...+rule[fields]"."""
+    options = ""
+    if rule.endswith("]") and "[" in rule:
+        rule, options = rule[:-1].split("[", 1)
+    *pres, name = rule.split("+")
+    if name == "mean" and not pres:
+        return f'rule: "mean" {options}'
+    f = args.f if args.f is not None else max(byzantine, 1)
+    text = f'rule: "{name}" f: {f}' + "".join(f' pre: "{p}"' for p in pres)
+    if name == "monna":  # The last client: honest (the first --byzantine attack).
+        text += f' trusted_client: "{client_id(args.clients - 1)}"'
+    return f"{text} {options}".strip()
+
+
+def run_federation(tally, rule, byzantine, shares, test, args, verbose=True):
     """One federation with `rule` and the first `byzantine` clients
     attacking; returns the test accuracy per round."""
     from tally.layout import ModelLayout
@@ -143,10 +173,10 @@ def run_federation(tally, rule, byzantine, shares, test, args):
 
     net = make_model()
     layout = ModelLayout.from_state_dict(net.state_dict())
-    robust = "" if rule == "mean" else f" f: {max(byzantine, 1)}"
     config = (f"model {{ {layout.tensor_config()} init {{ kind: UNIFORM scale: 0.15 seed: "
               f"{args.seed} }} }} rounds {{ clients_per_round: {args.clients} total_rounds: "
-              f"{args.rounds} round_timeout_ms: 60000 }} strategy {{ rule: \"{rule}\"{robust} }}")
+              f"{args.rounds} round_timeout_ms: 60000 }} "
+              f"strategy {{ {strategy_config(rule, byzantine, args)} }}")
     config += compression_config(args)
     binary = os.path.join(args.build_dir, "server", "tally-server")
     accuracies, transfers = [], []
@@ -166,8 +196,10 @@ def run_federation(tally, rule, byzantine, shares, test, args):
             while True:
                 net.load_state_dict(model.state_dict(like=net.state_dict()))
                 accuracies.append(accuracy(net, test))
-                print(f"  {label(rule, byzantine):>24}  round {model.round:3d}  test accuracy "
-                      f"{accuracies[-1]:.4f}  ({time.time() - start:.1f} s)", flush=True)
+                if verbose:
+                    print(f"  {label(rule, byzantine):>24}  round {model.round:3d}  test "
+                          f"accuracy {accuracies[-1]:.4f}  ({time.time() - start:.1f} s)",
+                          flush=True)
                 if model.round >= args.rounds:
                     break
                 version = evaluator.wait_for_version(version, timeout=120)

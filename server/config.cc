@@ -162,7 +162,7 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
   if (s.has_iterations()) o.iterations = s.iterations();
   if (s.has_tau()) o.tau = s.tau();
   if (s.has_clip_iterations()) o.clip_iterations = s.clip_iterations();
-  o.idx = s.idx();
+  o.idx = 0;  // monna: the coordinator puts the trusted client's row first.
   if (s.has_clip_norm()) o.clip_norm = s.clip_norm();
   if (s.has_bucket_size()) o.bucket_size = s.bucket_size();
   if (s.has_seed()) o.seed = s.seed();
@@ -170,6 +170,7 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
   if (s.has_flag_lambda()) o.flag_lambda = s.flag_lambda();
   if (s.has_flag_iterations()) o.flag_iterations = s.flag_iterations();
   if (s.has_flag_init()) o.flag_init = s.flag_init();
+  if (s.has_flag_scale()) o.flag_scale = s.flag_scale();
   return o;
 }
 
@@ -215,6 +216,44 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
 }
 
 namespace {
+
+// MoNNA's trusted vector is a named client's update (StrategyConfig
+// trusted_client), never a row position.
+absl::Status ValidateTrustedClient(const tally::v1::ServerConfig& config) {
+  const tally::v1::StrategyConfig& strategy = config.strategy();
+  const bool monna = strategy.rule() == "monna";
+  if (strategy.idx() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("strategy.idx: ", strategy.idx(),
+                     " is not used; name monna's trusted client in strategy.trusted_client"));
+  }
+  if (!monna) {
+    if (strategy.trusted_client().empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("strategy.trusted_client: only rule \"monna\" "
+                     "uses a trusted client, the rule is \"",
+                     strategy.rule(), "\""));
+  }
+  if (strategy.trusted_client().empty()) {
+    return absl::InvalidArgumentError(
+        "strategy.trusted_client: rule \"monna\" needs the client_id of a trusted client "
+        "(its update is the vector the n - f nearest updates are averaged around); without "
+        "one the trusted vector would be whichever update arrived first");
+  }
+  if (IsAsyncSchedule(config.schedule())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy.trusted_client: monna needs synchronous rounds (schedule \"sync\"), not \"",
+        config.schedule().name(), "\""));
+  }
+  for (const std::string& pre : strategy.pre()) {
+    if (!aggregators::KeepsRowOrder(pre)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("strategy.pre: \"", pre,
+                       "\" merges or reorders updates, so monna's trusted_client row is lost"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 // One compression entry as a validated spec; `allowed` (empty: any codec)
 // restricts the codecs the role takes.
@@ -349,6 +388,7 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   } else if (strategy.pre_size() > 0 || strategy.f() > 0) {
     return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
   }
+  if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
   if (const tally::v1::RelayConfig& relay = config.relay(); !relay.upstream().empty()) {
     if (relay.upstream().find(':') == std::string::npos) {

@@ -98,6 +98,36 @@ void PermuteRows(absl::Span<float> arena, size_t d, const std::vector<size_t>& o
   }
 }
 
+// Whether `client_id` may take one of the round's clients_per_round slots:
+// while monna's trusted client (StrategyConfig trusted_client) has none, one
+// slot stays reserved for it.
+bool RoundHasSlotFor(const RoundState& round, const tally::v1::ServerConfig& config,
+                     const std::string& client_id) {
+  const std::string& trusted = config.strategy().trusted_client();
+  const size_t reserved =
+      !trusted.empty() && client_id != trusted && !round.assigned.contains(trusted) ? 1 : 0;
+  return round.assigned.size() + reserved < config.rounds().clients_per_round();
+}
+
+// Moves the row of `client` (a committed row of the compacted n x d batch)
+// to the front, shifting the rows before it down by one, so that rule monna
+// (trusted row 0) averages around it. FAILED_PRECONDITION if the client sent
+// no update this round.
+absl::Status TrustedRowFirst(const std::string& client, size_t d, std::vector<float>& arena,
+                             std::vector<double>& weights, std::vector<std::string>& clients) {
+  const auto it = std::find(clients.begin(), clients.end(), client);
+  if (it == clients.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("monna: the trusted client '", client, "' sent no update this round (",
+                     clients.size(), " other update(s)); the round is skipped, model unchanged"));
+  }
+  const size_t t = static_cast<size_t>(it - clients.begin());
+  std::rotate(arena.begin(), arena.begin() + t * d, arena.begin() + (t + 1) * d);
+  std::rotate(weights.begin(), weights.begin() + t, weights.begin() + t + 1);
+  std::rotate(clients.begin(), clients.begin() + t, clients.begin() + t + 1);
+  return absl::OkStatus();
+}
+
 std::string NewToken() {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
@@ -393,7 +423,7 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || round.submitted.contains(client_id)) return task;  // WAIT
   if (!round.assigned.contains(client_id)) {
-    if (round.assigned.size() >= config_.rounds().clients_per_round()) return task;  // WAIT
+    if (!RoundHasSlotFor(round, config_, client_id)) return task;  // WAIT
     round.assigned.insert(client_id);
     if (round.first_task == absl::InfiniteFuture()) {
       round.first_task = clock_->Now();
@@ -581,7 +611,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return admitted;
   }
   if (!round.assigned.contains(h.client_id)) {
-    if (round.assigned.size() >= config_.rounds().clients_per_round()) {
+    if (!RoundHasSlotFor(round, config_, h.client_id)) {
       return RejectLocked(h.client_id, RejectReason::kNotSelected,
                           absl::FailedPreconditionError(
                               absl::StrCat("round ", round.round, " is full (clients_per_round ",
@@ -1137,6 +1167,10 @@ absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* o
   for (size_t r : rows) {
     weights.push_back(round.row_weight[r]);
     clients.push_back(round.row_client[r]);
+  }
+  if (const std::string& trusted = config_.strategy().trusted_client(); !trusted.empty()) {
+    absl::Status first = TrustedRowFirst(trusted, d, round.arena, weights, clients);
+    if (!first.ok()) return first;
   }
   out->resize(d);
   return RunRule(absl::MakeSpan(round.arena.data(), n * d), n, std::move(weights),

@@ -173,7 +173,7 @@ class SimulatedClient {
     return absl::OkStatus();
   }
 
-  std::string ClientId() const { return absl::StrFormat("sim-client-%03d", index_); }
+  std::string ClientId() const { return SimClientId(index_); }
 
  private:
   absl::Status TrainAndPush(const Task& task) {
@@ -378,6 +378,8 @@ class Observer {
 };
 
 }  // namespace
+
+std::string SimClientId(int index) { return absl::StrFormat("sim-client-%03d", index); }
 
 absl::StatusOr<FederationResult> RunFederation(const FederationOptions& options,
                                                const SoftmaxRegression& model,

@@ -83,6 +83,10 @@ struct FederationResult {
   double UploadBytesPerUpdate() const;
 };
 
+// The client_id of client `index` ("sim-client-007"); clients 0 ..
+// byzantine - 1 are the Byzantine ones.
+std::string SimClientId(int index);
+
 // Runs the federation with data.clients.size() clients (INVALID_ARGUMENT if
 // options.byzantine is negative or more than that). FAILED_PRECONDITION if
 // the server's model is not `model`'s layout; any client's or the observer's

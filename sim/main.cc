@@ -255,6 +255,10 @@ absl::StatusOr<std::unique_ptr<server::Server>> StartServer(const SoftmaxRegress
   for (const std::string& pre : strategy.pre) config.mutable_strategy()->add_pre(pre);
   const int f = strategy.f >= 0 ? strategy.f : (strategy.Robust() ? settings.byzantine : 0);
   config.mutable_strategy()->set_f(static_cast<uint32_t>(f));
+  if (strategy.rule == "monna") {
+    // The trusted client: the last one (the first --byzantine attack).
+    config.mutable_strategy()->set_trusted_client(sim::SimClientId(clients - 1));
+  }
   config.mutable_limits()->set_max_update_bytes(0);  // Re-derived from the model size.
   if (!settings.upload.Uncompressed()) {
     v1::CodecChoice* choice = config.mutable_compression()->add_upload();

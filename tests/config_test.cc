@@ -63,6 +63,29 @@ TEST(ConfigTest, StrategyFlagInitAndSeedReachTheRuleOptions) {
   EXPECT_EQ(RuleOptionsFromConfig(tally::v1::StrategyConfig(), 20).flag_init, "deterministic");
 }
 
+TEST(ConfigTest, FlagDefaultsAreROneAndMedianNormScale) {
+  aggregators::RuleOptions defaults = RuleOptionsFromConfig(tally::v1::StrategyConfig(), 10);
+  EXPECT_EQ(defaults.flag_r, 1);
+  EXPECT_EQ(defaults.flag_scale, "median_norm");
+  auto config = ParseConfigText(R"pb(strategy { rule: "flag" flag_scale: "reference" })pb");
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
+  EXPECT_EQ(RuleOptionsFromConfig(config->strategy(), 10).flag_scale, "reference");
+}
+
+TEST(ConfigTest, MonnaWithATrustedClientIsValid) {
+  auto config = ParseConfigText(R"pb(
+    rounds { clients_per_round: 5 }
+    strategy { rule: "monna" f: 2 trusted_client: "hospital-0" pre: "nnm" }
+  )pb");
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
+  // The coordinator puts the trusted client's row first.
+  EXPECT_EQ(RuleOptionsFromConfig(config->strategy(), 5).idx, 0u);
+}
+
 TEST(ConfigTest, OptimizerLearningRateDefaultsByName) {
   auto config = ParseConfigText("optimizer { name: \"fedadam\" momentum: 0 }");
   ASSERT_THAT(config, IsOk());
@@ -129,6 +152,17 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"strategy { rule: \"krum\" pre: \"nmm\" }", "strategy.pre"},
         BadConfig{"strategy { f: 1 }", "strategy.rule"},
         BadConfig{"strategy { rule: \"flag\" flag_init: \"bogus\" }", "flag_init"},
+        BadConfig{"strategy { rule: \"flag\" flag_scale: \"bogus\" }", "flag_scale"},
+        BadConfig{"strategy { rule: \"flag\" flag_r: -1 }", "strategy.rule: flag: r"},
+        // MoNNA without a trusted client would trust whichever update came first.
+        BadConfig{"strategy { rule: \"monna\" f: 1 }", "strategy.trusted_client"},
+        BadConfig{"strategy { rule: \"monna\" f: 1 idx: 2 trusted_client: \"c\" }", "strategy.idx"},
+        BadConfig{"strategy { rule: \"krum\" trusted_client: \"c\" }", "strategy.trusted_client"},
+        BadConfig{"strategy { rule: \"monna\" trusted_client: \"c\" pre: \"bucketing\" }",
+                  "strategy.pre"},
+        BadConfig{"schedule { name: \"fedbuff\" } strategy { rule: \"monna\" "
+                  "trusted_client: \"c\" }",
+                  "strategy.trusted_client"},
         BadConfig{"rounds { clients_per_round: 4 } strategy { rule: \"caf\" f: 2 }",
                   "strategy.rule: caf: f=2 requires n > 2f, got n=4"},
         BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},

@@ -310,6 +310,44 @@ TEST_F(CoordinatorTest, RobustRoundWithTooFewUpdatesForFFailsAndFailedUploadsFre
   EXPECT_THAT(coordinator_->store().Current()->params, ElementsAre(0, 0, 0, 0));
 }
 
+// MoNNA (f = 1) averages the n - f = 2 updates nearest to the trusted
+// client's, whatever the arrival order: t = (1,1,1,1) with b = (0,0,0,0) at
+// squared distance 4 (a = (10,...) is at 324) -> (0.5, ...). Trusting the
+// first arrival, a, would give (5.5, ...). A third ordinary client waits for
+// the slot kept for t; a round that closes at its deadline without t's
+// update fails and leaves the model alone.
+TEST_F(CoordinatorTest, MonnaAveragesAroundTheTrustedClientWhoAlwaysHasASlot) {
+  strategy_.set_rule("monna");
+  strategy_.set_f(1);
+  strategy_.set_trusted_client("t");
+  Start(/*clients_per_round=*/3, /*min_clients=*/1);
+  for (const char* id : {"a", "b", "c", "t"}) JoinClient(id);
+  TALLY_ASSERT_OK_AND_ASSIGN(TaskInfo task, coordinator_->GetTask("a", tokens_["a"]));
+  EXPECT_EQ(task.kind, TaskInfo::Kind::kTrain);
+  TALLY_ASSERT_OK_AND_ASSIGN(task, coordinator_->GetTask("b", tokens_["b"]));
+  EXPECT_EQ(task.kind, TaskInfo::Kind::kTrain);
+  TALLY_ASSERT_OK_AND_ASSIGN(task, coordinator_->GetTask("c", tokens_["c"]));
+  EXPECT_EQ(task.kind, TaskInfo::Kind::kWait);  // The last slot is t's.
+  EXPECT_THAT(Push("c", 1, {0, 0, 0, 0}), StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_THAT(Push("a", 1, {10, 10, 10, 10}), IsOk());
+  ASSERT_THAT(Push("b", 1, {0, 0, 0, 0}), IsOk());
+  ASSERT_THAT(Push("t", 1, {1, 1, 1, 1}), IsOk());
+  AwaitVersion(2);
+  EXPECT_THAT(coordinator_->store().Current()->params,
+              Pointwise(FloatNear(1e-6), {0.5f, 0.5f, 0.5f, 0.5f}));
+
+  header_round_ = 2;
+  header_base_ = 2;
+  ASSERT_THAT(coordinator_->GetTask("a", tokens_["a"]), IsOk());  // Starts the deadline.
+  ASSERT_THAT(Push("a", 1, {1, 1, 1, 1}, "a-2"), IsOk());
+  ASSERT_THAT(Push("b", 1, {1, 1, 1, 1}, "b-2"), IsOk());
+  clock_.Advance(absl::Seconds(2));
+  coordinator_->TickForTesting();
+  EXPECT_EQ(coordinator_->Status().rounds_failed, 1u);
+  EXPECT_THAT(coordinator_->store().Current()->params,
+              Pointwise(FloatNear(1e-6), {0.5f, 0.5f, 0.5f, 0.5f}));
+}
+
 TEST_F(CoordinatorTest, RobustAverageIsWeightedByNumSamplesUnlessAPreStepMergesRows) {
   // Hand computations over the rows of ThreeClientRoundIsTheSampleWeightedMean.
   auto round = [&](const char* rule, const std::vector<std::string>& pre) {

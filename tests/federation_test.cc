@@ -38,5 +38,56 @@ TEST(FederationTest, FourClientsThreeRoundsOverGrpcImproveAccuracy) {
   EXPECT_EQ(server->model_store().Current()->round, 3u);
 }
 
+// A robust rule with its defaults over the real server, no attacker: it must
+// learn like FedAvg (the rule "mean") on the same data and seed. 4 clients x
+// 100 samples, 3 classes: chance is 1/3, FedAvg reaches ~0.9 in 3 rounds.
+absl::StatusOr<double> FinalAccuracyWith(const tally::v1::StrategyConfig& strategy) {
+  constexpr int kRounds = 3;
+  absl::StatusOr<FederatedData> data = GenerateFederatedData(tally::testing::SmallDataOptions());
+  if (!data.ok()) return data.status();
+  SoftmaxRegression model(8, 3);
+  server::ServerOptions options = tally::testing::SoftmaxServerOptions(model, 4, 4, kRounds);
+  *options.config.mutable_strategy() = strategy;
+  absl::StatusOr<std::unique_ptr<server::Server>> server =
+      server::Server::Create(std::move(options));
+  if (!server.ok()) return server.status();
+  FederationOptions fed;
+  fed.target = "127.0.0.1:" + std::to_string((*server)->port());
+  fed.max_rounds = kRounds;
+  fed.train.seed = 5;
+  fed.out = nullptr;
+  absl::StatusOr<FederationResult> result = RunFederation(fed, model, *data);
+  if (!result.ok()) return result.status();
+  if (result->rounds.back().round != kRounds) return absl::InternalError("rounds missing");
+  return result->rounds.back().test.accuracy;
+}
+
+// "A few points" of the issue: 0.05 of FedAvg's accuracy.
+constexpr double kFewPoints = 0.05;
+
+// Flag Aggregator with its defaults (r = 1, output at the median update
+// norm). The reference's scale (1/r times a sum of n unit vectors, applied
+// at learning rate 1) overshoots: in this run it ends ~0.13 below FedAvg.
+TEST(FederationTest, FlagDefaultsLearnLikeFedAvgOverGrpc) {
+  tally::v1::StrategyConfig strategy;
+  TALLY_ASSERT_OK_AND_ASSIGN(double fedavg, FinalAccuracyWith(strategy));
+  strategy.set_rule("flag");
+  TALLY_ASSERT_OK_AND_ASSIGN(double flag, FinalAccuracyWith(strategy));
+  EXPECT_GT(fedavg, 0.8);
+  EXPECT_GT(flag, fedavg - kFewPoints);
+}
+
+// MoNNA with f = 1: the mean of the 3 updates nearest to a trusted client's
+// (it leaves out a quarter of the non-IID updates every round, so it trails
+// FedAvg after 3 rounds, ~0.81 vs ~0.90): far above chance, 1/3.
+TEST(FederationTest, MonnaWithATrustedClientLearnsOverGrpc) {
+  tally::v1::StrategyConfig strategy;
+  strategy.set_rule("monna");
+  strategy.set_f(1);
+  strategy.set_trusted_client("sim-client-003");
+  TALLY_ASSERT_OK_AND_ASSIGN(double monna, FinalAccuracyWith(strategy));
+  EXPECT_GT(monna, 0.7);
+}
+
 }  // namespace
 }  // namespace tally::sim

@@ -41,6 +41,15 @@ RuleOptions Options(const std::string& name, size_t f = 0) {
   return options;
 }
 
+// The reference code's Flag Aggregator (r = 1, output (1/r) Y Yᵀ Σ x_i), the
+// one the FA-1 and FA-2 reference numbers below are for.
+RuleOptions ReferenceFlag() {
+  RuleOptions options = Options("flag");
+  options.flag_r = 1;
+  options.flag_scale = "reference";
+  return options;
+}
+
 absl::StatusOr<std::vector<float>> RunRule(Rule& rule, const Rows& rows) {
   const std::vector<float> batch = Flatten(rows);
   std::vector<float> out(rows[0].size());
@@ -214,9 +223,9 @@ TEST(RulesR1Test, InfluenceOfEveryRow) {
 // FA-1 (§1.10): x = e1, e1, e2; Y = e1 = (x_0 + x_1)/2, so a = 1·x_0 + 1·x_1
 // + 0·x_2: the orthogonal row does not count.
 TEST(FlagTest, InfluenceIsTheRelativeCoefficient) {
-  EXPECT_THAT(InfluenceOf(Options("flag"), {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}}),
+  EXPECT_THAT(InfluenceOf(ReferenceFlag(), {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}}),
               ::testing::ElementsAre(::testing::DoubleNear(1, 1e-9), ::testing::DoubleNear(1, 1e-9),
-                                   ::testing::DoubleNear(0, 1e-9)));
+                                     ::testing::DoubleNear(0, 1e-9)));
 }
 
 TEST(RulesR1Test, Arc) {
@@ -281,7 +290,7 @@ TEST(RulesBulyanTest, RequiresFourFPlusThree) {
 // §1.10 Flag Aggregator.
 TEST(RulesFlagTest, Fa1DeterministicAndExplicitInit) {
   const Rows g = {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}};
-  ExpectRule(Options("flag"), g, {2, 0, 0});
+  ExpectRule(ReferenceFlag(), g, {2, 0, 0});
   const std::vector<float> batch = Flatten(g);
   std::vector<float> out(3);
   const std::vector<double> e3 = {0, 0, 1};
@@ -329,6 +338,51 @@ TEST(RulesFlagTest, Fa2Table) {
 
 TEST(RulesFlagTest, AllZeroBatchGivesZero) {
   ExpectRule(Options("flag"), {{0, 0}, {0, 0}}, {0, 0});
+  ExpectRule(ReferenceFlag(), {{0, 0}, {0, 0}}, {0, 0});
+}
+
+// The default scale (flag.h FlagScale::kMedianNorm), by hand. g = (3,4,0),
+// (0,0,2), (6,8,0): x_0 = x_2 = u = (0.6, 0.8, 0), x_1 = e3. P0 = 0 gives
+// equal first weights, A Aᵀ ∝ 2 u uᵀ + e3 e3ᵀ, so for r = 1 Y = u. The mean
+// of the x_i is (2u + e3)/3, its projection on u is 2u/3 = (0.4, 0.5333, 0);
+// the norms are 5, 2, 10 with median 5, so out = (2, 2.6667, 0). The
+// reference scale gives Y Yᵀ Σ x_i / 1 = 2u = (1.2, 1.6, 0). With r = 2 Y
+// spans u and e3, the projection is the whole mean: out = 5 (2u + e3)/3.
+TEST(RulesFlagTest, MedianNormScaleByHand) {
+  const Rows g = {{3, 4, 0}, {0, 0, 2}, {6, 8, 0}};
+  RuleOptions scaled = Options("flag");
+  scaled.flag_r = 1;
+  ExpectRule(scaled, g, {2, 8.0 / 3, 0});
+  RuleOptions reference = scaled;
+  reference.flag_scale = "reference";
+  ExpectRule(reference, g, {1.2, 1.6, 0});
+  scaled.flag_r = 2;
+  ExpectRule(scaled, g, {2, 8.0 / 3, 5.0 / 3});
+  // r = 0: ceil(3/2) = 2.
+  scaled.flag_r = 0;
+  ExpectRule(scaled, g, {2, 8.0 / 3, 5.0 / 3});
+  // The defaults: r = 1, median-norm scale.
+  ExpectRule(Options("flag"), g, {2, 8.0 / 3, 0});
+}
+
+// Even n: the median norm is the mean of the two middle norms. g = 2e1, 4e1,
+// e2, 8e1: Y = e1 for r = 1 (A Aᵀ ∝ 3 e1 e1ᵀ + e2 e2ᵀ), mean of x = (3/4,
+// 1/4, 0), projection (3/4, 0, 0), norms 1, 2, 4, 8 -> median 3: out =
+// (2.25, 0, 0). A fifth row of norm 1e6 along e1 moves the median to 4 only:
+// out = 4 · (4/5) e1 = (3.2, 0, 0).
+TEST(RulesFlagTest, MedianNormOfEvenBatchAndAHugeRow) {
+  RuleOptions scaled = Options("flag");
+  scaled.flag_r = 1;
+  ExpectRule(scaled, {{2, 0, 0}, {4, 0, 0}, {0, 1, 0}, {8, 0, 0}}, {2.25, 0, 0});
+  ExpectRule(scaled, {{2, 0, 0}, {4, 0, 0}, {0, 1, 0}, {8, 0, 0}, {1e6f, 0, 0}}, {3.2, 0, 0});
+}
+
+TEST(RulesFlagTest, AutoRIsCeilHalfN) {
+  EXPECT_EQ(FlagAutoR(1), 1);
+  EXPECT_EQ(FlagAutoR(2), 1);
+  EXPECT_EQ(FlagAutoR(7), 4);  // The paper's r for 7 workers.
+  EXPECT_EQ(FlagAutoR(10), 5);
+  EXPECT_EQ(FlagAutoR(15), 8);  // The paper's r for 15 workers.
 }
 
 // ---------------------------------------------------------------------------
@@ -462,6 +516,7 @@ RuleOptions RandomFlag(int r, uint64_t seed) {
   RuleOptions options = Options("flag");
   options.flag_r = r;
   options.flag_init = "random";
+  options.flag_scale = "reference";
   options.seed = seed;
   return options;
 }
@@ -556,6 +611,7 @@ TEST(RulesFlagTest, RandomInitIsCloseToDeterministicInHighDimension) {
   }
   RuleOptions deterministic = Options("flag");
   deterministic.flag_r = 2;
+  deterministic.flag_scale = "reference";
   TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> a, RunRule(deterministic, g));
   TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> b, RunRule(RandomFlag(2, 1), g));
   double diff = 0, norm = 0;
@@ -602,7 +658,11 @@ TEST(RuleErrorsTest, UnknownNamesAndBadOptions) {
   cc.clip_iterations = 0;
   EXPECT_THAT(CreateRule(cc), StatusIs(absl::StatusCode::kInvalidArgument));
   RuleOptions flag = Options("flag");
-  flag.flag_r = 0;
+  flag.flag_r = -1;
+  EXPECT_THAT(CreateRule(flag), StatusIs(absl::StatusCode::kInvalidArgument));
+  flag.flag_r = 0;  // ceil(n/2).
+  EXPECT_THAT(CreateRule(flag), IsOk());
+  flag.flag_scale = "unit";
   EXPECT_THAT(CreateRule(flag), StatusIs(absl::StatusCode::kInvalidArgument));
   RuleOptions bucketing = Options("bucketing");
   bucketing.bucket_size = 0;
@@ -680,14 +740,7 @@ TEST(RuleConformanceTest, IdenticalRowsReturnThatRow) {
   for (const std::string& name : RuleNames()) {
     SCOPED_TRACE(name);
     TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> out, RunRule(ConformanceOptions(name), x));
-    std::vector<double> expected(row.begin(), row.end());
-    if (name == "flag") {
-      // Flag discards magnitudes (§1.4): a = Σ_i x_i / r = n · row/‖row‖ (r = 1).
-      double norm = 0;
-      for (float v : row) norm += v * v;
-      for (double& v : expected) v *= kN / std::sqrt(norm);
-    }
-    ExpectRowNear(out, expected, 1e-5);
+    ExpectRowNear(out, std::vector<double>(row.begin(), row.end()), 1e-5);
   }
   for (const std::string& name : PreStepNames()) {
     SCOPED_TRACE(name);

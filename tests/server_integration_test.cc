@@ -534,10 +534,13 @@ TEST(ServerIntegrationTest, KrumRoundThroughTheServerDropsTheAttacker) {
 }
 
 // ALGORITHMS.md §1.10 FA-1: deltas (1,0,0), (2,0,0), (0,5,0) aggregate to
-// (2, 0, 0) with the deterministic start (raw mean: (1, 1.666667, 0)).
+// (2, 0, 0) with the deterministic start and the reference's scale, r = 1
+// (raw mean: (1, 1.666667, 0)).
 TEST(ServerIntegrationTest, FlagAggregatorRoundThroughTheServer) {
   tally::v1::StrategyConfig strategy;
   strategy.set_rule("flag");
+  strategy.set_flag_r(1);
+  strategy.set_flag_scale("reference");
   auto h = Harness::Start({3}, 3, 3, 600000, strategy);
   ASSERT_NE(h, nullptr);
   const std::vector<float> model = RobustRound(*h, {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}});
@@ -550,18 +553,38 @@ TEST(ServerIntegrationTest, FlagAggregatorRoundThroughTheServer) {
 
 // Three honest updates along e1 and one attacker pulling along -e2: the
 // normalised scatter is 3·e1e1ᵀ + e2e2ᵀ, so Flag (r = 1, deterministic
-// start) projects the sum of normalised updates (3, -1) on e1: (3, 0). The
+// start) projects the mean of the normalised updates (3/4, -1/4) on e1,
+// (3/4, 0), and scales it by the median norm (2 + 3)/2: (1.875, 0). The
 // plain mean would be (1.5, -1.25).
 TEST(ServerIntegrationTest, FlagAggregatorRoundWithAnAttackerThroughTheServer) {
   tally::v1::StrategyConfig strategy;
   strategy.set_rule("flag");
+  strategy.set_flag_r(1);
   strategy.set_f(1);
   auto h = Harness::Start({2}, 4, 4, 600000, strategy);
   ASSERT_NE(h, nullptr);
   const std::vector<float> model = RobustRound(*h, {{1, 0}, {2, 0}, {3, 0}, {0, -5}});
-  EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {3.0f, 0.0f}));
+  EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {1.875f, 0.0f}));
   EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c3"), 1);
   EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c0"), 0);
+}
+
+// MoNNA averages around the trusted client's update whatever the order in
+// which the updates arrive. By hand, n = 6, f = 2, trusted (2, 1, 0) = c3:
+// its 4 nearest (itself at 0, then (0.5,0.5,1) at 3.5, (1,0,2) at 6 and
+// (0,1,2) at 8 squared distance) average to (0.875, 0.625, 1.25).
+TEST(ServerIntegrationTest, MonnaAveragesAroundTheTrustedClient) {
+  tally::v1::StrategyConfig strategy;
+  strategy.set_rule("monna");
+  strategy.set_f(2);
+  strategy.set_trusted_client("c3");
+  auto h = Harness::Start({3}, 6, 6, 600000, strategy);
+  ASSERT_NE(h, nullptr);
+  const std::vector<float> model =
+      RobustRound(*h, {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}});
+  EXPECT_THAT(model, Pointwise(FloatNear(1e-5), {0.875f, 0.625f, 1.25f}));
+  EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c4"), 1);
+  EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c3"), 0);
 }
 
 // NNM then trimmed mean over R-2 (n = 6, f = 2): (0.875, 0.625, 1.25).

@@ -72,12 +72,17 @@ npy "$DIR/doc.npy" f4 "3, 3" 1 2 3 4 5 6 7 8 9
   || fail "caf --f=1 exited $?"
 check "$DIR/caf.npy" 4 5 6 || fail "caf --f=1 output"
 
-# Flag, random init, d = r = 2: Y0 spans the plane, so the output is the sum
-# of the normalised rows / r: ((0.6,0.8) + (1,0) + (0,1)) / 2 = (0.8, 0.9).
+# Flag, random init, d = r = 2: Y0 spans the plane, so the output with the
+# reference scale is the sum of the normalised rows / r: ((0.6,0.8) + (1,0)
+# + (0,1)) / 2 = (0.8, 0.9); with the default scale it is the mean of the
+# normalised rows times the median norm 2: (1.0667, 1.2).
 npy "$DIR/plane.npy" f4 "3, 2" 3 4 1 0 0 2
-"$TALLY" aggregate --rule=flag --flag_r=2 --flag_init=random --seed=3 --in="$DIR/plane.npy" \
-  --out="$DIR/flag.npy" || fail "flag --flag_init=random exited $?"
+"$TALLY" aggregate --rule=flag --flag_r=2 --flag_init=random --flag_scale=reference --seed=3 \
+  --in="$DIR/plane.npy" --out="$DIR/flag.npy" || fail "flag --flag_init=random exited $?"
 check "$DIR/flag.npy" 0.8 0.9 || fail "flag --flag_init=random output"
+"$TALLY" aggregate --rule=flag --flag_r=2 --flag_init=random --seed=3 --in="$DIR/plane.npy" \
+  --out="$DIR/flag2.npy" || fail "flag median_norm exited $?"
+check "$DIR/flag2.npy" 1.066667 1.2 || fail "flag median_norm output"
 
 # Weights for an unweighted rule are a usage error (2); the wrong number of
 # weights an input error (1).

@@ -56,12 +56,16 @@ ABSL_FLAG(double, clip_norm, RuleOptions().clip_norm, "clipping: norm bound c (>
 ABSL_FLAG(int64_t, bucket_size, static_cast<int64_t>(RuleOptions().bucket_size),
           "bucketing: bucket size s (>= 1).");
 ABSL_FLAG(uint64_t, seed, RuleOptions().seed, "RNG seed of bucketing, caf and flag's random init.");
-ABSL_FLAG(int, flag_r, RuleOptions().flag_r, "flag: subspace dimension r (>= 1).");
+ABSL_FLAG(int, flag_r, RuleOptions().flag_r,
+          "flag: subspace dimension r (>= 1, or 0 = ceil(n/2), n the number of rows).");
 ABSL_FLAG(double, flag_lambda, RuleOptions().flag_lambda,
           "flag: pairwise regulariser lambda (>= 0).");
 ABSL_FLAG(int, flag_iterations, RuleOptions().flag_iterations, "flag: IRLS iterations (>= 1).");
 ABSL_FLAG(std::string, flag_init, RuleOptions().flag_init,
           "flag: initial subspace, deterministic or random (seeded by --seed).");
+ABSL_FLAG(std::string, flag_scale, RuleOptions().flag_scale,
+          "flag: output scale, median_norm (the rows' scale) or reference (the reference "
+          "code's (1/r) x projected sum of unit vectors).");
 
 namespace tally::tools {
 namespace {
@@ -109,6 +113,7 @@ absl::StatusOr<RuleOptions> OptionsFromFlags() {
   options.flag_lambda = absl::GetFlag(FLAGS_flag_lambda);
   options.flag_iterations = absl::GetFlag(FLAGS_flag_iterations);
   options.flag_init = absl::GetFlag(FLAGS_flag_init);
+  options.flag_scale = absl::GetFlag(FLAGS_flag_scale);
   return options;
 }
 

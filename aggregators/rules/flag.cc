@@ -141,14 +141,27 @@ std::vector<double> ExplicitProjections(const float* batch, size_t n, size_t d,
   return p;
 }
 
+// The median of the row norms sqrt(K_ii) of the n x n Gram matrix K (even n:
+// the mean of the two middle values, as the rule "median").
+double MedianNorm(const std::vector<double>& gram, size_t n) {
+  if (n == 0) return 0.0;
+  std::vector<double> norms(n);
+  for (size_t i = 0; i < n; ++i) norms[i] = std::sqrt(std::max(0.0, gram[i * n + i]));
+  std::sort(norms.begin(), norms.end());
+  return n % 2 == 1 ? norms[n / 2] : 0.5 * (norms[n / 2 - 1] + norms[n / 2]);
+}
+
 class Flag final : public Rule {
  public:
+  // params.r == 0: FlagAutoR(n) per batch.
   Flag(RuleSpec spec, FlagParams params) : Rule(std::move(spec)), params_(params) {}
 
  private:
   absl::Status AggregateRows(const float* batch, size_t n, size_t d, float* out) override {
+    FlagParams params = params_;
+    if (params.r == 0) params.r = FlagAutoR(n);
     std::vector<double> coefficients;
-    TALLY_RETURN_IF_ERROR(FlagAggregate(batch, n, d, params_, {}, out, &coefficients));
+    TALLY_RETURN_IF_ERROR(FlagAggregate(batch, n, d, params, {}, out, &coefficients));
     // Coefficients on the normalised rows; none when the output fell back to
     // the initial subspace (then every row counts 0).
     coefficients.resize(n, 0.0);
@@ -160,6 +173,8 @@ class Flag final : public Rule {
 };
 
 }  // namespace
+
+int FlagAutoR(size_t n) { return static_cast<int>(std::max<size_t>(1, (n + 1) / 2)); }
 
 void SymmetricEigen(std::vector<double> a, size_t m, std::vector<double>* values,
                     std::vector<double>* vectors) {
@@ -227,6 +242,10 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
   basis.g_hat = GramMatrix(batch, n, d);
   std::vector<double> nu(n);
   for (size_t i = 0; i < n; ++i) nu[i] = std::max(std::sqrt(basis.g_hat[i * n + i]), kNormFloor);
+  // The factor on Y Yᵀ Σ_i x_i (FlagScale).
+  const double output_scale = params.scale == FlagScale::kReference
+                                  ? 1.0 / static_cast<double>(r0)
+                                  : MedianNorm(basis.g_hat, n) / static_cast<double>(n);
   for (size_t i = 0; i < n; ++i) {
     for (size_t j = 0; j < n; ++j) basis.g_hat[i * n + j] /= nu[i] * nu[j];
   }
@@ -286,7 +305,7 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
       }
       for (size_t i = 0; i < n; ++i) {
         for (size_t a = 0; a < r; ++a) c[i] += (*phi)[i * r + a] * proj[a];
-        c[i] /= static_cast<double>(r0);
+        c[i] *= output_scale;
       }
     } else if (!y0.empty() || random.has_value()) {
       // Fallback to Y0 (§1.7): a = Y0 (Y0ᵀ s) / r, Y0ᵀ s = Σ_i P0[:, i].
@@ -295,6 +314,7 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
         for (size_t i = 0; i < n; ++i) y0s[a] += p0[a * n + i];
       }
       if (random.has_value()) {
+        for (double& v : y0s) v *= output_scale * static_cast<double>(r0);
         random->WriteProjection(d, std::move(y0s), static_cast<double>(r0), out);
         if (coefficients != nullptr) coefficients->clear();
         return absl::OkStatus();
@@ -302,7 +322,7 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
       for (size_t j = 0; j < d; ++j) {
         double sum = 0.0;
         for (size_t a = 0; a < r0; ++a) sum += y0[j * r0 + a] * y0s[a];
-        out[j] = static_cast<float>(sum / static_cast<double>(r0));
+        out[j] = static_cast<float>(sum * output_scale);
       }
       if (coefficients != nullptr) coefficients->clear();
       return absl::OkStatus();
@@ -317,8 +337,9 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
 }
 
 absl::StatusOr<std::unique_ptr<Rule>> NewFlag(const RuleOptions& options, RuleSpec spec) {
-  if (options.flag_r < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("flag: r must be >= 1, got ", options.flag_r));
+  if (options.flag_r < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag: r must be >= 1 (or 0 for ceil(n/2)), got ", options.flag_r));
   }
   if (!(options.flag_lambda >= 0.0)) {
     return absl::InvalidArgumentError(
@@ -329,6 +350,13 @@ absl::StatusOr<std::unique_ptr<Rule>> NewFlag(const RuleOptions& options, RuleSp
         absl::StrCat("flag: iterations must be >= 1, got ", options.flag_iterations));
   }
   FlagParams params{options.flag_r, options.flag_lambda, options.flag_iterations};
+  if (options.flag_scale == "median_norm") {
+    params.scale = FlagScale::kMedianNorm;
+  } else if (options.flag_scale != "reference") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flag: flag_scale '", options.flag_scale,
+                     "' is not supported (known: median_norm, reference)"));
+  }
   if (options.flag_init == "random") {
     params.init = FlagInit::kRandom;
     params.seed = options.seed;

@@ -32,19 +32,43 @@ enum class FlagInit {
 // [-0.5, 0.5) (counter_rng.h).
 inline constexpr uint64_t kFlagRandomStream = 0x464c4147;  // "FLAG".
 
+// How the output is scaled. The reference returns (1/r) Y Yᵀ Σ_i x_i, a sum of
+// unit vectors whose length (up to n/r) has nothing to do with the inputs'
+// magnitudes; applied as a model delta at server learning rate 1 it
+// overshoots by about an order of magnitude (docs/strategies.md). kMedianNorm rescales it to
+// the inputs' scale and is the default of the registered rule "flag".
+enum class FlagScale {
+  // out = median_i ‖g_i‖ · Y Yᵀ (1/n) Σ_i x_i: the projection of the mean
+  // of the normalised inputs onto the flag subspace, times the median input
+  // norm (even n: the mean of the two middle norms). ‖out‖ <= median norm,
+  // which fewer than n/2 attackers cannot push outside the honest norms;
+  // equal-norm inputs inside the subspace give exactly their mean.
+  kMedianNorm,
+  kReference,  // out = (1/r) Y Yᵀ Σ_i x_i, as the reference code.
+};
+
 struct FlagParams {
   int r = 1;            // Subspace dimension (>= 1).
   double lambda = 0.0;  // Pairwise regulariser (>= 0; > 0 needs n >= 2).
   int iterations = 1;   // IRLS iterations n_its (>= 1).
   FlagInit init = FlagInit::kDeterministic;
   uint64_t seed = 1;  // kRandom's seed.
+  // kReference here, so that FlagAggregate is the reference; the rule
+  // "flag" defaults to kMedianNorm (RuleOptions::flag_scale).
+  FlagScale scale = FlagScale::kReference;
 };
+
+// The subspace dimension the rule "flag" uses for a batch of n rows when
+// RuleOptions::flag_r is 0 (auto): ceil(n / 2), at least 1, as the paper's
+// experiments choose r ≈ n/2 (r = 8 for 15 workers, 4 for 7, 16 for 30).
+int FlagAutoR(size_t n);
 
 // Writes the Flag aggregate of the n x d `batch` to out[0..d). `y0` is empty
 // (Y0 from params.init) or an explicit d x r row-major Y0 with orthonormal
 // columns. INVALID_ARGUMENT for a Y0 of the wrong size, lambda > 0 with
-// n < 2, or the random init with d < r. If `coefficients` is not null it receives c (n values,
-// out = Σ_j c_j x_j with x_j the normalised rows; §1.10 tables).
+// n < 2, or the random init with d < r. If `coefficients` is not null it
+// receives c (n values, out = Σ_j c_j x_j with x_j the normalised rows; with
+// FlagScale::kReference the reference code's values).
 absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagParams& params,
                            absl::Span<const double> y0, float* out,
                            std::vector<double>* coefficients = nullptr);

@@ -72,15 +72,20 @@ struct RuleOptions {
   // RNG seed (default 1) of bucketing's permutations, CAF's power-iteration
   // start vectors and flag's random initial subspace.
   uint64_t seed = 1;
-  // flag: subspace dimension r (>= 1, default 1), pairwise regulariser
-  // lambda (>= 0, default 0), IRLS iterations (>= 1, default 1), and the
-  // initial subspace (ALGORITHMS.md §1.6): "deterministic" (P0 = 0, the
-  // default) or "random" (Y0 from U(-0.5, 0.5)^{d x r} drawn with `seed`;
-  // needs d >= r).
+  // flag: subspace dimension r (default 1, as the reference code; 0 =
+  // ceil(n/2) per batch, as the paper's experiments: better without attack,
+  // worse under sign-flipping attackers, docs/strategies.md), pairwise
+  // regulariser lambda (>= 0, default 0),
+  // IRLS iterations (>= 1, default 1), the initial subspace (flag.h
+  // FlagInit): "deterministic" (P0 = 0, the default) or "random" (Y0 from
+  // U(-0.5, 0.5)^{d x r} drawn with `seed`; needs d >= r), and the output
+  // scale (flag.h FlagScale): "median_norm" (default; the inputs' scale) or
+  // "reference" (the reference code's (1/r) Y Yᵀ Σ x_i of unit vectors).
   int flag_r = 1;
   double flag_lambda = 0.0;
   int flag_iterations = 1;
   std::string flag_init = "deterministic";
+  std::string flag_scale = "median_norm";
 };
 
 // What the registry hands to every rule and pre-step it creates.
