@@ -21,10 +21,44 @@ static_assert(kExactFractionBits == 40, "kValueScale must be 2^kExactFractionBit
 // A narrow block stays narrow while the bound on |S| stays below this.
 constexpr double kNarrowLimit = 0x1p62;
 
-inline int64_t Quantize(float x) {
-  // x * 2^40 is exact in double (a power-of-two scaling of a float), so the
-  // only rounding is nearbyint's; |x| <= 2^22 keeps it below 2^62.
-  return static_cast<int64_t>(std::nearbyint(static_cast<double>(x) * kValueScale));
+// Weights below this make w * x * 2^40 exact in double (24 + 29 bits).
+constexpr int64_t kDoubleWeightLimit = int64_t{1} << 29;
+
+// round(w * x * 2^40), |w| < 2^29: the product of a float and such an
+// integer times a power of two is exact in double, so the only rounding is
+// nearbyint's.
+inline int64_t ProductSmall(double scaled_weight, float x) {
+  return static_cast<int64_t>(std::nearbyint(static_cast<double>(x) * scaled_weight));
+}
+
+// round(w * x * 2^40) for any weight, in integers: x = +-m * 2^e with an
+// integer mantissa m < 2^24, so w * x * 2^40 = +-(w * m) * 2^(e + 40),
+// shifted with round-half-to-even. |w| <= 2^62 and |x| <= 2^22 keep it in
+// 127 bits.
+inline __int128 ProductExact(int64_t w, float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  const int biased = static_cast<int>((bits >> 23) & 0xff);
+  uint64_t m = bits & 0x7fffffu;
+  if (biased != 0) m |= 0x800000u;
+  const int shift = (biased == 0 ? 1 : biased) - 127 - 23 + kExactFractionBits;
+  const bool negative = ((bits >> 31) != 0) != (w < 0);
+  const ExactLane magnitude = static_cast<ExactLane>(w < 0 ? -static_cast<uint64_t>(w)
+                                                           : static_cast<uint64_t>(w)) * m;
+  ExactLane r;
+  if (shift >= 0) {
+    r = magnitude << shift;
+  } else if (-shift >= 127) {
+    r = 0;  // Below half of 2^-40 for any weight: rounds to 0.
+  } else {
+    const int s = -shift;
+    r = magnitude >> s;
+    const ExactLane rest = magnitude & ((ExactLane{1} << s) - 1);
+    const ExactLane half = ExactLane{1} << (s - 1);
+    if (rest > half || (rest == half && (r & 1))) ++r;
+  }
+  const __int128 v = static_cast<__int128>(r);
+  return negative ? -v : v;
 }
 
 inline float LoadFloat(const char* bytes, size_t i) {
@@ -46,18 +80,31 @@ TALLY_EXACT_OP float MaxAbs(const char* bytes, size_t n) {
   return m;
 }
 
-// lo[i] += w * q(x[i]) where every |w * q| and the running sums are known to
-// stay below 2^62 (the block's bound): one 64-bit product and add a value.
-TALLY_EXACT_OP void AddNarrow(uint64_t* lo, const char* bytes, size_t n, int64_t w) {
+// lo[i] += round(w * x[i] * 2^40) where every product and the running sums
+// are known to stay below 2^62 (the block's bound), |w| < 2^29: one double
+// product, one rounding and one 64-bit add a value (vectorised).
+TALLY_EXACT_OP void AddNarrowSmall(uint64_t* lo, const char* bytes, size_t n, int64_t w) {
+  const double scaled = static_cast<double>(w) * kValueScale;
   for (size_t i = 0; i < n; ++i) {
-    lo[i] += static_cast<uint64_t>(Quantize(LoadFloat(bytes, i)) * w);
+    lo[i] += static_cast<uint64_t>(ProductSmall(scaled, LoadFloat(bytes, i)));
   }
 }
 
-// (hi, lo)[i] += w * q(x[i]) in 128 bits, modulo 2^128.
-TALLY_EXACT_OP void AddWide(uint64_t* lo, int64_t* hi, const char* bytes, size_t n, int64_t w) {
+// The same for any weight (the products in integers).
+void AddNarrowExact(uint64_t* lo, const char* bytes, size_t n, int64_t w) {
   for (size_t i = 0; i < n; ++i) {
-    const __int128 p = static_cast<__int128>(Quantize(LoadFloat(bytes, i))) * w;
+    lo[i] += static_cast<uint64_t>(ProductExact(w, LoadFloat(bytes, i)));
+  }
+}
+
+// (hi, lo)[i] += round(w * x[i] * 2^40) in 128 bits, modulo 2^128. `small`:
+// |w| < 2^29 and every product below 2^62 (the double path is exact and
+// fits 64 bits).
+void AddWide(uint64_t* lo, int64_t* hi, const char* bytes, size_t n, int64_t w, bool small) {
+  const double scaled = static_cast<double>(w) * kValueScale;
+  for (size_t i = 0; i < n; ++i) {
+    const float x = LoadFloat(bytes, i);
+    const __int128 p = small ? static_cast<__int128>(ProductSmall(scaled, x)) : ProductExact(w, x);
     const ExactLane s = ((static_cast<ExactLane>(static_cast<uint64_t>(hi[i])) << 64) | lo[i]) +
                         static_cast<ExactLane>(p);
     lo[i] = static_cast<uint64_t>(s);
@@ -86,7 +133,9 @@ void ExtractWide(const uint64_t* lo, const int64_t* hi, size_t n, double divisor
 
 }  // namespace
 
-int64_t QuantizeValue(float x) { return Quantize(x); }
+int64_t QuantizeValue(float x) { return ProductSmall(kValueScale, x); }
+
+__int128 QuantizeProduct(int64_t w, float x) { return ProductExact(w, x); }
 
 int64_t QuantizeWeight(double w) {
   return static_cast<int64_t>(std::nearbyint(w * 0x1p32));
@@ -127,12 +176,17 @@ void ExactSum::AddBytes(uint64_t offset, const char* bytes, size_t count, int64_
     const size_t b = pos / kExactBlockLanes;
     const size_t n = std::min<size_t>(count - done, (b + 1) * kExactBlockLanes - pos);
     const char* x = bytes + 4 * done;
-    // An upper bound on every |w * q| of the piece, and on what it adds to
-    // |S|: |w| * (max |x| * 2^40 + 1) (the +1 covers the rounding).
+    // An upper bound on every |round(w * x * 2^40)| of the piece, and on
+    // what it adds to |S|: |w| * max |x| * 2^40 + 1 (the +1 covers the
+    // rounding), with a margin for the double arithmetic.
     const double increment =
-        abs_weight * (static_cast<double>(MaxAbs(x, n)) * kValueScale + 1.0);
+        (abs_weight * static_cast<double>(MaxAbs(x, n)) * kValueScale + 1.0) * (1 + 0x1p-40);
     if (hi_[b] == nullptr && bound_[b] + increment < kNarrowLimit) {
-      AddNarrow(lo_.data() + pos, x, n, weight);
+      if (weight > -kDoubleWeightLimit && weight < kDoubleWeightLimit) {
+        AddNarrowSmall(lo_.data() + pos, x, n, weight);
+      } else {
+        AddNarrowExact(lo_.data() + pos, x, n, weight);
+      }
     } else {
       const uint64_t begin = b * kExactBlockLanes;
       if (hi_[b] == nullptr) {
@@ -143,7 +197,9 @@ void ExactSum::AddBytes(uint64_t offset, const char* bytes, size_t count, int64_
           hi_[b][j] = static_cast<int64_t>(lo_[begin + j]) >> 63;
         }
       }
-      AddWide(lo_.data() + pos, hi_[b].get() + (pos - begin), x, n, weight);
+      const bool small = weight > -kDoubleWeightLimit && weight < kDoubleWeightLimit &&
+                         increment < kNarrowLimit;
+      AddWide(lo_.data() + pos, hi_[b].get() + (pos - begin), x, n, weight, small);
     }
     bound_[b] += increment;
     done += n;

@@ -1,20 +1,21 @@
 // ExactSum: the one summing primitive of every mean path (synchronous rounds,
 // asynchronous flushes, relays' batches). It holds, per coordinate j,
 //
-//   S[j] = sum_u  w_u * q(x_u[j])    with   q(x) = round(x * 2^kExactFractionBits)
+//   S[j] = sum_u  round(w_u * x_u[j] * 2^kExactFractionBits)
 //
-// where w_u is an integer weight (num_samples, or a fixed-point weight) and
-// round() is round-half-to-even. S is an integer in two's complement modulo
-// 2^128, so:
+// where w_u is an integer weight (num_samples, or a fixed-point weight), x_u
+// a float32 value and round() is round-half-to-even: each product is exact
+// before its one rounding (in double for |w| < 2^29, in integers above). S
+// is an integer in two's complement modulo 2^128, so:
 //   - adding then subtracting the same update (weight -w) restores S bit for
 //     bit, whatever happened in between: undoing a rejected upload is exact;
 //   - the sum does not depend on the order of the additions, on how updates
 //     are cut into chunks or on the number of threads: a round is
 //     bit-reproducible;
 //   - the result is the true sum as long as the true sum fits in 127 bits;
-//     with |x| <= kMaxExactAbsValue (2^22) every q fits in 63 bits and, with
-//     weights up to kMaxExactWeight (2^40), 2^24 updates of maximal weight
-//     and value still fit.
+//     with |x| <= kMaxExactAbsValue (2^22) and weights up to kMaxExactWeight
+//     (2^40) a product is below 2^102, and 2^24 updates of maximal weight and
+//     value still fit.
 // A masked modular sum (secure aggregation) is the same lane arithmetic with
 // masks added modulo a power of two.
 //
@@ -25,10 +26,10 @@
 // updates (|w * x| well below 2^22) never widen; hostile ones at the limits
 // widen the blocks they touch. Both forms hold the same integer.
 //
-// Precision (docs/aggregation.md): each value is rounded once, to a multiple
-// of 2^-40, so the weighted mean S / (2^40 * sum w) differs from the exact
-// weighted mean of the float32 inputs by at most 2^-41 before the final
-// rounding to float32.
+// Precision (docs/aggregation.md): each product w * x is rounded once, to a
+// multiple of 2^-40, so with integer weights (each >= 1) the weighted mean
+// S / (2^40 * sum w) differs from the exact weighted mean of the float32
+// inputs by at most 2^-41 before the final rounding to float32.
 //
 // Callers validate values first: x must be finite with |x| <= kMaxExactAbsValue
 // (AllWithinBytes in core/vector_ops.h). Thread-compatible: concurrent Adds
@@ -75,7 +76,7 @@ class ExactSum {
   // be multiples of kExactBlockLanes or size().
   void Clear(uint64_t offset, size_t count);
 
-  // S[offset + i] += weight * q(x[i]) for i < count; x is `count` float32
+  // S[offset + i] += round(weight * x[i] * 2^40) for i < count; x is `count` float32
   // values at `bytes` (little-endian, any alignment). A negative weight
   // subtracts. Requires offset + count <= size(), |weight| <= 2^62 and
   // validated x.
@@ -105,8 +106,10 @@ class ExactSum {
   std::vector<double> bound_;
 };
 
-// q(x) for one value (the kernels' rounding, for tests and references).
+// round(x * 2^40) and round(w * x * 2^40) for one value (the kernels'
+// rounding, for tests and references).
 int64_t QuantizeValue(float x);
+__int128 QuantizeProduct(int64_t w, float x);
 // round(w * 2^kExactWeightFractionBits) for an asynchronous coefficient with
 // |w| <= kMaxExactFractionalWeight (checked by the caller).
 int64_t QuantizeWeight(double w);

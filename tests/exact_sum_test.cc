@@ -53,6 +53,37 @@ TEST(ExactSumTest, RoundsHalfToEvenAtTwoToTheMinus40) {
   EXPECT_EQ(QuantizeValue(kMaxExactAbsValue), int64_t{1} << 62);
   EXPECT_EQ(QuantizeValue(-kMaxExactAbsValue), -(int64_t{1} << 62));
   EXPECT_EQ(QuantizeWeight(0.75), int64_t{3} << 30);
+  // Products: rounded once, after the exact product.
+  EXPECT_EQ(QuantizeProduct(3, std::ldexp(1.0f, -41)), 2);                    // 1.5 -> 2
+  EXPECT_EQ(QuantizeProduct(int64_t{1} << 30, 3 * std::ldexp(1.0f, -71)), 2);  // 1.5 -> 2
+  EXPECT_EQ(QuantizeProduct(int64_t{1} << 30, 5 * std::ldexp(1.0f, -71)), 2);  // 2.5 -> 2
+  EXPECT_EQ(QuantizeProduct(-(int64_t{1} << 30), 7 * std::ldexp(1.0f, -71)), -4);  // -3.5
+  EXPECT_EQ(QuantizeProduct(static_cast<int64_t>(kMaxExactWeight), -kMaxExactAbsValue),
+            -(static_cast<__int128>(1) << 102));
+  EXPECT_EQ(QuantizeProduct(1 << 20, std::numeric_limits<float>::denorm_min()), 0);
+}
+
+// The integer product path against long double, where w * x * 2^40 is exact
+// for w < 2^40 (40 + 24 bits), over random weights and values of every
+// magnitude, subnormals included; and the double path (w < 2^29) agrees.
+TEST(ExactSumTest, ProductRoundingMatchesALongDoubleReference) {
+  std::mt19937_64 rng(17);
+  for (int i = 0; i < 200000; ++i) {
+    const int64_t w = static_cast<int64_t>(rng() % kMaxExactWeight) * (rng() % 2 ? 1 : -1);
+    uint32_t bits = static_cast<uint32_t>(rng());
+    bits &= 0x8fffffffu;  // Exponents up to 2^-97..2^30 range, subnormals too.
+    float x;
+    std::memcpy(&x, &bits, 4);
+    if (!std::isfinite(x) || std::fabs(x) > kMaxExactAbsValue) continue;
+    const long double exact = std::ldexp(static_cast<long double>(w) * x, 40);
+    const long double expected = std::nearbyintl(exact);
+    ASSERT_EQ(static_cast<long double>(QuantizeProduct(w, x)), expected) << w << " " << x;
+    if (w > -(int64_t{1} << 29) && w < (int64_t{1} << 29)) {
+      ExactSum one(1);
+      one.Add(0, &x, 1, w);
+      ASSERT_EQ(static_cast<long double>(static_cast<__int128>(one.Lane(0))), expected);
+    }
+  }
 }
 
 // The attack of the exact-aggregation issue, at the limits the server
