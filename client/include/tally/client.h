@@ -9,7 +9,9 @@
 // twice.
 //
 // RESOURCE_EXHAUSTED with a retry hint from the server is retried after the
-// hinted delay.
+// hinted delay. An encoded update larger than the server's
+// limits.max_update_bytes (JoinResult::max_update_bytes) fails at once,
+// before it is sent, with RESOURCE_EXHAUSTED naming both sizes and no hint.
 //
 // Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
 // with client authentication answers UNAUTHENTICATED to a caller without a
@@ -231,6 +233,8 @@ class Client {
 
   // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
   // it already accepted) is reported as success with duplicate = true.
+  // RESOURCE_EXHAUSTED without a RetryAfter hint: the encoded update exceeds
+  // the server's max_update_bytes (not sent, not retried).
   virtual absl::StatusOr<PushResult> PushUpdate(const Update& update) = 0;
 
   // Blocks until a model version > `after_version` is published, or until
