@@ -7,7 +7,8 @@ client per round (mean and range over the seeds) and writes every run's
 numbers to --json.
 
     /usr/bin/python3 scripts/codec_results.py [--build_dir build] [--seeds 1,2,3,4,5]
-        [--rounds 100] [--only dgc] [--json codec_results.json] [--jobs 1]
+        [--rounds 100] [--only "DGC"] [--names "float32,DGC 0.002"]
+        [--json codec_results.json] [--jobs 1]
 
 Runs are independent processes (each starts its own server on port 0);
 --jobs runs several at once (the table is the same; use 1 on a busy
@@ -98,12 +99,15 @@ def main():
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--only", default="", help="run only settings whose name contains this")
+    p.add_argument("--names", default="",
+                   help="run only these settings (exact names, comma-separated)")
     p.add_argument("--json", default="codec_results.json")
     p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    todo = [(name, flags, seed) for name, flags in SETTINGS if args.only in name
-            for seed in seeds]
+    names = set(args.names.split(",")) if args.names else None
+    todo = [(name, flags, seed) for name, flags in SETTINGS
+            if args.only in name and (names is None or name in names) for seed in seeds]
     start, results = time.time(), []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(run, args.build_dir, name, flags, seed, args.rounds)
