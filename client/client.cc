@@ -423,11 +423,17 @@ absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& update) {
   }
   // Encoded once, before any attempt: retries resend the same bytes.
   EncodedUpdate encoded;
-  if (std::shared_ptr<const Session> session = CurrentSession(); session != nullptr) {
+  std::shared_ptr<const Session> session = CurrentSession();
+  if (session != nullptr) {
     TALLY_ASSIGN_OR_RETURN(encoded, EncodeUpdate(*session, update, result.update_id));
   }
   result.payload_bytes = encoded.payload.empty() ? update.delta.size() * sizeof(float)
                                                  : encoded.payload.size();
+  if (session != nullptr) {
+    TALLY_RETURN_IF_ERROR(client_internal::CheckUpdateBytes(
+        result.payload_bytes, compress::FindCodec(encoded.spec.id)->name,
+        session->join.max_update_bytes));
+  }
   CallSpec spec("PushUpdate");
   spec.attempts = &result.attempts;
   absl::StatusOr<v1::PushUpdateResponse> response = Call(

@@ -48,11 +48,22 @@ absl::Status ValidateUpdateId(absl::string_view update_id) {
   return absl::OkStatus();
 }
 
+absl::Status CheckUpdateBytes(uint64_t payload_bytes, absl::string_view codec,
+                              uint64_t max_update_bytes) {
+  if (max_update_bytes == 0 || payload_bytes <= max_update_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("PushUpdate: the ", codec, " update is ", payload_bytes,
+                   " bytes, over the server's limits.max_update_bytes = ", max_update_bytes,
+                   "; not sent (raise the limit in the server's config, or compress more)"));
+}
+
 compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
   compress::DgcOptions options;
   options.momentum = settings.momentum;
   options.nesterov = settings.nesterov;
   options.momentum_masking = settings.momentum_masking;
+  options.clip_norm = settings.clip_norm;
+  options.compress_1d = settings.compress_1d;
   options.compress_ratio = settings.compress_ratio;
   options.warmup_steps = settings.warmup_steps;
   options.warmup_ratios = settings.warmup_ratios;

@@ -31,6 +31,12 @@ absl::Status ValidateUpdateId(absl::string_view update_id);
 // The upload chunk size: min(requested, server_max) rounded down to a
 // multiple of 4 bytes (one float). server_max == 0 means "no server cap".
 // FAILED_PRECONDITION if that leaves less than one float.
+// RESOURCE_EXHAUSTED (without a retry hint: PushUpdate fails at once) if an
+// encoded update of `payload_bytes` in `codec` exceeds the server's
+// limits.max_update_bytes as Join reported it (0: unknown, no check).
+absl::Status CheckUpdateBytes(uint64_t payload_bytes, absl::string_view codec,
+                              uint64_t max_update_bytes);
+
 absl::StatusOr<size_t> EffectiveChunkBytes(size_t requested, uint32_t server_max);
 
 }  // namespace client_internal

@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -189,6 +190,32 @@ uint64_t EffectiveK(const CodecSpec& spec, size_t d) {
 size_t MaxEncodedBytes(const CodecSpec& spec, size_t d) {
   const size_t inner = FindOps(spec.id)->max_bytes(spec, d);
   return spec.zstd ? ZSTD_compressBound(inner) : inner;
+}
+
+size_t WorstCaseEncodedBytes(CodecId id, size_t d, uint64_t spsa_pairs) {
+  CodecSpec spec = DefaultSpec(id);
+  spec.zstd = true;
+  spec.half_values = false;
+  switch (id) {
+    case CodecId::kInt8:
+    case CodecId::kSign:
+      spec.block_size = 1;
+      break;
+    case CodecId::kQsgd:
+      spec.block_size = 1;
+      spec.levels = 32767;
+      break;
+    case CodecId::kTopK:
+    case CodecId::kRandK:
+      spec.k = d;
+      break;
+    case CodecId::kSpsa:
+      spec.k = std::max<uint64_t>(spsa_pairs, 1);
+      break;
+    default:
+      break;
+  }
+  return MaxEncodedBytes(spec, d);
 }
 
 absl::Status Encode(const CodecSpec& spec, absl::Span<const float> x, std::string* out) {

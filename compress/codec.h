@@ -176,6 +176,17 @@ uint64_t EffectiveK(const CodecSpec& spec, size_t d);
 // ZSTD_compressBound of it with zstd). Requires ValidateSpec(spec, d).ok().
 size_t MaxEncodedBytes(const CodecSpec& spec, size_t d);
 
+// The largest MaxEncodedBytes over every spec of codec `id` a client may
+// send for d entries, each parameter at its most expensive: a zstd frame
+// around the payload (ZSTD_compressBound of it); topk and randk k = d with
+// float32 values (topk: every index a varint of d − 1's length); int8, qsgd
+// and sign one block per entry; qsgd 32767 levels (16 bits per entry). A
+// server whose update limit is at least this admits every update of that
+// codec. spsa's size depends on its pair count, not on d: `spsa_pairs`
+// (the pair limit the server configured) is used. For d = 2410: float32
+// 9736, topk 14574 (the largest).
+size_t WorstCaseEncodedBytes(CodecId id, size_t d, uint64_t spsa_pairs = 1);
+
 // Encodes x (d = x.size()) into *out (replacing its contents).
 // INVALID_ARGUMENT for an invalid spec, a non-finite entry, or a value the
 // format cannot hold (float16 / bfloat16 overflow, a qsgd bucket norm above

@@ -38,6 +38,10 @@ absl::Status ValidateOptions(const DgcOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("DGC: momentum = ", o.momentum, " must be in [0, 1]"));
   }
+  if (!(o.clip_norm >= 0.0 && std::isfinite(o.clip_norm))) {
+    return absl::InvalidArgumentError(absl::StrCat("DGC: clip_norm = ", o.clip_norm,
+                                                   " must be finite and >= 0 (0: no clipping)"));
+  }
   if (!IsRatio(o.compress_ratio)) {
     return absl::InvalidArgumentError(
         absl::StrCat("DGC: compress_ratio = ", o.compress_ratio, " must be in (0, 1]"));
@@ -74,7 +78,7 @@ double DgcCompressRatio(const DgcOptions& options, uint64_t step) {
   if (step >= options.warmup_steps) return base;
   if (!options.warmup_ratios.empty()) return options.warmup_ratios[step];
   // synxlin/deep-gradient-compression dgc/compression.py (warmup_coeff =
-  // base^(1/(E+1))); the paper's schedule differs (§6 item 7).
+  // base^(1/(E+1))); the paper's schedule differs (compress/dgc.h).
   const double c = std::pow(base, 1.0 / (static_cast<double>(options.warmup_steps) + 1.0));
   return std::max(std::pow(c, static_cast<double>(step) + 1.0), base);
 }
@@ -99,23 +103,47 @@ float DgcCompressor::NextMomentum(float u, float g) const {
   return options_.nesterov ? m * (u + g) : m * u + g;
 }
 
-absl::Status DgcCompressor::Compress(absl::Span<const float> g, std::string* payload,
+float DgcClipScale(absl::Span<const float> g, double clip_norm) {
+  if (!(clip_norm > 0.0)) return 1.0f;
+  // Squares of float32 values are exact in double; summed in index order.
+  double sum = 0.0;
+  for (float x : g) sum += static_cast<double>(x) * static_cast<double>(x);
+  const double norm = std::sqrt(sum);
+  if (!(norm > clip_norm)) return 1.0f;
+  return static_cast<float>(clip_norm / norm);
+}
+
+bool DgcCompressor::Compressed(const DgcTensor& t) const {
+  return t.ndim > 1 || options_.compress_1d;
+}
+
+absl::Status DgcCompressor::Compress(absl::Span<const float> update, std::string* payload,
                                      CodecSpec* spec) {
   const size_t d = dim();
-  if (g.size() != d) {
+  if (update.size() != d) {
     return absl::InvalidArgumentError(
-        absl::StrCat("DGC: the update has ", g.size(), " entries, the model ", d));
+        absl::StrCat("DGC: the update has ", update.size(), " entries, the model ", d));
+  }
+  for (size_t j = 0; j < d; ++j) {
+    if (!std::isfinite(update[j])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DGC: g[", j, "] = ", update[j], ": the update must be finite"));
+    }
+  }
+  // Clipping of the whole update (g ← g · min(1, C / ‖g‖₂)), into clipped_.
+  absl::Span<const float> g = update;
+  const float scale = DgcClipScale(update, options_.clip_norm);
+  if (scale != 1.0f) {
+    clipped_.resize(d);
+    for (size_t j = 0; j < d; ++j) clipped_[j] = update[j] * scale;
+    g = clipped_;
   }
   // The next v of the compressed entries, into scratch_ (u, v untouched
   // until the payload exists).
   scratch_.resize(d);
   for (const DgcTensor& t : tensors_) {
+    if (!Compressed(t)) continue;
     for (uint64_t j = t.offset; j < t.offset + t.size; ++j) {
-      if (!std::isfinite(g[j])) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("DGC: g[", j, "] = ", g[j], ": the update must be finite"));
-      }
-      if (t.ndim <= 1) continue;
       const float u = NextMomentum(momentum_[j], g[j]);
       const float v = options_.nesterov ? (velocity_[j] + u) + g[j] : velocity_[j] + u;
       if (!std::isfinite(u) || !std::isfinite(v)) {
@@ -141,7 +169,7 @@ absl::Status DgcCompressor::Compress(absl::Span<const float> g, std::string* pay
 void DgcCompressor::Select(const DgcTensor& t, absl::Span<const float> g, double ratio) {
   const uint64_t begin = t.offset;
   const uint64_t end = t.offset + t.size;
-  if (t.ndim <= 1) {
+  if (!Compressed(t)) {
     for (uint64_t j = begin; j < end; ++j) {
       indices_.push_back(j);
       values_.push_back(g[j]);
@@ -176,7 +204,7 @@ void DgcCompressor::Commit(absl::Span<const float> g) {
   size_t sent = 0;  // Walks indices_ / values_ alongside the tensors.
   for (const DgcTensor& t : tensors_) {
     const uint64_t end = t.offset + t.size;
-    if (t.ndim <= 1) {
+    if (!Compressed(t)) {
       sent += t.size;
       continue;
     }

@@ -12,12 +12,13 @@ reproducible: the server's model init and every client's data order come
 from --seed (each client has its own torch.Generator); scripts/
 strategy_results.py repeats the runs over seeds and tabulates them. Compressed transfers: --upload_codec
 (updates), --download_codec (models), --delta_codec (deltas between model
-versions); the bytes each client sends and receives per round are reported.
+versions), or the SDK's Deep Gradient Compression (--dgc_*; docs/compression.md);
+the bytes each client sends and receives per round are reported.
 
     /usr/bin/python3 examples/pytorch_digits.py [--build_dir build] [--clients 10]
         [--byzantine 2] [--rounds 30] [--rules mean,trimmed_mean] [--out digits.png]
         [--upload_codec topk --upload_params "ratio: 0.1"] [--download_codec float16]
-        [--delta_codec int8]
+        [--delta_codec int8] [--dgc_ratio 0.01 --dgc_clip 1.0 --dgc_1d]
 
 Needs Debian's python3-torch, python3-sklearn, python3-matplotlib and the
 SDK's packages, and a built tally-server (scripts/build.sh). Use Debian's
@@ -64,6 +65,15 @@ def parse_args():
                         "float16, int8, topk, ...): a client holding the previous version pulls "
                         "only the delta")
     p.add_argument("--delta_params", default="", help="its CodecParams as text proto")
+    p.add_argument("--dgc_ratio", type=float, default=0.0,
+                   help="> 0: updates through the SDK's Deep Gradient Compression "
+                        "(tally.DgcSettings) at this ratio; the server takes topk")
+    p.add_argument("--dgc_momentum", type=float, default=0.0, help="DGC momentum across rounds")
+    p.add_argument("--dgc_clip", type=float, default=0.0,
+                   help="DGC: clip each delta to this L2 norm (0: off)")
+    p.add_argument("--dgc_1d", action="store_true", help="DGC: sparsify the biases too")
+    p.add_argument("--dgc_warmup", type=int, default=0, help="DGC: warm-up rounds of sparsity")
+    p.add_argument("--dgc_half", action="store_true", help="DGC: float16 values")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="pytorch_digits.png")
     return p.parse_args()
@@ -123,7 +133,8 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers):
     generator = torch.Generator().manual_seed(args.seed * 1000 + index)
     net = make_model()  # Its initial weights are replaced by every pulled model.
     x, y = torch.from_numpy(data[0]), torch.from_numpy(data[1]).long()
-    with tally.Client(target, client_id(index), upload_codecs=[args.upload_codec]) as client:
+    with tally.Client(target, client_id(index), upload_codecs=[args.upload_codec],
+                      dgc=dgc_settings(tally, args)) as client:
         client.join()
         for task in client.train_tasks(wait=5, stop=stop):
             model = client.pull_model()
@@ -212,13 +223,24 @@ def run_federation(tally, rule, byzantine, shares, test, args, verbose=True):
     return accuracies, transfers
 
 
+def dgc_settings(tally, args):
+    """The clients' tally.DgcSettings for the --dgc_* flags (None: no DGC)."""
+    if args.dgc_ratio <= 0:
+        return None
+    return tally.DgcSettings(momentum=args.dgc_momentum, clip_norm=args.dgc_clip,
+                             compress_1d=args.dgc_1d, compress_ratio=args.dgc_ratio,
+                             warmup_steps=args.dgc_warmup, half_values=args.dgc_half)
+
+
 def compression_config(args):
     """The server's compression block for the codec options ("" if none)."""
     def choice(codec, params):
         return f'{{ codec: "{codec}"' + (f" params {{ {params} }}" if params else "") + " }"
 
     parts = []
-    if args.upload_codec != "float32":
+    if args.dgc_ratio > 0:  # DGC clients send topk payloads.
+        parts.append('upload { codec: "topk" }')
+    elif args.upload_codec != "float32":
         parts.append(f"upload {choice(args.upload_codec, args.upload_params)}")
     if args.download_codec != "float32":
         parts.append(f"download {choice(args.download_codec, '')}")
@@ -272,7 +294,8 @@ def main():
         results[name], transfers[name] = run_federation(tally, rule, byzantine, shares, test,
                                                         args)
     plot(results, args)
-    codecs = f"upload {args.upload_codec}, download {args.download_codec}" + (
+    upload = f"DGC at {args.dgc_ratio}" if args.dgc_ratio > 0 else args.upload_codec
+    codecs = f"upload {upload}, download {args.download_codec}" + (
         f", deltas {args.delta_codec}" if args.delta_codec else "")
     dense = 4 * sum(p.numel() for p in make_model().parameters())
     print(f"{codecs}; float32 would be {dense} B each way per client per round")

@@ -134,7 +134,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   // applies the defaults again then).
   if (limits->max_update_bytes() == 0 && config->relay().upstream().empty()) {
     auto layout = LayoutFromConfig(*model);
-    if (layout.ok()) limits->set_max_update_bytes(4 * layout->NumParams());
+    if (layout.ok()) {
+      limits->set_max_update_bytes(DefaultMaxUpdateBytes(*config, layout->NumParams()));
+    }
   }
 }
 
@@ -291,6 +293,24 @@ absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
     specs.push_back(spec);
   }
   return specs;
+}
+
+uint64_t DefaultMaxUpdateBytes(const tally::v1::ServerConfig& config, uint64_t num_params) {
+  if (num_params == 0 || num_params > compress::kMaxDim) return 4 * num_params;
+  uint64_t spsa_pairs = 1;
+  absl::StatusOr<std::vector<compress::CodecSpec>> upload =
+      UploadCodecsFromConfig(config, num_params);
+  if (upload.ok()) {
+    for (const compress::CodecSpec& spec : *upload) {
+      if (spec.id == compress::CodecId::kSpsa) spsa_pairs = std::max(spsa_pairs, spec.k);
+    }
+  }
+  uint64_t limit = 4 * num_params;
+  for (const compress::CodecInfo& codec : compress::AllCodecs()) {
+    limit = std::max<uint64_t>(limit,
+                               compress::WorstCaseEncodedBytes(codec.id, num_params, spsa_pairs));
+  }
+  return limit;
 }
 
 bool DeltaChainCapable(const compress::CodecSpec& full) {

@@ -54,6 +54,13 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
 absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
     const tally::v1::ServerConfig& config, size_t num_params);
 
+// limits.max_update_bytes when unset: the largest worst-case encoded size
+// (compress::WorstCaseEncodedBytes) over every codec for num_params
+// parameters, so that any update a codec can produce is admitted (spsa
+// with the pair limit of its compression.upload entry, if any). At least
+// 4 * num_params (a dense float32 update).
+uint64_t DefaultMaxUpdateBytes(const tally::v1::ServerConfig& config, uint64_t num_params);
+
 // What compression.download / download_delta configure.
 struct DownloadCodecs {
   // Full-model codecs in order of preference (float32 is served besides).

@@ -570,8 +570,11 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (h.payload_bytes > config_.limits().max_update_bytes()) {
     return RejectLocked(h.client_id, RejectReason::kLength,
                         absl::ResourceExhaustedError(absl::StrCat(
-                            "payload_bytes ", h.payload_bytes, " exceeds max_update_bytes ",
-                            config_.limits().max_update_bytes())));
+                            "payload_bytes ", h.payload_bytes,
+                            " exceeds the server's "
+                            "limits.max_update_bytes = ",
+                            config_.limits().max_update_bytes(),
+                            " (not worth retrying: raise the limit or compress more)")));
   }
   if (h.num_samples == 0 || h.num_samples > config_.limits().max_num_samples()) {
     return RejectLocked(h.client_id, RejectReason::kMalformed,

@@ -208,7 +208,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     }
     // ApplyDefaults leaves a relay's model-derived limits to this point.
     if (config.limits().max_update_bytes() == 0) {
-      config.mutable_limits()->set_max_update_bytes(4 * relay->layout().NumParams());
+      config.mutable_limits()->set_max_update_bytes(
+          DefaultMaxUpdateBytes(config, relay->layout().NumParams()));
     }
   }
   ApplyDefaults(&config);

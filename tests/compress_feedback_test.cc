@@ -226,6 +226,86 @@ TEST(DgcTest, OneDimensionalTensorsAreSentExactly) {
   EXPECT_EQ(dgc->velocity()[3], 0.1f);
 }
 
+// compress_1d: the same layout kind (weight 2×2, bias 2, scalar), ratio
+// 0.5, m = 0.5, worked by hand. k = 2 of the weight, ⌈2 · 0.5⌉ = 1 of the
+// bias, ⌈1 · 0.5⌉ = 1 of the scalar (always sent).
+// g1 = (1, −2, 0.5, 0.25 | 0.75, −1 | 0.125): u = v = g1; sent 0, 1 (1, −2),
+// 5 (−1), 6 (0.125); after masking u = v = (0, 0, 0.5, 0.25 | 0.75, 0 | 0).
+// g2 = (0, 0, 0, 0 | 0, 0.5 | 0): u = 0.5 u + g2 = (0, 0, 0.25, 0.125 |
+// 0.375, 0.5 | 0), v = v + u = (0, 0, 0.75, 0.375 | 1.125, 0.5 | 0); sent 2,
+// 3 (0.75, 0.375), 4 (1.125), 6 (0); after: u = v = (0, 0, 0, 0 | 0, 0.5 | 0).
+// Without compress_1d g1 sends the bias and scalar exactly (5 entries).
+TEST(DgcTest, Compress1dSparsifiesBiasesAndScalars) {
+  const std::vector<DgcTensor> tensors = {{0, 4, 2}, {4, 2, 1}, {6, 1, 0}};
+  DgcOptions options = NoWarmup(0.5, 0.5f);
+  options.compress_1d = true;
+  absl::StatusOr<DgcCompressor> dgc = DgcCompressor::Create(tensors, options);
+  ASSERT_THAT(dgc, IsOk());
+  std::string payload;
+  CodecSpec spec;
+  const std::vector<float> g1 = {1, -2, 0.5f, 0.25f, 0.75f, -1, 0.125f};
+  ASSERT_THAT(dgc->Compress(g1, &payload, &spec), IsOk());
+  EXPECT_EQ(spec.k, 4u);
+  // Indices 0, 1, 5, 6: gaps 0, 0, 3, 0.
+  EXPECT_EQ(payload, Bytes({4, 0, 0, 3, 0}) + F32({1, -2, -1, 0.125f}));
+  const std::vector<float> state1 = {0, 0, 0.5f, 0.25f, 0.75f, 0, 0};
+  EXPECT_EQ(ToVector(dgc->momentum()), state1);
+  EXPECT_EQ(ToVector(dgc->velocity()), state1);
+  ASSERT_THAT(dgc->Compress({0, 0, 0, 0, 0, 0.5f, 0}, &payload, &spec), IsOk());
+  // Indices 2, 3, 4, 6: gaps 2, 0, 0, 1.
+  EXPECT_EQ(payload, Bytes({4, 2, 0, 0, 1}) + F32({0.75f, 0.375f, 1.125f, 0}));
+  const std::vector<float> state2 = {0, 0, 0, 0, 0, 0.5f, 0};
+  EXPECT_EQ(ToVector(dgc->momentum()), state2);
+  EXPECT_EQ(ToVector(dgc->velocity()), state2);
+
+  options.compress_1d = false;
+  absl::StatusOr<DgcCompressor> exact = DgcCompressor::Create(tensors, options);
+  ASSERT_THAT(exact, IsOk());
+  ASSERT_THAT(exact->Compress(g1, &payload, &spec), IsOk());
+  EXPECT_EQ(payload, Bytes({5, 0, 0, 2, 0, 0}) + F32({1, -2, 0.75f, -1, 0.125f}));
+}
+
+// Clipping, worked by hand: weight 2×2 and bias 2, C = 2.5, m = 0, ratio
+// 0.25 (k = 1 of the weight). g1 = (3, 0, 0, 4 | 0, 0): ‖g1‖ = 5 > 2.5, s =
+// 0.5, g1 → (1.5, 0, 0, 2 | 0, 0): sends index 3 (2) and the bias (0, 0);
+// u = v = (1.5, 0, 0, 0 | 0, 0) remain. g2 = (0, 0, 1, 0 | 0.5, −0.5):
+// ‖g2‖ = √1.5 < 2.5, unchanged; v = (1.5, 0, 1, 0): sends index 0 (1.5) and
+// the bias (0.5, −0.5); u = v = (0, 0, 1, 0 | 0, 0) remain. The bias is
+// clipped too (the whole update is): g3 = (0, 0, 0, 0 | 0, 10) → s = 0.25,
+// the bias goes out as (0, 2.5).
+TEST(DgcTest, ClipsTheWholeUpdateBeforeAccumulation) {
+  const std::vector<DgcTensor> tensors = {{0, 4, 2}, {4, 2, 1}};
+  DgcOptions options = NoWarmup(0.25, 0.0f);
+  options.clip_norm = 2.5;
+  absl::StatusOr<DgcCompressor> dgc = DgcCompressor::Create(tensors, options);
+  ASSERT_THAT(dgc, IsOk());
+  EXPECT_EQ(DgcClipScale({3, 0, 0, 4, 0, 0}, 2.5), 0.5f);
+  EXPECT_EQ(DgcClipScale({3, 0, 0, 4, 0, 0}, 5.0), 1.0f);  // Norm = C: unchanged.
+  EXPECT_EQ(DgcClipScale({3, 0, 0, 4, 0, 0}, 0.0), 1.0f);  // Off.
+  std::string payload;
+  CodecSpec spec;
+  ASSERT_THAT(dgc->Compress({3, 0, 0, 4, 0, 0}, &payload, &spec), IsOk());
+  // Indices 3, 4, 5: gaps 3, 0, 0.
+  EXPECT_EQ(payload, Bytes({3, 3, 0, 0}) + F32({2, 0, 0}));
+  EXPECT_EQ(ToVector(dgc->velocity()), (std::vector<float>{1.5f, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(ToVector(dgc->momentum()), (std::vector<float>{1.5f, 0, 0, 0, 0, 0}));
+  ASSERT_THAT(dgc->Compress({0, 0, 1, 0, 0.5f, -0.5f}, &payload, &spec), IsOk());
+  // Indices 0, 4, 5: gaps 0, 3, 0.
+  EXPECT_EQ(payload, Bytes({3, 0, 3, 0}) + F32({1.5f, 0.5f, -0.5f}));
+  EXPECT_EQ(ToVector(dgc->velocity()), (std::vector<float>{0, 0, 1, 0, 0, 0}));
+  EXPECT_EQ(ToVector(dgc->momentum()), (std::vector<float>{0, 0, 1, 0, 0, 0}));
+  ASSERT_THAT(dgc->Compress({0, 0, 0, 0, 0, 10}, &payload, &spec), IsOk());
+  // v = (0, 0, 1, 0): sends index 2 (1); indices 2, 4, 5: gaps 2, 1, 0.
+  EXPECT_EQ(payload, Bytes({3, 2, 1, 0}) + F32({1, 0, 2.5f}));
+
+  options.clip_norm = -1;
+  EXPECT_THAT(DgcCompressor::Create(tensors, options).status(),
+              StatusIs(kInvalid, HasSubstr("clip_norm")));
+  options.clip_norm = INFINITY;
+  EXPECT_THAT(DgcCompressor::Create(tensors, options).status(),
+              StatusIs(kInvalid, HasSubstr("clip_norm")));
+}
+
 TEST(DgcTest, TiesGoToTheLowestIndex) {
   DgcCompressor dgc = MakeDgc(5, NoWarmup(0.4, 0.0f));  // k = ⌈5 · 0.4⌉ = 2.
   std::string payload;

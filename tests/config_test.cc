@@ -3,7 +3,10 @@
 
 #include <cctype>
 #include <fstream>
+#include <utility>
+#include <vector>
 
+#include "compress/codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
@@ -25,7 +28,64 @@ TEST(ConfigTest, DefaultConfigIsValidAndMatchesTheDemo) {
   auto layout = LayoutFromConfig(config.model());
   ASSERT_THAT(layout, IsOk());
   EXPECT_EQ(layout->NumParams(), 32u * 10 + 10);
-  EXPECT_EQ(config.limits().max_update_bytes(), 4u * 330);
+  // topk's worst case (DefaultUpdateLimitAdmitsEveryCodecsWorstCase): 2 +
+  // 330 · (2 + 4) = 1982, in a zstd frame 1982 + 7 + 63 = 2052.
+  EXPECT_EQ(config.limits().max_update_bytes(), 2052u);
+}
+
+// The example's model (examples/pytorch_digits.py: 64-32-10 MLP, d = 2410).
+// Worst cases by hand, zstd bound b(s) = s + ⌊s/256⌋ + ⌊(131072 − s)/2048⌋
+// (ZSTD_COMPRESSBOUND for s < 128 KiB):
+//   float32 4d = 9640 → 9736;  float16, bfloat16 2d = 4820 → 4899;
+//   int8 block 1: 4d + d = 12050 → 12155;
+//   qsgd block 1, 32767 levels (16 bits): 4d + 2d = 14460 → 14572;
+//   sign block 1: 4d + ⌈d/8⌉ = 9942 → 10039;
+//   topk k = d: varint(2410) 2 + d · (varint(2409) 2 + 4) = 14462 → 14574;
+//   randk k = d: 2 + 4d = 9642 → 9738;  spsa 1 pair: 12 → 75.
+// The default limit is the largest, topk's 14574; DGC at ratio 1.0 (12052
+// bytes, the issue's measurement) fits.
+TEST(ConfigTest, DefaultUpdateLimitAdmitsEveryCodecsWorstCase) {
+  auto config = ParseConfigText(R"pb(
+    model {
+      tensors {
+        name: "0.weight"
+        shape: [ 32, 64 ]
+      }
+      tensors {
+        name: "0.bias"
+        shape: [ 32 ]
+      }
+      tensors {
+        name: "2.weight"
+        shape: [ 10, 32 ]
+      }
+      tensors {
+        name: "2.bias"
+        shape: [ 10 ]
+      }
+    }
+  )pb");
+  ASSERT_THAT(config, IsOk());
+  ApplyDefaults(&*config);
+  ASSERT_THAT(ValidateConfig(*config), IsOk());
+  using compress::CodecId;
+  const std::vector<std::pair<CodecId, size_t>> expected = {
+      {CodecId::kFloat32, 9736}, {CodecId::kFloat16, 4899}, {CodecId::kBfloat16, 4899},
+      {CodecId::kInt8, 12155},   {CodecId::kQsgd, 14572},   {CodecId::kSign, 10039},
+      {CodecId::kTopK, 14574},   {CodecId::kRandK, 9738},   {CodecId::kSpsa, 75}};
+  ASSERT_EQ(expected.size(), compress::AllCodecs().size());
+  for (const auto& [id, bytes] : expected) {
+    EXPECT_EQ(compress::WorstCaseEncodedBytes(id, 2410), bytes) << compress::FindCodec(id)->name;
+    EXPECT_LE(bytes, config->limits().max_update_bytes());
+  }
+  EXPECT_EQ(config->limits().max_update_bytes(), 14574u);
+  // spsa's size follows its configured pair limit: 4000 pairs, 48000 bytes
+  // → b(48000) = 48000 + 187 + 40 = 48227, above topk's.
+  config->mutable_limits()->set_max_update_bytes(0);
+  auto* spsa = config->mutable_compression()->add_upload();
+  spsa->set_codec("spsa");
+  spsa->mutable_params()->set_k(4000);
+  EXPECT_EQ(DefaultMaxUpdateBytes(*config, 2410), 48227u);
 }
 
 TEST(ConfigTest, ParsesTextProtoAndKeepsExplicitValues) {
@@ -46,7 +106,8 @@ TEST(ConfigTest, ParsesTextProtoAndKeepsExplicitValues) {
   EXPECT_EQ(config->rounds().clients_per_round(), 5u);
   EXPECT_EQ(config->optimizer().learning_rate(), 0.5);
   EXPECT_EQ(config->optimizer().name(), "sgd");
-  EXPECT_EQ(config->limits().max_update_bytes(), 48u);
+  // d = 12: qsgd's worst case is the largest, 48 + 24 = 72 → 72 + 0 + 63.
+  EXPECT_EQ(config->limits().max_update_bytes(), 135u);
 }
 
 TEST(ConfigTest, StrategyFlagInitAndSeedReachTheRuleOptions) {

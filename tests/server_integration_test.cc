@@ -29,6 +29,7 @@ namespace {
 
 using ::tally::testing::IsOk;
 using ::tally::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::FloatNear;
 using ::testing::HasSubstr;
@@ -248,6 +249,7 @@ TEST(ServerIntegrationTest, SdkDgcSendsMomentumCorrectedTopK) {
   options.target = h->target;
   options.client_id = "dgc";
   options.dgc = DgcSettings{};
+  options.dgc->momentum = 0.9f;       // The reference's (the SDK's default is 0).
   options.dgc->compress_ratio = 0.2;  // k = ceil(6 * 0.2) = 2.
   TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
   TALLY_ASSERT_OK_AND_ASSIGN(PushResult first,
@@ -276,6 +278,77 @@ TEST(ServerIntegrationTest, SdkDgcSendsMomentumCorrectedTopK) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ClientOptions.dgc")));
 }
 
+// The example's model (examples/pytorch_digits.py, d = 2410). DGC at ratio
+// 1.0 sends every entry as topk: n = 2410 (varint, 2 bytes), 2410 index
+// gaps of 0 (1 byte each), 2410 float32 = 12052 bytes, more than a dense
+// update (9640). tests/config_test.cc's DefaultUpdateLimitAdmitsEvery-
+// CodecsWorstCase has the default limit by hand: 14574.
+tally::v1::ServerConfig DigitsConfig() {
+  tally::v1::ServerConfig config = Harness::Config({32, 64}, 1, 1);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> more = {
+      {"b1", {32}}, {"w2", {10, 32}}, {"b2", {10}}};
+  for (const auto& [name, shape] : more) {
+    auto* t = config.mutable_model()->add_tensors();
+    t->set_name(name);
+    for (int64_t d : shape) t->add_shape(d);
+  }
+  config.mutable_compression()->add_upload()->set_codec("topk");
+  return config;
+}
+
+ClientOptions DgcAtRatioOne(const std::string& target) {
+  ClientOptions options;
+  options.target = target;
+  options.client_id = "dgc";
+  options.dgc = DgcSettings{};
+  options.dgc->compress_ratio = 1.0;
+  return options;
+}
+
+TEST(ServerIntegrationTest, DefaultUpdateLimitAdmitsDgcAtRatioOne) {
+  auto h = Harness::Start(DigitsConfig());
+  ASSERT_NE(h, nullptr);
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client,
+                             Client::Create(DgcAtRatioOne(h->target)));
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult join, client->Join());
+  EXPECT_EQ(join.max_update_bytes, 14574u);
+  const std::vector<float> delta(2410, 0.5f);
+  TALLY_ASSERT_OK_AND_ASSIGN(PushResult pushed, TrainAndPush(*client, delta, 1));
+  EXPECT_EQ(pushed.payload_bytes, 12052u);
+  ASSERT_THAT(client->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  EXPECT_EQ(h->Counter("tally_updates_accepted_total"), 1);
+}
+
+// A limit below the update: the SDK refuses it at once, before sending
+// (RESOURCE_EXHAUSTED naming both sizes, one call, nothing received), and a
+// raw client that sends it anyway gets RESOURCE_EXHAUSTED from the server
+// without a retry hint (so an SDK would not retry it either).
+TEST(ServerIntegrationTest, OversizedUpdateFailsAtOnce) {
+  tally::v1::ServerConfig config = DigitsConfig();
+  config.mutable_limits()->set_max_update_bytes(9640);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client,
+                             Client::Create(DgcAtRatioOne(h->target)));
+  const std::vector<float> delta(2410, 0.5f);
+  const absl::StatusOr<PushResult> pushed = TrainAndPush(*client, delta, 1);
+  EXPECT_THAT(pushed, StatusIs(absl::StatusCode::kResourceExhausted,
+                               AllOf(HasSubstr("12052 bytes"),
+                                     HasSubstr("limits.max_update_bytes = 9640"))));
+  EXPECT_FALSE(RetryAfter(pushed.status()).has_value());
+  EXPECT_EQ(h->Counter("tally_updates_received_total"), 0);
+  EXPECT_EQ(h->Counter("tally_update_bytes_received_total"), 0);
+
+  RawClient raw(h->target, "raw");
+  tally::v1::UpdateHeader header = raw.Header("big");
+  header.set_codec(tally::v1::CODEC_TOPK);
+  header.mutable_codec_params()->set_k(2410);
+  header.set_payload_bytes(12052);
+  const grpc::Status refused = raw.Push(header, {std::string(12052, '\0')});
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("limits.max_update_bytes = 9640"));
+  EXPECT_TRUE(refused.error_details().empty());  // No RetryInfo: not retried.
+}
 
 // The drain of SIGTERM (Server::Shutdown): new uploads get UNAVAILABLE, the
 // upload already streaming finishes and is acknowledged, and the final

@@ -21,7 +21,8 @@
 //                                    (IN: T x d floats). OPTIONS is
 //                                    "key=value,..." over DgcOptions'
 //                                    defaults (momentum, nesterov,
-//                                    momentum_masking, compress_ratio,
+//                                    momentum_masking, clip_norm,
+//                                    compress_1d, compress_ratio,
 //                                    warmup_steps, warmup_ratios as values
 //                                    joined by '/', half_values, zstd,
 //                                    zstd_level) or "-"; TENSORS is
@@ -195,6 +196,8 @@ bool ParseDgcOption(const std::string& key, const std::string& value,
   if (key == "momentum") return absl::SimpleAtof(value, &o->momentum);
   if (key == "nesterov") return ParseBool(value, &o->nesterov);
   if (key == "momentum_masking") return ParseBool(value, &o->momentum_masking);
+  if (key == "clip_norm") return absl::SimpleAtod(value, &o->clip_norm);
+  if (key == "compress_1d") return ParseBool(value, &o->compress_1d);
   if (key == "compress_ratio") return absl::SimpleAtod(value, &o->compress_ratio);
   if (key == "warmup_steps") return absl::SimpleAtoi(value, &o->warmup_steps);
   if (key == "half_values") return ParseBool(value, &o->half_values);

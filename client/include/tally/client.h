@@ -9,7 +9,9 @@
 // twice.
 //
 // RESOURCE_EXHAUSTED with a retry hint from the server is retried after the
-// hinted delay.
+// hinted delay. An encoded update larger than the server's
+// limits.max_update_bytes (JoinResult::max_update_bytes) fails at once,
+// before it is sent, with RESOURCE_EXHAUSTED naming both sizes and no hint.
 //
 // Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
 // with client authentication answers UNAUTHENTICATED to a caller without a
@@ -40,16 +42,21 @@ namespace tally {
 
 inline constexpr char kSdkVersion[] = "0.1.0";
 
-// Deep Gradient Compression of every update (ALGORITHMS.md §5.1; the
-// defaults are the reference's): momentum correction, top-k of each weight
-// tensor (ndim > 1; biases and other 1-D tensors go exactly), momentum
-// factor masking, warm-up of sparsity. Sent as a topk payload. See
-// compress/dgc.h for the exact arithmetic.
+// Deep Gradient Compression of every update ("Deep Gradient Compression:
+// Reducing the Communication Bandwidth for Distributed Training"; defaults
+// the reference code's, except momentum 0 for federated deltas): clipping,
+// momentum correction, top-k of each weight tensor (ndim > 1; biases and
+// other 1-D tensors go exactly unless compress_1d), momentum factor
+// masking, warm-up of sparsity. Sent as a topk payload. compress/dgc.h has
+// the exact arithmetic and what each option means for a per-round delta;
+// docs/compression.md measured results.
 struct DgcSettings {
-  float momentum = 0.9f;           // m in [0, 1]; 0 = top-k with error feedback.
+  float momentum = 0.0f;           // m in [0, 1] across rounds; 0 = top-k with EF.
   bool nesterov = false;
   bool momentum_masking = true;
-  double compress_ratio = 0.001;   // Fraction of each weight tensor sent, (0, 1].
+  double clip_norm = 0.0;          // Each update scaled to L2 norm <= clip_norm; 0 = off.
+  bool compress_1d = false;        // Sparsify 1-D tensors and scalars too.
+  double compress_ratio = 0.001;   // Fraction of each compressed tensor sent, (0, 1].
   uint32_t warmup_steps = 0;       // Updates with a denser ratio first.
   std::vector<double> warmup_ratios;  // One per warm-up step; empty = geometric.
   bool half_values = false;        // Values as float16.
@@ -226,6 +233,8 @@ class Client {
 
   // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
   // it already accepted) is reported as success with duplicate = true.
+  // RESOURCE_EXHAUSTED without a RetryAfter hint: the encoded update exceeds
+  // the server's max_update_bytes (not sent, not retried).
   virtual absl::StatusOr<PushResult> PushUpdate(const Update& update) = 0;
 
   // Blocks until a model version > `after_version` is published, or until

@@ -23,7 +23,7 @@ from tally.errors import (AuthenticationError, CodecError, ConnectionFailedError
                           LayoutMismatchError, LengthMismatchError, NotJoinedError,
                           PermissionDeniedError, ProtocolError, RejectedUpdateError,
                           ResourceExhaustedError, RpcError, SessionExpiredError, TallyError,
-                          TlsError, UnsupportedError)
+                          TlsError, UnsupportedError, UpdateTooLargeError)
 from tally.codecs import CodecSpec, decode, encode  # noqa: E402
 from tally.dgc import DgcCompressor, DgcSettings  # noqa: E402
 from tally.error_feedback import ErrorFeedback  # noqa: E402

@@ -43,7 +43,8 @@ from tally.error_feedback import ErrorFeedback
 from tally.error_feedback import suits as error_feedback_suits
 from tally.errors import AuthenticationError, CodecError, ConnectionFailedError, \
     LengthMismatchError, NotJoinedError, PermissionDeniedError, RejectedUpdateError, \
-    ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, TlsError, UnsupportedError
+    ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, TlsError, UnsupportedError, \
+    UpdateTooLargeError
 from tally.layout import ModelLayout
 
 SDK_VERSION = "python-0.1.0"
@@ -284,6 +285,10 @@ class Client:
             return kind(rpc, code, details)
         if code == codes.PERMISSION_DENIED:
             return PermissionDeniedError(rpc, code, details)
+        if rpc == "PushUpdate" and code == codes.RESOURCE_EXHAUSTED and hint is None:
+            # The server's only RESOURCE_EXHAUSTED without a retry hint on
+            # a push: the update exceeds limits.max_update_bytes.
+            return UpdateTooLargeError(rpc, code, f"{details} (not retried)")
         if rpc == "PushUpdate" and code in _REJECTIONS:
             return RejectedUpdateError(rpc, code, details)
         if code == codes.RESOURCE_EXHAUSTED:
@@ -497,7 +502,9 @@ class Client:
         PyTorch state_dict delta). With `base` (a state_dict), `delta` may
         be the local state_dict and the difference is taken here.
         num_samples (> 0) weights it. Returns a PushResult; raises
-        RejectedUpdateError when the server refuses the update."""
+        RejectedUpdateError when the server refuses the update, and its
+        subclass UpdateTooLargeError at once, without sending, when the
+        encoded update exceeds the max_update_bytes Join reported."""
         session = self._current_session("PushUpdate")
         layout = session.join.layout
         if isinstance(delta, dict):
@@ -537,6 +544,13 @@ class Client:
                 payload = feedback.compress(spec, delta)
             else:
                 payload = codecs.encode(spec, delta)
+        limit = session.join.max_update_bytes
+        if limit and len(payload) > limit:
+            raise UpdateTooLargeError(
+                "PushUpdate", grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the {spec.codec} update is {len(payload)} bytes, over the server's "
+                f"limits.max_update_bytes = {limit}; not sent (raise the limit in the server's "
+                "config, or compress more)", len(payload), limit)
         header = dict(update_id=update_id, base_version=base_version, round=round,
                       num_samples=int(num_samples), local_steps=int(local_steps),
                       codec=spec.id, layout_hash=layout.layout_hash,

@@ -1,9 +1,12 @@
 """Deep Gradient Compression on the client (compress/dgc.h, whose file
-comment has the arithmetic; Lin et al., ICLR 2018): momentum correction
-(plain or Nesterov), top-k of the accumulated velocity of every tensor with
-ndim > 1 (ties to the lowest index), momentum factor masking and a warm-up
-schedule of sparsity; 1-D tensors and scalars are sent exactly. One topk
-payload over the whole vector.
+comment has the arithmetic and what each option means for a federated
+delta; "Deep Gradient Compression: Reducing the Communication Bandwidth for
+Distributed Training", Lin et al., ICLR 2018): clipping of the update's L2
+norm, momentum correction (plain or Nesterov), top-k of the accumulated
+velocity of every tensor with ndim > 1 (ties to the lowest index), momentum
+factor masking and a warm-up schedule of sparsity; 1-D tensors and scalars
+are sent exactly unless compress_1d. One topk payload over the whole
+vector.
 
 Every float operation is the C++ one (float32 without FMA; the ratio and k
 in double, pow from libm), so payloads, momentum and velocity equal
@@ -30,11 +33,13 @@ from tally.errors import CodecError
 @dataclasses.dataclass(frozen=True)
 class DgcSettings:
     """DGC's options (compress::DgcOptions; the defaults are the reference
-    code's, SGD momentum 0.9)."""
+    code's except momentum, 0 for federated deltas: compress/dgc.h)."""
 
-    momentum: float = 0.9  # m in [0, 1], used as float32; 0: top-k with error feedback.
+    momentum: float = 0.0  # m in [0, 1] across updates, as float32; 0: top-k with EF.
     nesterov: bool = False  # Nesterov momentum correction.
     momentum_masking: bool = True  # u_j <- 0 where v_j was sent.
+    clip_norm: float = 0.0  # Each update scaled to L2 norm <= clip_norm first; 0: off.
+    compress_1d: bool = False  # Sparsify 1-D tensors and scalars too.
     compress_ratio: float = 0.001  # Fraction of each compressed tensor sent, (0, 1].
     warmup_steps: int = 0  # E: updates with a denser ratio first.
     warmup_ratios: tuple = ()  # One ratio per warm-up step; empty = geometric schedule.
@@ -51,6 +56,9 @@ def validate_settings(s):
     """Raises CodecError naming the first invalid option (DgcCompressor::Create)."""
     if not 0.0 <= np.float32(s.momentum) <= 1.0:
         raise CodecError(f"DGC: momentum = {s.momentum} must be in [0, 1]")
+    if not (math.isfinite(float(s.clip_norm)) and float(s.clip_norm) >= 0.0):
+        raise CodecError(f"DGC: clip_norm = {s.clip_norm} must be finite and >= 0 "
+                         "(0: no clipping)")
     if not _is_ratio(float(s.compress_ratio)):
         raise CodecError(f"DGC: compress_ratio = {s.compress_ratio} must be in (0, 1]")
     if not 0 <= int(s.warmup_steps) < 1 << 32:
@@ -73,6 +81,21 @@ def compress_ratio(settings, step):
     # synxlin/deep-gradient-compression dgc/compression.py (c = base^(1/(E+1))).
     c = math.pow(base, 1.0 / (float(warmup) + 1.0))
     return max(math.pow(c, float(step) + 1.0), base)
+
+
+def clip_scale(g, clip_norm):
+    """s of compress/dgc.h (DgcClipScale): the float32 factor g is scaled
+    by, 1 if clip_norm <= 0 or ||g|| <= clip_norm. g finite float32."""
+    if not clip_norm > 0.0:
+        return np.float32(1.0)
+    # Exact squares, summed in index order (cumsum is sequential; sum() is
+    # pairwise and would round differently from C++).
+    g64 = g.astype(np.float64)
+    total = float(np.cumsum(g64 * g64)[-1]) if g.size else 0.0
+    norm = math.sqrt(total)
+    if not norm > clip_norm:
+        return np.float32(1.0)
+    return np.float32(float(clip_norm) / norm)
 
 
 def _wire_spec(settings, k):
@@ -109,7 +132,10 @@ class DgcCompressor:
         self._m = np.float32(settings.momentum)
         self._compressed = np.zeros(end, dtype=bool)
         for offset, size, ndim in self.tensors:
-            self._compressed[offset:offset + size] = ndim > 1
+            self._compressed[offset:offset + size] = self._is_compressed(ndim)
+
+    def _is_compressed(self, ndim):
+        return ndim > 1 or bool(self.settings.compress_1d)
 
     @classmethod
     def from_layout(cls, layout, settings=DgcSettings()):
@@ -144,6 +170,13 @@ class DgcCompressor:
         g = np.ascontiguousarray(np.asarray(g, dtype=np.float32).reshape(-1))
         if g.size != self.dim:
             raise CodecError(f"DGC: the update has {g.size} entries, the model {self.dim}")
+        finite = np.isfinite(g)
+        if not finite.all():
+            j = int(np.argmin(finite))
+            raise CodecError(f"DGC: g[{j}] = {g[j]}: the update must be finite")
+        scale = clip_scale(g, float(self.settings.clip_norm))
+        if scale != np.float32(1.0):
+            g = g * scale
         u, v = self._next_state(g)
         indices, values, selected = self._select(g, v, self.ratio())
         spec = _wire_spec(self.settings, indices.size)
@@ -177,7 +210,7 @@ class DgcCompressor:
         the top-k of v in the others) and the selected compressed indices."""
         indices, values, selected = [], [], []
         for offset, size, ndim in self.tensors:
-            if ndim <= 1:
+            if not self._is_compressed(ndim):
                 indices.append(np.arange(offset, offset + size))
                 values.append(g[offset:offset + size])
                 continue

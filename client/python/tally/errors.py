@@ -91,3 +91,17 @@ class ResourceExhaustedError(RpcError):
 class RejectedUpdateError(RpcError):
     """The server refused an update: INVALID_ARGUMENT (malformed), ABORTED
     (stale round / version), FAILED_PRECONDITION (not selected, finished)."""
+
+
+class UpdateTooLargeError(RejectedUpdateError, ResourceExhaustedError):
+    """An update's payload exceeds the server's limits.max_update_bytes
+    (code RESOURCE_EXHAUSTED, never retried): refused by this SDK before
+    sending when Join reported the limit, or by the server. payload_bytes
+    and max_update_bytes say by how much (None when the server refused
+    and did not say). Raise the server's limits.max_update_bytes, or
+    compress more (a smaller topk / DGC ratio, half_values)."""
+
+    def __init__(self, rpc, code, details, payload_bytes=None, max_update_bytes=None):
+        super().__init__(rpc, code, details)
+        self.payload_bytes = payload_bytes
+        self.max_update_bytes = max_update_bytes

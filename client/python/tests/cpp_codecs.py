@@ -85,6 +85,8 @@ class CppCodecs:
             f"momentum={float(np.float32(settings.momentum))!r}",
             f"nesterov={int(settings.nesterov)}",
             f"momentum_masking={int(settings.momentum_masking)}",
+            f"clip_norm={float(settings.clip_norm)!r}",
+            f"compress_1d={int(settings.compress_1d)}",
             f"compress_ratio={float(settings.compress_ratio)!r}",
             f"warmup_steps={settings.warmup_steps}",
             f"half_values={int(settings.half_values)}", f"zstd={int(settings.zstd)}",

@@ -6,6 +6,8 @@ float16 range), after which neither side has changed its state. Then
 Client(dgc=...) against a real tally-server: a hand-computed model, the
 state kept only for acknowledged pushes, Join's refusal of a server without
 topk."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -24,13 +26,21 @@ D = sum(size for size, _ in TENSORS)
 
 SETTINGS = {
     "default": DgcSettings(),
-    "ratio-0.05": DgcSettings(compress_ratio=0.05),
-    "nesterov": DgcSettings(nesterov=True, compress_ratio=0.03),
-    "no-masking": DgcSettings(momentum_masking=False, compress_ratio=0.02),
-    "warmup": DgcSettings(compress_ratio=0.01, warmup_steps=4),
-    "warmup-ratios": DgcSettings(compress_ratio=0.01, warmup_steps=3,
+    "reference-momentum": DgcSettings(momentum=0.9),
+    "ratio-0.05": DgcSettings(momentum=0.9, compress_ratio=0.05),
+    "nesterov": DgcSettings(momentum=0.9, nesterov=True, compress_ratio=0.03),
+    "no-masking": DgcSettings(momentum=0.9, momentum_masking=False, compress_ratio=0.02),
+    "warmup": DgcSettings(momentum=0.9, compress_ratio=0.01, warmup_steps=4),
+    "warmup-ratios": DgcSettings(momentum=0.9, compress_ratio=0.01, warmup_steps=3,
                                  warmup_ratios=(0.5, 0.25, 0.0625)),
-    "half-values": DgcSettings(compress_ratio=0.05, half_values=True),
+    "half-values": DgcSettings(momentum=0.9, compress_ratio=0.05, half_values=True),
+    # Clipping: most rows have norm far above 3 (scaled), a few below (not).
+    "clip": DgcSettings(momentum=0.9, compress_ratio=0.02, clip_norm=3.0),
+    "clip-tiny-1d": DgcSettings(compress_ratio=0.05, clip_norm=1e-3, compress_1d=True),
+    "1d": DgcSettings(compress_ratio=0.1, compress_1d=True),
+    "1d-nesterov-half-clip": DgcSettings(momentum=0.5, nesterov=True, compress_ratio=0.004,
+                                         compress_1d=True, clip_norm=20.0, half_values=True,
+                                         warmup_steps=3),
     "momentum-0-zstd": DgcSettings(momentum=0.0, compress_ratio=0.1, zstd=True),
     "nesterov-half-no-masking": DgcSettings(momentum=0.37, nesterov=True, momentum_masking=False,
                                             half_values=True, compress_ratio=0.3),
@@ -85,8 +95,8 @@ def test_dgc_sequences_match_the_cpp_compressor(tmp_path):
     cases = [(name, settings, updates(), cpp.dgc(settings, TENSORS, updates()))
              for name, settings in SETTINGS.items()]
     for name, settings, rows in [
-            ("refusals", DgcSettings(compress_ratio=0.004), refusing_updates()),
-            ("half-refusals", DgcSettings(compress_ratio=0.004, half_values=True),
+            ("refusals", DgcSettings(momentum=0.9, compress_ratio=0.004), refusing_updates()),
+            ("half-refusals", DgcSettings(momentum=0.9, compress_ratio=0.004, half_values=True),
              half_refusing_updates())]:
         cases.append((name, settings, rows, cpp.dgc(settings, TENSORS, rows)))
     cpp.run()
@@ -173,7 +183,8 @@ def test_client_dgc_against_a_server_by_hand():
     with lr 1 over one client, model = the sum of what was sent."""
     config = MODEL + ' compression { upload { codec: "topk" } }'
     with ServerProcess(build_binary("tally-server"), config) as server:
-        client = Client(server.target, "dgc", dgc=DgcSettings(compress_ratio=0.2), seed=1)
+        client = Client(server.target, "dgc", dgc=DgcSettings(momentum=0.9, compress_ratio=0.2),
+                        seed=1)
         assert client.join().upload_codec.codec == "topk"
         first = push(client, [1, -5, 0.5, 2, 0, 0, 0.3, -0.3])
         assert first.payload_bytes == 5 + 16  # Count 4, gaps 1, 1, 2, 0; four floats.
@@ -193,3 +204,91 @@ def test_client_dgc_against_a_server_by_hand():
         with pytest.raises(UnsupportedError, match="compression.upload must list topk"):
             refused.join()
         refused.close()
+
+
+def test_compress_1d_and_clipping_by_hand():
+    """The hand computations of the C++ DgcTest.Compress1dSparsifiesBiases-
+    AndScalars and DgcTest.ClipsTheWholeUpdateBeforeAccumulation
+    (tests/compress_feedback_test.cc, where each step is worked out)."""
+    from tally.dgc import clip_scale
+
+    layout = [(0, 4, 2), (4, 2, 1), (6, 1, 0)]
+    dgc = DgcCompressor(layout, DgcSettings(momentum=0.5, compress_ratio=0.5, compress_1d=True))
+    g1 = [1, -2, 0.5, 0.25, 0.75, -1, 0.125]
+    payload, spec = dgc.compress(g1)
+    assert spec.k == 4
+    assert payload == bytes([4, 0, 0, 3, 0]) + np.float32([1, -2, -1, 0.125]).tobytes()
+    np.testing.assert_array_equal(dgc.momentum, np.float32([0, 0, 0.5, 0.25, 0.75, 0, 0]))
+    np.testing.assert_array_equal(dgc.velocity, np.float32([0, 0, 0.5, 0.25, 0.75, 0, 0]))
+    payload, _ = dgc.compress([0, 0, 0, 0, 0, 0.5, 0])
+    assert payload == bytes([4, 2, 0, 0, 1]) + np.float32([0.75, 0.375, 1.125, 0]).tobytes()
+    np.testing.assert_array_equal(dgc.momentum, np.float32([0, 0, 0, 0, 0, 0.5, 0]))
+    np.testing.assert_array_equal(dgc.velocity, np.float32([0, 0, 0, 0, 0, 0.5, 0]))
+    exact = DgcCompressor(layout, DgcSettings(momentum=0.5, compress_ratio=0.5))
+    payload, _ = exact.compress(g1)
+    assert payload == bytes([5, 0, 0, 2, 0, 0]) + np.float32([1, -2, 0.75, -1, 0.125]).tobytes()
+
+    assert clip_scale(np.float32([3, 0, 0, 4, 0, 0]), 2.5) == np.float32(0.5)
+    assert clip_scale(np.float32([3, 0, 0, 4, 0, 0]), 5.0) == np.float32(1.0)
+    assert clip_scale(np.float32([3, 0, 0, 4, 0, 0]), 0.0) == np.float32(1.0)
+    dgc = DgcCompressor([(0, 4, 2), (4, 2, 1)], DgcSettings(compress_ratio=0.25, clip_norm=2.5))
+    payload, _ = dgc.compress([3, 0, 0, 4, 0, 0])
+    assert payload == bytes([3, 3, 0, 0]) + np.float32([2, 0, 0]).tobytes()
+    np.testing.assert_array_equal(dgc.velocity, np.float32([1.5, 0, 0, 0, 0, 0]))
+    payload, _ = dgc.compress([0, 0, 1, 0, 0.5, -0.5])
+    assert payload == bytes([3, 0, 3, 0]) + np.float32([1.5, 0.5, -0.5]).tobytes()
+    np.testing.assert_array_equal(dgc.velocity, np.float32([0, 0, 1, 0, 0, 0]))
+    payload, _ = dgc.compress([0, 0, 0, 0, 0, 10])
+    assert payload == bytes([3, 2, 1, 0]) + np.float32([1, 0, 2.5]).tobytes()
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(CodecError, match="clip_norm"):
+            DgcCompressor(layout, DgcSettings(clip_norm=bad))
+
+
+# The example's model (examples/pytorch_digits.py, d = 2410). DGC at ratio
+# 1.0: n = 2410 (2-byte varint), 2410 gaps of 0 (1 byte each), 2410 float32
+# = 12052 bytes. The server's default limit is topk's worst case, 14574
+# (tests/config_test.cc DefaultUpdateLimitAdmitsEveryCodecsWorstCase has the
+# hand computation).
+DIGITS = ('model { tensors { name: "w1" shape: 32 shape: 64 } tensors { name: "b1" shape: 32 } '
+          'tensors { name: "w2" shape: 10 shape: 32 } tensors { name: "b2" shape: 10 } } '
+          'rounds { clients_per_round: 1 } compression { upload { codec: "topk" } }')
+
+
+def test_default_update_limit_admits_dgc_at_ratio_one():
+    with ServerProcess(build_binary("tally-server"), DIGITS) as server:
+        client = Client(server.target, "dgc", dgc=DgcSettings(compress_ratio=1.0), seed=1)
+        assert client.join().max_update_bytes == 14574
+        pushed = push(client, np.full(2410, 0.5))
+        assert pushed.payload_bytes == 12052
+        client.wait_for_version(0, timeout=10)
+        client.close()
+
+
+def test_oversized_update_fails_at_once_with_a_named_error():
+    """limits.max_update_bytes = 9640 (a dense update): the SDK raises
+    UpdateTooLargeError before sending; with the SDK's check bypassed the
+    server refuses it (RESOURCE_EXHAUSTED without a retry hint), which is
+    the same error after one attempt, not a retry loop."""
+    from tally.errors import ResourceExhaustedError, UpdateTooLargeError
+
+    config = DIGITS + " limits { max_update_bytes: 9640 }"
+    with ServerProcess(build_binary("tally-server"), config) as server:
+        client = Client(server.target, "dgc", dgc=DgcSettings(compress_ratio=1.0), seed=1,
+                        max_attempts=6)
+        client.join()
+        with pytest.raises(UpdateTooLargeError, match="max_update_bytes = 9640") as err:
+            push(client, np.full(2410, 0.5))
+        assert (err.value.payload_bytes, err.value.max_update_bytes) == (12052, 9640)
+        assert isinstance(err.value, RejectedUpdateError)
+        assert isinstance(err.value, ResourceExhaustedError)
+        assert client.server_status().updates_rejected == 0  # Never sent.
+        # Bypass the SDK's check: the server's refusal, after one attempt.
+        session = client._session
+        client._session = dataclasses.replace(
+            session, join=dataclasses.replace(session.join, max_update_bytes=0))
+        with pytest.raises(UpdateTooLargeError, match="limits.max_update_bytes = 9640") as err:
+            push(client, np.full(2410, 0.5))
+        assert err.value.retry_after is None
+        assert client.server_status().updates_rejected == 1
+        client.close()
