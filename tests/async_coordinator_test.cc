@@ -3,6 +3,8 @@
 // arithmetic against ALGORITHMS.md §3.9 and §4.3, robust rules over FedBuff
 // batches, buffer recycling. Virtual time (ManualClock + TickForTesting).
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -192,6 +194,56 @@ TEST_F(AsyncCoordinatorTest, FedBuffWithKEqualToNIsTheSyncMeanOfTheSameUpdates) 
   ASSERT_THAT(b, IsOk());
   EXPECT_EQ(b->staleness, 0u);
   EXPECT_EQ(b->accepted_in_round, 2u);  // a's and b's updates are buffered.
+}
+
+// A FedBuff flush is an exact sum (docs/aggregation.md): the same three
+// updates buffered in any arrival order give the same model bits, and an
+// upload refused mid-stream (NaN after a chunk of the largest admitted
+// values) changes nothing. Values chosen so that a float sum would depend on
+// the order: 1e6 + 1e-3 - 1e6.
+TEST_F(AsyncCoordinatorTest, FedBuffFlushesDoNotDependOnArrivalOrder) {
+  const std::vector<std::vector<float>> deltas = {{1e6f, 0.1f}, {1e-3f, 0.2f}, {-1e6f, 0.3f}};
+  std::vector<float> first;
+  for (const std::vector<int>& order :
+       std::vector<std::vector<int>>{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {0, 2, 1}}) {
+    tally::v1::ScheduleConfig s = Schedule("fedbuff");
+    s.set_buffer_size(3);
+    s.set_num_clients(3);
+    Start(s);
+    const std::vector<std::string> ids = {"a", "b", "c"};
+    for (const std::string& id : ids) {
+      Join(id);
+      ASSERT_EQ(Train(id), 1u);
+    }
+    Join("m");
+    ASSERT_EQ(Train("m"), 1u);
+    for (int i : order) {
+      if (i == 1) {  // Mallory, in the middle of the buffer's arrivals.
+        auto upload = coordinator_->BeginUpload(Header("m", 1));
+        ASSERT_THAT(upload, IsOk());
+        const float big[1] = {1e6f};
+        ASSERT_THAT(coordinator_->AddChunk(**upload, 0,
+                                           absl::string_view(reinterpret_cast<const char*>(big), 4)),
+                    IsOk());
+        const float nan[1] = {std::numeric_limits<float>::quiet_NaN()};
+        EXPECT_THAT(coordinator_->AddChunk(
+                        **upload, 4, absl::string_view(reinterpret_cast<const char*>(nan), 4)),
+                    StatusIs(absl::StatusCode::kInvalidArgument));
+      }
+      ASSERT_THAT(Push(ids[i], 1, deltas[i]), IsOk());
+    }
+    const std::vector<float> model = Model();
+    ASSERT_EQ(Version(), 2u);
+    // (1e6 + 1e-3 - 1e6) / 3 and (0.1 + 0.2 + 0.3) / 3, by hand: within the
+    // documented 2^-40 steps of the exact values.
+    EXPECT_NEAR(model[0], 1e-3 / 3, 1e-9);
+    EXPECT_NEAR(model[1], 0.2, 1e-7);
+    if (first.empty()) {
+      first = model;
+    } else {
+      EXPECT_EQ(std::memcmp(model.data(), first.data(), 8), 0);
+    }
+  }
 }
 
 TEST_F(AsyncCoordinatorTest, MaxStalenessRejectsWithAbortedAndKeepsTheModel) {

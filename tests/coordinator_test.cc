@@ -206,6 +206,15 @@ TEST_F(CoordinatorTest, CompressedUploadsOfDifferentCodecsMakeTheWeightedMean) {
     const compress::CodecSpec int8_spec = compress::DefaultSpec(compress::CodecId::kInt8);
     ASSERT_THAT(compress::Encode(int8_spec, std::vector<float>{1.27f, -0.62f, 0, 0.13f}, &payload),
                 IsOk());
+    // A compressed update whose decoded values exceed limits.max_abs_value
+    // (default 1e6) is decoded and checked whole before any of it joins the
+    // sum: refused, counted, nothing changed.
+    const double out_of_range = Rejected("value_range");
+    std::string huge;
+    ASSERT_THAT(compress::Encode(int8_spec, std::vector<float>{5e6f, 1, 0, 0}, &huge), IsOk());
+    EXPECT_THAT(PushEncoded("m", 1, int8_spec, huge),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_EQ(Rejected("value_range"), out_of_range + 1);
     ASSERT_THAT(PushEncoded("c", 1, int8_spec, payload), IsOk());
     AwaitVersion(2);
     // (1*(1,2,3,4) + 2*(0,-8,0,6) + 1*(1.27,-0.62,0,0.13)) / 4.
