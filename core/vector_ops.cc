@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 // Memory-bound passes over whole models: built for AVX-512, AVX2 and
 // baseline x86-64, chosen at load time (as aggregators/rules/kernels.cc).
@@ -13,11 +14,6 @@
 
 namespace tally {
 namespace {
-
-// Exponent bits all ones <=> NaN or Inf.
-inline uint32_t NonFiniteMask(uint32_t bits) {
-  return static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-}
 
 // |x| as ordered bits: for non-negative floats the bit patterns order like the
 // values, and NaN patterns lie above +Inf.
@@ -35,19 +31,8 @@ bool AllFinite(const float* x, size_t n) {
   return AllFiniteBytes(reinterpret_cast<const char*>(x), n);
 }
 
-TALLY_VECTOR_OP bool AllFiniteBytes(const char* bytes, size_t n) {
-  constexpr size_t kBlock = 1024;
-  for (size_t start = 0; start < n; start += kBlock) {
-    const size_t end = start + kBlock < n ? start + kBlock : n;
-    uint32_t bad = 0;
-    for (size_t i = start; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, bytes + 4 * i, 4);
-      bad |= NonFiniteMask(bits);
-    }
-    if (bad) return false;
-  }
-  return true;
+bool AllFiniteBytes(const char* bytes, size_t n) {
+  return AllWithinBytes(bytes, n, std::numeric_limits<float>::max());
 }
 
 TALLY_VECTOR_OP void Axpy(float a, const float* x, float* y, size_t n) {
@@ -62,20 +47,8 @@ TALLY_VECTOR_OP void AxpyBytes(float a, const char* x_bytes, float* y, size_t n)
   }
 }
 
-TALLY_VECTOR_OP bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n) {
-  constexpr size_t kBlock = 1024;
-  uint32_t bad = 0;
-  for (size_t start = 0; start < n; start += kBlock) {
-    const size_t end = start + kBlock < n ? start + kBlock : n;
-    for (size_t i = start; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, bytes + 4 * i, 4);
-      bad |= NonFiniteMask(bits);
-      std::memcpy(out + i, &bits, 4);
-    }
-    if (bad) return false;
-  }
-  return true;
+bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n) {
+  return CopyAllWithinBytes(bytes, out, n, std::numeric_limits<float>::max());
 }
 
 TALLY_VECTOR_OP bool AllWithinBytes(const char* bytes, size_t n, float max_abs) {
