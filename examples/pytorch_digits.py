@@ -123,9 +123,12 @@ def accuracy(net, data):
         return float((net(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
 
 
-def train_client(tally, target, index, data, byzantine, args, stop, transfers):
+def train_client(tally, target, index, data, byzantine, args, stop, transfers, diverged):
     """One client's loop: task, pull, local SGD, push the (attacked) delta.
-    Appends (bytes pulled, bytes pushed) per round to `transfers`."""
+    Appends (bytes pulled, bytes pushed) per round to `transfers`. Sets
+    `diverged` and stops when the server refuses an update for values above
+    its limits.max_abs_value (a model wrecked by an attack grows without
+    bound; the server never folds such values in)."""
     import torch
 
     # The client's own generator: threads sharing torch's global one would
@@ -150,9 +153,15 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers):
             delta = layout.flatten(net.state_dict()) - layout.flatten(base)
             if byzantine:
                 delta = -4.0 * delta
-            pushed = client.push_update(delta, round=task.round, base_version=model.version,
-                                        num_samples=max(1, len(y)),
-                                        metrics={"byzantine": byzantine})
+            try:
+                pushed = client.push_update(delta, round=task.round, base_version=model.version,
+                                            num_samples=max(1, len(y)),
+                                            metrics={"byzantine": byzantine})
+            except tally.RejectedUpdateError as e:
+                if "max_abs_value" not in str(e):
+                    raise
+                diverged.set()
+                break
             transfers.append((model.payload_bytes, pushed.payload_bytes))
         client.leave()
 
@@ -192,9 +201,9 @@ def run_federation(tally, rule, byzantine, shares, test, args, verbose=True):
     binary = os.path.join(args.build_dir, "server", "tally-server")
     accuracies, transfers = [], []
     with ServerProcess(binary, config) as server:
-        stop = threading.Event()
+        stop, diverged = threading.Event(), threading.Event()
         threads = [threading.Thread(target=train_client, daemon=True, args=(
-            tally, server.target, i, shares[i], i < byzantine, args, stop, transfers))
+            tally, server.target, i, shares[i], i < byzantine, args, stop, transfers, diverged))
             for i in range(args.clients)]
         for t in threads:
             t.start()
@@ -213,7 +222,14 @@ def run_federation(tally, rule, byzantine, shares, test, args, verbose=True):
                           flush=True)
                 if model.round >= args.rounds:
                     break
-                version = evaluator.wait_for_version(version, timeout=120)
+                version = wait_or_diverge(evaluator, version, diverged)
+                if version is None:
+                    # The model diverged: its accuracy stays where it is.
+                    print(f"  {label(rule, byzantine):>24}  diverged at round {model.round}: "
+                          "updates exceed the server's limits.max_abs_value, stopping; the "
+                          "remaining rounds keep the last accuracy", flush=True)
+                    accuracies += [accuracies[-1]] * (args.rounds - model.round)
+                    break
                 model = evaluator.pull_model()
                 version = model.version
             evaluator.leave()
@@ -221,6 +237,18 @@ def run_federation(tally, rule, byzantine, shares, test, args, verbose=True):
         for t in threads:
             t.join(30)
     return accuracies, transfers
+
+
+def wait_or_diverge(evaluator, version, diverged, timeout=120):
+    """The next version after `version`, or None once `diverged` is set."""
+    deadline = time.time() + timeout
+    while not diverged.is_set():
+        try:
+            return evaluator.wait_for_version(version, timeout=1)
+        except TimeoutError:
+            if time.time() > deadline:
+                raise
+    return None
 
 
 def dgc_settings(tally, args):
