@@ -6,10 +6,12 @@
 // TRAIN task (round r, version v) to at most clients_per_round clients; the
 // round deadline starts with the first task. Each PushUpdate is an Upload:
 // BeginUpload checks the header, AddChunk folds each chunk into the round's
-// weighted sum as it arrives (O(model) memory for any number of uploads),
-// FinishUpload commits it. The round closes when clients_per_round updates
-// are committed, or at the deadline: in-flight uploads are then aborted and
-// their partial sums subtracted (UndoJournal); with >= min_clients commits the
+// exact weighted sum as it arrives (core/exact_sum.h: integers, so the sum
+// does not depend on arrival order; O(model) memory for any number of
+// uploads), FinishUpload commits it. The round closes when clients_per_round
+// updates are committed, or at the deadline: in-flight uploads are then
+// aborted and their partial sums subtracted exactly (UndoJournal replays
+// their bytes with weight -w); with >= min_clients commits the
 // optimizer applies the weighted mean and a new version is published,
 // otherwise the round fails and the model is unchanged. Then round r+1 opens.
 //
