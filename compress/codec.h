@@ -36,12 +36,12 @@
 //  int8      per block of block_size entries a float32 scale
 //            s = max|x_block| / 127 and q = round-half-even(x / s) in
 //            [-127, 127]: |x − x̂| ≤ max|x_block|·(1/254 + 2^-22) + 2^-140.
-//  qsgd      ALGORITHMS.md §5.3, s = `levels`, buckets of block_size
+//  qsgd      docs/algorithms.md#qsgd, s = `levels`, buckets of block_size
 //            entries, stochastic rounding from the codec RNG (seed):
 //            unbiased, E[x̂] = x; per entry
 //            |x − x̂| ≤ ‖x_bucket‖·(1/s + 2^-22)·(1 + 2^-23) + 2^-130;
 //            E‖x̂ − x‖² ≤ min(n/s², √n/s)·‖x‖² per bucket of n entries.
-//  sign      ALGORITHMS.md §5.4: x̂_j = +c if x_j ≥ 0 (zero counts as +), −c
+//  sign      docs/algorithms.md#sign: x̂_j = +c if x_j ≥ 0 (zero counts as +), −c
 //            otherwise, c = mean |x| of the block; deterministic, and
 //            ‖x − x̂‖² = ‖x‖² − ‖x‖₁²/n ≤ (1 − 1/n)‖x‖² per block of n
 //            (plus n·(c_float32 − c)² from rounding c).

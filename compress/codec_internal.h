@@ -52,8 +52,8 @@ extern const CodecOps kRandKOps;
 extern const CodecOps kSpsaOps;
 
 // qsgd's encoder with given uniforms (uniforms[j] for entry j, in [0, 1))
-// instead of RngUniform(spec.seed, j): the test seam for ALGORITHMS.md
-// §5.3's worked example. Requires ValidateSpec and finite x.
+// instead of RngUniform(spec.seed, j): the test seam for the worked example
+// of docs/algorithms.md#qsgd. Requires ValidateSpec and finite x.
 absl::Status EncodeQsgdWithUniforms(const CodecSpec& spec, absl::Span<const float> x,
                                     absl::Span<const float> uniforms, std::string* out);
 

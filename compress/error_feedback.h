@@ -1,4 +1,4 @@
-// Client-side error feedback (ALGORITHMS.md §5.2, EF / EF-SGD; Seide et al.
+// Client-side error feedback (docs/algorithms.md#error-feedback, EF / EF-SGD; Seide et al.
 // 2014, Karimireddy et al. 2019): what a lossy codec drops from one update is
 // kept and added to the next, so that over many updates the server receives
 // everything the client meant to send. The C++ SDK owns one ErrorFeedback per
@@ -24,7 +24,9 @@
 // the error can exceed the update, and the residual then grows every round
 // (measured with tally-sim: qsgd s=7 and rescaled random-k diverge).
 //
-// Not provided: EF21 (§5.2, worker keeps g_i and sends c_i = C(x − g_i),
+// Not provided: EF21 (Richtárik, Sokolov, Fatkhullin, "EF21: A New, Simpler,
+// Theoretically Better, and Practically Faster Error Feedback", NeurIPS
+// 2021: worker keeps g_i and sends c_i = C(x − g_i),
 // g_i ← g_i + c_i). Its messages are increments of a per-client estimate
 // that the server must keep summed (ḡ = mean g_i) and apply in full every
 // round, whether or not a client sent anything; tally's contract is that an

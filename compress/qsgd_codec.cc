@@ -1,4 +1,4 @@
-// qsgd (ALGORITHMS.md §5.3, Alistarh et al. 2017), s = spec.levels, buckets
+// qsgd (docs/algorithms.md#qsgd, Alistarh et al. 2017), s = spec.levels, buckets
 // of spec.block_size entries (0 = one bucket).
 //
 // Encoder, for bucket v with norm = float32(sqrt(Σ double(v_j)²)) (summed in

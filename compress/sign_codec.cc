@@ -1,4 +1,4 @@
-// sign (ALGORITHMS.md §5.4, scaled sign of EF-signSGD): per block the scale
+// sign (docs/algorithms.md#sign, scaled sign of EF-signSGD): per block the scale
 // c = float32(Σ double(|x_j|) / n) (summed in index order, n = block length)
 // and one bit per entry, 1 iff x_j >= 0 (so 0 and -0 decode to +c; a 1-bit
 // code cannot carry 0). x̂_j = bit ? +c : −c.

@@ -236,7 +236,7 @@ class Coordinator {
                      TaskCallback done);
   bool CancelWait(uint64_t waiter_id);
 
-  // Uploads. Errors carry the gRPC-mappable code (see STYLE.md) and are
+  // Uploads. Errors carry the gRPC-mappable code (server/grpc_status.h) and are
   // counted in metrics here. After an error from AddChunk or FinishUpload the
   // upload is aborted; the caller just drops it.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const UpdateHeaderInfo& header);

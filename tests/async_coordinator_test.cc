@@ -1,6 +1,7 @@
 // The coordinator under the asynchronous schedules, without gRPC: server-side
 // staleness, max_staleness, base-version checks, FedAsync / FedBuff / FedFix
-// arithmetic against ALGORITHMS.md §3.9 and §4.3, robust rules over FedBuff
+// arithmetic against docs/algorithms.md#fedasync, #fedbuff and
+// #fedfix-worked-example, robust rules over FedBuff
 // batches, buffer recycling. Virtual time (ManualClock + TickForTesting).
 #include <cmath>
 #include <cstring>
@@ -141,7 +142,7 @@ class AsyncCoordinatorTest : public ::testing::Test {
 };
 
 TEST_F(AsyncCoordinatorTest, FedAsyncAppliesEachUpdateWithItsServerComputedStaleness) {
-  // alpha 0.9, N = 2, S(u) = (u + 1)^-0.5 (ALGORITHMS.md §3.7, §3.9).
+  // alpha 0.9, N = 2, S(u) = (u + 1)^-0.5 (docs/algorithms.md#fedasync).
   tally::v1::ScheduleConfig s = Schedule("fedasync");
   s.set_alpha(0.9);
   s.set_num_clients(2);
@@ -336,7 +337,8 @@ TEST_F(AsyncCoordinatorTest, FedFixFollowsTheWorkedExampleOfAlgorithmsSection4_3
   clock_.Advance(absl::Milliseconds(290));
   ASSERT_THAT(Push("c0", 1, delta(1, 0)), IsOk());
   clock_.Advance(absl::Milliseconds(10));
-  // 0.5 + (2/3)(0.5) + (2/3)(1.0) + (1/3)(1.25) = 1.916667 (§4.3).
+  // 0.5 + (2/3)(0.5) + (2/3)(1.0) + (1/3)(1.25) = 1.916667
+  // (docs/algorithms.md#fedfix-worked-example).
   EXPECT_THAT(Model(), Pointwise(FloatNear(1e-5), std::vector<float>{1.916667f}));
   EXPECT_EQ(Version(), 3u);
 }

@@ -1,7 +1,7 @@
 // The asynchronous schedules through a real tally server on loopback and the
 // real C++ SDK, in virtual time (the server's clock is a ManualClock the test
 // advances): clients arrive in an order the test forces, and the models,
-// tasks and staleness are checked against ALGORITHMS.md.
+// tasks and staleness are checked against docs/algorithms.md#fedcompass-worked-trace.
 #include <cmath>
 #include <map>
 #include <memory>
@@ -116,7 +116,7 @@ class AsyncServerTest : public ::testing::Test {
   }
 };
 
-// ALGORITHMS.md §3.10, the deterministic FedCompass trace, up to t = 831.5:
+// docs/algorithms.md#fedcompass-worked-trace, the deterministic FedCompass trace, up to t = 831.5:
 // first arrivals, group aggregation, joins, a group closed by its timer and a
 // late arrival in the general buffer. tally deltas are the trace's
 // pseudo-gradients with the opposite sign (schedule.h). Every push returns

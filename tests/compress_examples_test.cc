@@ -1,5 +1,5 @@
-// compress/: the worked examples of ALGORITHMS.md §5.3 (QSGD) and §5.4
-// (scaled sign with error feedback), §5.1's top-k selections, the codec RNG
+// compress/: the worked examples of docs/algorithms.md#qsgd and #sign
+// (scaled sign with error feedback), #top-k's selections, the codec RNG
 // against an independent SplitMix64 (a Python script run outside the
 // project: Vigna's splitmix64.c transcribed with 64-bit masking), randk and
 // spsa payloads built from it, and statistical checks of the unbiased codecs
@@ -75,7 +75,7 @@ TEST(CodecRngTest, UniformMoments) {
   EXPECT_NEAR(sq / kN, 1.0 / 3.0, 0.004);
 }
 
-// ALGORITHMS.md §5.3: v = (0.3, −0.4, 0, 1.2), ‖v‖ = 1.3, s = 4, uniforms
+// docs/algorithms.md#qsgd: v = (0.3, −0.4, 0, 1.2), ‖v‖ = 1.3, s = 4, uniforms
 // (0.1, 0.9, 0.5, 0.3) → (sign, level) = (+,1), (−,1), (0,0), (+,4) →
 // decoded (0.325, −0.325, 0, 1.3).
 TEST(QsgdExampleTest, Section53) {
@@ -101,7 +101,7 @@ TEST(QsgdExampleTest, Section53) {
   EXPECT_NEAR(decoded[3], 1.3, 1e-6);
 }
 
-// ALGORITHMS.md §5.4, γ = 1, the same gradient twice with error feedback
+// docs/algorithms.md#sign, γ = 1, the same gradient twice with error feedback
 // (e ← p − Δ, computed here).
 TEST(SignExampleTest, Section54WithErrorFeedback) {
   const CodecSpec spec = DefaultSpec(CodecId::kSign);
@@ -125,7 +125,8 @@ TEST(SignExampleTest, Section54WithErrorFeedback) {
   EXPECT_EQ(e, (std::vector<float>{-0.09375f, -0.90625f, -0.59375f, 0.21875f}));
 }
 
-// ALGORITHMS.md §5.1 (DGC example, ratio 0.25 of d = 8 → k = 2).
+// docs/algorithms.md#top-k (the DGC example's selections, ratio 0.25 of
+// d = 8 → k = 2).
 TEST(TopKExampleTest, Section51Selections) {
   CodecSpec spec = DefaultSpec(CodecId::kTopK);
   spec.ratio = 0.25f;

@@ -1,10 +1,11 @@
 // compress/error_feedback.h, compress/dgc.h and EncodeSparse: the worked
-// examples of ALGORITHMS.md §5.1 (DGC, d = 8) and §5.4 (EF-signSGD), the
-// warm-up schedule of §5.1, the EF telescoping property Σ sent = Σ true − e_T
-// over many top-k 1 % updates, and hand-computed cases (Nesterov, masking,
-// 1-D tensors, ties, float16 residuals, errors). Expected numbers come from
-// ALGORITHMS.md or from the hand computations written next to them (binary
-// fractions where possible, so they are exact in float32).
+// examples of docs/algorithms.md#dgc (d = 8) and #sign (EF-signSGD), the
+// warm-up schedule of docs/compression.md#deep-gradient-compression, the EF
+// telescoping property Σ sent = Σ true − e_T over many top-k 1 % updates,
+// and hand-computed cases (Nesterov, masking, 1-D tensors, ties, float16
+// residuals, errors). Expected numbers come from docs/algorithms.md or from
+// the hand computations written next to them (binary fractions where
+// possible, so they are exact in float32).
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -123,7 +124,7 @@ TEST(EncodeSparseTest, RejectsWhatTheDecoderWould) {
 
 // --- DGC ---------------------------------------------------------------------
 
-// ALGORITHMS.md §5.1's example: d = 8, ratio 0.25 (k = 2), m = 0.9, plain
+// docs/algorithms.md#dgc's example: d = 8, ratio 0.25 (k = 2), m = 0.9, plain
 // momentum, masking on.
 TEST(DgcTest, Section51WorkedExample) {
   DgcCompressor dgc = MakeDgc(8, NoWarmup(0.25, 0.9f));
@@ -319,7 +320,7 @@ TEST(DgcTest, TiesGoToTheLowestIndex) {
   EXPECT_THAT(dgc.velocity(), ElementsAre(0.5f, 0.0f, 0.0f, 0.0f, 0.0f));
 }
 
-// §5.1: base 0.001, E = 5 → 0.316228, 0.1, 0.031623, 0.01, 0.003162, then
+// Reference code's warm-up: base 0.001, E = 5 → 0.316228, 0.1, 0.031623, 0.01, 0.003162, then
 // 0.001. On a 1000-entry tensor k = ⌈1000 · ratio⌉ = 317, 100, 32, 10, 4, 1.
 TEST(DgcTest, WarmupSchedule) {
   DgcOptions options;
@@ -421,7 +422,7 @@ TEST(DgcTest, CreateValidates) {
 
 // --- Error feedback ----------------------------------------------------------
 
-// ALGORITHMS.md §5.4: γ = 1, g = (0.5, −1, 0.25, 0) twice, scaled sign over
+// docs/algorithms.md#sign: γ = 1, g = (0.5, −1, 0.25, 0) twice, scaled sign over
 // one block.
 TEST(ErrorFeedbackTest, Section54SignExample) {
   const CodecSpec spec = DefaultSpec(CodecId::kSign);

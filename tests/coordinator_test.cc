@@ -284,7 +284,7 @@ TEST_F(CoordinatorTest, ServerOptimizerStateCarriesAcrossRounds) {
   ASSERT_THAT(coordinator_->AddChunk(*upload, 0, Bytes({-0.2f, -0.2f, -0.2f, -0.2f})), IsOk());
   ASSERT_THAT(coordinator_->FinishUpload(*upload), IsOk());
   AwaitVersion(3);
-  // ALGORITHMS.md §5.5 FedAvgM example from w = 0: v = 0.5 -> 0.5, v = 0.25 -> 0.75.
+  // docs/algorithms.md#fedavgm example from w = 0: v = 0.5 -> 0.5, v = 0.25 -> 0.75.
   EXPECT_THAT(coordinator_->store().Current()->params,
               Pointwise(FloatNear(1e-6), {0.75f, 0.75f, 0.75f, 0.75f}));
 }

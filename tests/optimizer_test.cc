@@ -1,4 +1,5 @@
-// Server optimizers against the worked examples of ALGORITHMS.md §5.5-5.6
+// Server optimizers against the worked examples of
+// docs/algorithms.md#server-optimizers
 // (numbers from its independent reference script ref_compress.py).
 #include "aggregators/optimizers/optimizer.h"
 

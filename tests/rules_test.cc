@@ -1,8 +1,9 @@
 // Robust aggregation rules and pre-steps against the worked examples of
-// ALGORITHMS.md §1.10 (Flag; ref_flag.py / ref_flag_gram.py), §2.5 (byzfl's
-// docstring examples, R-1, R-2; ref_robust.py / ref_robust2.py) and §2.6
-// (Bulyan, hand-computed), §2.4 (CAF), row weights, plus a conformance suite
-// over every registered rule and pre-step.
+// docs/algorithms.md: #flag-worked-examples (Flag; reference scripts
+// ref_flag.py / ref_flag_gram.py run outside the project),
+// #worked-batches-of-the-robust-rules (byzfl's docstring examples, R-1, R-2;
+// ref_robust.py / ref_robust2.py), #bulyan (hand-computed), #caf, row
+// weights, plus a conformance suite over every registered rule and pre-step.
 #include "aggregators/rules/rule.h"
 
 #include <cmath>
@@ -92,7 +93,8 @@ void ExpectRule(const RuleOptions& options, const Rows& rows,
   ExpectRowNear(out, expected);
 }
 
-// The rules §2.5 lists together: MultiKrum(f), MDA(f), MoNNA(f, idx), Meamed(f).
+// The rules that agree on every worked batch: MultiKrum(f), MDA(f),
+// MoNNA(f, idx), Meamed(f).
 void ExpectSubsetMeans(const Rows& rows, size_t f, size_t monna_idx,
                        const std::vector<double>& expected) {
   RuleOptions monna = Options("monna", f);
@@ -112,7 +114,8 @@ void ExpectPipeline(const RuleOptions& pre, const RuleOptions& rule, const Rows&
 }
 
 // ---------------------------------------------------------------------------
-// §2.5 docstring cross-check: x = [[1,2,3],[4,5,6],[7,8,9]].
+// Docstring batch (docs/algorithms.md#worked-batches-of-the-robust-rules):
+// x = [[1,2,3],[4,5,6],[7,8,9]].
 const Rows kDocstring = {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}};
 
 TEST(RulesDocstringTest, CoordinateAndIterativeRules) {
@@ -144,7 +147,7 @@ TEST(RulesDocstringTest, PreSteps) {
 }
 
 // ---------------------------------------------------------------------------
-// §2.5 R-1: n = 5, f = 1, d = 2.
+// R-1 (docs/algorithms.md#worked-batches-of-the-robust-rules): n = 5, f = 1, d = 2.
 const Rows kR1 = {{1, 1}, {1.2f, 0.8f}, {0.8f, 1.1f}, {1.1f, 1.3f}, {10, -10}};
 
 TEST(RulesR1Test, Aggregators) {
@@ -220,8 +223,9 @@ TEST(RulesR1Test, InfluenceOfEveryRow) {
   EXPECT_THAT(InfluenceOf(Options("median"), kR1), ::testing::IsEmpty());
 }
 
-// FA-1 (§1.10): x = e1, e1, e2; Y = e1 = (x_0 + x_1)/2, so a = 1·x_0 + 1·x_1
-// + 0·x_2: the orthogonal row does not count.
+// FA-1 (docs/algorithms.md#flag-worked-examples): x = e1, e1, e2; Y = e1 =
+// (x_0 + x_1)/2, so a = 1·x_0 + 1·x_1 + 0·x_2: the orthogonal row does not
+// count.
 TEST(FlagTest, InfluenceIsTheRelativeCoefficient) {
   EXPECT_THAT(InfluenceOf(ReferenceFlag(), {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}}),
               ::testing::ElementsAre(::testing::DoubleNear(1, 1e-9), ::testing::DoubleNear(1, 1e-9),
@@ -235,7 +239,8 @@ TEST(RulesR1Test, Arc) {
 }
 
 // ---------------------------------------------------------------------------
-// §2.5 R-2: n = 6, f = 2, d = 3, two colluding outliers, distance ties.
+// R-2 (docs/algorithms.md#worked-batches-of-the-robust-rules): n = 6, f = 2,
+// d = 3, two colluding outliers, distance ties.
 const Rows kR2 = {{0, 1, 2}, {1, 0, 2}, {0.5f, 0.5f, 1}, {2, 1, 0}, {5, 5, 5}, {5, 5, 6}};
 
 TEST(RulesR2Test, Aggregators) {
@@ -275,7 +280,7 @@ TEST(RulesR2Test, CenteredClippingKeepsStateAcrossCalls) {
 }
 
 // ---------------------------------------------------------------------------
-// §2.6 Bulyan (hand-computed): selection 0.2, 0.1, 0.3, 0, 0.4; output 0.2.
+// Bulyan (docs/algorithms.md#bulyan, hand-computed): selection 0.2, 0.1, 0.3, 0, 0.4; output 0.2.
 TEST(RulesBulyanTest, WorkedExample) {
   const Rows x = {{0}, {0.1f}, {0.2f}, {0.3f}, {0.4f}, {10}, {-10}};
   ExpectRule(Options("bulyan", 1), x, {0.2});
@@ -287,7 +292,7 @@ TEST(RulesBulyanTest, RequiresFourFPlusThree) {
 }
 
 // ---------------------------------------------------------------------------
-// §1.10 Flag Aggregator.
+// Flag Aggregator (docs/algorithms.md#flag-worked-examples).
 TEST(RulesFlagTest, Fa1DeterministicAndExplicitInit) {
   const Rows g = {{1, 0, 0}, {2, 0, 0}, {0, 5, 0}};
   ExpectRule(ReferenceFlag(), g, {2, 0, 0});
@@ -329,7 +334,7 @@ TEST(RulesFlagTest, Fa2Table) {
     ASSERT_THAT(FlagAggregate(batch.data(), 4, 3, FlagParams{c.r, c.lambda, c.iterations},
                               c.r == 1 ? y0_r1 : y0_r2, out.data(), &coefficients),
                 IsOk());
-    // float32 inputs: compare at 1e-5 (§0.3 suggests 1e-4 against float32 runs).
+    // float32 inputs against float64 reference values: compare at 1e-5.
     ExpectRowNear(out, c.output, 1e-5);
     ASSERT_EQ(coefficients.size(), 4u);
     for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(coefficients[i], c.coefficients[i], 1e-5) << i;
@@ -386,7 +391,7 @@ TEST(RulesFlagTest, AutoRIsCeilHalfN) {
 }
 
 // ---------------------------------------------------------------------------
-// §2.4 CAF. Expected values: byzfl's docstring example (one iteration, and
+// CAF (docs/algorithms.md#caf). Expected values: byzfl's docstring example (one iteration, and
 // its outcome does not depend on the start vector because every row lies on
 // one line) and, for d = 1 — where the power step is exact whatever the start
 // vector (v = ±1, λ̂ = the weighted variance) — a 15-line float64 Python
@@ -511,7 +516,8 @@ TEST(RulesWeightsTest, InvalidWeightsAreInvalidArgumentNamingTheRule) {
 }
 
 // ---------------------------------------------------------------------------
-// §1.6a Flag Aggregator, seeded random initial subspace.
+// Flag Aggregator, seeded random initial subspace
+// (docs/algorithms.md#flag-initial-subspace).
 RuleOptions RandomFlag(int r, uint64_t seed) {
   RuleOptions options = Options("flag");
   options.flag_r = r;
@@ -523,7 +529,7 @@ RuleOptions RandomFlag(int r, uint64_t seed) {
 
 TEST(RulesFlagTest, RandomInitWhenYSpansTheRows) {
   // d = r = 1, g = 1, 2, 4: Y0 = ±1 and ‖Y0ᵀx_i‖ = 1 exactly (powers of two),
-  // so E(Y0) = 0, the IRLS loop never runs and FA falls back to Y0 (§1.7),
+  // so E(Y0) = 0, the IRLS loop never runs and FA falls back to Y0,
   // regenerating Y_raw: a = Y0 Y0ᵀ s / r = s = 3. No coefficients on this path.
   const std::vector<float> powers = {1, 2, 4};
   float out = 0;
@@ -593,7 +599,7 @@ TEST(RulesFlagTest, RandomInitIsSeeded) {
 }
 
 TEST(RulesFlagTest, RandomInitIsCloseToDeterministicInHighDimension) {
-  // §1.6: the two inits differ by O(r/d) (1.46e-5 relative at d = 20000,
+  // The two inits differ by O(r/d) (1.46e-5 relative at d = 20000,
   // n = 6, r = 2 in ref_flag_highd.py). Rows: two shared directions with
   // distinct loadings plus noise, so the top two eigenvalues are separated.
   constexpr size_t kDim = 20000;
@@ -758,7 +764,7 @@ TEST(RuleConformanceTest, PermutationInvariance) {
   for (const std::string& name : RuleNames()) {
     // MoNNA's output depends on which row is trusted (idx), by design. Bulyan's
     // late selection steps use one nearest neighbour (|R| − f − 2 < 1 -> 1,
-    // §2.6), where mutual nearest neighbours tie exactly and the lower index
+    // docs/algorithms.md#bulyan), where mutual nearest neighbours tie exactly and the lower index
     // wins: order-dependent by the spec.
     if (name == "monna" || name == "bulyan") continue;
     SCOPED_TRACE(name);

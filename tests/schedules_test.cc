@@ -1,6 +1,7 @@
-// Schedules (aggregators/schedules/) against ALGORITHMS.md: the §3.10
-// FedCompass trace and the §4.3 FedFix trace step by step (numbers from the
-// spec's independent reference scripts sim_compass.py and ref_fedfix.py),
+// Schedules (aggregators/schedules/) against docs/algorithms.md: the
+// FedCompass trace (#fedcompass-worked-trace) and the FedFix example
+// (#fedfix-worked-example) step by step (numbers from independent reference
+// scripts run outside the project, sim_compass.py and ref_fedfix.py),
 // staleness functions and FedAsync / FedBuff weights against hand values.
 //
 // The harness plays the coordinator: it keeps a scalar model w and a version
@@ -183,7 +184,7 @@ std::unique_ptr<Schedule> MustCreate(const ScheduleOptions& options) {
   return made.ok() ? std::move(made).value() : nullptr;
 }
 
-// ---- FedCompass: ALGORITHMS.md §3.10 ---------------------------------------
+// ---- FedCompass: docs/algorithms.md#fedcompass-worked-trace ------------------
 
 // Clients run at exact seconds/step (c2's second round at 9.0); APPFL's
 // pseudo-gradients 1, 2, 3 are tally deltas −1, −2, −3 (schedule.h).
@@ -247,7 +248,7 @@ TEST(FedCompassTest, DeterministicTraceOfSection3_10) {
     EXPECT_NEAR(h.flushes[i].w, kFlushes[i].w, kTol);
     EXPECT_EQ(h.flushes[i].version, i + 1);  // ts in the trace.
   }
-  // The hand check under §3.10: at t = 225, α·S(2)/N = 0.9·3^(−1/2)/3.
+  // The trace's hand check: at t = 225, α·S(2)/N = 0.9·3^(−1/2)/3.
   EXPECT_NEAR(h.flushes[2].weights[0], 0.9 / std::sqrt(3.0) / 3, 1e-12);
 
   // (t, client, group, Q, T_exp, T_lat) of every (re)assignment up to the
@@ -404,7 +405,7 @@ TEST(FedCompassTest, RestoredSpeedsGroupClientsFromTheirFirstTask) {
   EXPECT_EQ(d->assignments[1].client_id, "b");
 }
 
-// ---- FedFix: ALGORITHMS.md §4.3 --------------------------------------------
+// ---- FedFix: docs/algorithms.md#fedfix-worked-example -----------------------
 
 TEST(FedFixTest, WorkedExampleOfSection4_3) {
   ScheduleOptions o;
@@ -517,7 +518,7 @@ TEST(StalenessTest, InvalidOptionsNameTheField) {
   EXPECT_THAT(StalenessFunction::Create(o), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-// ---- FedAsync and FedBuff (§3.9) -------------------------------------------
+// ---- FedAsync and FedBuff (docs/algorithms.md#fedasync) ---------------------
 
 // One client: each arrival is applied alone with weight α·S(τ)·1/N.
 TEST(FedAsyncTest, SingleClientUpdateTimesStalenessWeight) {

@@ -587,7 +587,7 @@ std::vector<float> RobustRound(Harness& h, const std::vector<std::vector<float>>
   return model.ok() ? model->params : std::vector<float>();
 }
 
-// ALGORITHMS.md §2.5 R-1: four honest updates and (10, -10); Krum(f=1)
+// docs/algorithms.md#krum (batch R-1): four honest updates and (10, -10); Krum(f=1)
 // selects (1, 1). FedAvg would move to (2.82, -1.16) unweighted.
 TEST(ServerIntegrationTest, KrumRoundThroughTheServerDropsTheAttacker) {
   tally::v1::StrategyConfig strategy;
@@ -606,7 +606,7 @@ TEST(ServerIntegrationTest, KrumRoundThroughTheServerDropsTheAttacker) {
   EXPECT_EQ(h->Counter("tally_rule_client_influence_total", "c0"), 1);
 }
 
-// ALGORITHMS.md §1.10 FA-1: deltas (1,0,0), (2,0,0), (0,5,0) aggregate to
+// docs/algorithms.md#flag-worked-examples FA-1: deltas (1,0,0), (2,0,0), (0,5,0) aggregate to
 // (2, 0, 0) with the deterministic start and the reference's scale, r = 1
 // (raw mean: (1, 1.666667, 0)).
 TEST(ServerIntegrationTest, FlagAggregatorRoundThroughTheServer) {

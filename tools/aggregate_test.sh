@@ -1,5 +1,6 @@
 #!/bin/sh
-# End-to-end test of `tally aggregate` on ALGORITHMS.md §2.5 R-1 (plus a
+# End-to-end test of `tally aggregate` on batch R-1 of
+# docs/algorithms.md#worked-batches-of-the-robust-rules (plus a
 # weighted average, CAF and Flag's random init on hand-computed cases).
 # Usage: aggregate_test.sh TALLY_BINARY PYTHON3 SCRATCH_DIR
 # The .npy files are built and read with python3's struct module (numpy is

@@ -1,10 +1,11 @@
 // Server optimizers: how a round's aggregate (the weighted mean of the
 // clients' deltas, the "pseudo-gradient" of Reddi et al.) is applied to the
-// global model. ALGORITHMS.md §5.5 (FedAvg, FedAvgM, FedAdagrad, FedAdam,
-// FedYogi) and §5.6 (DiLoCo's Nesterov outer step).
+// global model. docs/algorithms.md#server-optimizers (FedAvg, FedAvgM,
+// FedAdagrad, FedAdam, FedYogi, and DiLoCo's Nesterov outer step).
 //
 // Deltas are `local - global` throughout tally; DiLoCo's outer gradient
-// `global - mean local` is therefore the negated delta (§5.6).
+// `global - mean local` is therefore the negated delta
+// (docs/algorithms.md#nesterov-and-diloco).
 //
 // An Optimizer owns its state (momentum, moments), allocated on the first
 // Apply, and is used by one thread at a time (the coordinator's aggregation
@@ -45,7 +46,7 @@ class Optimizer {
 };
 
 // Every field is optional; unset fields take the defaults of the chosen
-// optimizer (the APPFL/paper values of ALGORITHMS.md).
+// optimizer (the APPFL/paper values; docs/algorithms.md#server-optimizers).
 struct OptimizerOptions {
   std::string name = "sgd";
   double learning_rate = 0;  // 0 = default: sgd 1, fedavgm 1, fedadagrad 0.01,

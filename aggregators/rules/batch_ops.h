@@ -20,8 +20,8 @@ namespace tally::aggregators {
 // batch, O(n² + threads · n · 512) extra memory.
 std::vector<double> GramMatrix(const float* batch, size_t n, size_t d);
 
-// D_ij = ‖x_i − x_j‖² = max(0, K_ii + K_jj − 2 K_ij), D_ii = 0 (ALGORITHMS.md
-// §2.2: Gram trick in float64, clamped at 0).
+// D_ij = ‖x_i − x_j‖² = max(0, K_ii + K_jj − 2 K_ij), D_ii = 0 (Gram trick in
+// float64, clamped at 0; docs/algorithms.md#krum).
 std::vector<double> SquaredDistances(const float* batch, size_t n, size_t d);
 
 // ‖x_i − center‖² for every row, float64; a null center gives ‖x_i‖².
@@ -31,7 +31,7 @@ std::vector<double> SquaredDistancesTo(const float* batch, size_t n, size_t d,
 std::vector<double> RowNorms(const float* batch, size_t n, size_t d);
 
 // The positions of the k smallest of `values`, ordered by (value, position)
-// ascending: the tie rule of ALGORITHMS.md §2.1 (lower index wins).
+// ascending: the tie rule of docs/algorithms.md#ties (lower index wins).
 std::vector<size_t> SmallestK(absl::Span<const double> values, size_t k);
 
 // out = Σ_p coeffs[p] · x_{rows[p]} (d floats), accumulated in float64.

@@ -1,5 +1,5 @@
 // CAF, the Covariance-bound Agnostic Filter (Allouah, Guerraoui, Stephan,
-// ICML 2025), as byzfl's CAF implements it (ALGORITHMS.md §2.4):
+// ICML 2025), as byzfl's CAF implements it (docs/algorithms.md#caf):
 //
 //   c = 1
 //   while Σc > n − 2f:

@@ -1,4 +1,4 @@
-// Coordinate-wise rules of ALGORITHMS.md §2.4: Average, Median, TrMean,
+// Coordinate-wise rules (docs/algorithms.md#robust-aggregation-rules): Average, Median, TrMean,
 // Meamed. The order statistics sort every column with a sorting network, 64
 // columns at a time in SIMD lanes (ColumnStatistic): one pass over the batch,
 // O(n) scratch per thread.

@@ -2,8 +2,8 @@
 // need a random d-vector (or d x r matrix) at d = 1e6-1e7 without storing it:
 // value k of a stream is a pure function of (seed, stream, k), so a vector is
 // generated block by block, in any order, and regenerated when needed again
-// (CAF's start vectors, the Flag Aggregator's random Y_raw, ALGORITHMS.md
-// §1.6a, §2.4).
+// (CAF's start vectors, the Flag Aggregator's random Y_raw;
+// docs/algorithms.md#caf, docs/algorithms.md#flag-initial-subspace).
 //
 // The generator is SplitMix64 (Steele, Lea, Flood, OOPSLA 2014) evaluated at
 // a counter; normals come from Box–Muller pairs. It is not numpy's or

@@ -15,10 +15,10 @@
 namespace tally::aggregators {
 namespace {
 
-constexpr double kEps = 1e-7;         // flag_mean_iteration eps (§1.3).
-constexpr double kNormFloor = 1e-12;  // F.normalize (§1.4 step 0).
-constexpr double kRankTol = 1e-12;    // Eigenvalues kept: > tol · Λ_max (§1.5).
-constexpr double kStopTol = 1e-10;    // irls_flag tolerances (§1.3).
+constexpr double kEps = 1e-7;         // flag_mean_iteration eps.
+constexpr double kNormFloor = 1e-12;  // F.normalize.
+constexpr double kRankTol = 1e-12;    // Eigenvalues kept: > tol · Λ_max.
+constexpr double kStopTol = 1e-10;    // irls_flag tolerances.
 
 // Σ_i sqrt(max(0, 1 − ‖P[:,i]‖²)); P is rows x n row-major.
 double Objective(const std::vector<double>& p, size_t rows, size_t n) {
@@ -31,7 +31,8 @@ double Objective(const std::vector<double>& p, size_t rows, size_t n) {
   return e;
 }
 
-// The IRLS weight matrix M of §1.5 (diag(w²) plus the λ-pair Laplacian).
+// The IRLS weight matrix M (diag(w²) plus the λ-pair Laplacian;
+// docs/algorithms.md#flag-gram-form-and-constants).
 std::vector<double> WeightMatrix(const std::vector<double>& p, size_t rows, size_t n,
                                  double lambda) {
   std::vector<double> m(n * n, 0.0);
@@ -71,7 +72,7 @@ struct GramBasis {
   std::vector<double> vectors;  // n x m (columns = eigenvectors).
 };
 
-// One FlagIter (§1.5): Φ (n x r') from the current projections P.
+// One FlagIter: Φ (n x r') from the current projections P.
 std::vector<double> FlagIteration(const GramBasis& basis, const std::vector<double>& p,
                                   size_t p_rows, const FlagParams& params, size_t* r_out) {
   const size_t n = basis.n;
@@ -260,7 +261,7 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
     for (size_t i = 0; i < n; ++i) {
       std::copy_n(&all_vectors[i * n], basis.m, &basis.vectors[i * basis.m]);
     }
-    // P0: deterministic (§1.6b) is zero; explicit is Y0ᵀ X; random (§1.6a)
+    // P0: deterministic is zero; explicit is Y0ᵀ X; random
     // comes from the seeded Y_raw.
     std::optional<RandomSubspace> random;
     if (y0.empty() && params.init == FlagInit::kRandom) {
@@ -308,7 +309,7 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
         c[i] *= output_scale;
       }
     } else if (!y0.empty() || random.has_value()) {
-      // Fallback to Y0 (§1.7): a = Y0 (Y0ᵀ s) / r, Y0ᵀ s = Σ_i P0[:, i].
+      // Fallback to Y0: a = Y0 (Y0ᵀ s) / r, Y0ᵀ s = Σ_i P0[:, i].
       std::vector<double> y0s(r0, 0.0);
       for (size_t a = 0; a < r0; ++a) {
         for (size_t i = 0; i < n; ++i) y0s[a] += p0[a * n + i];

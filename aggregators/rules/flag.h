@@ -1,10 +1,12 @@
-// Flag Aggregator (Almasi et al., ICLR 2024; ALGORITHMS.md §1) in the n x n
-// Gram form of §1.5: one float64 Gram pass over the batch, IRLS on n x n
-// matrices, one more pass for the output. Extra memory O(n²).
+// Flag Aggregator (Almasi et al., ICLR 2024; docs/algorithms.md#flag-aggregator)
+// in the n x n Gram form (docs/algorithms.md#flag-gram-form-and-constants):
+// one float64 Gram pass over the batch, IRLS on n x n matrices, one more pass
+// for the output. Extra memory O(n²).
 //
-// The registered rule "flag" uses the deterministic initialisation (§1.6b,
-// P0 = 0) by default or the seeded random one (§1.6a, RuleOptions::flag_init
-// "random"); FlagAggregate also takes an explicit Y0 (§1.6c) for tests.
+// The registered rule "flag" uses the deterministic initialisation (P0 = 0)
+// by default or the seeded random one (RuleOptions::flag_init "random");
+// FlagAggregate also takes an explicit Y0 for tests
+// (docs/algorithms.md#flag-initial-subspace).
 #ifndef TALLY_AGGREGATORS_RULES_FLAG_H_
 #define TALLY_AGGREGATORS_RULES_FLAG_H_
 
@@ -17,7 +19,8 @@
 
 namespace tally::aggregators {
 
-// The initial subspace Y0 when no explicit one is given (ALGORITHMS.md §1.6).
+// The initial subspace Y0 when no explicit one is given
+// (docs/algorithms.md#flag-initial-subspace).
 enum class FlagInit {
   kDeterministic,  // P0 = Y0ᵀX = 0 (b).
   // (a): Y0 = the orthonormalised Y_raw ~ U(-0.5, 0.5)^{d x r}, drawn from a

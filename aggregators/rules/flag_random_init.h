@@ -1,6 +1,7 @@
-// The Flag Aggregator's seeded random initial subspace (ALGORITHMS.md §1.6a),
+// The Flag Aggregator's seeded random initial subspace
+// (docs/algorithms.md#flag-initial-subspace),
 // in the form the Gram-form iteration of flag.cc needs: P0 = Y0ᵀX (r x n)
-// and, for the fallback to Y0 (§1.7), Y0 z for an r-vector z, both without
+// and, for the fallback to Y0, Y0 z for an r-vector z, both without
 // ever storing the d x r matrix.
 //
 // Y_raw ~ U(-0.5, 0.5)^{d x r} comes from CounterRng (flag.h:

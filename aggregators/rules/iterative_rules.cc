@@ -1,4 +1,5 @@
-// Iterative rules of ALGORITHMS.md §2.4: GeometricMedian (smoothed Weiszfeld)
+// Iterative rules (docs/algorithms.md#geometric-median,
+// docs/algorithms.md#centered-clipping): GeometricMedian (smoothed Weiszfeld)
 // and CenteredClipping (stateful). Both keep one float64 d-vector (the
 // iterate) and make two passes over the batch per iteration: the distances
 // to the iterate, then the weighted update.

@@ -1,5 +1,5 @@
-// Krum and Multi-Krum as byzfl implements them (ALGORITHMS.md §2.4), and
-// Bulyan (§2.6) on original-Krum scores. All use one float64 Gram matrix for
+// Krum and Multi-Krum as byzfl implements them (docs/algorithms.md#krum), and
+// Bulyan (docs/algorithms.md#bulyan) on original-Krum scores. All use one float64 Gram matrix for
 // the pairwise distances; selection is then O(n²) per step, O(n² log n) total.
 #include <algorithm>
 #include <memory>
@@ -58,7 +58,7 @@ class MultiKrum final : public Rule {
   }
 };
 
-// Bulyan §2.6: θ = n − 2f rows selected one at a time by original Krum on the
+// Bulyan: θ = n − 2f rows selected one at a time by original Krum on the
 // remaining set (sum of squared distances to the max(|R| − f − 2, 1) nearest
 // others), then per coordinate the mean of the β = θ − 2f selected values
 // closest to their median, ties by (|s − med|, original row index).

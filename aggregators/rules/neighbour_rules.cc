@@ -1,4 +1,5 @@
-// Subset-mean rules of ALGORITHMS.md §2.3–2.4: MDA (minimum-diameter subset)
+// Subset-mean rules (docs/algorithms.md#mda, docs/algorithms.md#monna): MDA
+// (minimum-diameter subset)
 // and the server-side MoNNA (mean of the n − f nearest to a trusted row).
 #include <algorithm>
 #include <cmath>
@@ -26,7 +27,7 @@ double Binomial(size_t n, size_t k) {
 // returns its mean. A depth-first walk that prunes prefixes whose diameter
 // already reaches the best visits the same candidates in the same order, so
 // the result is the reference's. n − f = 1: diameter 0, subset {0} (the
-// reference crashes there, §2.4).
+// reference crashes there).
 class Mda final : public Rule {
  public:
   Mda(RuleSpec spec, double max_subsets) : Rule(std::move(spec)), max_subsets_(max_subsets) {}

@@ -1,4 +1,4 @@
-// Pre-aggregation steps of ALGORITHMS.md §2.2 and §2.4: NNM, Clipping, ARC,
+// Pre-aggregation steps (docs/algorithms.md#pre-steps): NNM, Clipping, ARC,
 // Bucketing. All work in place on the caller's rows.
 #include <algorithm>
 #include <cmath>
@@ -19,7 +19,7 @@ void ScaleRow(float* x, size_t d, double factor) {
   for (size_t j = 0; j < d; ++j) x[j] *= s;
 }
 
-// NNM §2.2: y_i = mean of the n − f rows nearest to x_i (itself included,
+// NNM: y_i = mean of the n − f rows nearest to x_i (itself included,
 // (value, index) ties). Output n rows.
 class Nnm final : public PreStep {
  public:
@@ -58,7 +58,7 @@ class Clipping final : public PreStep {
 };
 
 // ARC: k = int((2f/n)·(n − f)) evaluated in double in exactly this order
-// (§2.4); the k largest-norm rows (stable ascending sort) are clipped to the
+// (as byzfl); the k largest-norm rows (stable ascending sort) are clipped to the
 // (n − k)-th smallest norm.
 class Arc final : public PreStep {
  public:

@@ -55,8 +55,8 @@ struct PreStepEntry {
 };
 
 // The explicit registry (no static registrars: they are dropped from static
-// libraries). f requirements from ALGORITHMS.md §2.1 and §2.6; Flag ignores f
-// (§1.3).
+// libraries). f requirements: docs/algorithms.md#which-f-a-rule-accepts; Flag
+// ignores f (as the reference code).
 const std::vector<RuleEntry>& RuleTable() {
   static const auto* table = new std::vector<RuleEntry>{
       {"average", FRequirement::kNone, &NewAverage},

@@ -1,4 +1,4 @@
-// Robust aggregation rules and pre-steps (ALGORITHMS.md §1–2): how a batch of
+// Robust aggregation rules and pre-steps (docs/algorithms.md): how a batch of
 // n client updates, up to f of them faulty or malicious, becomes one.
 //
 // A batch is n rows of d floats, row-major and contiguous (the round's
@@ -31,8 +31,8 @@
 
 namespace tally::aggregators {
 
-// Which batch sizes n a rule accepts for its declared f (ALGORITHMS.md §2.1,
-// Bulyan §2.6).
+// Which batch sizes n a rule accepts for its declared f
+// (docs/algorithms.md#which-f-a-rule-accepts).
 enum class FRequirement {
   kNone,             // The rule takes no f.
   kHonestMajority,   // n > 2f (trimmed mean, Krum, MDA, MoNNA, Meamed, ...).

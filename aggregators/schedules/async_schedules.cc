@@ -1,4 +1,5 @@
-// APPFL's FedAsync and FedBuff schedules (ALGORITHMS.md §3.9; APPFL
+// APPFL's FedAsync and FedBuff schedules (docs/algorithms.md#fedasync,
+// docs/algorithms.md#fedbuff; APPFL
 // src/appfl/algorithm/aggregator/{fedasync,fedbuff}_aggregator.py). Both
 // weight an update by α_c = α · S(staleness) · weight_c and reply at once.
 #include <utility>
@@ -42,7 +43,7 @@ class FedAsync final : public ImmediateSchedule {
 };
 
 // Buffers K updates, then applies w ← w + Σ α_c Δ_c (no 1/K: α plays the
-// server learning rate, §3.9) as one version. The version only advances on
+// server learning rate, as APPFL) as one version. The version only advances on
 // flushes, so the staleness at arrival is also the staleness at the flush.
 class FedBuff final : public ImmediateSchedule {
  public:

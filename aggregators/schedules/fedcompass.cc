@@ -1,18 +1,19 @@
 // FedCompass (Li et al., ICLR 2024): APPFL's CompassScheduler +
-// FedCompassAggregator as restated in ALGORITHMS.md §3.3–3.8. Times are
+// FedCompassAggregator (docs/algorithms.md#fedcompass). Times are
 // seconds since the schedule's origin, as the reference's
 // `time.time() - start_time`.
 //
-// Deliberate differences from the reference (none changes the §3.10 trace):
+// Deliberate differences from the reference (none changes the worked trace,
+// docs/algorithms.md#fedcompass-worked-trace):
 // * A client's first round starts at its first PlanFor (GetTask), not at the
-//   origin (§3.8: the reference biases late joiners' first speed estimate);
+//   origin (the reference biases late joiners' first speed estimate);
 //   a client that pushes without any GetTask counts from the origin.
 // * Merging the general buffer into a group keeps BOTH updates of a client
-//   that is in both (the reference drops the late one, §3.6.1): an
-//   acknowledged update is never silently lost (DESIGN.md).
+//   that is in both (the reference drops the late one): an acknowledged
+//   update is never silently lost (docs/algorithms.md#design-rules-that-comments-cite).
 // * Each update is consumed once (the reference's epoch counter counts late
-//   updates twice, §3.8); there is no epoch counter here at all.
-// * Speeds are floored at kMinSecondsPerStep (§3.8).
+//   updates twice); there is no epoch counter here at all.
+// * Speeds are floored at kMinSecondsPerStep (the reference divides by them).
 // * A deadline due before an arrival is processed at the arrival's time, and
 //   OnTimer at the time it is called: reassigned clients start "now".
 // * A server restart keeps the speed estimates (SaveState/RestoreState): a
@@ -45,7 +46,7 @@ class FedCompass final : public DeferringSchedule {
       it->second.start = SecondsSinceOrigin(now);
       it->second.steps = options().max_local_steps;
     } else if (it->second.restored) {
-      // Speed known from a checkpoint: straight into a group (§3.5). The
+      // Speed known from a checkpoint: straight into a group. The
       // assignment is this plan, so the Decision's copy is not needed.
       it->second.restored = false;
       Decision unused;
@@ -100,7 +101,7 @@ class FedCompass final : public DeferringSchedule {
 
     auto group = groups_.find(client.group);
     if (group == groups_.end()) {
-      // First arrival (§3.4.2): a single immediate update.
+      // First arrival: a single immediate update.
       EmitFlush({AppflWeighted(update)}, decision);
       Assign(update.client_id, now, decision);
       return;
@@ -108,12 +109,12 @@ class FedCompass final : public DeferringSchedule {
     Group& g = group->second;
     RemovePending(g, update.client_id);
     if (g.closed || now > TimeAt(g.t_lat)) {
-      // Late (§3.4.3): to the general buffer, reply at once.
+      // Late: to the general buffer, reply at once.
       if (g.pending.empty()) groups_.erase(group);
       general_.push_back(update);
       Assign(update.client_id, now, decision);
     } else {
-      // On time (§3.4.4): wait for the group.
+      // On time: wait for the group.
       g.arrived.push_back(update.client_id);
       g.buffer.push_back(update);
       client.waiting = true;
@@ -159,7 +160,7 @@ class FedCompass final : public DeferringSchedule {
     return plan;
   }
 
-  // §3.4.1: μ weights the NEW sample.
+  // μ weights the NEW sample.
   void UpdateSpeed(Client& client, double t) const {
     const double sample =
         std::max(kMinSecondsPerStep, (t - client.start) / static_cast<double>(client.steps));
@@ -190,13 +191,13 @@ class FedCompass final : public DeferringSchedule {
       const absl::Time at = TimeAt(g.t_lat);
       if (at > now || (!inclusive && at == now)) return;
       g.armed = false;
-      // A timer on a group nobody reached does nothing (§3.6); its members
+      // A timer on a group nobody reached does nothing; its members
       // will all be late.
       if (!g.closed && !g.buffer.empty()) AggregateGroup(due, now, decision);
     }
   }
 
-  // §3.6 and §3.7: one staleness-weighted step over the general buffer and
+  // One staleness-weighted step over the general buffer and
   // the group's buffer, then reassign the arrived members fastest first.
   void AggregateGroup(int64_t id, absl::Time now, Decision* decision) {
     Group& g = groups_[id];
@@ -220,7 +221,7 @@ class FedCompass final : public DeferringSchedule {
     if (g.pending.empty()) groups_.erase(id);
   }
 
-  // §3.5: join the open group giving the largest feasible q, else create one.
+  // Join the open group giving the largest feasible q, else create one.
   void Assign(const std::string& client_id, absl::Time now, Decision* decision) {
     Client& client = clients_[client_id];
     const double t = SecondsSinceOrigin(now);
@@ -247,7 +248,7 @@ class FedCompass final : public DeferringSchedule {
     decision->assignments.push_back({client_id, PlanOf(client)});
   }
 
-  // §3.5 "create": a new, still empty group whose Q (`steps`) fits the
+  // "Create": a new, still empty group whose Q (`steps`) fits the
   // next return of the open groups' fastest members.
   int64_t CreateGroup(double t, double s) {
     const double q_min = options().min_local_steps;

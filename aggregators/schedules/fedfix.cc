@@ -1,4 +1,4 @@
-// FedFix-Δt (Fraboni et al., JMLR 2023; ALGORITHMS.md §4.2). The server
+// FedFix-Δt (Fraboni et al., JMLR 2023; docs/algorithms.md#fedfix). The server
 // aggregates at fixed instants t_n = origin + (n+1)·Δt every update that
 // arrived in (t_{n-1}, t_n] (an arrival exactly at t_n belongs to window n,
 // as the reference's `return_time <= (n+1)Δt`):
@@ -11,13 +11,14 @@
 // on θ^{n+1}.
 //
 // τ_i is unknown to a real server. Estimator (an engineering adaptation,
-// §4.2 last bullets): k_i = windows elapsed between the boundary at which
+// not from the paper): k_i = windows elapsed between the boundary at which
 // the client (re)started and the boundary that aggregates its update. A
 // client restarted at t_m and returning after a compute time τ_i lands in
 // window m + ⌈τ_i/Δt⌉, so k_i = ⌈τ_i/Δt⌉ exactly when compute times are
-// deterministic and replies are instant (the paper's setting and the §4.3
-// example). A client's first task counts from the last boundary at or
-// before its first GetTask (the origin for clients present from the start).
+// deterministic and replies are instant (the paper's setting and the worked
+// example, docs/algorithms.md#fedfix-worked-example). A client's first task
+// counts from the last boundary at or before its first GetTask (the origin
+// for clients present from the start).
 // k_i >= 1 always.
 #include <algorithm>
 #include <utility>

@@ -1,6 +1,6 @@
 // Schedules: WHEN accepted client updates are combined into a new model
-// version and WITH WHAT WEIGHTS (ALGORITHMS.md §3 FedCompass and APPFL's
-// FedAsync / FedBuff, §4 FedFix). A schedule is a pure, deterministic state
+// version and WITH WHAT WEIGHTS (docs/algorithms.md#schedules: FedCompass,
+// APPFL's FedAsync / FedBuff, FedFix). A schedule is a pure, deterministic state
 // machine: time is an argument (absl::Time from the caller's injected Clock,
 // core/clock.h), nothing blocks or sleeps, and the same arrival trace always
 // gives the same decisions.
@@ -10,14 +10,15 @@
 // names handles and coefficients and the caller does the O(d) arithmetic.
 // Per event a schedule does O(#clients + #groups) work, never O(d).
 //
-// Delta convention (tally-wide, DESIGN.md): a client pushes
+// Delta convention (tally-wide, docs/algorithms.md#deltas): a client pushes
 //   Δ_c = w_local − w_base            (an update to ADD).
 // A Flush asks the caller to form  g = Σ_i weight_i · Δ_i  and hand g to the
 // server optimizer as the aggregate delta (sgd with lr 1: w ← w + g). APPFL's
 // "gradient_based" mode has clients send Δ^APPFL = w_start − w_end = −Δ_c and
 // computes w ← w − Σ α_c Δ^APPFL; the coefficients α_c are identical, so the
 // APPFL traces are reproduced with tally deltas of the opposite sign (the
-// §3.10 pseudo-gradients 1, 2, 3 are tally deltas −1, −2, −3). APPFL's model
+// worked trace's pseudo-gradients 1, 2, 3 are tally deltas −1, −2, −3,
+// docs/algorithms.md#fedcompass-worked-trace). APPFL's model
 // mode (w ← w + α (w_c − w_current)) is not offered: tally always applies the
 // delta against the client's own base model.
 //
@@ -54,8 +55,8 @@
 //                   whatever model it is actually served).
 //
 // Thread safety: thread-compatible. The coordinator serialises every call
-// (one mutex or one event loop); §3.6 requires arrivals and timer callbacks
-// of FedCompass to be serialised.
+// (one mutex or one event loop); FedCompass needs arrivals and timer
+// callbacks serialised (the reference's timer thread takes no lock).
 #ifndef TALLY_AGGREGATORS_SCHEDULES_SCHEDULE_H_
 #define TALLY_AGGREGATORS_SCHEDULES_SCHEDULE_H_
 
@@ -82,7 +83,7 @@ struct TaskPlan {
   bool wait = false;
   uint32_t local_steps = 0;
   // Finish by then; FedCompass: the group's latest arrival time. Later
-  // updates are still accepted (they are "late", §3.4).
+  // updates are still accepted (they are "late").
   absl::Time deadline = absl::InfiniteFuture();
   // FedCompass only (for logs and metrics): the arrival group (numbered in
   // creation order from 0; -1 = none yet) and its expected arrival time.
@@ -179,7 +180,7 @@ class Schedule {
 };
 
 // One struct for every schedule; each reads its own fields. Defaults are
-// APPFL's example configs (ALGORITHMS.md §3.2, §3.9) where one exists.
+// APPFL's example configs (docs/algorithms.md#schedules) where one exists.
 struct ScheduleOptions {
   // "fedasync" (default), "fedbuff", "fedfix", "fedcompass". "sync" is not a
   // Schedule: the coordinator's own rounds implement it (CreateSchedule
@@ -194,7 +195,8 @@ struct ScheduleOptions {
   // N in 1/N (>= 1; default 1, APPFL's default when the key is absent —
   // set it to the number of clients).
   uint32_t num_clients = 1;
-  // S(staleness); fedfix ignores it (§4.1: no staleness discount).
+  // S(staleness); fedfix ignores it (no staleness discount,
+// docs/algorithms.md#fedfix).
   StalenessOptions staleness;
 
   // fedasync, fedbuff, fedfix: the local steps every task gets (>= 1,
@@ -210,7 +212,7 @@ struct ScheduleOptions {
   // origin + (n+1)·Δt.
   absl::Duration window = absl::Seconds(1);
 
-  // fedcompass (§3.2): Q_min (>= 1, default 20) <= Q_max (default 100);
+  // fedcompass (docs/algorithms.md#fedcompass): Q_min (>= 1, default 20) <= Q_max (default 100);
   // speed EMA weight μ of the NEW sample ((0, 1], default 0.9); latest
   // arrival factor λ (>= 1, finite, default 1.5).
   uint32_t min_local_steps = 20;

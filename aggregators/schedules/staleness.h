@@ -1,7 +1,7 @@
 // Staleness functions S(u): how much an update computed on a model u versions
 // old still counts. Exactly APPFL's (src/appfl/algorithm/aggregator/
 // fedasync_aggregator.py `__staleness_fn_factory`, shared by its FedAsync,
-// FedBuff and FedCompass aggregators; ALGORITHMS.md §3.7):
+// FedBuff and FedCompass aggregators; docs/algorithms.md#staleness-functions):
 //
 //   constant:       S(u) = 1
 //   polynomial(a):  S(u) = (u + 1)^(-a)
@@ -9,7 +9,7 @@
 //                          1 / (a (u - b) + 1)    otherwise
 //
 // The older APPFL/FedCompass repository and APPFL's legacy server use
-// (u + 1)^(+a) for polynomial (it grows with staleness, §6.4); tally
+// (u + 1)^(+a) for polynomial (it grows with staleness); tally
 // implements only the current, decreasing form.
 //
 // A StalenessFunction is an immutable value: thread-safe.

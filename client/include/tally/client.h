@@ -101,7 +101,7 @@ struct ClientOptions {
   std::vector<std::string> upload_codecs;
   // Contractive lossy codecs (float16, bfloat16, int8, sign, topk, randk
   // biased): what compression dropped from an update is added to the next
-  // one (error feedback, ALGORITHMS.md §5.2), so that nothing is lost for
+  // one (error feedback, docs/algorithms.md#error-feedback), so that nothing is lost for
   // good. Kept per Client, updated when a push is acknowledged. Never
   // applied to qsgd and rescaled randk (unbiased, their error can exceed the
   // update: the residual would grow; compress/error_feedback.h).
