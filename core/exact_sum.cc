@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/vector_ops.h"
+
 // Built with -fno-math-errno and -ffp-contract=off (CMakeLists.txt): the
 // rounding is nearbyint's (half to even in the default rounding mode), the
 // same in every clone and on every IEEE platform.
@@ -65,19 +67,6 @@ inline float LoadFloat(const char* bytes, size_t i) {
   float v;
   std::memcpy(&v, bytes + 4 * i, 4);
   return v;
-}
-
-// max |x| over n floats (NaN-free input).
-TALLY_EXACT_OP float MaxAbs(const char* bytes, size_t n) {
-  uint32_t max_bits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, bytes + 4 * i, 4);
-    max_bits = std::max(max_bits, bits & 0x7fffffffu);
-  }
-  float m;
-  std::memcpy(&m, &max_bits, 4);
-  return m;
 }
 
 // lo[i] += round(w * x[i] * 2^40) where every product and the running sums
@@ -180,7 +169,7 @@ void ExactSum::AddBytes(uint64_t offset, const char* bytes, size_t count, int64_
     // what it adds to |S|: |w| * max |x| * 2^40 + 1 (the +1 covers the
     // rounding), with a margin for the double arithmetic.
     const double increment =
-        (abs_weight * static_cast<double>(MaxAbs(x, n)) * kValueScale + 1.0) * (1 + 0x1p-40);
+        (abs_weight * static_cast<double>(MaxAbsBytes(x, n)) * kValueScale + 1.0) * (1 + 0x1p-40);
     if (hi_[b] == nullptr && bound_[b] + increment < kNarrowLimit) {
       if (weight > -kDoubleWeightLimit && weight < kDoubleWeightLimit) {
         AddNarrowSmall(lo_.data() + pos, x, n, weight);

@@ -1,5 +1,6 @@
 #include "core/vector_ops.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -51,20 +52,20 @@ bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n) {
   return CopyAllWithinBytes(bytes, out, n, std::numeric_limits<float>::max());
 }
 
-TALLY_VECTOR_OP bool AllWithinBytes(const char* bytes, size_t n, float max_abs) {
-  const uint32_t limit = AbsBits(FloatBits(max_abs));
-  constexpr size_t kBlock = 1024;
-  for (size_t start = 0; start < n; start += kBlock) {
-    const size_t end = start + kBlock < n ? start + kBlock : n;
-    uint32_t bad = 0;
-    for (size_t i = start; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, bytes + 4 * i, 4);
-      bad |= static_cast<uint32_t>(AbsBits(bits) > limit);
-    }
-    if (bad) return false;
+TALLY_VECTOR_OP float MaxAbsBytes(const char* bytes, size_t n) {
+  uint32_t max_bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, bytes + 4 * i, 4);
+    max_bits = std::max(max_bits, AbsBits(bits));
   }
-  return true;
+  float m;
+  std::memcpy(&m, &max_bits, 4);
+  return m;
+}
+
+bool AllWithinBytes(const char* bytes, size_t n, float max_abs) {
+  return MaxAbsBytes(bytes, n) <= max_abs;  // False for NaN.
 }
 
 TALLY_VECTOR_OP bool CopyAllWithinBytes(const char* bytes, float* out, size_t n, float max_abs) {

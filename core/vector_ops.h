@@ -24,6 +24,10 @@ bool AllFiniteBytes(const char* bytes, size_t n);
 // all were finite, in one pass. On false, `out` holds an unspecified prefix.
 bool CopyAllFiniteBytes(const char* bytes, float* out, size_t n);
 
+// The largest |x| of the n floats stored in `bytes` (0 for n = 0): +Inf if
+// one is infinite and no NaN, a NaN if one is NaN.
+float MaxAbsBytes(const char* bytes, size_t n);
+
 // True iff every one of the n floats stored in `bytes` is finite with
 // |x| <= max_abs (max_abs >= 0). NaN and +-Inf fail.
 bool AllWithinBytes(const char* bytes, size_t n, float max_abs);

@@ -457,7 +457,7 @@ class Coordinator {
   // more, reused as the next round's mean.
   std::vector<float> spare_ ABSL_GUARDED_BY(mu_);
   // The previous round's exact sum, reset, reused by the next round (its
-  // 16 bytes per parameter are allocated once).
+  // lanes, 8 bytes a parameter, are allocated once).
   std::unique_ptr<aggregators::StripedAccumulator> spare_sum_ ABSL_GUARDED_BY(mu_);
   // Scratch for decoding compressed uploads before they join the exact sum.
   BufferPool decode_pool_;

@@ -20,7 +20,7 @@ namespace {
 
 // Coordinates per step of a flush: the aggregate of a block is formed, then
 // turned into the new model by the optimizer while it is in cache (64 KiB of
-// each float operand, 256 KiB of exact lanes).
+// each float operand, 128 KiB of 64-bit exact lanes).
 constexpr size_t kFlushBlock = 16384;
 
 }  // namespace
@@ -343,8 +343,8 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     }
   } else {
     // g = sum_i weight_i * delta_i, exactly (core/exact_sum.h): each
-    // coefficient as a fixed-point integer round(weight * 2^32), a block of
-    // 128-bit lanes, so g does not depend on the order of the updates.
+    // coefficient as a fixed-point integer round(weight * 2^32), summed in a
+    // block-sized ExactSum, so g does not depend on the order of the updates.
     std::vector<int64_t> coefficients(n);
     for (size_t i = 0; i < n && ok; ++i) {
       const double w = flush.updates[i].weight;
@@ -353,8 +353,9 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
                               kMaxExactFractionalWeight, ", ", kMaxExactFractionalWeight,
                               "]; model left unchanged"));
         ok = false;
+      } else {
+        coefficients[i] = QuantizeWeight(w);  // Only in range: no overflowing conversion.
       }
-      coefficients[i] = QuantizeWeight(w);
     }
     ExactSum block_sum(std::min(d, kFlushBlock));
     const double divisor = std::ldexp(1.0, kExactWeightFractionBits);

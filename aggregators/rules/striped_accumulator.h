@@ -29,7 +29,7 @@ namespace tally::aggregators {
 
 class StripedAccumulator {
  public:
-  static constexpr size_t kDefaultStripeLanes = size_t{1} << 14;  // 256 KiB of lanes.
+  static constexpr size_t kDefaultStripeLanes = size_t{1} << 14;  // 128 KiB of 64-bit lanes.
 
   explicit StripedAccumulator(size_t size, size_t stripe_lanes = kDefaultStripeLanes);
 
