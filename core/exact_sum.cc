@@ -63,6 +63,11 @@ inline __int128 ProductExact(int64_t w, float x) {
   return negative ? -v : v;
 }
 
+// The 128-bit lane of a wide block's high and low words.
+inline ExactLane JoinLane(int64_t hi, uint64_t lo) {
+  return (static_cast<ExactLane>(static_cast<uint64_t>(hi)) << 64) | lo;
+}
+
 inline float LoadFloat(const char* bytes, size_t i) {
   float v;
   std::memcpy(&v, bytes + 4 * i, 4);
@@ -94,8 +99,7 @@ void AddWide(uint64_t* lo, int64_t* hi, const char* bytes, size_t n, int64_t w, 
   for (size_t i = 0; i < n; ++i) {
     const float x = LoadFloat(bytes, i);
     const __int128 p = small ? static_cast<__int128>(ProductSmall(scaled, x)) : ProductExact(w, x);
-    const ExactLane s = ((static_cast<ExactLane>(static_cast<uint64_t>(hi[i])) << 64) | lo[i]) +
-                        static_cast<ExactLane>(p);
+    const ExactLane s = JoinLane(hi[i], lo[i]) + static_cast<ExactLane>(p);
     lo[i] = static_cast<uint64_t>(s);
     hi[i] = static_cast<int64_t>(static_cast<uint64_t>(s >> 64));
   }
@@ -110,8 +114,7 @@ TALLY_EXACT_OP void ExtractNarrow(const uint64_t* lo, size_t n, double divisor, 
 
 void ExtractWide(const uint64_t* lo, const int64_t* hi, size_t n, double divisor, float* out) {
   for (size_t i = 0; i < n; ++i) {
-    const __int128 lane = static_cast<__int128>(
-        (static_cast<ExactLane>(static_cast<uint64_t>(hi[i])) << 64) | lo[i]);
+    const __int128 lane = static_cast<__int128>(JoinLane(hi[i], lo[i]));
     // Correctly rounded either way, so narrow and wide give the same double.
     const double s = hi[i] == (static_cast<int64_t>(lo[i]) >> 63)
                          ? static_cast<double>(static_cast<int64_t>(lo[i]))
@@ -217,10 +220,9 @@ void ExactSum::Extract(uint64_t offset, double divisor, absl::Span<float> out) c
 
 ExactLane ExactSum::Lane(size_t j) const {
   const size_t b = j / kExactBlockLanes;
-  const uint64_t hi = hi_[b] != nullptr
-                          ? static_cast<uint64_t>(hi_[b][j - b * kExactBlockLanes])
-                          : static_cast<uint64_t>(static_cast<int64_t>(lo_[j]) >> 63);
-  return (static_cast<ExactLane>(hi) << 64) | lo_[j];
+  const int64_t hi = hi_[b] != nullptr ? hi_[b][j - b * kExactBlockLanes]
+                                       : static_cast<int64_t>(lo_[j]) >> 63;
+  return JoinLane(hi, lo_[j]);
 }
 
 std::vector<ExactLane> ExactSum::Lanes() const {
