@@ -64,6 +64,14 @@ absl::StatusOr<tally::v1::ServerConfig> LoadConfigFile(const std::string& path) 
   return config;
 }
 
+namespace {
+
+// Rules that keep one or a few updates per round mix neighbours first unless
+// told not to (StrategyConfig.nnm_mixing).
+bool MixesByDefault(const std::string& rule) { return rule == "krum" || rule == "bulyan"; }
+
+}  // namespace
+
 void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
   if (config->metrics_port() == 0) config->set_metrics_port(9464);
@@ -94,7 +102,11 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     optimizer->set_learning_rate(aggregators::DefaultLearningRate(optimizer->name()));
   }
 
-  if (config->strategy().rule().empty()) config->mutable_strategy()->set_rule("mean");
+  tally::v1::StrategyConfig* strategy = config->mutable_strategy();
+  if (strategy->rule().empty()) strategy->set_rule("mean");
+  if (!strategy->has_nnm_mixing() && MixesByDefault(strategy->rule())) {
+    strategy->set_nnm_mixing(true);
+  }
 
   tally::v1::ScheduleConfig* schedule = config->mutable_schedule();
   if (schedule->name().empty()) schedule->set_name("sync");
@@ -174,6 +186,14 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
   if (s.has_flag_init()) o.flag_init = s.flag_init();
   if (s.has_flag_scale()) o.flag_scale = s.flag_scale();
   return o;
+}
+
+std::vector<std::string> PreStepNamesFromConfig(const tally::v1::StrategyConfig& strategy) {
+  std::vector<std::string> names(strategy.pre().begin(), strategy.pre().end());
+  if (strategy.nnm_mixing() && std::find(names.begin(), names.end(), "nnm") == names.end()) {
+    names.push_back("nnm");
+  }
+  return names;
 }
 
 bool IsAsyncSchedule(const tally::v1::ScheduleConfig& schedule) {
@@ -400,13 +420,15 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     if (!rule.ok()) {
       return invalid("strategy.rule: ", rule.status().message());
     }
-    for (const std::string& pre : strategy.pre()) {
+    for (const std::string& pre : PreStepNamesFromConfig(strategy)) {
       options.name = pre;
       auto step = aggregators::CreatePreStep(options);
       if (!step.ok()) return invalid("strategy.pre: ", step.status().message());
     }
-  } else if (strategy.pre_size() > 0 || strategy.f() > 0) {
-    return invalid("strategy.rule: \"mean\" takes no pre-steps and no f; choose a robust rule");
+  } else if (strategy.pre_size() > 0 || strategy.f() > 0 || strategy.nnm_mixing()) {
+    return invalid(
+        "strategy.rule: \"mean\" takes no pre-steps (nor nnm_mixing) and no f; choose a robust "
+        "rule");
   }
   if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;

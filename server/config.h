@@ -35,6 +35,9 @@ aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::Optimi
 // The rule options the strategy describes (name left to the caller).
 aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& strategy,
                                                size_t expected_n);
+// The pre-steps the server runs, in order: `pre`, then "nnm" with
+// nnm_mixing (default true for krum and bulyan) unless `pre` already lists it.
+std::vector<std::string> PreStepNamesFromConfig(const tally::v1::StrategyConfig& strategy);
 // True unless the strategy's rule is "mean" (the streaming weighted mean).
 bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy);
 

@@ -209,7 +209,7 @@ Coordinator::Coordinator(Options options)
     if (!rule.ok()) std::abort();  // ValidateConfig() ran before.
     rule_ = std::move(rule).value();
     rule_->set_report_influence(true);  // For the per-client rule metrics.
-    for (const std::string& pre : config_.strategy().pre()) {
+    for (const std::string& pre : PreStepNamesFromConfig(config_.strategy())) {
       rule_options.name = pre;
       auto step = aggregators::CreatePreStep(rule_options);
       if (!step.ok()) std::abort();
@@ -1185,6 +1185,7 @@ absl::Status Coordinator::RunRule(absl::Span<float> batch, size_t n, std::vector
                                   absl::Span<float> out) {
   const size_t d = out.size();
   const absl::Time start = absl::Now();
+  std::vector<const aggregators::PreStep*> mixing;  // Steps that averaged rows.
   for (const auto& pre : pre_steps_) {
     absl::StatusOr<size_t> kept = pre->Apply(batch, n, d);
     if (!kept.ok()) return kept.status();
@@ -1194,13 +1195,20 @@ absl::Status Coordinator::RunRule(absl::Span<float> batch, size_t n, std::vector
       weights.clear();
       clients.clear();  // Nor can the rule's judgement of rows be attributed.
     }
+    if (!pre->mixed_from().empty()) mixing.push_back(pre.get());
     n = *kept;
     batch = batch.subspan(0, n * d);
   }
   std::fill(out.begin(), out.end(), 0.0f);
   absl::Status status = rule_->Aggregate(batch, n, d, out, weights);
   metrics_->rule_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  if (status.ok()) ReportInfluence(step, clients, rule_->influence());
+  if (!status.ok()) return status;
+  // A row after nnm is a mean of several clients' rows: credit each of them.
+  std::vector<double> influence = rule_->influence();
+  for (auto it = mixing.rbegin(); it != mixing.rend(); ++it) {
+    influence = aggregators::InfluenceBeforeMixing(influence, (*it)->mixed_from());
+  }
+  ReportInfluence(step, clients, influence);
   return status;
 }
 

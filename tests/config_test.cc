@@ -135,6 +135,33 @@ TEST(ConfigTest, FlagDefaultsAreROneAndMedianNormScale) {
   EXPECT_EQ(RuleOptionsFromConfig(config->strategy(), 10).flag_scale, "reference");
 }
 
+// krum and bulyan mix with NNM unless told not to, other rules when told to,
+// and NNM never runs twice.
+TEST(ConfigTest, KrumAndBulyanRunNnmLastUnlessMixingIsOffOrNnmIsListed) {
+  auto pre_steps = [](const std::string& text) {
+    auto config = ParseConfigText(text);
+    EXPECT_THAT(config, IsOk());
+    ApplyDefaults(&*config);
+    EXPECT_THAT(ValidateConfig(*config), IsOk());
+    return PreStepNamesFromConfig(config->strategy());
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "krum" f: 1 })pb"), V({"nnm"}));
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "krum" f: 1 pre: "clipping" })pb"),
+            V({"clipping", "nnm"}));
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "krum" f: 1 pre: "nnm" pre: "clipping" })pb"),
+            V({"nnm", "clipping"}));
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "krum" f: 1 nnm_mixing: false })pb"), V());
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "multi_krum" f: 1 })pb"), V());
+  EXPECT_EQ(pre_steps(R"pb(strategy { rule: "multi_krum" f: 1 nnm_mixing: true })pb"),
+            V({"nnm"}));
+  EXPECT_EQ(pre_steps(R"pb(rounds { clients_per_round: 7 } strategy { rule: "bulyan" f: 1 })pb"),
+            V({"nnm"}));
+  EXPECT_EQ(pre_steps(R"pb(rounds { clients_per_round: 7 }
+                           strategy { rule: "bulyan" f: 1 nnm_mixing: false })pb"),
+            V());
+}
+
 TEST(ConfigTest, MonnaWithATrustedClientIsValid) {
   auto config = ParseConfigText(R"pb(
     rounds { clients_per_round: 5 }
@@ -219,6 +246,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"strategy { rule: \"monna\" f: 1 }", "strategy.trusted_client"},
         BadConfig{"strategy { rule: \"monna\" f: 1 idx: 2 trusted_client: \"c\" }", "strategy.idx"},
         BadConfig{"strategy { rule: \"krum\" trusted_client: \"c\" }", "strategy.trusted_client"},
+        BadConfig{"strategy { nnm_mixing: true }", "strategy.rule"},
         BadConfig{"strategy { rule: \"monna\" trusted_client: \"c\" pre: \"bucketing\" }",
                   "strategy.pre"},
         BadConfig{"schedule { name: \"fedbuff\" } strategy { rule: \"monna\" "

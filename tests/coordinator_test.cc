@@ -357,6 +357,33 @@ TEST_F(CoordinatorTest, MonnaAveragesAroundTheTrustedClientWhoAlwaysHasASlot) {
               Pointwise(FloatNear(1e-6), {0.5f, 0.5f, 0.5f, 0.5f}));
 }
 
+// Krum with its default nnm_mixing runs NNM first (docs/strategies.md#nearest-neighbour-mixing):
+// on example R-1 of docs/algorithms.md (padded with zeros to the model's four
+// coordinates) NNM(1) turns the four honest rows into their mean (1.025, 1.05)
+// and Krum selects one of them; the reference Krum (nnm_mixing: false)
+// selects the single update (1, 1).
+TEST_F(CoordinatorTest, KrumMixesNeighboursByDefaultAndTheReferenceKrumIsAnOption) {
+  auto round = [&](std::optional<bool> mixing) {
+    strategy_ = tally::v1::StrategyConfig();
+    strategy_.set_rule("krum");
+    strategy_.set_f(1);
+    if (mixing.has_value()) strategy_.set_nnm_mixing(*mixing);
+    Start(/*clients_per_round=*/5, /*min_clients=*/5);
+    const std::vector<std::vector<float>> rows = {
+        {1, 1, 0, 0}, {1.2f, 0.8f, 0, 0}, {0.8f, 1.1f, 0, 0}, {1.1f, 1.3f, 0, 0}, {10, -10, 0, 0}};
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const std::string id = absl::StrCat("c", i);
+      JoinClient(id);
+      EXPECT_THAT(Push(id, 1, rows[i]), IsOk());
+    }
+    AwaitVersion(2);
+    return coordinator_->store().Current()->params;
+  };
+  EXPECT_THAT(round(std::nullopt), Pointwise(FloatNear(1e-6), {1.025f, 1.05f, 0.f, 0.f}));
+  EXPECT_THAT(round(true), Pointwise(FloatNear(1e-6), {1.025f, 1.05f, 0.f, 0.f}));
+  EXPECT_THAT(round(false), Pointwise(FloatNear(1e-6), {1.f, 1.f, 0.f, 0.f}));
+}
+
 TEST_F(CoordinatorTest, RobustAverageIsWeightedByNumSamplesUnlessAPreStepMergesRows) {
   // Hand computations over the rows of ThreeClientRoundIsTheSampleWeightedMean.
   auto round = [&](const char* rule, const std::vector<std::string>& pre) {

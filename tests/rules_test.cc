@@ -167,6 +167,32 @@ TEST(RulesR1Test, CenteredClipping) {
   ExpectRule(options, kR1, {1.165902, 0.841019});
 }
 
+// NNM(1) on R-1 (docs/algorithms.md#nnm): rows 0-3 are the mean of rows
+// 0-3; row 4 (10, -10) of itself and its three nearest, rows 1, 0 and 3
+// (squared distances 194.08, 202, 206.9 against 207.85 for row 2). Krum's
+// selection of row 0 then credits rows 0-3, never row 4.
+TEST(RulesR1Test, NnmSaysWhichRowsItMixedAndInfluenceGoesBackToThem) {
+  RuleOptions options = Options("nnm", 1);
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<PreStep> step, CreatePreStep(options));
+  std::vector<float> batch = Flatten(kR1);
+  ASSERT_THAT(step->Apply(absl::MakeSpan(batch), 5, 2), IsOk());
+  ASSERT_EQ(step->mixed_from().size(), 5u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_THAT(step->mixed_from()[i], ::testing::UnorderedElementsAre(0, 1, 2, 3)) << i;
+  }
+  EXPECT_THAT(step->mixed_from()[4], ::testing::UnorderedElementsAre(0, 1, 3, 4));
+  const std::vector<double> selected = {1, 0, 0, 0, 0};
+  EXPECT_THAT(InfluenceBeforeMixing(selected, step->mixed_from()),
+              ::testing::ElementsAre(1, 1, 1, 1, 0));
+  const std::vector<double> outlier_half = {0, 0, 0, 0, 0.5};
+  EXPECT_THAT(InfluenceBeforeMixing(outlier_half, step->mixed_from()),
+              ::testing::ElementsAre(0.5, 0.5, 0, 0.5, 0.5));
+  // Clipping keeps rows where they are: nothing mixed.
+  TALLY_ASSERT_OK_AND_ASSIGN(step, CreatePreStep(Options("clipping")));
+  ASSERT_THAT(step->Apply(absl::MakeSpan(batch), 5, 2), IsOk());
+  EXPECT_TRUE(step->mixed_from().empty());
+}
+
 TEST(RulesR1Test, NnmThenRules) {
   TALLY_ASSERT_OK_AND_ASSIGN(Rows nnm, RunPre(Options("nnm", 1), kR1));
   ASSERT_EQ(nnm.size(), 5u);

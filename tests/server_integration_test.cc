@@ -587,23 +587,37 @@ std::vector<float> RobustRound(Harness& h, const std::vector<std::vector<float>>
   return model.ok() ? model->params : std::vector<float>();
 }
 
-// docs/algorithms.md#krum (batch R-1): four honest updates and (10, -10); Krum(f=1)
-// selects (1, 1). FedAvg would move to (2.82, -1.16) unweighted.
+// docs/algorithms.md#krum (batch R-1): four honest updates and (10, -10).
+// The reference Krum (f = 1, nnm_mixing: false) selects (1, 1); with its
+// default nnm mixing, Krum selects the mean of the four honest updates
+// (1.025, 1.05), and all four count. FedAvg would move to (2.82, -1.16).
 TEST(ServerIntegrationTest, KrumRoundThroughTheServerDropsTheAttacker) {
-  tally::v1::StrategyConfig strategy;
-  strategy.set_rule("krum");
-  strategy.set_f(1);
-  auto h = Harness::Start({2}, 5, 5, 600000, strategy);
-  ASSERT_NE(h, nullptr);
-  const std::vector<float> model =
-      RobustRound(*h, {{1, 1}, {1.2f, 0.8f}, {0.8f, 1.1f}, {1.1f, 1.3f}, {10, -10}});
-  EXPECT_THAT(model, Pointwise(FloatNear(1e-6), {1.0f, 1.0f}));
-  // Krum keeps c0 alone: the other four count as rejected, by client.
-  EXPECT_EQ(h->Counter("tally_rule_client_updates_total", "c4"), 1);
-  EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c4"), 1);
-  EXPECT_EQ(h->Counter("tally_rule_client_influence_total", "c4"), 0);
-  EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c0"), 0);
-  EXPECT_EQ(h->Counter("tally_rule_client_influence_total", "c0"), 1);
+  const std::vector<std::vector<float>> rows = {
+      {1, 1}, {1.2f, 0.8f}, {0.8f, 1.1f}, {1.1f, 1.3f}, {10, -10}};
+  for (const bool mixing : {false, true}) {
+    SCOPED_TRACE(mixing ? "nnm_mixing: true" : "nnm_mixing: false");
+    tally::v1::StrategyConfig strategy;
+    strategy.set_rule("krum");
+    strategy.set_f(1);
+    if (!mixing) strategy.set_nnm_mixing(false);
+    auto h = Harness::Start({2}, 5, 5, 600000, strategy);
+    ASSERT_NE(h, nullptr);
+    const std::vector<float> model = RobustRound(*h, rows);
+    EXPECT_THAT(model, Pointwise(FloatNear(1e-6), mixing ? std::vector<float>{1.025f, 1.05f}
+                                                         : std::vector<float>{1.0f, 1.0f}));
+    // The attacker is rejected; the reference Krum keeps c0 alone, the mixed
+    // one the four honest clients whose mean it selected.
+    EXPECT_EQ(h->Counter("tally_rule_client_updates_total", "c4"), 1);
+    EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", "c4"), 1);
+    EXPECT_EQ(h->Counter("tally_rule_client_influence_total", "c4"), 0);
+    for (const char* honest : {"c0", "c1", "c2", "c3"}) {
+      const bool counts = mixing || std::string(honest) == "c0";
+      EXPECT_EQ(h->Counter("tally_rule_client_rejections_total", honest), counts ? 0 : 1)
+          << honest;
+      EXPECT_EQ(h->Counter("tally_rule_client_influence_total", honest), counts ? 1 : 0)
+          << honest;
+    }
+  }
 }
 
 // docs/algorithms.md#flag-worked-examples FA-1: deltas (1,0,0), (2,0,0), (0,5,0) aggregate to

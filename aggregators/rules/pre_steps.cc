@@ -30,9 +30,12 @@ class Nnm final : public PreStep {
     const std::vector<double> dist = SquaredDistances(rows, n, d);
     const size_t k = n - f();
     std::vector<float> weights(n * n, 0.0f);
+    std::vector<std::vector<size_t>>& mixed_from = mutable_mixed_from();
+    mixed_from.assign(n, {});
     for (size_t i = 0; i < n; ++i) {
       for (size_t j : SmallestK(absl::MakeConstSpan(&dist[i * n], n), k)) {
         weights[i * n + j] = 1.0f / static_cast<float>(k);
+        mixed_from[i].push_back(j);
       }
     }
     MixRowsInPlace(rows, n, d, weights, n);

@@ -185,7 +185,18 @@ absl::StatusOr<size_t> PreStep::Apply(absl::Span<float> rows, size_t n, size_t d
   }
   TALLY_RETURN_IF_ERROR(CheckShapes(name(), n * d, n, d));
   TALLY_RETURN_IF_ERROR(CheckF(name(), spec_.requirement, spec_.f, n));
+  mixed_from_.clear();
   return ApplyRows(rows.data(), n, d);
+}
+
+std::vector<double> InfluenceBeforeMixing(absl::Span<const double> influence,
+                                          const std::vector<std::vector<size_t>>& mixed_from) {
+  if (mixed_from.size() != influence.size()) return {};
+  std::vector<double> before(influence.size(), 0.0);
+  for (size_t i = 0; i < influence.size(); ++i) {
+    for (size_t j : mixed_from[i]) before[j] = std::max(before[j], influence[i]);
+  }
+  return before;
 }
 
 absl::StatusOr<std::unique_ptr<Rule>> CreateRule(const RuleOptions& options) {

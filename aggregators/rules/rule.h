@@ -171,14 +171,29 @@ class PreStep {
   // returns n'; afterwards the first n'*d floats hold the output rows.
   absl::StatusOr<size_t> Apply(absl::Span<float> rows, size_t n, size_t d);
 
+  // After Apply, for a step that averages rows (nnm): per output row, the
+  // input rows it is the mean of. Empty for steps whose output row i comes
+  // from input row i alone (clipping, arc) or that merge rows (bucketing).
+  const std::vector<std::vector<size_t>>& mixed_from() const { return mixed_from_; }
+
  protected:
   size_t f() const { return spec_.f; }
+  std::vector<std::vector<size_t>>& mutable_mixed_from() { return mixed_from_; }
 
  private:
   virtual absl::StatusOr<size_t> ApplyRows(float* rows, size_t n, size_t d) = 0;
 
   const RuleSpec spec_;
+  std::vector<std::vector<size_t>> mixed_from_;
 };
+
+// A rule's influence on rows that a mixing pre-step (PreStep::mixed_from)
+// made, carried back to that step's input rows: input row j counts as much
+// as the most influential output row that averaged it (krum after nnm
+// selects one mean of n - f updates: those n - f count fully, the others
+// not at all). `influence` has one value per output row.
+std::vector<double> InfluenceBeforeMixing(absl::Span<const double> influence,
+                                          const std::vector<std::vector<size_t>>& mixed_from);
 
 // Rules: average, median, trimmed_mean, geometric_median, krum, multi_krum,
 // centered_clipping, mda, monna, meamed, bulyan, flag, caf.
