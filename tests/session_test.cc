@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/sessions.h"
 #include "tally/client.h"
 #include "tally/v1/tally.grpc.pb.h"
 #include "tests/raw_client.h"
@@ -272,6 +273,15 @@ TEST(ServerSessionTest, SdkRejoinsAfterExpiryAndAfterARestart) {
   TALLY_ASSERT_OK_AND_ASSIGN(task, client->GetTask());  // A new server: re-join.
   EXPECT_EQ(task.kind, Task::Kind::kTrain);
   EXPECT_EQ(Connected(*restarted), 1u);
+}
+
+// The forms of gRPC's peer strings (IPv6 brackets may come percent-encoded).
+TEST(ServerSessionTest, PeerAddressIsTheSourceAddressWithoutItsPort) {
+  EXPECT_EQ(server::PeerAddress("ipv4:10.0.0.7:5123"), "10.0.0.7");
+  EXPECT_EQ(server::PeerAddress("ipv6:[::1]:5123"), "::1");
+  EXPECT_EQ(server::PeerAddress("ipv6:%5B2001:db8::7%5D:443"), "2001:db8::7");
+  EXPECT_EQ(server::PeerAddress("unix:/run/tally.sock"), "unix:/run/tally.sock");
+  EXPECT_EQ(server::PeerAddress(""), "");
 }
 
 }  // namespace
