@@ -133,6 +133,7 @@ class GrpcClient final : public Client {
         aggregator_(v1::Aggregator::NewStub(channel)),
         generic_(std::make_unique<grpc::GenericStub>(channel)),
         admin_(v1::Admin::NewStub(channel)) {}
+  ~GrpcClient() override { LeaveOnClose(); }
 
   absl::StatusOr<JoinResult> Join() override ABSL_LOCKS_EXCLUDED(join_mu_, mu_) {
     tally::MutexLock join_lock(&join_mu_);
@@ -159,6 +160,10 @@ class GrpcClient final : public Client {
       -> decltype(attempt(std::declval<const Session&>()));
 
   absl::StatusOr<JoinResult> DoJoin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(join_mu_);
+  // Ends the session the client still holds, best effort: one attempt of at
+  // most a second. Otherwise the server would keep the client id's session
+  // until it expires, refusing a new process's Join under the same id.
+  void LeaveOnClose() ABSL_LOCKS_EXCLUDED(mu_);
   // Re-joins unless another thread already replaced `seen`.
   absl::Status Rejoin(const Session* seen) ABSL_LOCKS_EXCLUDED(join_mu_, mu_);
   std::shared_ptr<const Session> CurrentSession() ABSL_LOCKS_EXCLUDED(mu_) {
@@ -262,6 +267,11 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   v1::JoinRequest request;
   request.set_client_id(options_.client_id);
   request.set_sdk_version(kSdkVersion);
+  // The current session's token, if any: the server lets a Join replace a
+  // live session only for the caller that holds it.
+  if (std::shared_ptr<const Session> current = CurrentSession(); current != nullptr) {
+    request.set_session_token(current->token);
+  }
   request.add_supported_codecs(v1::CODEC_DENSE_F32);
   for (const std::string& name : options_.upload_codecs) {
     request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
@@ -602,6 +612,15 @@ absl::Status GrpcClient::Leave() {
   tally::MutexLock lock(&mu_);
   if (session_ != nullptr && session_->token == left_token) session_.reset();
   return absl::OkStatus();
+}
+
+void GrpcClient::LeaveOnClose() {
+  const std::shared_ptr<const Session> session = CurrentSession();
+  if (session == nullptr) return;
+  v1::LeaveResponse response;
+  UnaryAttempt("Leave", &v1::Aggregator::Stub::Leave, v1::LeaveRequest(), *session,
+               std::min(options_.call_timeout, absl::Seconds(1)), &response)
+      .IgnoreError();
 }
 
 absl::StatusOr<ServerStatusInfo> GrpcClient::GetServerStatus() {

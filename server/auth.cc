@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "grpcpp/security/auth_context.h"
 #include "grpcpp/security/server_credentials.h"
+#include "server/client_text.h"
 
 namespace tally::server {
 namespace {
@@ -190,17 +191,31 @@ absl::Status Authenticator::CheckClient(const grpc::ServerContextBase& context,
 absl::Status Authenticator::CheckClient(absl::Span<const std::string> identities,
                                         absl::string_view client_id) const {
   if (!enabled_) return absl::OkStatus();
+  return MatchIdentity(identities, client_id).status();
+}
+
+absl::StatusOr<std::string> Authenticator::ClientIdentity(const grpc::ServerContextBase& context,
+                                                          absl::string_view client_id) const {
+  if (!enabled_) return std::string();
+  absl::StatusOr<std::vector<std::string>> identities = Identify(context);
+  if (!identities.ok()) return identities.status();
+  return MatchIdentity(*identities, client_id);
+}
+
+absl::StatusOr<std::string> Authenticator::MatchIdentity(absl::Span<const std::string> identities,
+                                                         absl::string_view client_id) {
   for (const std::string& identity : identities) {
-    if (identity == client_id) return absl::OkStatus();
+    if (identity == client_id) return identity;
     // "relay-*": any client id with that prefix (relays whose ids are made
     // per pod, say).
     if (identity.size() > 1 && identity.back() == '*' &&
         absl::StartsWith(client_id, absl::string_view(identity).substr(0, identity.size() - 1))) {
-      return absl::OkStatus();
+      return identity;
     }
   }
-  return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as '", identities[0],
-                                                  "', not as client '", client_id, "'"));
+  return absl::PermissionDeniedError(absl::StrCat("the caller is authenticated as ",
+                                                  ClientText(identities[0]), ", not as client ",
+                                                  ClientText(client_id)));
 }
 
 absl::Status Authenticator::CheckAdmin(const grpc::ServerContextBase& context) const {
@@ -211,7 +226,7 @@ absl::Status Authenticator::CheckAdmin(const grpc::ServerContextBase& context) c
     if (std::find(admins_.begin(), admins_.end(), id) != admins_.end()) return absl::OkStatus();
   }
   return absl::PermissionDeniedError(
-      absl::StrCat("'", (*identities)[0], "' is not in auth.admin_identities"));
+      absl::StrCat(ClientText((*identities)[0]), " is not in auth.admin_identities"));
 }
 
 }  // namespace tally::server

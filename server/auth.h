@@ -60,11 +60,20 @@ class Authenticator {
   // refuse an anonymous caller before reading the client id).
   absl::Status CheckClient(absl::Span<const std::string> identities,
                            absl::string_view client_id) const;
+  // The identity that lets the caller act as `client_id` (the first of its
+  // identities CheckClient accepts: equal, or a matching "p*"); "" if
+  // authentication is off. Errors as CheckClient.
+  absl::StatusOr<std::string> ClientIdentity(const grpc::ServerContextBase& context,
+                                             absl::string_view client_id) const;
   // OK if authentication is off or the caller is an admin identity.
   absl::Status CheckAdmin(const grpc::ServerContextBase& context) const;
 
  private:
   Authenticator() = default;
+  // The first of `identities` that may act as `client_id`, else
+  // PERMISSION_DENIED.
+  static absl::StatusOr<std::string> MatchIdentity(absl::Span<const std::string> identities,
+                                                   absl::string_view client_id);
 
   bool enabled_ = false;
   bool certificates_ = false;

@@ -136,6 +136,10 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     limits->set_max_receive_message_bytes(limits->max_chunk_bytes() + (64 << 10));
   }
   if (limits->session_timeout_ms() == 0) limits->set_session_timeout_ms(300000);
+  if (limits->max_sessions() == 0) limits->set_max_sessions(100000);
+  if (limits->max_sessions_per_peer() == 0) limits->set_max_sessions_per_peer(10000);
+  if (limits->max_sessions_per_identity() == 0) limits->set_max_sessions_per_identity(10000);
+  if (limits->peer_joins_per_minute() == 0) limits->set_peer_joins_per_minute(6000);
   if (limits->heartbeat_interval_ms() == 0) limits->set_heartbeat_interval_ms(30000);
   if (limits->max_wait_ms() == 0) limits->set_max_wait_ms(30000);
   if (limits->max_num_samples() == 0) limits->set_max_num_samples(1000000000);

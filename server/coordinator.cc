@@ -1,7 +1,5 @@
 #include "server/coordinator.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -9,13 +7,13 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "aggregators/rules/parallel.h"
 #include "core/status_macros.h"
 #include "core/vector_ops.h"
 #include "server/checkpoint.h"
+#include "server/client_text.h"
 #include "server/config.h"
 #include "server/float_runs.h"
 #include "server/grpc_status.h"
@@ -61,16 +59,6 @@ constexpr size_t kRememberedIdsPerClient = 64;
 void RememberBounded(std::deque<std::string>& ids, const std::string& id) {
   ids.push_back(id);
   if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
-}
-
-bool ValidId(absl::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
 }
 
 // Rearranges the rows (of d floats) of `arena` so that row i holds what row
@@ -128,13 +116,6 @@ absl::Status TrustedRowFirst(const std::string& client, size_t d, std::vector<fl
   return absl::OkStatus();
 }
 
-std::string NewToken() {
-  unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
-}
-
 }  // namespace
 
 Upload::~Upload() {
@@ -148,6 +129,7 @@ Coordinator::Coordinator(Options options)
       store_(std::move(options.layout), std::move(options.initial_params), clock_->Now(),
              options.initial_version, options.initial_round),
       started_(clock_->Now()),
+      sessions_(config_.limits(), metrics_),
       relay_(options.relay),
       decode_pool_(store_.layout().NumParams(), /*max_idle=*/2),
       max_staleness_(config_.schedule().max_staleness()) {
@@ -305,26 +287,15 @@ void Coordinator::MaybeCheckpoint(bool force) {
 // ---------------------------------------------------------------------------
 // Sessions.
 
-absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id) {
-  if (!ValidId(client_id)) {
-    return absl::InvalidArgumentError("client_id must be 1..128 characters of [A-Za-z0-9._:@-]");
-  }
+absl::StatusOr<SessionInfo> Coordinator::Join(absl::string_view client_id,
+                                              const JoinCaller& caller) {
   tally::MutexLock lock(&mu_);
-  Session& session = sessions_[std::string(client_id)];
-  session.token = NewToken();
-  session.last_seen = clock_->Now();
-  metrics_->connected_clients.Set(static_cast<double>(sessions_.size()));
-  return SessionInfo{session.token, store_.Current()->version};
+  TALLY_ASSIGN_OR_RETURN(std::string token, sessions_.Join(client_id, caller, clock_->Now()));
+  return SessionInfo{std::move(token), store_.Current()->version};
 }
 
 absl::Status Coordinator::CheckSessionLocked(absl::string_view client_id, absl::string_view token) {
-  auto it = sessions_.find(client_id);
-  if (it == sessions_.end() || it->second.token != token) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("no session for client '", client_id, "' with this token; call Join"));
-  }
-  it->second.last_seen = clock_->Now();
-  return absl::OkStatus();
+  return sessions_.Check(client_id, token, clock_->Now());
 }
 
 absl::Status Coordinator::CheckSession(absl::string_view client_id, absl::string_view token) {
@@ -378,21 +349,10 @@ absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
   const uint32_t per_minute = config_.limits().client_uploads_per_minute();
   if (per_minute == 0) return absl::OkStatus();
   const absl::Time now = clock_->Now();
-  const double per_second = per_minute / 60.0;
-  auto [it, inserted] = upload_buckets_.try_emplace(client_id);
-  TokenBucket& bucket = it->second;
-  if (inserted) {
-    bucket.tokens = per_minute;  // A new client starts with a full minute.
-  } else {
-    bucket.tokens = std::min<double>(
-        per_minute, bucket.tokens + absl::ToDoubleSeconds(now - bucket.refilled) * per_second);
-  }
-  bucket.refilled = now;
-  if (bucket.tokens >= 1) {
-    bucket.tokens -= 1;
-    return absl::OkStatus();
-  }
-  const absl::Duration wait = absl::Seconds((1 - bucket.tokens) / per_second);
+  // A new client starts with a full minute.
+  auto it = upload_buckets_.try_emplace(client_id, per_minute, absl::Minutes(1), now).first;
+  const absl::Duration wait = it->second.Take(now);
+  if (wait == absl::ZeroDuration()) return absl::OkStatus();
   return WithRetryAfter(absl::ResourceExhaustedError(absl::StrCat(
                             "client '", client_id, "' exceeds limits.client_uploads_per_minute ",
                             per_minute, "; retry in ", absl::ToInt64Milliseconds(wait) + 1, " ms")),
@@ -400,13 +360,12 @@ absl::Status Coordinator::TakeUploadTokenLocked(const std::string& client_id) {
 }
 
 void Coordinator::DropSessionLocked(const std::string& client_id) {
-  sessions_.erase(client_id);
+  sessions_.Erase(client_id);
   RoundState& round = *current_;
   // Free the client's task slot unless it already contributed or is uploading.
   if (!round.submitted.contains(client_id) && !round.uploading.contains(client_id)) {
     round.assigned.erase(client_id);
   }
-  metrics_->connected_clients.Set(static_cast<double>(sessions_.size()));
 }
 
 // ---------------------------------------------------------------------------
@@ -530,11 +489,13 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   tally::MutexLock lock(&mu_);
   metrics_->updates_received.Increment();
   absl::Status status = CheckSessionLocked(h.client_id, h.session_token);
-  if (!status.ok()) return RejectLocked(h.client_id, RejectReason::kUnauthenticated, status);
-  if (!ValidId(h.update_id)) {
-    return RejectLocked(
-        h.client_id, RejectReason::kMalformed,
-        absl::InvalidArgumentError("update_id must be 1..128 characters of [A-Za-z0-9._:@-]"));
+  if (!status.ok()) {
+    const bool bad_id = status.code() == absl::StatusCode::kInvalidArgument;
+    return RejectLocked(h.client_id,
+                        bad_id ? RejectReason::kMalformed : RejectReason::kUnauthenticated, status);
+  }
+  if (absl::Status id = ValidateId("update_id", h.update_id); !id.ok()) {
+    return RejectLocked(h.client_id, RejectReason::kMalformed, id);
   }
   if (IsDuplicateLocked(h.client_id, h.update_id)) {
     metrics_->updates_duplicate.Increment();
@@ -1248,12 +1209,7 @@ void Coordinator::CheckTimers() {
     // Expired sessions: a scan over all clients, so at most once a second.
     if (now - last_session_scan_ >= absl::Seconds(1)) {
       last_session_scan_ = now;
-      const absl::Duration ttl = absl::Milliseconds(config_.limits().session_timeout_ms());
-      std::vector<std::string> expired;
-      for (const auto& [client, session] : sessions_) {
-        if (now - session.last_seen > ttl) expired.push_back(client);
-      }
-      for (const std::string& client : expired) {
+      for (const std::string& client : sessions_.Expired(now)) {
         LogInfo(absl::StrCat("session of client '", client, "' expired"));
         DropSessionLocked(client);
       }

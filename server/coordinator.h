@@ -52,7 +52,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -66,8 +65,10 @@
 #include "core/clock.h"
 #include "core/model_store.h"
 #include "core/sync.h"
+#include "core/token_bucket.h"
 #include "server/checkpoint.h"
 #include "server/metrics.h"
+#include "server/sessions.h"
 #include "server/undo_journal.h"
 #include "tally/v1/config.pb.h"
 
@@ -217,8 +218,9 @@ class Coordinator {
   // besides).
   const std::vector<compress::CodecSpec>& upload_codecs() const { return upload_codecs_; }
 
-  // Sessions.
-  absl::StatusOr<SessionInfo> Join(absl::string_view client_id);
+  // Sessions (the rules: server/sessions.h). `caller`: who calls, for the
+  // session limits and the re-join / takeover rule.
+  absl::StatusOr<SessionInfo> Join(absl::string_view client_id, const JoinCaller& caller = {});
   absl::Status CheckSession(absl::string_view client_id, absl::string_view token);
   // PullModel served `version` to the client (asynchronous schedules accept
   // a base version the client was actually given, never a later one).
@@ -281,10 +283,6 @@ class Coordinator {
  private:
   // kIdle: relay mode, no round open (waiting for the upstream).
   enum class Phase { kOpen, kClosing, kIdle, kDone };
-  struct Session {
-    std::string token;
-    absl::Time last_seen;
-  };
   struct Waiter {
     std::string client_id;
     std::string token;
@@ -425,8 +423,7 @@ class Coordinator {
   const absl::Time started_;
 
   mutable tally::Mutex mu_;
-  absl::BitGen token_gen_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   // Recently accepted update ids per client (newest last), for deduplication.
   absl::flat_hash_map<std::string, std::deque<std::string>> accepted_ids_ ABSL_GUARDED_BY(mu_);
   // The subset whose updates are in a published version, newest last.
@@ -469,10 +466,6 @@ class Coordinator {
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  struct TokenBucket {
-    double tokens = 0;
-    absl::Time refilled;
-  };
   absl::flat_hash_map<std::string, TokenBucket> upload_buckets_ ABSL_GUARDED_BY(mu_);
 
   // Asynchronous schedules; null schedule_ = synchronous rounds.

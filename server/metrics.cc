@@ -6,17 +6,18 @@
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "server/client_text.h"
 #include "server/log.h"
 
 namespace tally::server {
 namespace {
 
-// `text` with bytes outside printable ASCII, and backslashes, as \xNN: a
-// client-sent id cannot forge or break log lines.
+// A message (whose client text came through ClientText) with any byte
+// outside printable ASCII as \xNN: one log line whatever it holds.
 std::string Printable(absl::string_view text) {
   std::string out;
   for (unsigned char c : text) {
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    if (c >= 0x20 && c < 0x7f) {
       out.push_back(static_cast<char>(c));
     } else {
       absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
@@ -91,6 +92,24 @@ const char* RejectReasonName(RejectReason reason) {
   return "unknown";
 }
 
+const char* JoinRejectReasonName(JoinRejectReason reason) {
+  switch (reason) {
+    case JoinRejectReason::kInvalidId:
+      return "invalid_id";
+    case JoinRejectReason::kIdInUse:
+      return "id_in_use";
+    case JoinRejectReason::kMaxSessions:
+      return "max_sessions";
+    case JoinRejectReason::kMaxSessionsPerPeer:
+      return "max_sessions_per_peer";
+    case JoinRejectReason::kMaxSessionsPerIdentity:
+      return "max_sessions_per_identity";
+    case JoinRejectReason::kRateLimited:
+      return "rate_limited";
+  }
+  return "unknown";
+}
+
 ServerMetrics::ServerMetrics(prometheus::Registry& registry)
     : updates_received(MakeCounter(registry, "tally_updates_received_total",
                                    "Update uploads whose header was received.")),
@@ -143,6 +162,9 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       model_version(MakeGauge(registry, "tally_model_version", "Current global model version.")),
       connected_clients(
           MakeGauge(registry, "tally_connected_clients", "Clients with a live session.")),
+      sessions_replaced(MakeCounter(registry, "tally_sessions_replaced_total",
+                                    "Joins that replaced a live session of the same client id "
+                                    "(a re-join with its token, or an authenticated takeover).")),
       uploads_in_flight(
           MakeGauge(registry, "tally_uploads_in_flight", "PushUpdate streams being received.")),
       current_round(MakeGauge(registry, "tally_round", "Current (open) round number.")),
@@ -176,6 +198,12 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
   for (int i = 0; i <= static_cast<int>(RejectReason::kInternal); ++i) {
     rejected_[i] =
         &rejected_family_.Add({{"reason", RejectReasonName(static_cast<RejectReason>(i))}});
+  }
+  auto& joins_rejected = MakeCounterFamily(registry, "tally_joins_rejected_total",
+                                           "Joins refused, by reason (server/sessions.h).");
+  for (int i = 0; i <= static_cast<int>(JoinRejectReason::kRateLimited); ++i) {
+    joins_rejected_[i] = &joins_rejected.Add(
+        {{"reason", JoinRejectReasonName(static_cast<JoinRejectReason>(i))}});
   }
 }
 
@@ -213,8 +241,13 @@ void ServerMetrics::DownloadCodecBytes(compress::CodecId codec, bool delta, uint
 void ServerMetrics::RejectedUpdate(RejectReason reason, absl::string_view client_id,
                                    absl::string_view why) {
   rejected_[static_cast<int>(reason)]->Increment();
-  LogInfo(absl::StrCat("rejected update from client '", Printable(client_id.substr(0, 128)), "' (",
+  LogInfo(absl::StrCat("rejected update from client ", ClientText(client_id), " (",
                        RejectReasonName(reason), "): ", Printable(why)));
+}
+
+void ServerMetrics::RejectedJoin(JoinRejectReason reason, absl::string_view why) {
+  joins_rejected_[static_cast<int>(reason)]->Increment();
+  LogDebug(absl::StrCat("refused Join (", JoinRejectReasonName(reason), "): ", Printable(why)));
 }
 
 ServerMetrics::ClientRuleCounters& ServerMetrics::CountersFor(const std::string& client) {

@@ -41,15 +41,30 @@ enum class RejectReason {
 };
 const char* RejectReasonName(RejectReason reason);
 
+// Why a Join was refused (server/sessions.h): the `reason` label of
+// tally_joins_rejected_total.
+enum class JoinRejectReason {
+  kInvalidId,              // client_id not 1..128 bytes of [A-Za-z0-9._:@-].
+  kIdInUse,                // The id has a live session the caller does not hold.
+  kMaxSessions,            // limits.max_sessions.
+  kMaxSessionsPerPeer,     // limits.max_sessions_per_peer.
+  kMaxSessionsPerIdentity, // limits.max_sessions_per_identity.
+  kRateLimited,            // limits.peer_joins_per_minute.
+};
+const char* JoinRejectReasonName(JoinRejectReason reason);
+
 class ServerMetrics {
  public:
   explicit ServerMetrics(prometheus::Registry& registry);
 
   // Counts a rejected update and logs it (INFO): the reason, the client id
-  // (`client_id` is whatever the client sent: escaped and cut to 128
-  // characters) and why. Every rejection goes through here, so each leaves
+  // (whatever the client sent, through ClientText: server/client_text.h)
+  // and why. Every rejection goes through here, so each leaves
   // one log line. Thread-safe.
   void RejectedUpdate(RejectReason reason, absl::string_view client_id, absl::string_view why);
+  // Counts a refused Join and logs why (DEBUG: a flood of Joins must not
+  // become a flood of log lines; the counter is what to alert on).
+  void RejectedJoin(JoinRejectReason reason, absl::string_view why);
 
   // A robust rule's judgement of one client's update (Rule::influence, in
   // [0, 1]): counts the update, adds its influence, and counts a rejection
@@ -88,6 +103,7 @@ class ServerMetrics {
   prometheus::Counter& checkpoint_failures;
   prometheus::Gauge& model_version;
   prometheus::Gauge& connected_clients;
+  prometheus::Counter& sessions_replaced;  // Re-joins and takeovers of a live session.
   prometheus::Gauge& uploads_in_flight;
   prometheus::Gauge& current_round;
 
@@ -127,6 +143,7 @@ class ServerMetrics {
   tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];
+  prometheus::Counter* joins_rejected_[static_cast<int>(JoinRejectReason::kRateLimited) + 1];
 };
 
 }  // namespace tally::server

@@ -11,6 +11,7 @@
 #include "core/sync.h"
 #include "proto/codec_params.h"
 #include "server/chunk_wire.h"
+#include "server/client_text.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
 
@@ -484,10 +485,18 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
                                                   const tally::v1::JoinRequest* request,
                                                   tally::v1::JoinResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status allowed = auth_->CheckClient(*context, request->client_id()); !allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed));
+  // An invalid id is refused before authentication can repeat it.
+  if (absl::Status valid = ValidateId("client_id", request->client_id()); !valid.ok()) {
+    metrics_->RejectedJoin(JoinRejectReason::kInvalidId, valid.message());
+    reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
+  absl::StatusOr<std::string> identity = auth_->ClientIdentity(*context, request->client_id());
+  if (!identity.ok()) {
+    reactor->Finish(ToGrpcStatus(identity.status()));
+    return reactor;
+  }
+  const JoinCaller caller{request->session_token(), PeerAddress(context->peer()), *identity};
   // The first configured upload codec the client supports, else float32.
   const auto& codecs = request->supported_codecs();
   auto supports = [&](tally::v1::Codec codec) {
@@ -506,7 +515,7 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
                                  "compression.upload's codecs"));
     return reactor;
   }
-  auto session = coordinator_->Join(request->client_id());
+  auto session = coordinator_->Join(request->client_id(), caller);
   if (!session.ok()) {
     reactor->Finish(ToGrpcStatus(session.status()));
     return reactor;

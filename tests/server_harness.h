@@ -46,11 +46,13 @@ struct Harness {
     return Start(std::move(config));
   }
 
-  static std::unique_ptr<Harness> Start(tally::v1::ServerConfig config) {
+  static std::unique_ptr<Harness> Start(tally::v1::ServerConfig config,
+                                        Clock* clock = RealClock::Get()) {
     auto h = std::make_unique<Harness>();
     server::ServerOptions options;
     options.config = std::move(config);
     options.registry = h->registry;
+    options.clock = clock;
     auto server = server::Server::Create(std::move(options));
     EXPECT_THAT(server, ::tally::testing::IsOk());
     if (!server.ok()) return nullptr;

@@ -534,6 +534,14 @@ TEST(ServerIntegrationTest, SdkRetriesABusyClientWithTheSameUpdateId) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   ASSERT_EQ(h->Counter("tally_updates_received_total"), 1);
+  // The old process leaves (its stream stays open), so that a new one may
+  // join under the id: a live session is never taken over (server/sessions.h).
+  grpc::ClientContext leave_ctx;
+  tally::v1::LeaveRequest leave;
+  leave.set_client_id("edge");
+  leave.set_session_token(stale.token());
+  tally::v1::LeaveResponse left;
+  ASSERT_TRUE(stale.stub().Leave(&leave_ctx, leave, &left).ok());
 
   ClientOptions options;
   options.target = h->target;

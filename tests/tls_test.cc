@@ -31,7 +31,10 @@ namespace {
 
 using ::tally::testing::IsOk;
 using ::tally::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Lt;
+using ::testing::SizeIs;
 
 class TlsTest : public ::testing::Test {
  protected:
@@ -314,6 +317,79 @@ TEST_F(TlsTest, APrefixIdentityAuthenticatesRelaysWithGeneratedIds) {
   auto started = server::Server::Create(std::move(relay));
   ASSERT_THAT(started, IsOk());
   (*started)->Shutdown(absl::ZeroDuration());
+}
+
+// One wildcard identity cannot open unlimited sessions: at most
+// limits.max_sessions_per_identity under "relay-*" (other identities still
+// join). An oversized id is refused before authentication could repeat it,
+// and a refusal by authentication repeats only a bounded part of the id.
+TEST_F(TlsTest, AWildcardIdentityOpensAtMostMaxSessionsPerIdentity) {
+  tally::v1::ServerConfig base;
+  base.mutable_limits()->set_max_sessions_per_identity(3);
+  StartServer(/*mtls=*/false, /*require_client_cert=*/false, /*tokens=*/true, base);
+  std::vector<std::unique_ptr<Client>> relays;
+  for (int i = 0; i < 3; ++i) {
+    relays.push_back(NewClient(absl::StrCat("relay-", i), Token("relays-secret")));
+    ASSERT_THAT(relays.back()->Join(), IsOk());
+  }
+  EXPECT_THAT(NewClient("relay-3", Token("relays-secret"))->Join(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       AllOf(HasSubstr("identity 'relay-*'"),
+                             HasSubstr("limits.max_sessions_per_identity = 3"))));
+  EXPECT_THAT(Participate(*NewClient("alice", Token("alice-secret"))), IsOk());
+  relays.pop_back();  // Leaves.
+  EXPECT_THAT(NewClient("relay-3", Token("relays-secret"))->Join(), IsOk());
+
+  const std::string huge = "relay-" + std::string(10240, 'x');
+  auto stub = Stub(Token("relays-secret"));
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::JoinRequest join;
+  join.set_client_id(huge);
+  v1::JoinResponse joined;
+  const grpc::Status invalid = stub->Join(&context, join, &joined);
+  EXPECT_EQ(invalid.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(invalid.error_message().size(), 700u);
+  grpc::ClientContext beat_context;
+  SetDeadline(&beat_context);
+  v1::HeartbeatRequest beat;
+  beat.set_client_id(std::string(10240, 'y'));
+  v1::HeartbeatResponse response;
+  const grpc::Status denied = stub->Heartbeat(&beat_context, beat, &response);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denied.error_message(), AllOf(HasSubstr("(10240 bytes)"), SizeIs(Lt(700u))));
+}
+
+// With authentication on, the identity that may act as a client id owns it:
+// its Join takes over the id's live session (the old token stops working).
+TEST_F(TlsTest, TheAuthenticatedOwnerOfAnIdTakesOverItsSession) {
+  StartServer(/*mtls=*/false, /*require_client_cert=*/false, /*tokens=*/true);
+  auto first = Stub(Token("alice-secret"));
+  auto join = [](v1::Aggregator::Stub& stub, std::string* token) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::JoinRequest request;
+    request.set_client_id("alice");
+    v1::JoinResponse response;
+    const grpc::Status status = stub.Join(&context, request, &response);
+    *token = response.session_token();
+    return status;
+  };
+  std::string old_token, new_token;
+  ASSERT_TRUE(join(*first, &old_token).ok());
+  auto second = Stub(Token("alice-secret"));  // Another process with alice's token.
+  ASSERT_TRUE(join(*second, &new_token).ok());
+  auto heartbeat = [](v1::Aggregator::Stub& stub, const std::string& token) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    v1::HeartbeatRequest request;
+    request.set_client_id("alice");
+    request.set_session_token(token);
+    v1::HeartbeatResponse response;
+    return stub.Heartbeat(&context, request, &response).error_code();
+  };
+  EXPECT_EQ(heartbeat(*first, old_token), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(heartbeat(*second, new_token), grpc::StatusCode::OK);
 }
 
 TEST_F(TlsTest, SecurityConfigErrorsNameTheField) {

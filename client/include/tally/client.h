@@ -218,9 +218,13 @@ std::optional<absl::Duration> RetryAfter(const absl::Status& status);
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+  // Leaves, if joined (one attempt of at most a second, errors ignored).
   virtual ~Client() = default;
 
-  // Opens a session (call first; calling again opens a fresh session).
+  // Opens a session (call first; calling again opens a fresh session,
+  // replacing this client's own). The server refuses a Join under a client
+  // id whose session another process holds with ALREADY_EXISTS while that
+  // session is live (see README "Sessions"): give each process its own id.
   virtual absl::StatusOr<JoinResult> Join() = 0;
 
   // What to do next; waits up to `wait` on the server when there is nothing.

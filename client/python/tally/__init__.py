@@ -19,8 +19,8 @@ for _gen in filter(None, _os.environ.get("TALLY_PY_GEN", "").split(_os.pathsep))
 
 __version__ = "0.1.0"
 
-from tally.errors import (AuthenticationError, CodecError, ConnectionFailedError,  # noqa: E402
-                          LayoutMismatchError, LengthMismatchError, NotJoinedError,
+from tally.errors import (AuthenticationError, ClientIdInUseError, CodecError,  # noqa: E402
+                          ConnectionFailedError, LayoutMismatchError, LengthMismatchError, NotJoinedError,
                           PermissionDeniedError, ProtocolError, RejectedUpdateError,
                           ResourceExhaustedError, RpcError, SessionExpiredError, TallyError,
                           TlsError, UnsupportedError, UpdateTooLargeError)

@@ -41,10 +41,10 @@ from tally import _retry, _wire, codecs
 from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
 from tally.error_feedback import suits as error_feedback_suits
-from tally.errors import AuthenticationError, CodecError, ConnectionFailedError, \
-    LengthMismatchError, NotJoinedError, PermissionDeniedError, RejectedUpdateError, \
-    ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, TlsError, UnsupportedError, \
-    UpdateTooLargeError
+from tally.errors import AuthenticationError, ClientIdInUseError, CodecError, \
+    ConnectionFailedError, LengthMismatchError, NotJoinedError, PermissionDeniedError, \
+    RejectedUpdateError, ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, \
+    TlsError, UnsupportedError, UpdateTooLargeError
 from tally.layout import ModelLayout
 
 SDK_VERSION = "python-0.1.0"
@@ -231,6 +231,19 @@ class Client:
     # --- lifecycle ----------------------------------------------------------
 
     def close(self):
+        """Leaves, if joined (one attempt of at most a second, errors
+        ignored: otherwise the server keeps this client_id's session until it
+        expires and refuses another process's join() under the id), then
+        closes the channel."""
+        with self._lock:
+            session = self._session
+        if session is not None:
+            try:
+                self._stub.Leave(self._pb.LeaveRequest(
+                    client_id=self.client_id, session_token=session.token),
+                    timeout=min(self.call_timeout, 1.0))
+            except grpc.RpcError:
+                pass
         self._channel.close()
 
     def __enter__(self):
@@ -285,6 +298,8 @@ class Client:
             return kind(rpc, code, details)
         if code == codes.PERMISSION_DENIED:
             return PermissionDeniedError(rpc, code, details)
+        if rpc == "Join" and code == codes.ALREADY_EXISTS:
+            return ClientIdInUseError(rpc, code, details, hint)
         if rpc == "PushUpdate" and code == codes.RESOURCE_EXHAUSTED and hint is None:
             # The server's only RESOURCE_EXHAUSTED without a retry hint on
             # a push: the update exceeds limits.max_update_bytes.
@@ -327,8 +342,10 @@ class Client:
     def _do_join(self):
         pb = self._pb
         uploads = self.upload_codecs + (("topk",) if self.dgc is not None else ())
+        with self._lock:  # A live session of ours is replaced only with its token.
+            current = self._session.token if self._session else ""
         request = pb.JoinRequest(
-            client_id=self.client_id, sdk_version=SDK_VERSION,
+            client_id=self.client_id, sdk_version=SDK_VERSION, session_token=current,
             supported_codecs=[1] + [codecs.CODECS[n][0] for n in dict.fromkeys(uploads)
                                     if n != "float32"],
             download_codecs=[1] + sorted({codecs.CODECS[n][0] for n in

@@ -65,6 +65,13 @@ class SessionExpiredError(AuthenticationError):
     again failed too (or re-joining is off)."""
 
 
+class ClientIdInUseError(RpcError):
+    """ALREADY_EXISTS from join(): another process holds a live session under
+    this client_id (or this process restarted without leave()). Give each
+    process its own client_id, or wait retry_after seconds for the old
+    session to expire (the server's limits.session_timeout_ms)."""
+
+
 class PermissionDeniedError(RpcError):
     """PERMISSION_DENIED: the identity of this client's certificate or token
     is not its client_id, or Admin calls without an admin identity."""

@@ -10,6 +10,7 @@ fail with the target to build.
 import os
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_ROOT = os.path.dirname(HERE)
@@ -35,3 +36,11 @@ def build_binary(name):
             return path
     pytest.fail(f"{name} not found under {build}: build it (ninja -C {build} {name}) or set "
                 "TALLY_BUILD_DIR")
+
+
+def wait_until(condition, timeout=10.0):
+    """Polls `condition` until it holds; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the server never reached the expected state"
+        time.sleep(0.01)

@@ -5,25 +5,17 @@ session the server lost (it restarted) is re-joined transparently. Each
 situation is set up by the test, not by timing: waits poll the server's
 status for the state they need."""
 import threading
-import time
 
 import grpc
 import numpy as np
 import pytest
 
-from conftest import build_binary
+from conftest import build_binary, wait_until
 from tally.client import Client
 from tally.errors import ResourceExhaustedError
 from tally.testing import ServerProcess
 
 MODEL = 'model { tensors { name: "w" shape: 4 } }'
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the server never reached the expected state"
-        time.sleep(0.01)
 
 
 class HeldUpload:
