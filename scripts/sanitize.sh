@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=address \
   -DTALLY_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build-asan -j "$(nproc)" --target tally_tests
+cmake --build build-asan -j "$(nproc)" --target tally_unit_tests tally_tests
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+build-asan/tests/tally_unit_tests "$@"
 build-asan/tests/tally_tests "$@"

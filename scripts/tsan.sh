@@ -22,6 +22,7 @@ GRPC_TESTS+=':ExactServerTest.*'
 scripts/install_deps.sh
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=thread \
   -DTALLY_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build-tsan -j "$(nproc)" --target tally_tests
+cmake --build build-tsan -j "$(nproc)" --target tally_unit_tests tally_tests
 export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+build-tsan/tests/tally_unit_tests "$@"
 build-tsan/tests/tally_tests --gtest_filter="-$GRPC_TESTS" "$@"

@@ -1,5 +1,6 @@
 // Unit tests of core/ and aggregators/ building blocks: layout hashing,
-// vector kernels, the striped accumulator, the undo journal, the optimizer.
+// vector kernels, the striped accumulator, the optimizer. No gRPC: part of
+// tally_unit_tests (tests/CMakeLists.txt).
 #include <cstring>
 #include <limits>
 #include <string>
@@ -14,7 +15,6 @@
 #include "core/vector_ops.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/undo_journal.h"
 #include "tests/status_matchers.h"
 
 namespace tally {
@@ -153,68 +153,6 @@ TEST(StripedAccumulatorTest, ConcurrentAddsAcrossStripesSumExactly) {
   EXPECT_EQ(out[9000], 0.0f);  // A stripe no Add touched since the Reset.
   const std::vector<ExactLane> lanes = acc.Lanes();
   for (size_t j = 10; j < lanes.size(); ++j) ASSERT_EQ(lanes[j], ExactLane{0}) << j;
-}
-
-TEST(UndoJournalTest, ReplaysExactlyWhatWasAppended) {
-  TALLY_ASSERT_OK_AND_ASSIGN(auto journal, server::UndoJournal::Open(::testing::TempDir()));
-  std::vector<float> data(700000);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i) * 0.5f;
-  const char* bytes = reinterpret_cast<const char*>(data.data());
-  ASSERT_THAT(journal->Append(bytes, 1000 * 4), IsOk());
-  ASSERT_THAT(journal->Append(bytes + 4000, (data.size() - 1000) * 4), IsOk());
-  EXPECT_EQ(journal->size(), data.size() * 4);
-  std::vector<float> replayed(data.size(), -1.0f);
-  uint64_t seen = 0;
-  ASSERT_THAT(journal->Replay([&](uint64_t offset, const char* block, size_t size) {
-    EXPECT_EQ(offset, seen);
-    EXPECT_EQ(size % 4, 0u);
-    std::memcpy(reinterpret_cast<char*>(replayed.data()) + offset, block, size);
-    seen += size;
-  }),
-              IsOk());
-  EXPECT_EQ(replayed, data);
-}
-
-TEST(UndoJournalTest, InMemoryJournalReplaysInBlocksAndKeepsItsBuffer) {
-  std::string buffer;
-  buffer.reserve(3 << 20);
-  auto journal = server::UndoJournal::InMemory(std::move(buffer));
-  EXPECT_TRUE(journal->in_memory());
-  std::string data(2500000, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31);
-  ASSERT_THAT(journal->Append(data.data(), 1000), IsOk());
-  ASSERT_THAT(journal->Append(data.data() + 1000, data.size() - 1000), IsOk());
-  std::string replayed;
-  ASSERT_THAT(journal->Replay([&](uint64_t offset, const char* block, size_t size) {
-    EXPECT_EQ(offset, replayed.size());
-    EXPECT_LE(size, 1u << 20);
-    replayed.append(block, size);
-  }),
-              IsOk());
-  EXPECT_EQ(replayed, data);
-  EXPECT_GE(journal->TakeBuffer().capacity(), data.size());
-}
-
-TEST(UndoJournalTest, FileJournalAppendsManyPiecesInOrder) {
-  TALLY_ASSERT_OK_AND_ASSIGN(auto journal, server::UndoJournal::Open(::testing::TempDir()));
-  EXPECT_FALSE(journal->in_memory());
-  std::string data(300 * 1000, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + 1);
-  std::vector<absl::string_view> pieces;  // 300 pieces: more than one writev batch.
-  for (size_t i = 0; i < data.size(); i += 1000)
-    pieces.push_back(absl::string_view(data).substr(i, 1000));
-  ASSERT_THAT(journal->Append(data.data(), 0), IsOk());
-  ASSERT_THAT(journal->AppendPieces(pieces), IsOk());
-  EXPECT_EQ(journal->size(), data.size());
-  std::string replayed;
-  ASSERT_THAT(journal->Replay(
-                  [&](uint64_t, const char* block, size_t size) { replayed.append(block, size); }),
-              IsOk());
-  EXPECT_EQ(replayed, data);
-}
-
-TEST(UndoJournalTest, UnwritableDirectoryIsAnError) {
-  EXPECT_THAT(server::UndoJournal::Open("/nonexistent/dir"), StatusIs(absl::StatusCode::kInternal));
 }
 
 TEST(OptimizerTest, SgdAppliesTheServerLearningRate) {
