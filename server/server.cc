@@ -108,6 +108,10 @@ class ServerImpl final : public Server {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.AddListeningPort(config_.listen_address(), credentials, &port_);
+    // gRPC sets SO_REUSEPORT by default: a second server on a busy port
+    // would then bind too and the kernel would split the clients between
+    // the two federations. Without it, binding a busy port fails.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config_.limits().max_receive_message_bytes()));
     builder.RegisterService(aggregator_.get());
@@ -116,7 +120,8 @@ class ServerImpl final : public Server {
     if (server_ == nullptr || port_ == 0) {
       coordinator_->Stop();
       return absl::UnavailableError(
-          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(), "'"));
+          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
+                       "' (is another process using the port? see the gRPC error above)"));
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
     if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);

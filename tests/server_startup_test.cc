@@ -1,6 +1,7 @@
-// Start-up against real servers on loopback: the build (version, commit,
+// Start-up against real servers on loopback: a busy gRPC port fails the
+// second server (no SO_REUSEPORT sharing), and the build (version, commit,
 // build type) is reported by Admin.GetStatus and the tally_build_info
-// metric.
+// metric. tests/server_startup_test.sh covers the same through the binary.
 #include <map>
 #include <string>
 
@@ -11,6 +12,25 @@
 
 namespace tally {
 namespace {
+
+using ::tally::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(ServerStartupTest, ASecondServerOnABusyPortFailsNamingTheAddress) {
+  auto first = Harness::Start({4}, 1, 1);
+  ASSERT_NE(first, nullptr);
+  tally::v1::ServerConfig config = Harness::Config({4}, 1, 1);
+  config.set_listen_address(first->target);
+  server::ServerOptions options;
+  options.config = config;
+  auto second = server::Server::Create(std::move(options));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("'" + first->target + "'"));
+  // The first server still serves, alone.
+  auto client = first->NewClient("c");
+  ASSERT_NE(client, nullptr);
+  EXPECT_THAT(client->Join(), ::tally::testing::IsOk());
+}
 
 TEST(ServerStartupTest, GetStatusAndMetricsCarryTheBuild) {
   auto h = Harness::Start({4}, 1, 1);
