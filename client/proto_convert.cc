@@ -105,6 +105,9 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.rss_bytes = proto.rss_bytes();
   info.done = proto.done();
   info.last_round_millis = proto.last_round_millis();
+  info.server_version = proto.build().version();
+  info.server_commit = proto.build().commit();
+  info.server_build_type = proto.build().build_type();
   return info;
 }
 

@@ -1,5 +1,7 @@
 // The command-line start every tally binary shares: usage message, --help
-// limited to the binary's own flags, and no stray positional arguments.
+// limited to the binary's own flags, --version with tally's build
+// (core/build_info.h; link tally_build_info), and no stray positional
+// arguments.
 #ifndef TALLY_CORE_CLI_H_
 #define TALLY_CORE_CLI_H_
 
@@ -10,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/string_view.h"
+#include "core/build_info.h"
 
 namespace tally {
 
@@ -21,6 +24,7 @@ inline bool ParseFlags(int argc, char** argv, const char* program, const char* u
   absl::FlagsUsageConfig usage_config;
   usage_config.contains_help_flags = own_flags;
   usage_config.contains_helpshort_flags = own_flags;
+  usage_config.version_string = [program] { return VersionString(program) + "\n"; };
   absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(usage);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

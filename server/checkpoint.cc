@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -186,7 +187,7 @@ absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
     absl::StatusOr<std::optional<LoadedCheckpoint>> read = ReadCheckpointFile(path, layout);
     if (!read.ok()) {
       if (read.status().code() != absl::StatusCode::kDataLoss) return read.status();
-      restored.skipped.emplace_back(read.status().message());
+      restored.skipped.push_back({path, std::string(read.status().message())});
       continue;
     }
     if (!read->has_value()) continue;
@@ -195,6 +196,29 @@ absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
     break;
   }
   return restored;
+}
+
+absl::Status NoValidCheckpointError(const std::string& dir, const RestoredCheckpoint& restored) {
+  std::string why;
+  for (const SkippedCheckpoint& skipped : restored.skipped) {
+    absl::StrAppend(&why, why.empty() ? "" : "; ", skipped.why);
+  }
+  return absl::DataLossError(absl::StrCat(
+      "checkpoint_dir '", dir, "' has no valid checkpoint (", why,
+      "). Refusing to start from the initial model, which would overwrite them: put a good "
+      "checkpoint back as ",
+      kCheckpointFileName, ", or run with --start_fresh_if_corrupt to start over (the corrupt "
+      "files are kept as *.corrupt)"));
+}
+
+absl::Status SetAsideCorruptCheckpoints(const RestoredCheckpoint& restored) {
+  for (const SkippedCheckpoint& skipped : restored.skipped) {
+    const std::string aside = absl::StrCat(skipped.path, ".corrupt");
+    if (::rename(skipped.path.c_str(), aside.c_str()) != 0) {
+      return ErrnoStatus("rename", skipped.path);
+    }
+  }
+  return absl::OkStatus();
 }
 
 RestoreReport ReportOf(const RestoredCheckpoint& restored) {
@@ -210,6 +234,115 @@ RestoreReport ReportOf(const RestoredCheckpoint& restored) {
   return report;
 }
 
+namespace {
+
+// Reads a checkpoint file section by section. The whole file passed its
+// checksum first (VerifyChecksum), so a failure here is a file this code did
+// not write: still DATA_LOSS, never a crash or a huge allocation.
+class SectionReader {
+ public:
+  SectionReader(int fd, const std::string& path) : fd_(fd), path_(path) {}
+
+  absl::Status Read(void* data, size_t size) { return ReadAll(fd_, data, size, path_); }
+  absl::Status ReadString(std::string* out, absl::string_view what) {
+    uint32_t size = 0;
+    TALLY_RETURN_IF_ERROR(Read(&size, 4));
+    if (size > kMaxName) return Corrupt(absl::StrCat(what, " too long"));
+    out->resize(size);
+    return Read(out->data(), size);
+  }
+  absl::Status Corrupt(absl::string_view what) const {
+    return absl::DataLossError(absl::StrCat("checkpoint '", path_, "': ", what));
+  }
+
+ private:
+  const int fd_;
+  const std::string& path_;
+};
+
+// Hashes everything before the file's last kDigestBytes and compares with
+// them, then rewinds. Done before any field is believed, so a flipped bit
+// anywhere (header included) is DATA_LOSS, and start-up tries the fallback.
+absl::Status VerifyChecksum(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus("stat", path);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size < kHeaderBytes + kDigestBytes) {
+    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' is truncated"));
+  }
+  Sha256 sha;
+  std::vector<char> buffer(std::min<uint64_t>(size - kDigestBytes, 1 << 20));
+  for (uint64_t left = size - kDigestBytes; left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
+    TALLY_RETURN_IF_ERROR(ReadAll(fd, buffer.data(), n, path));
+    sha.Update(buffer.data(), n);
+    left -= n;
+  }
+  unsigned char stored[kDigestBytes], digest[kDigestBytes];
+  TALLY_RETURN_IF_ERROR(ReadAll(fd, stored, sizeof(stored), path));
+  sha.Final(digest);
+  if (std::memcmp(digest, stored, kDigestBytes) != 0) {
+    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' fails its checksum"));
+  }
+  if (::lseek(fd, 0, SEEK_SET) != 0) return ErrnoStatus("seek", path);
+  return absl::OkStatus();
+}
+
+// Format versions 2 and later: the optimizer's name and state tensors.
+absl::Status ReadOptimizerSection(SectionReader& in, uint64_t num_params,
+                                  OptimizerState* optimizer) {
+  TALLY_RETURN_IF_ERROR(in.ReadString(&optimizer->name, "optimizer name"));
+  uint32_t tensors = 0;
+  TALLY_RETURN_IF_ERROR(in.Read(&tensors, 4));
+  if (tensors > kMaxStateTensors) return in.Corrupt("too many optimizer state tensors");
+  for (uint32_t t = 0; t < tensors; ++t) {
+    std::string key;
+    TALLY_RETURN_IF_ERROR(in.ReadString(&key, "optimizer state key"));
+    uint64_t count = 0;
+    TALLY_RETURN_IF_ERROR(in.Read(&count, 8));
+    if (count != num_params) return in.Corrupt("optimizer state of the wrong size");
+    std::vector<float> values(count);
+    TALLY_RETURN_IF_ERROR(in.Read(values.data(), count * sizeof(float)));
+    optimizer->tensors.emplace_back(std::move(key), std::move(values));
+  }
+  return absl::OkStatus();
+}
+
+// Format versions 3 and later: the ids of the updates the model contains.
+absl::Status ReadAppliedSection(SectionReader& in, AppliedUpdateIds* applied) {
+  uint32_t clients = 0;
+  TALLY_RETURN_IF_ERROR(in.Read(&clients, 4));
+  if (clients > kMaxClients) return in.Corrupt("too many clients");
+  for (uint32_t c = 0; c < clients; ++c) {
+    auto& [client, updates] = applied->emplace_back();
+    TALLY_RETURN_IF_ERROR(in.ReadString(&client, "a client id"));
+    uint32_t count = 0;
+    TALLY_RETURN_IF_ERROR(in.Read(&count, 4));
+    if (count > kMaxIdsPerClient) return in.Corrupt("too many update ids");
+    updates.resize(count);
+    for (std::string& id : updates) TALLY_RETURN_IF_ERROR(in.ReadString(&id, "an update id"));
+  }
+  return absl::OkStatus();
+}
+
+// Format version 4: the schedule's name and client records.
+absl::Status ReadScheduleSection(SectionReader& in, ScheduleCheckpoint* schedule) {
+  TALLY_RETURN_IF_ERROR(in.ReadString(&schedule->name, "schedule name"));
+  uint32_t records = 0;
+  TALLY_RETURN_IF_ERROR(in.Read(&records, 4));
+  if (records > kMaxClients) return in.Corrupt("too many schedule records");
+  for (uint32_t r = 0; r < records; ++r) {
+    // One at a time: a wrong count fails on a short read, not a huge allocation.
+    aggregators::ClientRecord& record = schedule->state.clients.emplace_back();
+    TALLY_RETURN_IF_ERROR(in.ReadString(&record.client_id, "a client id"));
+    TALLY_RETURN_IF_ERROR(in.Read(&record.num_samples, 8));
+    TALLY_RETURN_IF_ERROR(in.Read(&record.seconds_per_step, 8));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
                                                                    const ModelLayout& layout) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -221,15 +354,16 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
     int fd;
     ~FdCloser() { ::close(fd); }
   } closer{fd};
+  TALLY_RETURN_IF_ERROR(VerifyChecksum(fd, path));
+  SectionReader in(fd, path);
   char header[kHeaderBytes];
-  absl::Status status = ReadAll(fd, header, sizeof(header), path);
-  if (!status.ok()) return status;
-  const bool v4 = std::memcmp(header, kMagicV4, 8) == 0;
-  const bool v3 = v4 || std::memcmp(header, kMagicV3, 8) == 0;
-  const bool v2 = v3 || std::memcmp(header, kMagicV2, 8) == 0;
-  if (!v2 && std::memcmp(header, kMagicV1, 8) != 0) {
-    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has no tally header"));
+  TALLY_RETURN_IF_ERROR(in.Read(header, sizeof(header)));
+  int format = 0;  // 1..4; older formats lack the later sections.
+  const char* const magics[] = {kMagicV1, kMagicV2, kMagicV3, kMagicV4};
+  for (int v = 0; v < 4; ++v) {
+    if (std::memcmp(header, magics[v], 8) == 0) format = v + 1;
   }
+  if (format == 0) return in.Corrupt("no tally header");
   LoadedCheckpoint ckpt;
   ckpt.version = GetU64(header + 8);
   ckpt.round = GetU64(header + 16);
@@ -241,92 +375,16 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
                      " parameters, layout hash ", absl::Hex(hash), "); the config describes ",
                      layout.NumParams(), " parameters, hash ", absl::Hex(layout.Hash())));
   }
-  if (ckpt.version == 0) {
-    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has version 0"));
-  }
+  if (ckpt.version == 0) return in.Corrupt("version 0");
   ckpt.params.resize(num_params);
-  status = ReadAll(fd, ckpt.params.data(), num_params * sizeof(float), path);
-  if (!status.ok()) return status;
-  Sha256 sha;
-  sha.Update(header, sizeof(header));
-  sha.Update(ckpt.params.data(), num_params * sizeof(float));
-  auto read_hashed = [&](void* data, size_t size) {
-    absl::Status s = ReadAll(fd, data, size, path);
-    if (s.ok()) sha.Update(data, size);
-    return s;
-  };
-  auto corrupt = [&](absl::string_view what) {
-    return absl::DataLossError(absl::StrCat("checkpoint '", path, "': ", what));
-  };
-  if (v2) {
-    uint32_t name_size = 0;
-    TALLY_RETURN_IF_ERROR(read_hashed(&name_size, 4));
-    if (name_size > kMaxName) return corrupt("optimizer name too long");
-    ckpt.optimizer.name.resize(name_size);
-    TALLY_RETURN_IF_ERROR(read_hashed(ckpt.optimizer.name.data(), name_size));
-    uint32_t tensors = 0;
-    TALLY_RETURN_IF_ERROR(read_hashed(&tensors, 4));
-    if (tensors > kMaxStateTensors) return corrupt("too many optimizer state tensors");
-    for (uint32_t t = 0; t < tensors; ++t) {
-      uint32_t key_size = 0;
-      TALLY_RETURN_IF_ERROR(read_hashed(&key_size, 4));
-      if (key_size > kMaxName) return corrupt("optimizer state key too long");
-      std::string key(key_size, '\0');
-      TALLY_RETURN_IF_ERROR(read_hashed(key.data(), key_size));
-      uint64_t count = 0;
-      TALLY_RETURN_IF_ERROR(read_hashed(&count, 8));
-      if (count != num_params) return corrupt("optimizer state of the wrong size");
-      std::vector<float> values(count);
-      TALLY_RETURN_IF_ERROR(read_hashed(values.data(), count * sizeof(float)));
-      ckpt.optimizer.tensors.emplace_back(std::move(key), std::move(values));
-    }
-  }
-  auto read_string = [&](std::string* out) -> absl::Status {
-    uint32_t size = 0;
-    TALLY_RETURN_IF_ERROR(read_hashed(&size, 4));
-    if (size > kMaxName) return corrupt("an id is too long");
-    out->resize(size);
-    return read_hashed(out->data(), size);
-  };
-  if (v3) {
-    uint32_t clients = 0;
-    TALLY_RETURN_IF_ERROR(read_hashed(&clients, 4));
-    if (clients > kMaxClients) return corrupt("too many clients");
-    for (uint32_t c = 0; c < clients; ++c) {
-      auto& [client, updates] = ckpt.applied.emplace_back();
-      TALLY_RETURN_IF_ERROR(read_string(&client));
-      uint32_t count = 0;
-      TALLY_RETURN_IF_ERROR(read_hashed(&count, 4));
-      if (count > kMaxIdsPerClient) return corrupt("too many update ids");
-      updates.resize(count);
-      for (std::string& id : updates) TALLY_RETURN_IF_ERROR(read_string(&id));
-    }
-  }
-  if (v4) {
-    TALLY_RETURN_IF_ERROR(read_string(&ckpt.schedule.name));
-    uint32_t records = 0;
-    TALLY_RETURN_IF_ERROR(read_hashed(&records, 4));
-    if (records > kMaxClients) return corrupt("too many schedule records");
-    for (uint32_t r = 0; r < records; ++r) {
-      // One at a time: a corrupt count fails on a short read, not a huge allocation.
-      aggregators::ClientRecord& record = ckpt.schedule.state.clients.emplace_back();
-      TALLY_RETURN_IF_ERROR(read_string(&record.client_id));
-      TALLY_RETURN_IF_ERROR(read_hashed(&record.num_samples, 8));
-      TALLY_RETURN_IF_ERROR(read_hashed(&record.seconds_per_step, 8));
-    }
-  }
-  unsigned char stored[kDigestBytes];
-  status = ReadAll(fd, stored, sizeof(stored), path);
-  if (!status.ok()) return status;
-  char extra;
-  if (::read(fd, &extra, 1) != 0) {
-    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' has trailing bytes"));
-  }
+  TALLY_RETURN_IF_ERROR(in.Read(ckpt.params.data(), num_params * sizeof(float)));
+  if (format >= 2) TALLY_RETURN_IF_ERROR(ReadOptimizerSection(in, num_params, &ckpt.optimizer));
+  if (format >= 3) TALLY_RETURN_IF_ERROR(ReadAppliedSection(in, &ckpt.applied));
+  if (format >= 4) TALLY_RETURN_IF_ERROR(ReadScheduleSection(in, &ckpt.schedule));
   unsigned char digest[kDigestBytes];
-  sha.Final(digest);
-  if (std::memcmp(digest, stored, kDigestBytes) != 0) {
-    return absl::DataLossError(absl::StrCat("checkpoint '", path, "' fails its checksum"));
-  }
+  TALLY_RETURN_IF_ERROR(in.Read(digest, sizeof(digest)));
+  char extra;
+  if (::read(fd, &extra, 1) != 0) return in.Corrupt("trailing bytes");
   return std::optional<LoadedCheckpoint>(std::move(ckpt));
 }
 

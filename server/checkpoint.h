@@ -3,7 +3,9 @@
 // schedule's client records, in one file, written atomically (temp file,
 // fsync, rename, fsync of the directory) so that a crash leaves either the
 // old or the new checkpoint, never a torn one. A SHA-256 over the whole
-// content detects corruption.
+// content (header included) detects corruption; it is checked before any
+// field is believed, so a flipped bit anywhere makes the file corrupt
+// (DATA_LOSS) rather than "for another model".
 //
 // File layout (little-endian), version 4:
 //   "TALLYCK4" | u64 version | u64 round | u64 layout_hash | u64 num_params |
@@ -85,16 +87,31 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string
                                                                const ModelLayout& layout);
 
 // What start-up restores: the newest valid checkpoint of `dir` (the newest
-// file, else the previous one), the file it came from, and why the files
-// passed over were skipped (corrupt: DATA_LOSS). No checkpoint at all is not
-// an error; one for another model layout is (FAILED_PRECONDITION).
+// file, else the previous one), the file it came from, and the files passed
+// over as corrupt (DATA_LOSS) with why. No checkpoint file at all is not an
+// error; a valid one for another model layout is (FAILED_PRECONDITION).
+// Corrupt files and no valid one: see NoValidCheckpointError.
+struct SkippedCheckpoint {
+  std::string path;
+  std::string why;  // The DATA_LOSS message (it names the file).
+};
 struct RestoredCheckpoint {
   std::optional<LoadedCheckpoint> checkpoint;
   std::string path;
-  std::vector<std::string> skipped;
+  std::vector<SkippedCheckpoint> skipped;
 };
 absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
                                                      const ModelLayout& layout);
+
+// Checkpoint files exist in `dir` but none is valid (`restored.skipped`, no
+// checkpoint): the DATA_LOSS refusal to start, naming each file and why, and
+// what the operator can do.
+absl::Status NoValidCheckpointError(const std::string& dir, const RestoredCheckpoint& restored);
+
+// The operator chose to start from the initial model over corrupt
+// checkpoints: each skipped file is renamed <name>.corrupt (replacing an
+// older one), so the next checkpoint writes do not overwrite the evidence.
+absl::Status SetAsideCorruptCheckpoints(const RestoredCheckpoint& restored);
 
 // What start-up restored, as Admin.GetStatus reports it.
 struct RestoreReport {

@@ -34,6 +34,10 @@ ABSL_FLAG(int, metrics_port, 0,
           "Prometheus /metrics port; overrides metrics_port (default 9464). -1 disables.");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "Overrides checkpoint_dir: where checkpoints are written (created if missing).");
+ABSL_FLAG(bool, start_fresh_if_corrupt, false,
+          "If every checkpoint file in checkpoint_dir is corrupt, rename them *.corrupt and "
+          "start from the initial model (without it the server refuses to start). A valid "
+          "checkpoint is always resumed.");
 ABSL_FLAG(std::string, rule, "",
           "Shorthand for strategy.rule: mean (default) or a robust rule (krum, multi_krum, "
           "median, trimmed_mean, geometric_median, centered_clipping, mda, monna, meamed, "
@@ -186,6 +190,7 @@ int main(int argc, char** argv) {
   tally::server::ServerOptions options;
   options.config = config;
   options.registry = registry;
+  options.start_fresh_if_corrupt = absl::GetFlag(FLAGS_start_fresh_if_corrupt);
   auto server = tally::server::Server::Create(std::move(options));
   if (!server.ok()) return Fail(server.status());
 

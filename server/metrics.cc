@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/build_info.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -205,6 +206,16 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
     joins_rejected_[i] = &joins_rejected.Add(
         {{"reason", JoinRejectReasonName(static_cast<JoinRejectReason>(i))}});
   }
+  // The build, as Prometheus exporters report theirs: one series, value 1.
+  const BuildInfo& build = GetBuildInfo();
+  prometheus::BuildGauge()
+      .Name("tally_build_info")
+      .Help("tally-server's version, git commit and build type (labels); always 1.")
+      .Register(registry)
+      .Add({{"version", build.version},
+            {"commit", build.commit},
+            {"build_type", build.build_type}})
+      .Set(1);
 }
 
 ServerMetrics::CodecBytes::CodecBytes(prometheus::Family<prometheus::Counter>& payload,

@@ -40,8 +40,12 @@ std::vector<float> InitialParams(const ModelLayout& layout, const tally::v1::Mod
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(tally::v1::ServerConfig config, std::shared_ptr<prometheus::Registry> registry)
-      : config_(std::move(config)), registry_(std::move(registry)), metrics_(*registry_) {}
+  ServerImpl(tally::v1::ServerConfig config, std::shared_ptr<prometheus::Registry> registry,
+             bool start_fresh_if_corrupt)
+      : config_(std::move(config)),
+        registry_(std::move(registry)),
+        metrics_(*registry_),
+        start_fresh_if_corrupt_(start_fresh_if_corrupt) {}
 
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
@@ -59,29 +63,7 @@ class ServerImpl final : public Server {
       options.initial_round = model.round;
       options.initial_params = std::move(model.params);
     }
-    if (!config_.checkpoint_dir().empty()) {
-      auto restored = RestoreCheckpoint(config_.checkpoint_dir(), layout);
-      if (!restored.ok()) return restored.status();
-      for (const std::string& why : restored->skipped) {
-        LogError(absl::StrCat("skipping a corrupt checkpoint: ", why));
-      }
-      restored_ = ReportOf(*restored);
-      if (restored->checkpoint.has_value()) {
-        LoadedCheckpoint& ckpt = *restored->checkpoint;
-        LogInfo(absl::StrCat("resumed from checkpoint ", restored->path, ": model version ",
-                             ckpt.version, ", ", ckpt.round, " rounds completed, records of ",
-                             restored_.clients, " client(s)"));
-        options.initial_version = ckpt.version;
-        options.initial_round = ckpt.round;
-        options.restored = true;
-        options.initial_params = std::move(ckpt.params);
-        options.optimizer_state = std::move(ckpt.optimizer);
-        options.applied_ids = std::move(ckpt.applied);
-        options.schedule_state = std::move(ckpt.schedule);
-      } else if (!restored->skipped.empty()) {
-        LogError("no valid checkpoint left; starting from the initial model");
-      }
-    }
+    if (!config_.checkpoint_dir().empty()) TALLY_RETURN_IF_ERROR(Restore(layout, &options));
     metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
     metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
     if (options.initial_params.empty()) {
@@ -108,6 +90,10 @@ class ServerImpl final : public Server {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.AddListeningPort(config_.listen_address(), credentials, &port_);
+    // gRPC sets SO_REUSEPORT by default: a second server on a busy port
+    // would then bind too and the kernel would split the clients between
+    // the two federations. Without it, binding a busy port fails.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config_.limits().max_receive_message_bytes()));
     builder.RegisterService(aggregator_.get());
@@ -116,7 +102,8 @@ class ServerImpl final : public Server {
     if (server_ == nullptr || port_ == 0) {
       coordinator_->Stop();
       return absl::UnavailableError(
-          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(), "'"));
+          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
+                       "' (is another process using the port? see the gRPC error above)"));
     }
     server_->GetHealthCheckService()->SetServingStatus(true);
     if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
@@ -133,6 +120,38 @@ class ServerImpl final : public Server {
                          coordinator_->store().layout().NumParams(), " parameters, ", schedule,
                          relay_ != nullptr ? absl::StrCat(", upstream ", config_.relay().upstream())
                                            : absl::StrCat(", rule ", config_.strategy().rule())));
+    return absl::OkStatus();
+  }
+
+  // Resumes from the newest valid checkpoint into `options`. Corrupt files
+  // and no valid one refuse the start, unless start_fresh_if_corrupt_.
+  absl::Status Restore(const ModelLayout& layout, Coordinator::Options* options) {
+    const std::string& dir = config_.checkpoint_dir();
+    TALLY_ASSIGN_OR_RETURN(RestoredCheckpoint restored, RestoreCheckpoint(dir, layout));
+    for (const SkippedCheckpoint& skipped : restored.skipped) {
+      LogError(absl::StrCat("skipping a corrupt checkpoint: ", skipped.why));
+    }
+    if (!restored.checkpoint.has_value()) {
+      if (restored.skipped.empty()) return absl::OkStatus();  // A first start.
+      if (!start_fresh_if_corrupt_) return NoValidCheckpointError(dir, restored);
+      TALLY_RETURN_IF_ERROR(SetAsideCorruptCheckpoints(restored));
+      LogWarning(absl::StrCat("no valid checkpoint in ", dir,
+                              "; starting from the initial model (--start_fresh_if_corrupt), "
+                              "the corrupt files renamed *.corrupt"));
+      return absl::OkStatus();
+    }
+    restored_ = ReportOf(restored);
+    LoadedCheckpoint& ckpt = *restored.checkpoint;
+    LogInfo(absl::StrCat("resumed from checkpoint ", restored.path, ": model version ",
+                         ckpt.version, ", ", ckpt.round, " rounds completed, records of ",
+                         restored_.clients, " client(s)"));
+    options->initial_version = ckpt.version;
+    options->initial_round = ckpt.round;
+    options->restored = true;
+    options->initial_params = std::move(ckpt.params);
+    options->optimizer_state = std::move(ckpt.optimizer);
+    options->applied_ids = std::move(ckpt.applied);
+    options->schedule_state = std::move(ckpt.schedule);
     return absl::OkStatus();
   }
 
@@ -174,6 +193,7 @@ class ServerImpl final : public Server {
   const tally::v1::ServerConfig config_;
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
+  const bool start_fresh_if_corrupt_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<RelayLink> relay_;  // Relay mode.
   RestoreReport restored_;
@@ -221,7 +241,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   TALLY_ASSIGN_OR_RETURN(ModelLayout layout, LayoutFromConfig(config.model()));
   std::shared_ptr<prometheus::Registry> registry = options.registry;
   if (registry == nullptr) registry = std::make_shared<prometheus::Registry>();
-  auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry));
+  auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry),
+                                             options.start_fresh_if_corrupt);
   TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock, std::move(relay)));
   return std::unique_ptr<Server>(std::move(server));
 }

@@ -34,6 +34,13 @@ struct ServerOptions {
   // Metrics are registered here. Null = a private registry (not exported).
   std::shared_ptr<prometheus::Registry> registry;
   Clock* clock = RealClock::Get();  // Not owned.
+  // When checkpoint_dir holds checkpoint files but none is valid: false (the
+  // default) refuses to start (DATA_LOSS, naming the files); true renames
+  // them *.corrupt and starts from the initial model. An operator's one-off
+  // decision (tally-server --start_fresh_if_corrupt), deliberately not a
+  // ServerConfig field that could stay set. A valid checkpoint is always
+  // resumed.
+  bool start_fresh_if_corrupt = false;
 };
 
 struct ServerStats;  // See server/coordinator.h.

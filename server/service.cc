@@ -8,6 +8,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/build_info.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
 #include "server/chunk_wire.h"
@@ -652,6 +653,10 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
   response->set_restored_from(restored_.from);
   response->set_restored_clients(restored_.clients);
   response->set_checkpoint_version(s.checkpoint_version);
+  const BuildInfo& build = GetBuildInfo();
+  response->mutable_build()->set_version(build.version);
+  response->mutable_build()->set_commit(build.commit);
+  response->mutable_build()->set_build_type(build.build_type);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -1,5 +1,7 @@
 // Checkpoints: atomic write/read round trip, corruption and layout checks,
-// and a real server resuming from its checkpoint after a restart.
+// and real servers resuming from their checkpoint after a restart, falling
+// back to the previous one when a bit of the newest flipped, and refusing to
+// start over corrupt files unless told to start fresh.
 #include "server/checkpoint.h"
 
 #include <openssl/sha.h>
@@ -28,6 +30,43 @@ std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/" + name;
   std::system(("rm -rf '" + dir + "'").c_str());
   return dir;
+}
+
+// A loopback server of one tensor "w" of `size` parameters, checkpointing to `dir`.
+ServerOptions CheckpointedServer(const std::string& dir, int64_t size = 2) {
+  ServerOptions options;
+  options.config.set_listen_address("127.0.0.1:0");
+  options.config.set_metrics_port(-1);
+  options.config.set_checkpoint_dir(dir);
+  auto* t = options.config.mutable_model()->add_tensors();
+  t->set_name("w");
+  t->add_shape(size);
+  options.config.mutable_rounds()->set_clients_per_round(1);
+  return options;
+}
+
+// `dir` with model.tallyckpt.prev = version 7, params {1, 2} and
+// model.tallyckpt = version 8, params {3, 4}.
+void WriteTwoCheckpoints(const std::string& dir, const ModelLayout& layout) {
+  ModelSnapshot snapshot;
+  snapshot.round = 1;
+  snapshot.version = 7;
+  snapshot.params = {1, 2};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+  snapshot.version = 8;
+  snapshot.params = {3, 4};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+}
+
+// Flips bit `bit` of byte `offset` of `path`; a negative offset counts from the end.
+void FlipBit(const std::string& path, std::streamoff offset, int bit) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(0, std::ios::end);
+  if (offset < 0) offset += f.tellg();
+  f.seekg(offset);
+  const char byte = static_cast<char>(f.get() ^ (1 << bit));
+  f.seekp(offset);
+  f.put(byte);
 }
 
 TEST(CheckpointTest, RoundTripsAndDetectsCorruption) {
@@ -67,14 +106,7 @@ TEST(CheckpointTest, RoundTripsAndDetectsCorruption) {
 TEST(CheckpointTest, RestoreFallsBackToThePreviousCheckpointWhenTheNewestIsCorrupt) {
   const std::string dir = FreshDir("ckpt_fallback");
   TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
-  ModelSnapshot snapshot;
-  snapshot.round = 1;
-  snapshot.version = 7;
-  snapshot.params = {1, 2};
-  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
-  snapshot.version = 8;
-  snapshot.params = {3, 4};
-  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+  WriteTwoCheckpoints(dir, layout);
   TALLY_ASSERT_OK_AND_ASSIGN(RestoredCheckpoint newest, RestoreCheckpoint(dir, layout));
   ASSERT_TRUE(newest.checkpoint.has_value());
   EXPECT_EQ(newest.checkpoint->version, 8u);
@@ -88,7 +120,8 @@ TEST(CheckpointTest, RestoreFallsBackToThePreviousCheckpointWhenTheNewestIsCorru
   EXPECT_THAT(fallback.checkpoint->params, ElementsAre(1.0f, 2.0f));
   EXPECT_EQ(fallback.path, dir + "/" + kPreviousCheckpointFileName);
   ASSERT_EQ(fallback.skipped.size(), 1u);
-  EXPECT_THAT(fallback.skipped[0], ::testing::HasSubstr(kCheckpointFileName));
+  EXPECT_EQ(fallback.skipped[0].path, path);
+  EXPECT_THAT(fallback.skipped[0].why, ::testing::HasSubstr(kCheckpointFileName));
 
   std::ofstream(dir + "/" + kPreviousCheckpointFileName, std::ios::binary | std::ios::trunc)
       << "garbage";
@@ -195,17 +228,99 @@ TEST(CheckpointTest, ReadsVersionOneFiles) {
   EXPECT_TRUE(loaded->optimizer.name.empty());
 }
 
+// Every field of the header is under the checksum, which is checked first: a
+// flipped bit makes the newest file corrupt (not "for another model", which
+// used to stop the start) and a real server resumes from the previous one.
+TEST(CheckpointTest, AFlippedHeaderBitFallsBackToThePreviousCheckpoint) {
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  struct Flip {
+    const char* field;
+    std::streamoff offset;  // Header layout in server/checkpoint.h.
+    int bit;
+  };
+  const Flip flips[] = {{"magic", 7, 0},         {"version", 8, 0},
+                        {"version", 15, 7},      {"round", 16, 1},
+                        {"layout hash", 24, 0},  {"layout hash", 31, 7},
+                        {"num_params", 32, 0},   {"num_params", 39, 7},
+                        {"num_params", 36, 3},   {"stored digest", -32, 0}};
+  for (const Flip& flip : flips) {
+    SCOPED_TRACE(::testing::Message() << flip.field << ", byte " << flip.offset << ", bit "
+                                      << flip.bit);
+    const std::string dir = FreshDir("ckpt_header_flip");
+    WriteTwoCheckpoints(dir, layout);
+    const std::string newest = dir + "/" + kCheckpointFileName;
+    FlipBit(newest, flip.offset, flip.bit);
+    EXPECT_THAT(ReadCheckpoint(dir, layout), StatusIs(absl::StatusCode::kDataLoss));
+
+    TALLY_ASSERT_OK_AND_ASSIGN(auto server, Server::Create(CheckpointedServer(dir)));
+    const auto model = server->model_store().Current();
+    EXPECT_EQ(model->version, 7u);
+    EXPECT_THAT(model->params, ElementsAre(1.0f, 2.0f));
+    ClientOptions copts;
+    copts.target = "127.0.0.1:" + std::to_string(server->port());
+    copts.client_id = "a";
+    TALLY_ASSERT_OK_AND_ASSIGN(auto client, Client::Create(copts));
+    TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, client->GetServerStatus());
+    EXPECT_EQ(status.restored_from, dir + "/" + kPreviousCheckpointFileName);
+    EXPECT_EQ(status.restored_version, 7u);
+  }
+}
+
+TEST(CheckpointTest, AllCheckpointsCorruptRefusesToStartUnlessToldToStartFresh) {
+  const std::string dir = FreshDir("ckpt_all_corrupt");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  WriteTwoCheckpoints(dir, layout);
+  const std::string newest = dir + "/" + kCheckpointFileName;
+  const std::string previous = dir + "/" + kPreviousCheckpointFileName;
+  FlipBit(newest, 24, 2);     // Layout hash.
+  FlipBit(previous, 40, 5);   // A parameter.
+  auto refused = Server::Create(CheckpointedServer(dir));
+  ASSERT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
+  const std::string message(refused.status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr("'" + newest + "' fails its checksum"));
+  EXPECT_THAT(message, ::testing::HasSubstr("'" + previous + "' fails its checksum"));
+  EXPECT_THAT(message, ::testing::HasSubstr("--start_fresh_if_corrupt"));
+
+  // Only the newest, corrupt, and no fallback: the same.
+  ASSERT_EQ(std::rename(previous.c_str(), (dir + "/elsewhere").c_str()), 0);
+  EXPECT_THAT(Server::Create(CheckpointedServer(dir)), StatusIs(absl::StatusCode::kDataLoss));
+  ASSERT_EQ(std::rename((dir + "/elsewhere").c_str(), previous.c_str()), 0);
+
+  ServerOptions fresh = CheckpointedServer(dir);
+  fresh.start_fresh_if_corrupt = true;
+  TALLY_ASSERT_OK_AND_ASSIGN(auto server, Server::Create(std::move(fresh)));
+  const auto model = server->model_store().Current();
+  EXPECT_EQ(model->version, 1u);
+  EXPECT_THAT(model->params, ElementsAre(0.0f, 0.0f));  // model.init: zeros.
+  // The evidence is kept aside, out of the way of the next checkpoints.
+  struct stat st;
+  EXPECT_EQ(::stat(newest.c_str(), &st), -1);
+  EXPECT_EQ(::stat(previous.c_str(), &st), -1);
+  EXPECT_EQ(::stat((newest + ".corrupt").c_str(), &st), 0);
+  EXPECT_EQ(::stat((previous + ".corrupt").c_str(), &st), 0);
+}
+
+// A valid checkpoint of another model is refused as before, start_fresh or not.
+TEST(CheckpointTest, AValidCheckpointOfAnotherModelStopsTheStart) {
+  const std::string dir = FreshDir("ckpt_other_model");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {2}}}));
+  WriteTwoCheckpoints(dir, layout);
+  for (bool start_fresh : {false, true}) {
+    ServerOptions options = CheckpointedServer(dir, 3);
+    options.start_fresh_if_corrupt = start_fresh;
+    auto refused = Server::Create(std::move(options));
+    ASSERT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(std::string(refused.status().message()),
+                ::testing::HasSubstr("is for another model (2 parameters"));
+  }
+  struct stat st;
+  EXPECT_EQ(::stat((dir + "/" + kCheckpointFileName).c_str(), &st), 0);
+}
+
 TEST(CheckpointTest, RestartedServerResumesFromItsCheckpoint) {
   const std::string dir = FreshDir("ckpt_server");
   auto make_options = [&] {
-    ServerOptions options;
-    options.config.set_listen_address("127.0.0.1:0");
-    options.config.set_metrics_port(-1);
-    options.config.set_checkpoint_dir(dir);
-    auto* t = options.config.mutable_model()->add_tensors();
-    t->set_name("w");
-    t->add_shape(2);
-    options.config.mutable_rounds()->set_clients_per_round(1);
+    ServerOptions options = CheckpointedServer(dir);
     options.config.mutable_optimizer()->set_name("fedavgm");  // Momentum 0.9.
     return options;
   };

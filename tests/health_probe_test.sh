@@ -6,34 +6,15 @@
 #   tests/health_probe_test.sh <tally-health> <tally-server> <python3>
 set -euo pipefail
 health=$1
-server=$2
 python=$3
 here=$(cd "$(dirname "$0")" && pwd)
-fail() { echo "health_probe_test: FAIL: $*" >&2; exit 1; }
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/server_test_common.sh
+source "$here/server_test_common.sh" health_probe_test "$2"
 
-# start_server NAME CONFIG_TEXT: starts tally-server on a free loopback port,
-# sets $port and $server_pid.
-start_server() {
-  local name=$1
-  printf '%s\n' "$2" >"$tmp/$name.textproto"
-  "$server" --config="$tmp/$name.textproto" --listen=127.0.0.1:0 --metrics_port=-1 \
-    --port_file="$tmp/$name.port" >"$tmp/$name.log" 2>&1 &
-  server_pid=$!
-  pids+=("$server_pid")
-  for _ in $(seq 1 200); do
-    [[ -s $tmp/$name.port ]] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/$name.log" >&2; fail "$name did not start"; }
-    sleep 0.05
-  done
-  port=$(cat "$tmp/$name.port")
-  [[ $port =~ ^[0-9]+$ ]] || fail "$name wrote no port"
+# start_configured NAME CONFIG_TEXT: start_server with this config, no /metrics.
+start_configured() {
+  printf '%s\n' "$2" >"$tmp/$1.textproto"
+  start_server "$1" --config="$tmp/$1.textproto" --metrics_port=-1
 }
 
 # expect CODE ARGS...: tally-health ARGS exits CODE; its output is in $out.
@@ -47,7 +28,7 @@ expect() {
   [[ $rc == "$want" ]] || fail "tally-health $* exited $rc, want $want: $out"
 }
 
-start_server plain 'rounds { clients_per_round: 2 }'
+start_configured plain 'rounds { clients_per_round: 2 }'
 plain_pid=$server_pid
 expect 0 --address="127.0.0.1:$port"
 grep -q "127.0.0.1:$port: SERVING" <<<"$out" || fail "no SERVING line: $out"
@@ -92,8 +73,8 @@ elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 # needs the CA, and the name in the certificate when dialling an address.
 "$here/gen_test_pki.sh" "$tmp/pki"
 pki=$tmp/pki
-start_server tls "tls { cert_file: \"$pki/server.pem\" key_file: \"$pki/server.key\"
-                         client_ca_file: \"$pki/ca.pem\" }"
+start_configured tls "tls { cert_file: \"$pki/server.pem\" key_file: \"$pki/server.key\"
+                             client_ca_file: \"$pki/ca.pem\" }"
 expect 0 --address="127.0.0.1:$port" --tls_ca_file="$pki/ca.pem" --tls_server_name=localhost
 expect 0 --address="localhost:$port" --tls_ca_file="$pki/ca.pem"
 expect 0 --address="127.0.0.1:$port" --tls_ca_file="$pki/ca.pem" \

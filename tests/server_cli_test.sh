@@ -20,7 +20,8 @@ expect_failure() {
 
 help=$("$server" --help 2>&1 || true)
 for flag in config listen metrics_port checkpoint_dir rule pre f schedule port_file log_level \
-            print_config shutdown_grace_ms role upstream relay_id log_format; do
+            print_config shutdown_grace_ms role upstream relay_id log_format \
+            start_fresh_if_corrupt; do
   grep -q -- "--$flag " <<<"$help" || fail "--help does not document --$flag"
 done
 

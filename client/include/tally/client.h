@@ -207,6 +207,11 @@ struct ServerStatusInfo {
   std::string restored_from;        // Its file.
   uint64_t restored_clients = 0;    // Clients it had records of (update ids, speeds).
   uint64_t checkpoint_version = 0;  // Newest version on disk (0: none).
+  // The server's build (`tally-server --version`): tally's version, the git
+  // commit ("unknown" without git) and the build type.
+  std::string server_version;
+  std::string server_commit;
+  std::string server_build_type;
 };
 
 // When the server answered RESOURCE_EXHAUSTED (too many uploads at once, or
