@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/sync.h"
-#include "core/wire_framing.h"
+#include "proto/chunk_wire.h"
 #include "grpcpp/grpcpp.h"
 
 namespace tally::client_internal {
@@ -18,8 +18,7 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   PushReactor(const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
               size_t chunk_bytes)
       : payload_(payload), chunk_bytes_(chunk_bytes) {
-    grpc::Slice slice(std::string("\x0a", 1) + VarintString(header.ByteSizeLong()) +
-                      header.SerializeAsString());
+    grpc::Slice slice(wire::HeaderMessage(header));
     message_ = grpc::ByteBuffer(&slice, 1);
   }
 
@@ -37,7 +36,7 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
     }
     const size_t size = std::min(chunk_bytes_, payload_.size() - offset_);
     std::string prefix, suffix;
-    ChunkFraming(size, offset_, &prefix, &suffix);
+    wire::ChunkFraming(size, offset_, &prefix, &suffix);
     grpc::Slice slices[3] = {grpc::Slice(prefix), grpc::Slice(payload_.data() + offset_, size),
                              grpc::Slice(suffix)};
     message_ = grpc::ByteBuffer(slices, 3);
@@ -72,12 +71,6 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   }
 
  private:
-  static std::string VarintString(uint64_t v) {
-    std::string out;
-    AppendVarint(v, &out);
-    return out;
-  }
-
   const absl::Span<const char> payload_;
   const size_t chunk_bytes_;
   size_t offset_ = 0;

@@ -19,7 +19,7 @@
 #include "compress/codec_internal.h"
 #include "compress/half.h"
 #include "compress/kernels.h"
-#include "core/wire_framing.h"
+#include "core/varint.h"
 
 namespace tally::compress::internal {
 namespace {

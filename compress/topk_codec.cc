@@ -17,7 +17,7 @@
 
 #include "compress/codec_internal.h"
 #include "compress/half.h"
-#include "core/wire_framing.h"
+#include "core/varint.h"
 
 namespace tally::compress {
 namespace internal {

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
-#include "core/wire_framing.h"
+#include "proto/chunk_wire.h"
 #include "grpcpp/support/slice.h"
 #include "proto/codec_params.h"
 #include "server/log.h"
@@ -66,7 +66,7 @@ std::shared_ptr<const ModelSegment> MakeSegment(const tally::v1::ModelSpec& spec
   std::string prefix, suffix;
   for (size_t offset = 0; offset < size; offset += chunk_bytes) {
     const size_t n = std::min(chunk_bytes, size - offset);
-    ChunkFraming(n, offset, &prefix, &suffix);
+    wire::ChunkFraming(n, offset, &prefix, &suffix);
     grpc::Slice slices[3] = {
         grpc::Slice(prefix),
         // The slice keeps the owner alive until gRPC is done with it.

@@ -11,7 +11,7 @@
 #include "core/build_info.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
-#include "server/chunk_wire.h"
+#include "proto/chunk_wire.h"
 #include "server/client_text.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
@@ -306,7 +306,7 @@ UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
 
 // Receives one update: header, then chunks folded into the round as they
 // arrive. The stream's end (client half-close) commits it. Messages arrive as
-// raw ByteBuffers and are decoded in place (server/chunk_wire.h).
+// raw ByteBuffers and are decoded in place (proto/chunk_wire.h).
 class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   PushUpdateReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
@@ -354,12 +354,12 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
  private:
   absl::Status HandleMessage() {
     slices_.clear();
-    ParsedUpdateChunk chunk;
+    wire::ParsedUpdateChunk chunk;
     absl::Status status;
     if (grpc::Status dumped = message_.Dump(&slices_); !dumped.ok()) {
       status = absl::InternalError("cannot read the message buffer");
     } else {
-      status = ParseUpdateChunk(slices_, &chunk);
+      status = wire::ParseUpdateChunk(slices_, &chunk);
     }
     if (status.ok() && chunk.has_header && chunk.has_data) {
       status = absl::InvalidArgumentError("a message carries both a header and data");

@@ -16,7 +16,7 @@
 namespace tally::server {
 
 // PushUpdate and PullModel are raw methods: update chunks are decoded from
-// the received slices without an intermediate copy (server/chunk_wire.h), and
+// the received slices without an intermediate copy (proto/chunk_wire.h), and
 // model segments are encoded once per version and codec (server/encoded_model.h).
 class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMethod_PullModel<
                                     tally::v1::Aggregator::WithRawCallbackMethod_PushUpdate<

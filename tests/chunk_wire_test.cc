@@ -1,6 +1,7 @@
-// Zero-copy UpdateChunk decoding against protobuf's own encoder, with the
-// bytes cut into slices at every awkward place.
-#include "server/chunk_wire.h"
+// proto/chunk_wire.h against protobuf's own encoder and parser: zero-copy
+// UpdateChunk decoding with the bytes cut into slices at every awkward place,
+// and the hand framing of pushes and model downloads.
+#include "proto/chunk_wire.h"
 
 #include <string>
 #include <vector>
@@ -10,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
 
-namespace tally::server {
+namespace tally::wire {
 namespace {
 
 using ::tally::testing::IsOk;
@@ -88,5 +89,32 @@ TEST(ChunkWireTest, RejectsMalformedFraming) {
   }
 }
 
+// What the SDK and the model downloads frame by hand is what protobuf
+// parses: the header message, then data chunks with 1- and multi-byte
+// varints (sizes 5 and 300, offsets 0 and 2^40).
+TEST(ChunkWireTest, HandFramingIsWhatProtobufParses) {
+  tally::v1::UpdateHeader header;
+  header.set_client_id("edge-7");
+  header.set_num_samples(42);
+  tally::v1::UpdateChunk parsed;
+  ASSERT_TRUE(parsed.ParseFromString(HeaderMessage(header)));
+  EXPECT_TRUE(parsed.has_header());
+  EXPECT_EQ(parsed.header().client_id(), "edge-7");
+  EXPECT_EQ(parsed.header().num_samples(), 42u);
+  for (const auto& [size, offset] : {std::pair<size_t, uint64_t>{5, 0}, {300, uint64_t{1} << 40}}) {
+    std::string prefix, suffix;
+    ChunkFraming(size, offset, &prefix, &suffix);
+    const std::string data(size, 'x');
+    tally::v1::UpdateChunk chunk;
+    ASSERT_TRUE(chunk.ParseFromString(prefix + data + suffix)) << size;
+    EXPECT_EQ(chunk.data(), data);
+    EXPECT_EQ(chunk.offset(), offset);
+    tally::v1::ModelChunk model_chunk;  // Same field numbers.
+    ASSERT_TRUE(model_chunk.ParseFromString(prefix + data + suffix)) << size;
+    EXPECT_EQ(model_chunk.data(), data);
+    EXPECT_EQ(model_chunk.offset(), offset);
+  }
+}
+
 }  // namespace
-}  // namespace tally::server
+}  // namespace tally::wire

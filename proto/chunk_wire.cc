@@ -1,10 +1,11 @@
-#include "server/chunk_wire.h"
+#include "proto/chunk_wire.h"
 
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/varint.h"
 
-namespace tally::server {
+namespace tally::wire {
 namespace {
 
 // Sequential reader over a list of slices.
@@ -129,4 +130,20 @@ absl::Status ParseUpdateChunk(const std::vector<grpc::Slice>& slices, ParsedUpda
   return absl::OkStatus();
 }
 
-}  // namespace tally::server
+void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string* suffix) {
+  prefix->clear();
+  suffix->clear();
+  prefix->push_back('\x12');  // Field 2 (data), length-delimited.
+  AppendVarint(size, prefix);
+  suffix->push_back('\x18');  // Field 3 (offset), varint.
+  AppendVarint(offset, suffix);
+}
+
+std::string HeaderMessage(const google::protobuf::MessageLite& header) {
+  std::string out(1, '\x0a');  // Field 1 (header), length-delimited.
+  AppendVarint(header.ByteSizeLong(), &out);
+  header.AppendToString(&out);
+  return out;
+}
+
+}  // namespace tally::wire
