@@ -84,6 +84,21 @@ class GrpcEncodedClient final : public EncodedClient {
     return task;
   }
 
+  absl::StatusOr<uint64_t> Pull(uint64_t version) override {
+    v1::PullModelRequest request;
+    request.set_client_id(client_id_);
+    request.set_session_token(token_);
+    request.set_version(version);
+    request.set_codec(v1::CODEC_DENSE_F32);
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::ModelChunk>> reader = stub_->PullModel(&context, request);
+    v1::ModelChunk chunk;
+    uint64_t bytes = 0;
+    while (reader->Read(&chunk)) bytes += chunk.data().size();
+    TALLY_RETURN_IF_ERROR(FromGrpc("PullModel", reader->Finish()));
+    return bytes;
+  }
+
   absl::StatusOr<PushResult> Push(uint64_t round, uint64_t base_version,
                                   const compress::CodecSpec& spec,
                                   absl::string_view payload) override {
@@ -174,12 +189,14 @@ std::string CompressionConfigText(const compress::CodecSpec& spec) {
 
 absl::StatusOr<std::unique_ptr<EncodedClient>> EncodedClient::Create(const std::string& target,
                                                                      const std::string& client_id,
-                                                                     size_t chunk_bytes) {
+                                                                     size_t chunk_bytes,
+                                                                     bool own_connection) {
   if (chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
   grpc::ChannelArguments args;
   // As the SDK's channels (client/client.cc), so that both paths connect alike.
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   return std::unique_ptr<EncodedClient>(

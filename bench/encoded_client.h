@@ -32,16 +32,21 @@ std::string CompressionConfigText(const compress::CodecSpec& spec);
 
 class EncodedClient {
  public:
-  // A channel to `target` ("host:port"); nothing is sent yet.
+  // A channel to `target` ("host:port"), on a TCP connection of its own if
+  // `own_connection` (ClientOptions::own_connection); nothing is sent yet.
   static absl::StatusOr<std::unique_ptr<EncodedClient>> Create(const std::string& target,
                                                                const std::string& client_id,
-                                                               size_t chunk_bytes);
+                                                               size_t chunk_bytes,
+                                                               bool own_connection = false);
   virtual ~EncodedClient() = default;
 
   // Opens a session offering `codec`'s id. FAILED_PRECONDITION if the server
   // assigns another codec (it does not accept this one).
   virtual absl::StatusOr<JoinResult> Join(const compress::CodecSpec& codec) = 0;
   virtual absl::StatusOr<Task> GetTask(absl::Duration wait) = 0;
+  // Pulls the model at `version` as float32 and returns the bytes of model
+  // payload received (its chunks are counted, not decoded).
+  virtual absl::StatusOr<uint64_t> Pull(uint64_t version) = 0;
   // Pushes `payload`, which must be an encoding in `spec` of a delta of the
   // joined model's size, for `round` from `base_version` with weight 1.
   // PushResult::payload_bytes is payload.size().

@@ -13,91 +13,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bench/encoded_client.h"
+#include "bench/load_run.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 
 namespace tally::bench {
 namespace {
-
-struct PushSample {
-  int round_index = 0;        // Among the measured rounds.
-  double start = 0, end = 0;  // Seconds since the run's epoch.
-  uint64_t bytes = 0;         // 0 for duplicates.
-  bool duplicate = false;
-  uint32_t attempts = 0;
-};
-
-struct ClientReport {
-  std::vector<PushSample> samples;
-  // When this client saw a task past its last measured round (the model with
-  // that round applied is published); < 0 if it did not.
-  double final_seen = -1;
-};
-
-// Shared state of one run: the first error, the stop flag and the start barrier.
-class RunState {
- public:
-  RunState(int clients, const std::atomic<bool>* external_stop)
-      : clients_(clients), external_stop_(external_stop), epoch_(Clock::now()) {}
-
-  // Records the first error and stops every client.
-  void Fail(absl::Status status) {
-    tally::MutexLock lock(&mu_);
-    if (first_error_.ok()) first_error_ = std::move(status);
-    failed_.store(true);
-  }
-  absl::Status first_error() const {
-    tally::MutexLock lock(&mu_);
-    return first_error_;
-  }
-  bool stopped() const {
-    return failed_.load() || (external_stop_ != nullptr && external_stop_->load());
-  }
-
-  // Every client calls this exactly once; returns when all have.
-  void ArriveAndWait() {
-    tally::MutexLock lock(&mu_);
-    if (++arrived_ == clients_) setup_seconds_ = Now();
-    mu_.Await(absl::Condition(this, &RunState::AllArrived));
-  }
-
-  // When the last client arrived at the start barrier.
-  double setup_seconds() const {
-    tally::MutexLock lock(&mu_);
-    return setup_seconds_;
-  }
-
-  double Now() const { return std::chrono::duration<double>(Clock::now() - epoch_).count(); }
-
- private:
-  using Clock = std::chrono::steady_clock;
-
-  bool AllArrived() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return arrived_ == clients_; }
-
-  const int clients_;
-  const std::atomic<bool>* const external_stop_;
-  const Clock::time_point epoch_;
-  std::atomic<bool> failed_{false};
-  mutable tally::Mutex mu_;
-  absl::Status first_error_ ABSL_GUARDED_BY(mu_);
-  int arrived_ ABSL_GUARDED_BY(mu_) = 0;
-  double setup_seconds_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// n floats uniform in [-1e-3, 1e-3), from a splitmix64 stream (fast enough to
-// fill gigabytes of deltas in a second or two).
-std::vector<float> RandomDelta(size_t n, uint64_t seed) {
-  std::vector<float> delta(n);
-  uint64_t state = seed;
-  for (size_t i = 0; i < n; ++i) {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    delta[i] = (static_cast<float>(z >> 40) * 0x1p-24f - 0.5f) * 2e-3f;
-  }
-  return delta;
-}
 
 // One load client's connection and update: the SDK pushing a float32 delta,
 // or an EncodedClient pushing a payload encoded up front.
@@ -105,6 +26,8 @@ class LoadClient {
  public:
   virtual ~LoadClient() = default;
   virtual absl::StatusOr<Task> GetTask(absl::Duration wait) = 0;
+  // Pulls `task`'s model version; returns the model bytes received.
+  virtual absl::StatusOr<uint64_t> Pull(const Task& task) = 0;
   // Pushes this client's update for `task`'s round and base version.
   virtual absl::StatusOr<PushResult> Push(const Task& task) = 0;
   virtual void Leave() = 0;
@@ -116,6 +39,11 @@ class SdkLoadClient final : public LoadClient {
       : client_(std::move(client)), delta_(std::move(delta)) {}
 
   absl::StatusOr<Task> GetTask(absl::Duration wait) override { return client_->GetTask(wait); }
+  absl::StatusOr<uint64_t> Pull(const Task& task) override {
+    absl::StatusOr<Model> model = client_->PullModel(task.model_version);
+    if (!model.ok()) return model.status();
+    return model->payload_bytes;
+  }
   absl::StatusOr<PushResult> Push(const Task& task) override {
     Update update;
     update.round = task.round;
@@ -138,6 +66,9 @@ class EncodedLoadClient final : public LoadClient {
       : client_(std::move(client)), spec_(spec), payload_(std::move(payload)) {}
 
   absl::StatusOr<Task> GetTask(absl::Duration wait) override { return client_->GetTask(wait); }
+  absl::StatusOr<uint64_t> Pull(const Task& task) override {
+    return client_->Pull(task.model_version);
+  }
   absl::StatusOr<PushResult> Push(const Task& task) override {
     return client_->Push(task.round, task.model_version, spec_, payload_);
   }
@@ -169,22 +100,11 @@ absl::StatusOr<Task> AwaitNextTask(LoadClient& client, bool has_last, uint64_t l
   }
 }
 
-absl::Status CheckParams(uint64_t server_params, const LoadOptions& options) {
-  if (server_params == options.params) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat("the server's model has ", server_params,
-                                                    " parameters but --params=", options.params));
-}
-
-const std::string& TargetOf(int index, const LoadOptions& options) {
-  if (options.client_targets.empty()) return options.target;
-  return options.client_targets[static_cast<size_t>(index) % options.client_targets.size()];
-}
-
 // Client creation, Join, delta generation and, with a codec, its encoding.
 absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOptions& options) {
-  const std::string client_id = absl::StrCat("bench-", index);
+  const std::string client_id = ClientId(index, options);
   const std::string& target = TargetOf(index, options);
-  const uint64_t delta_seed = options.seed * 1000003 + static_cast<uint64_t>(index) + 1;
+  const uint64_t delta_seed = DeltaSeed(index, options);
   std::vector<float> delta = RandomDelta(options.params, delta_seed);
   if (options.codec.has_value()) {
     compress::CodecSpec spec = *options.codec;
@@ -192,7 +112,8 @@ absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOpt
     std::string payload;
     TALLY_RETURN_IF_ERROR(compress::Encode(spec, delta, &payload));
     TALLY_ASSIGN_OR_RETURN(std::unique_ptr<EncodedClient> client,
-                           EncodedClient::Create(target, client_id, options.chunk_bytes));
+                           EncodedClient::Create(target, client_id, options.chunk_bytes,
+                                                                 options.connection_per_client));
     TALLY_ASSIGN_OR_RETURN(JoinResult joined, client->Join(spec));
     TALLY_RETURN_IF_ERROR(CheckParams(joined.model.num_params, options));
     return std::make_unique<EncodedLoadClient>(std::move(client), spec, std::move(payload));
@@ -201,6 +122,7 @@ absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOpt
   client_options.target = target;
   client_options.client_id = client_id;
   client_options.chunk_bytes = options.chunk_bytes;
+  client_options.own_connection = options.connection_per_client;
   // The SDK seed stays 0 (random): a fixed one would repeat update ids in a
   // second run against the same server, which would then be duplicates.
   TALLY_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(client_options));
@@ -210,13 +132,17 @@ absl::StatusOr<std::unique_ptr<LoadClient>> SetUpClient(int index, const LoadOpt
 }
 
 void RunClient(int index, const LoadOptions& options, RunState& state, ClientReport* report) {
-  const std::string name = absl::StrCat("client bench-", index, ": ");
+  const std::string name = absl::StrCat("client ", ClientId(index, options), ": ");
   auto fail = [&](const absl::Status& status) {
     state.Fail(absl::Status(status.code(), absl::StrCat(name, status.message())));
   };
   absl::StatusOr<std::unique_ptr<LoadClient>> client = SetUpClient(index, options);
   if (!client.ok()) fail(client.status());
-  state.ArriveAndWait();
+  if (state.Arrive()) {
+    if (options.on_all_joined && !state.stopped()) options.on_all_joined();
+    state.Release();
+  }
+  state.WaitForRelease();
   if (state.stopped()) return;
 
   const int total_rounds = options.warmup_rounds + options.rounds;
@@ -230,14 +156,22 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
           "the server answered DONE (its rounds.total_rounds ended the federation)");
     }
     if (!task.ok()) return fail(task.status());
+    const bool measured = r >= options.warmup_rounds;
+    if (options.pull) {
+      const double start = state.Now();
+      absl::StatusOr<uint64_t> pulled = (*client)->Pull(*task);
+      const double end = state.Now();
+      if (!pulled.ok()) return fail(pulled.status());
+      if (measured) report->pulls.push_back({r - options.warmup_rounds, start, end, *pulled});
+    }
     const double start = state.Now();
     absl::StatusOr<PushResult> pushed = (*client)->Push(*task);
     const double end = state.Now();
     if (!pushed.ok()) return fail(pushed.status());
-    if (r >= options.warmup_rounds) {
-      report->samples.push_back({r - options.warmup_rounds, start, end,
-                                 pushed->duplicate ? 0 : pushed->payload_bytes, pushed->duplicate,
-                                 pushed->attempts});
+    if (measured) {
+      report->pushes.push_back({r - options.warmup_rounds, start, end,
+                                pushed->duplicate ? 0 : pushed->payload_bytes, pushed->duplicate,
+                                pushed->attempts});
     }
     has_last = true;
     last_round = task->round;
@@ -248,52 +182,6 @@ void RunClient(int index, const LoadOptions& options, RunState& state, ClientRep
     report->final_seen = state.Now();
   }
   (*client)->Leave();
-}
-
-absl::StatusOr<LoadResult> Summarize(const LoadOptions& options,
-                                     const std::vector<ClientReport>& reports) {
-  LoadResult result;
-  std::vector<double> latencies;
-  double first_start = std::numeric_limits<double>::infinity();
-  double last_end = 0;
-  double first_final = std::numeric_limits<double>::infinity();
-  bool all_final = true;
-  std::vector<std::pair<double, double>> rounds(options.rounds,
-                                                {std::numeric_limits<double>::infinity(), 0.0});
-  for (const ClientReport& report : reports) {
-    all_final = all_final && report.final_seen >= 0;
-    if (report.final_seen >= 0) first_final = std::min(first_final, report.final_seen);
-    for (const PushSample& s : report.samples) {
-      latencies.push_back(s.end - s.start);
-      first_start = std::min(first_start, s.start);
-      last_end = std::max(last_end, s.end);
-      rounds[s.round_index].first = std::min(rounds[s.round_index].first, s.start);
-      rounds[s.round_index].second = std::max(rounds[s.round_index].second, s.end);
-      result.bytes_accepted += s.bytes;
-      result.push_attempts += s.attempts;
-      (s.duplicate ? result.updates_duplicate : result.updates_accepted) += 1;
-    }
-  }
-  if (latencies.empty()) return absl::InternalError("no measured PushUpdate calls");
-  result.push_wall_seconds = last_end - first_start;
-  result.final_round_observed = all_final;
-  const double end = all_final ? std::max(last_end, first_final) : last_end;
-  result.wall_seconds = end - first_start;
-  result.updates_per_second = result.updates_accepted / result.wall_seconds;
-  result.mb_per_second = result.bytes_accepted / 1e6 / result.wall_seconds;
-  result.represented_bytes = result.updates_accepted * options.params * sizeof(float);
-  result.represented_gb_per_second = result.represented_bytes / 1e9 / result.wall_seconds;
-  for (const auto& [start, stop] : rounds) result.round_seconds.push_back(stop - start);
-
-  std::sort(latencies.begin(), latencies.end());
-  result.latency_p50 = Percentile(latencies, 50);
-  result.latency_p90 = Percentile(latencies, 90);
-  result.latency_p99 = Percentile(latencies, 99);
-  result.latency_max = latencies.back();
-  double sum = 0;
-  for (double l : latencies) sum += l;
-  result.latency_mean = sum / latencies.size();
-  return result;
 }
 
 // The client for Admin GetStatus after the run. Created before the load

@@ -1,17 +1,20 @@
-// The tally-bench load driver: K concurrent SDK clients, each on its own
-// thread, push dense float32 updates of d parameters to one tally server,
-// round after round, and time every PushUpdate. With `codec` set they push
-// compressed updates instead (bench/encoded_client.h), encoded once before
-// the measurement.
+// The tally-bench load driver: K simulated clients push dense float32
+// updates of d parameters to one tally server, round after round, and time
+// every PushUpdate (and, with `pull`, every PullModel before it). With
+// `codec` set they push compressed updates instead (bench/encoded_client.h),
+// encoded once before the measurement.
 //
 // Each client joins, pre-generates one random delta (seeded by its index)
 // and, with a codec, encodes it, waits until every client has joined, then
-// for warmup_rounds + rounds rounds asks for a TRAIN task and pushes the delta
-// against the task's round and base version. The server must run synchronous
-// rounds of exactly `clients` updates, so every client pushes once per round. With `async` (a server on
-// an asynchronous schedule) there are no rounds: each client asks for a task
-// and pushes, warmup_rounds + rounds times, as fast as the server lets it;
-// "round" r then means every client's r-th update.
+// for warmup_rounds + rounds rounds asks for a TRAIN task, pulls the task's
+// model version (with `pull`) and pushes the delta against the task's round
+// and base version. The server must run synchronous rounds of exactly
+// `clients` updates (of every load generator driving it), so every client
+// pushes once per round. With `async` (a server on an asynchronous schedule)
+// there are no rounds: each client asks for a task and pushes, warmup_rounds
+// + rounds times, as fast as the server lets it; "round" r then means every
+// client's r-th update.
+// Every client runs on a thread of its own.
 //
 // Thread safety: RunLoad() is self-contained; it may be called from any
 // thread, one run at a time per server.
@@ -20,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,6 +42,19 @@ struct LoadOptions {
   // GetStatus after the run always asks `target`.
   std::vector<std::string> client_targets;
   int clients = 10;                              // Concurrent clients, >= 1.
+  // Client i's id is id_prefix + i: several load generators (processes) can
+  // drive one server with distinct prefixes.
+  std::string id_prefix = "bench-";
+  // Every client its own channel and TCP connection (ClientOptions::
+  // own_connection), as real devices; false: gRPC shares one connection
+  // among the clients of this process.
+  bool connection_per_client = false;
+  // Every client pulls the task's model version (PullModel) each round
+  // before it pushes, as in a real round.
+  bool pull = false;
+  // Called once, when every client has joined and before the first round
+  // (e.g. to sample the server with all clients connected).
+  std::function<void()> on_all_joined;
   uint64_t params = 10'000'000;                  // d; must equal the server model's size.
   int rounds = 5;                                // Measured rounds, >= 1.
   int warmup_rounds = 1;                         // Rounds run first and left out of the stats.
@@ -57,6 +74,13 @@ struct LoadOptions {
   std::optional<compress::CodecSpec> codec;
 };
 
+// Latency of one kind of call over every client and measured round;
+// nearest-rank percentiles, seconds.
+struct LatencyStats {
+  uint64_t count = 0;
+  double p50 = 0, p90 = 0, p99 = 0, mean = 0, max = 0;
+};
+
 struct LoadResult {
   // Measured rounds only.
   uint64_t updates_accepted = 0;
@@ -64,19 +88,32 @@ struct LoadResult {
   uint64_t bytes_accepted = 0;     // Payload bytes (as sent) of accepted updates.
   // 4 * params per accepted update: the float32 bytes the payloads stand for.
   uint64_t represented_bytes = 0;
-  // From the first measured PushUpdate's start until the model containing the
-  // last measured round was published (seen as the next round's TRAIN task).
+  // From the start of the first measured call (PullModel with `pull`, else
+  // PushUpdate) until the model containing the last measured round was
+  // published (seen as the next round's TRAIN task).
   double wall_seconds = 0;
   // From the first measured PushUpdate's start to the last one's end.
   double push_wall_seconds = 0;
-  bool final_round_observed = false;  // False: wall_seconds == push_wall_seconds.
+  bool final_round_observed = false;  // False: wall_seconds ends at the last push.
   double updates_per_second = 0;
   double mb_per_second = 0;              // bytes_accepted / 1e6 / wall_seconds.
   double represented_gb_per_second = 0;  // represented_bytes / 1e9 / wall_seconds.
-  // Per-call PushUpdate latency, seconds.
-  double latency_p50 = 0, latency_p90 = 0, latency_p99 = 0;
-  double latency_mean = 0, latency_max = 0;
-  std::vector<double> round_seconds;  // Per measured round: first push start to last end.
+  LatencyStats push;                     // Whole PushUpdate calls.
+  // Per measured round: its first call's start to its last push's end.
+  std::vector<double> round_seconds;
+  // The sum over measured rounds of first push start to last push end, and
+  // bytes_accepted / 1e6 over it: the upload phases alone.
+  double upload_seconds = 0;
+  double upload_mb_per_second = 0;
+  // With `pull`: model bytes received by the measured PullModel calls, the
+  // sum over rounds of first pull start to last pull end, the rate over it,
+  // and each call's latency.
+  uint64_t bytes_downloaded = 0;
+  double download_seconds = 0;
+  double download_mb_per_second = 0;
+  LatencyStats pull;
+  // (bytes_downloaded + bytes_accepted) / 1e6 / wall_seconds: whole rounds.
+  double round_mb_per_second = 0;
   uint64_t push_attempts = 0;         // Including SDK retries.
   double setup_seconds = 0;           // Client creation, Join, delta generation, encoding.
   double total_seconds = 0;           // The whole RunLoad.

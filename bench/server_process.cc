@@ -15,10 +15,13 @@
 #include <sstream>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/status_macros.h"
 
 namespace tally::bench {
 namespace {
@@ -158,17 +161,64 @@ absl::StatusOr<uint64_t> ServerProcess::PeakRssBytes() const {
   return ReadPeakRssBytes(absl::StrCat("/proc/", pid_));
 }
 
+namespace {
+
+// The number in line `field` (e.g. "VmHWM:") of a /proc/<pid>/status text,
+// times `unit`.
+absl::StatusOr<uint64_t> StatusField(absl::string_view text, absl::string_view field,
+                                     uint64_t unit, const std::string& proc_dir) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::ConsumePrefix(&line, field)) continue;
+    line = absl::StripAsciiWhitespace(line);
+    absl::ConsumeSuffix(&line, "kB");
+    uint64_t value = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &value)) return value * unit;
+  }
+  return absl::NotFoundError(absl::StrCat("no ", field, " in ", proc_dir, "/status"));
+}
+
+}  // namespace
+
 absl::StatusOr<uint64_t> ReadPeakRssBytes(const std::string& proc_dir) {
   auto text = ReadFile(proc_dir + "/status");
   if (!text.ok()) return text.status();
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    if (!absl::ConsumePrefix(&line, "VmHWM:")) continue;
-    line = absl::StripAsciiWhitespace(line);
-    absl::ConsumeSuffix(&line, "kB");
-    uint64_t kib = 0;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kib)) return kib * 1024;
+  return StatusField(*text, "VmHWM:", 1024, proc_dir);
+}
+
+absl::StatusOr<ProcessSample> ReadProcessSample(const std::string& proc_dir) {
+  auto text = ReadFile(proc_dir + "/status");
+  if (!text.ok()) return text.status();
+  ProcessSample sample;
+  TALLY_ASSIGN_OR_RETURN(sample.rss_bytes, StatusField(*text, "VmRSS:", 1024, proc_dir));
+  TALLY_ASSIGN_OR_RETURN(sample.threads, StatusField(*text, "Threads:", 1, proc_dir));
+  std::error_code error;
+  for (fs::directory_iterator it(proc_dir + "/fd", error), end; !error && it != end;
+       it.increment(error)) {
+    ++sample.fds;
   }
-  return absl::NotFoundError(absl::StrCat("no VmHWM in ", proc_dir, "/status"));
+  if (error) return absl::InternalError(absl::StrCat(proc_dir, "/fd: ", error.message()));
+  return sample;
+}
+
+absl::StatusOr<uint64_t> CountEstablishedConnections(const std::string& proc_dir, int port) {
+  // Lines "sl local_address rem_address st ...", addresses HEX_IP:HEX_PORT,
+  // st 01 = ESTABLISHED.
+  const std::string local_port = absl::StrFormat(":%04X", port);
+  uint64_t count = 0;
+  bool any = false;
+  for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+    auto text = ReadFile(proc_dir + table);
+    if (!text.ok()) continue;
+    any = true;
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() > 3 && absl::EndsWith(fields[1], local_port) && fields[3] == "01") {
+        ++count;
+      }
+    }
+  }
+  if (!any) return absl::NotFoundError(absl::StrCat("cannot read ", proc_dir, "/net/tcp"));
+  return count;
 }
 
 absl::StatusOr<double> ServerProcess::CpuSeconds() const {

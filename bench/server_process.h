@@ -82,6 +82,19 @@ class ServerProcess {
 // VmHWM (peak resident set) from `proc_dir`/status, e.g. "/proc/self".
 absl::StatusOr<uint64_t> ReadPeakRssBytes(const std::string& proc_dir);
 
+// What a process holds at one moment, from `proc_dir` (e.g. "/proc/self").
+struct ProcessSample {
+  uint64_t rss_bytes = 0;  // VmRSS.
+  uint64_t fds = 0;        // Entries of fd/.
+  uint64_t threads = 0;    // Threads: in status.
+};
+absl::StatusOr<ProcessSample> ReadProcessSample(const std::string& proc_dir);
+
+// ESTABLISHED TCP connections (IPv4 and IPv6) in `proc_dir`'s network
+// namespace whose local port is `port`: on a server's listening port, one
+// per connected peer.
+absl::StatusOr<uint64_t> CountEstablishedConnections(const std::string& proc_dir, int port);
+
 // Where tally-server is expected when --server_bin is not given: next to this
 // executable (installed layout), then ../server/ (CMake build tree).
 absl::StatusOr<std::string> FindServerBinary();

@@ -28,6 +28,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,10 +50,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "bench/encoded_client.h"
 #include "bench/load_generator.h"
+#include "bench/process_monitor.h"
 #include "bench/server_process.h"
 #include "compress/codec.h"
 
@@ -62,6 +68,14 @@ ABSL_FLAG(std::string, server_bin, "",
           "tally-server executable to start. Default: tally-server next to this "
           "executable, or in ../server/ (the CMake build tree).");
 ABSL_FLAG(int, clients, 10, "Concurrent clients K (one thread and one SDK client each).");
+ABSL_FLAG(std::string, id_prefix, "bench-",
+          "Client i's id is <id_prefix><i>: give each tally-bench driving one server its own.");
+ABSL_FLAG(bool, connection_per_client, false,
+          "Every client its own gRPC channel and TCP connection, as separate devices. "
+          "Default: the clients share one connection.");
+ABSL_FLAG(bool, pull, false,
+          "Every client pulls the model (PullModel of the task's version) each round before it "
+          "pushes; the report gives download, upload and whole rounds.");
 ABSL_FLAG(uint64_t, params, 10'000'000, "Parameters d per update (float32, 4*d bytes).");
 ABSL_FLAG(int, rounds, 5, "Measured rounds; every client pushes one update per round.");
 ABSL_FLAG(int, warmup_rounds, 1, "Rounds run before the measured ones, not in the stats.");
@@ -148,6 +162,32 @@ std::string RelayConfigText(int clients, const std::optional<compress::CodecSpec
                     absl::StrCat("limits { max_concurrent_uploads: ", clients, " }\n"), codec);
 }
 
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// /proc/loadavg's 1, 5 and 15 minute averages.
+std::string LoadAverage() {
+  std::vector<std::string> fields = absl::StrSplit(ReadText("/proc/loadavg"), ' ');
+  if (fields.size() < 3) return "";
+  return absl::StrJoin(fields.begin(), fields.begin() + 3, " ");
+}
+
+// The value after "key" and a colon in a "key : value" file such as
+// /proc/cpuinfo; empty if absent.
+std::string ProcField(const std::string& path, absl::string_view key) {
+  for (absl::string_view line : absl::StrSplit(ReadText(path), '\n')) {
+    if (!absl::ConsumePrefix(&line, key)) continue;
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  }
+  return "";
+}
+
 double ProcessCpuSeconds() {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
@@ -164,8 +204,26 @@ struct RelayReport {
   std::string stop_status = "n/a";
 };
 
+// A process (the started server, or tally-bench) during the load.
+struct Footprint {
+  std::optional<ProcessSample> before;  // Before the clients were created.
+  std::optional<ProcessSample> joined;  // Every client joined, before the first round.
+  ProcessSample max;                    // The largest of each, sampled every 250 ms.
+};
+
+// Where the run happened.
+struct Machine {
+  std::string date;        // UTC, ISO 8601, at the start.
+  std::string cpu_model;   // /proc/cpuinfo "model name".
+  std::string kernel;      // uname -sr.
+  uint64_t memory_bytes = 0;  // MemTotal.
+  std::string loadavg_before, loadavg_after;  // /proc/loadavg's first three fields.
+  uint64_t nofile_soft = 0, nofile_hard = 0;  // RLIMIT_NOFILE (after raising soft to hard).
+};
+
 // Everything a run measured, beyond the LoadResult.
 struct Report {
+  Machine machine;
   std::string mode;  // "spawn" or "target".
   std::string target;
   std::string server_bin;
@@ -179,7 +237,43 @@ struct Report {
   std::optional<uint64_t> client_peak_rss;
   double client_cpu_seconds = 0;  // During RunLoad.
   std::vector<RelayReport> relays;  // --relays.
+  Footprint server;  // Spawn mode.
+  Footprint client;
+  // ESTABLISHED TCP connections on the server's port once every client
+  // joined (spawn mode): one per client with --connection_per_client.
+  std::optional<uint64_t> server_connections_joined;
 };
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (a spawned
+// server inherits it): each client connection is a file descriptor at both
+// ends.
+void RaiseFdLimit(Machine* machine) {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  machine->nofile_soft = limit.rlim_cur;
+  machine->nofile_hard = limit.rlim_max;
+}
+
+Machine ReadMachine() {
+  Machine machine;
+  machine.date = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+  machine.cpu_model = ProcField("/proc/cpuinfo", "model name");
+  struct utsname name {};
+  if (uname(&name) == 0) machine.kernel = absl::StrCat(name.sysname, " ", name.release);
+  const std::string mem_text = ProcField("/proc/meminfo", "MemTotal");
+  absl::string_view mem = mem_text;
+  absl::ConsumeSuffix(&mem, " kB");
+  uint64_t kib = 0;
+  if (absl::SimpleAtoi(mem, &kib)) machine.memory_bytes = kib * 1024;
+  machine.loadavg_before = LoadAverage();
+  RaiseFdLimit(&machine);
+  return machine;
+}
 
 // "float32 (SDK)" for the SDK path, else the codec's name.
 std::string CodecName(const std::optional<compress::CodecSpec>& codec) {
@@ -191,15 +285,41 @@ std::string MiB(const std::optional<uint64_t>& bytes) {
   return bytes.has_value() ? MiB(*bytes) : "n/a";
 }
 
+void PrintLatency(absl::string_view call, const LatencyStats& s) {
+  absl::PrintF("  %-13s p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  (mean %.1f, max %.1f)\n", call,
+               s.p50 * 1e3, s.p90 * 1e3, s.p99 * 1e3, s.mean * 1e3, s.max * 1e3);
+}
+
+// The growth of the resident set from before the clients were created to
+// when all had joined, per client: what a connected, idle client costs.
+std::optional<double> BytesPerClient(const Footprint& f, int clients) {
+  if (!f.before.has_value() || !f.joined.has_value()) return std::nullopt;
+  return (static_cast<double>(f.joined->rss_bytes) - static_cast<double>(f.before->rss_bytes)) /
+         clients;
+}
+
+void PrintFootprint(absl::string_view who, const Footprint& f, int clients) {
+  if (!f.before.has_value()) return;
+  const ProcessSample joined = f.joined.value_or(ProcessSample{});
+  absl::PrintF(
+      "  %-13s RSS %s before the clients, %s all joined (%s per client), max %s; fds %d / %d / "
+      "max %d; threads %d / %d / max %d\n",
+      absl::StrCat(who, " /proc"), MiB(f.before->rss_bytes), MiB(joined.rss_bytes),
+      absl::StrFormat("%.1f KiB", BytesPerClient(f, clients).value_or(0) / 1024),
+      MiB(f.max.rss_bytes), f.before->fds, joined.fds, f.max.fds, f.before->threads,
+      joined.threads, f.max.threads);
+}
+
 void PrintSummary(const Report& r) {
   const LoadResult& l = r.load;
   const ServerStatusInfo& s = l.server_status;
   absl::PrintF(
       "tally-bench: %d clients x %d params (%s per float32 update), %d measured rounds "
-      "(+%d warm-up), schedule %s, codec %s, %u cores, %s server %s%s\n",
+      "(+%d warm-up), schedule %s, codec %s, %s, %s, %u cores, %s server %s%s\n",
       r.options.clients, r.options.params, MiB(r.options.params * 4), r.options.rounds,
-      r.options.warmup_rounds, absl::GetFlag(FLAGS_schedule), CodecName(r.options.codec), r.cores,
-      r.mode, r.target,
+      r.options.warmup_rounds, absl::GetFlag(FLAGS_schedule), CodecName(r.options.codec),
+      r.options.connection_per_client ? "a connection per client" : "one shared connection",
+      r.options.pull ? "pull + push" : "push only", r.cores, r.mode, r.target,
       r.relays.empty() ? "" : absl::StrCat(" behind ", r.relays.size(), " relays"));
   absl::PrintF("  ingest        %.1f MB/s  (%d updates, %.1f MB in %.3f s; pushes alone %.3f s)\n",
                l.mb_per_second, l.updates_accepted, l.bytes_accepted / 1e6, l.wall_seconds,
@@ -213,9 +333,17 @@ void PrintSummary(const Report& r) {
     absl::PrintF("  represented   %.2f GB/s of float32 updates\n", l.represented_gb_per_second);
   }
   absl::PrintF("  updates/s     %.2f\n", l.updates_per_second);
-  absl::PrintF("  PushUpdate    p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  (mean %.1f, max %.1f)\n",
-               l.latency_p50 * 1e3, l.latency_p90 * 1e3, l.latency_p99 * 1e3, l.latency_mean * 1e3,
-               l.latency_max * 1e3);
+  PrintLatency("PushUpdate", l.push);
+  if (r.options.pull) {
+    absl::PrintF(
+        "  download      %.1f MB/s in the pull phases (%d pulls, %.1f MB in %.3f s); upload %.1f "
+        "MB/s in the push phases (%.3f s)\n",
+        l.download_mb_per_second, l.pull.count, l.bytes_downloaded / 1e6, l.download_seconds,
+        l.upload_mb_per_second, l.upload_seconds);
+    absl::PrintF("  whole rounds  %.1f MB/s down + up over %.3f s\n", l.round_mb_per_second,
+                 l.wall_seconds);
+    PrintLatency("PullModel", l.pull);
+  }
   if (l.round_seconds.size() <= 50) {
     absl::PrintF("  round times   %s s\n",
                  absl::StrJoin(l.round_seconds, " ", [](std::string* out, double v) {
@@ -248,6 +376,12 @@ void PrintSummary(const Report& r) {
   }
   absl::PrintF("  client        peak RSS %s, CPU %.1f s (%.2f cores)\n", MiB(r.client_peak_rss),
                r.client_cpu_seconds, r.client_cpu_seconds / l.total_seconds);
+  PrintFootprint("server", r.server, r.options.clients);
+  PrintFootprint("client", r.client, r.options.clients);
+  if (r.server_connections_joined.has_value()) {
+    absl::PrintF("  connections   %d established on the server's port with every client joined\n",
+                 *r.server_connections_joined);
+  }
   if (l.has_server_status) {
     absl::PrintF(
         "  server status version %d, rounds completed %d (failed %d), updates accepted "
@@ -284,6 +418,28 @@ std::string JsonOptional(const std::optional<T>& v) {
   return v.has_value() ? absl::StrCat(*v) : "null";
 }
 
+std::string JsonBool(bool b) { return b ? "true" : "false"; }
+
+std::string JsonLatency(const LatencyStats& s) {
+  return absl::StrFormat(
+      "{\"count\": %d, \"p50\": %.6f, \"p90\": %.6f, \"p99\": %.6f, \"mean\": %.6f, \"max\": %.6f}",
+      s.count, s.p50, s.p90, s.p99, s.mean, s.max);
+}
+
+std::string JsonSample(const std::optional<ProcessSample>& s) {
+  if (!s.has_value()) return "null";
+  return absl::StrFormat("{\"rss_bytes\": %d, \"fds\": %d, \"threads\": %d}", s->rss_bytes,
+                         s->fds, s->threads);
+}
+
+std::string JsonFootprint(const Footprint& f, int clients) {
+  const std::optional<double> per_client = BytesPerClient(f, clients);
+  return absl::StrFormat(
+      "{\"before\": %s, \"joined\": %s, \"max\": %s, \"rss_bytes_per_client\": %s}",
+      JsonSample(f.before), JsonSample(f.joined), JsonSample(f.max),
+      per_client.has_value() ? absl::StrFormat("%.1f", *per_client) : "null");
+}
+
 std::string ToJson(const Report& r) {
   const LoadResult& l = r.load;
   const ServerStatusInfo& s = l.server_status;
@@ -296,23 +452,42 @@ std::string ToJson(const Report& r) {
       &out,
       "  \"config\": {\"mode\": %s, \"target\": %s, \"server_bin\": %s, \"clients\": %d, "
       "\"params\": %d, \"update_bytes\": %d, \"rounds\": %d, \"warmup_rounds\": %d, "
-      "\"chunk_bytes\": %d, \"seed\": %d, \"schedule\": %s, \"codec\": %s, \"relays\": %d},\n",
+      "\"chunk_bytes\": %d, \"seed\": %d, \"schedule\": %s, \"codec\": %s, \"id_prefix\": %s, "
+      "\"connection_per_client\": %s, \"pull\": %s, \"relays\": %d},\n",
       JsonString(r.mode), JsonString(r.target), JsonString(r.server_bin), r.options.clients,
       r.options.params, r.options.params * 4, r.options.rounds, r.options.warmup_rounds,
       r.options.chunk_bytes, r.options.seed, JsonString(absl::GetFlag(FLAGS_schedule)),
-      JsonString(CodecName(r.options.codec)), r.relays.size());
-  absl::StrAppendFormat(&out, "  \"machine\": {\"cores\": %u},\n", r.cores);
+      JsonString(CodecName(r.options.codec)), JsonString(r.options.id_prefix),
+      JsonBool(r.options.connection_per_client), JsonBool(r.options.pull), r.relays.size());
+  const Machine& m = r.machine;
+  absl::StrAppendFormat(
+      &out,
+      "  \"machine\": {\"cores\": %u, \"cpu_model\": %s, \"memory_bytes\": %d, \"kernel\": %s, "
+      "\"date\": %s, \"loadavg_before\": %s, \"loadavg_after\": %s, \"nofile_soft\": %d, "
+      "\"nofile_hard\": %d},\n",
+      r.cores, JsonString(m.cpu_model), m.memory_bytes, JsonString(m.kernel), JsonString(m.date),
+      JsonString(m.loadavg_before), JsonString(m.loadavg_after), m.nofile_soft, m.nofile_hard);
   absl::StrAppendFormat(&out,
                         "  \"updates_per_second\": %.4f,\n  \"mb_per_second\": %.3f,\n"
                         "  \"represented_gb_per_second\": %.4f,\n"
                         "  \"server_peak_rss_bytes\": %s,\n",
                         l.updates_per_second, l.mb_per_second, l.represented_gb_per_second,
                         JsonOptional(server_peak));
+  absl::StrAppendFormat(&out, "  \"latency_seconds\": %s,\n  \"pull_latency_seconds\": %s,\n",
+                        JsonLatency(l.push), JsonLatency(l.pull));
   absl::StrAppendFormat(
       &out,
-      "  \"latency_seconds\": {\"p50\": %.6f, \"p90\": %.6f, \"p99\": %.6f, \"mean\": %.6f, "
-      "\"max\": %.6f},\n",
-      l.latency_p50, l.latency_p90, l.latency_p99, l.latency_mean, l.latency_max);
+      "  \"upload\": {\"bytes\": %d, \"phase_seconds\": %.6f, \"mb_per_second\": %.3f},\n"
+      "  \"download\": {\"bytes\": %d, \"pulls\": %d, \"phase_seconds\": %.6f, "
+      "\"mb_per_second\": %.3f},\n"
+      "  \"round\": {\"wall_seconds\": %.6f, \"mb_per_second\": %.3f},\n",
+      l.bytes_accepted, l.upload_seconds, l.upload_mb_per_second, l.bytes_downloaded, l.pull.count,
+      l.download_seconds, l.download_mb_per_second, l.wall_seconds, l.round_mb_per_second);
+  absl::StrAppendFormat(
+      &out,
+      "  \"footprint\": {\"server\": %s, \"client\": %s, \"server_connections_joined\": %s},\n",
+      JsonFootprint(r.server, r.options.clients), JsonFootprint(r.client, r.options.clients),
+      JsonOptional(r.server_connections_joined));
   absl::StrAppendFormat(
       &out,
       "  \"measured\": {\"updates_accepted\": %d, \"updates_duplicate\": %d, "
@@ -336,9 +511,10 @@ std::string ToJson(const Report& r) {
         &out,
         ", \"peak_rss_bytes_admin\": %d, \"rss_bytes_admin\": %d, \"model_version\": %d, "
         "\"rounds_completed\": %d, \"rounds_failed\": %d, \"updates_accepted\": %d, "
-        "\"updates_rejected\": %d, \"bytes_received\": %d",
+        "\"updates_rejected\": %d, \"bytes_received\": %d, \"version\": %s, \"commit\": %s",
         s.peak_rss_bytes, s.rss_bytes, s.model_version, s.rounds_completed, s.rounds_failed,
-        s.updates_accepted, s.updates_rejected, s.bytes_received);
+        s.updates_accepted, s.updates_rejected, s.bytes_received, JsonString(s.server_version),
+        JsonString(s.server_commit));
   }
   absl::StrAppendFormat(&out, "},\n  \"relays\": [%s],\n",
                         absl::StrJoin(r.relays, ", ", [](std::string* o, const RelayReport& relay) {
@@ -384,6 +560,9 @@ absl::StatusOr<std::optional<compress::CodecSpec>> CodecFromFlags() {
 LoadOptions LoadOptionsFromFlags() {
   LoadOptions options;
   options.clients = absl::GetFlag(FLAGS_clients);
+  options.id_prefix = absl::GetFlag(FLAGS_id_prefix);
+  options.connection_per_client = absl::GetFlag(FLAGS_connection_per_client);
+  options.pull = absl::GetFlag(FLAGS_pull);
   options.params = absl::GetFlag(FLAGS_params);
   options.rounds = absl::GetFlag(FLAGS_rounds);
   options.warmup_rounds = absl::GetFlag(FLAGS_warmup_rounds);
@@ -475,12 +654,37 @@ void StopRelays(const std::vector<std::unique_ptr<ServerProcess>>& relays,
 absl::StatusOr<LoadResult> MeasureLoad(ServerProcess* server,
                                        const std::vector<std::unique_ptr<ServerProcess>>& relays,
                                        Report* report) {
+  constexpr absl::Duration kSampleInterval = absl::Milliseconds(250);
+  const std::string server_proc = server != nullptr ? absl::StrCat("/proc/", server->pid()) : "";
+  std::optional<ProcessMonitor> server_monitor;
+  if (server != nullptr) {
+    server_monitor.emplace(server_proc, kSampleInterval);
+    report->server.before = server_monitor->Sample();
+  }
+  ProcessMonitor client_monitor("/proc/self", kSampleInterval);
+  report->client.before = client_monitor.Sample();
+  report->options.on_all_joined = [&] {
+    report->client.joined = client_monitor.Sample();
+    if (server == nullptr) return;
+    report->server.joined = server_monitor->Sample();
+    if (auto connections = CountEstablishedConnections(server_proc, server->port());
+        connections.ok()) {
+      report->server_connections_joined = *connections;
+    }
+  };
   const double client_cpu_before = ProcessCpuSeconds();
   absl::StatusOr<double> server_cpu_before =
       server != nullptr ? server->CpuSeconds() : absl::StatusOr<double>(0.0);
   std::vector<absl::StatusOr<double>> relay_cpu_before;
   for (const auto& relay : relays) relay_cpu_before.push_back(relay->CpuSeconds());
   absl::StatusOr<LoadResult> load = RunLoad(report->options);
+  report->options.on_all_joined = nullptr;  // It refers to this frame.
+  client_monitor.Sample();
+  report->client.max = client_monitor.Max();
+  if (server_monitor.has_value()) {
+    server_monitor->Sample();
+    report->server.max = server_monitor->Max();
+  }
   StopRelays(relays, relay_cpu_before, report);
   report->client_cpu_seconds = ProcessCpuSeconds() - client_cpu_before;
   if (auto peak = ReadPeakRssBytes("/proc/self"); peak.ok()) report->client_peak_rss = *peak;
@@ -519,6 +723,7 @@ absl::Status ValidateRelayFlags(const Report& report) {
 
 absl::Status Run() {
   Report report;
+  report.machine = ReadMachine();
   report.cores = std::thread::hardware_concurrency();
   report.options = LoadOptionsFromFlags();
   absl::StatusOr<std::optional<compress::CodecSpec>> codec = CodecFromFlags();
@@ -544,6 +749,7 @@ absl::Status Run() {
   absl::StatusOr<LoadResult> load = MeasureLoad(server.get(), relays, &report);
   if (!load.ok()) return load.status();
   report.load = *std::move(load);
+  report.machine.loadavg_after = LoadAverage();
   PrintSummary(report);
   const std::string json_path = absl::GetFlag(FLAGS_json);
   if (json_path.empty()) return absl::OkStatus();

@@ -74,6 +74,11 @@ struct ClientOptions {
   absl::Duration call_timeout = absl::Seconds(60);      // Unary calls.
   absl::Duration transfer_timeout = absl::Minutes(30);  // Pull/Push streams.
   size_t chunk_bytes = 1 << 20;                         // Upload chunk size; capped by the server.
+  // false (default): Clients of one process that talk to the same target
+  // with the same settings share one TCP connection (gRPC's global subchannel
+  // pool). true: this Client has a connection of its own, as a separate
+  // device would (load generators; many Clients in one process).
+  bool own_connection = false;
   // Seeds retry jitter and generated update ids; 0 (default) = random. A
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
