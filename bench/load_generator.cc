@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "bench/callback_driver.h"
 #include "bench/encoded_client.h"
 #include "bench/load_run.h"
 #include "core/status_macros.h"
@@ -222,6 +223,7 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
   if (options.rounds < 1) return absl::InvalidArgumentError("rounds must be >= 1");
   if (options.warmup_rounds < 0) return absl::InvalidArgumentError("warmup_rounds must be >= 0");
   if (options.chunk_bytes < 1024) return absl::InvalidArgumentError("chunk_bytes must be >= 1024");
+  if (options.driver_threads < 1) return absl::InvalidArgumentError("driver_threads must be >= 1");
   if (options.codec.has_value()) {
     if (absl::Status valid = compress::ValidateSpec(*options.codec, options.params); !valid.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("codec: ", valid.message()));
@@ -235,12 +237,16 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options) {
   absl::StatusOr<std::unique_ptr<Client>> admin = NewAdminClient(options);
   RunState state(options.clients, options.stop);
   std::vector<ClientReport> reports(options.clients);
-  std::vector<std::thread> threads;
-  threads.reserve(options.clients);
-  for (int i = 0; i < options.clients; ++i) {
-    threads.emplace_back(RunClient, i, std::cref(options), std::ref(state), &reports[i]);
+  if (options.driver == LoadOptions::Driver::kCallback) {
+    RunCallbackClients(options, state, reports);
+  } else {
+    std::vector<std::thread> threads;
+    threads.reserve(options.clients);
+    for (int i = 0; i < options.clients; ++i) {
+      threads.emplace_back(RunClient, i, std::cref(options), std::ref(state), &reports[i]);
+    }
+    for (std::thread& thread : threads) thread.join();
   }
-  for (std::thread& thread : threads) thread.join();
   if (absl::Status error = state.first_error(); !error.ok()) return error;
   if (state.stopped()) return absl::CancelledError("interrupted");
 

@@ -14,7 +14,10 @@
 // there are no rounds: each client asks for a task and pushes, warmup_rounds
 // + rounds times, as fast as the server lets it; "round" r then means every
 // client's r-th update.
-// Every client runs on a thread of its own.
+// Two drivers run the clients: kThreads, one thread per client through the
+// C++ SDK (or an EncodedClient); kCallback, every client a state machine of
+// gRPC callback calls, so that thousands of clients need no thread each
+// (bench/callback_driver.h).
 //
 // Thread safety: RunLoad() is self-contained; it may be called from any
 // thread, one run at a time per server.
@@ -55,6 +58,9 @@ struct LoadOptions {
   // Called once, when every client has joined and before the first round
   // (e.g. to sample the server with all clients connected).
   std::function<void()> on_all_joined;
+  enum class Driver { kThreads, kCallback };
+  Driver driver = Driver::kThreads;
+  int driver_threads = 2;  // kCallback: threads that run the clients' steps and timers.
   uint64_t params = 10'000'000;                  // d; must equal the server model's size.
   int rounds = 5;                                // Measured rounds, >= 1.
   int warmup_rounds = 1;                         // Rounds run first and left out of the stats.

@@ -73,6 +73,11 @@ ABSL_FLAG(std::string, id_prefix, "bench-",
 ABSL_FLAG(bool, connection_per_client, false,
           "Every client its own gRPC channel and TCP connection, as separate devices. "
           "Default: the clients share one connection.");
+ABSL_FLAG(std::string, driver, "threads",
+          "threads: one thread per client (the C++ SDK, or the encoded-payload client with "
+          "--codec); callback: every client a state machine of gRPC callback calls on a few "
+          "threads (--driver_threads), for thousands of clients.");
+ABSL_FLAG(int, driver_threads, 2, "--driver=callback: threads that run the clients' steps.");
 ABSL_FLAG(bool, pull, false,
           "Every client pulls the model (PullModel of the task's version) each round before it "
           "pushes; the report gives download, upload and whole rounds.");
@@ -145,10 +150,21 @@ std::string ConfigText(absl::string_view role, int clients, absl::string_view ex
   return text;
 }
 
-std::string ServerConfigText(int clients, uint64_t params, const std::string& schedule,
+// `uploads` at once, and every one of `load_clients`, all from 127.0.0.1,
+// may join: the per-peer session and join-rate caps (defaults 10000 and
+// 6000 a minute) raised to twice the load clients.
+std::string LimitsText(int uploads, int load_clients) {
+  const int per_peer = std::max(10000, 2 * load_clients);
+  return absl::StrCat("limits { max_concurrent_uploads: ", uploads,
+                      " max_sessions_per_peer: ", per_peer, " peer_joins_per_minute: ", per_peer,
+                      " }\n");
+}
+
+std::string ServerConfigText(int clients, int load_clients, uint64_t params,
+                             const std::string& schedule,
                              const std::optional<compress::CodecSpec>& codec) {
   std::string extra = absl::StrCat("model { tensors { name: \"w\" shape: ", params, " } }\n",
-                                   "limits { max_concurrent_uploads: ", clients, " }\n");
+                                   LimitsText(clients, load_clients));
   if (schedule != "sync") {
     absl::StrAppend(&extra, "schedule { name: \"", schedule, "\" num_clients: ", clients,
                     " buffer_size: ", absl::GetFlag(FLAGS_buffer_size), " }\n");
@@ -158,8 +174,7 @@ std::string ServerConfigText(int clients, uint64_t params, const std::string& sc
 
 // A relay's config: no model (the root's; so are the limits derived from it).
 std::string RelayConfigText(int clients, const std::optional<compress::CodecSpec>& codec) {
-  return ConfigText("relay", clients,
-                    absl::StrCat("limits { max_concurrent_uploads: ", clients, " }\n"), codec);
+  return ConfigText("relay", clients, LimitsText(clients, clients), codec);
 }
 
 std::string ReadText(const std::string& path) {
@@ -275,9 +290,12 @@ Machine ReadMachine() {
   return machine;
 }
 
-// "float32 (SDK)" for the SDK path, else the codec's name.
-std::string CodecName(const std::optional<compress::CodecSpec>& codec) {
-  return codec.has_value() ? compress::FindCodec(codec->id)->name : "float32 (SDK)";
+// The codec's name, or "float32 (SDK)" / "float32 (callback)" for the
+// dense update of the thread or callback driver.
+std::string CodecName(const LoadOptions& options) {
+  if (options.codec.has_value()) return compress::FindCodec(options.codec->id)->name;
+  return options.driver == LoadOptions::Driver::kCallback ? "float32 (callback)"
+                                                          : "float32 (SDK)";
 }
 
 std::string MiB(uint64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
@@ -317,7 +335,7 @@ void PrintSummary(const Report& r) {
       "tally-bench: %d clients x %d params (%s per float32 update), %d measured rounds "
       "(+%d warm-up), schedule %s, codec %s, %s, %s, %u cores, %s server %s%s\n",
       r.options.clients, r.options.params, MiB(r.options.params * 4), r.options.rounds,
-      r.options.warmup_rounds, absl::GetFlag(FLAGS_schedule), CodecName(r.options.codec),
+      r.options.warmup_rounds, absl::GetFlag(FLAGS_schedule), CodecName(r.options),
       r.options.connection_per_client ? "a connection per client" : "one shared connection",
       r.options.pull ? "pull + push" : "push only", r.cores, r.mode, r.target,
       r.relays.empty() ? "" : absl::StrCat(" behind ", r.relays.size(), " relays"));
@@ -328,7 +346,7 @@ void PrintSummary(const Report& r) {
     absl::PrintF(
         "  codec         %s, %d bytes per update (%.1fx fewer than float32), encoded once "
         "per client before the run\n",
-        CodecName(r.options.codec), l.bytes_accepted / std::max<uint64_t>(1, l.updates_accepted),
+        CodecName(r.options), l.bytes_accepted / std::max<uint64_t>(1, l.updates_accepted),
         l.bytes_accepted > 0 ? static_cast<double>(l.represented_bytes) / l.bytes_accepted : 0.0);
     absl::PrintF("  represented   %.2f GB/s of float32 updates\n", l.represented_gb_per_second);
   }
@@ -453,12 +471,14 @@ std::string ToJson(const Report& r) {
       "  \"config\": {\"mode\": %s, \"target\": %s, \"server_bin\": %s, \"clients\": %d, "
       "\"params\": %d, \"update_bytes\": %d, \"rounds\": %d, \"warmup_rounds\": %d, "
       "\"chunk_bytes\": %d, \"seed\": %d, \"schedule\": %s, \"codec\": %s, \"id_prefix\": %s, "
-      "\"connection_per_client\": %s, \"pull\": %s, \"relays\": %d},\n",
+      "\"connection_per_client\": %s, \"pull\": %s, \"driver\": %s, \"driver_threads\": %d, "
+      "\"relays\": %d},\n",
       JsonString(r.mode), JsonString(r.target), JsonString(r.server_bin), r.options.clients,
       r.options.params, r.options.params * 4, r.options.rounds, r.options.warmup_rounds,
       r.options.chunk_bytes, r.options.seed, JsonString(absl::GetFlag(FLAGS_schedule)),
-      JsonString(CodecName(r.options.codec)), JsonString(r.options.id_prefix),
-      JsonBool(r.options.connection_per_client), JsonBool(r.options.pull), r.relays.size());
+      JsonString(CodecName(r.options)), JsonString(r.options.id_prefix),
+      JsonBool(r.options.connection_per_client), JsonBool(r.options.pull),
+      JsonString(absl::GetFlag(FLAGS_driver)), r.options.driver_threads, r.relays.size());
   const Machine& m = r.machine;
   absl::StrAppendFormat(
       &out,
@@ -563,6 +583,9 @@ LoadOptions LoadOptionsFromFlags() {
   options.id_prefix = absl::GetFlag(FLAGS_id_prefix);
   options.connection_per_client = absl::GetFlag(FLAGS_connection_per_client);
   options.pull = absl::GetFlag(FLAGS_pull);
+  options.driver = absl::GetFlag(FLAGS_driver) == "callback" ? LoadOptions::Driver::kCallback
+                                                             : LoadOptions::Driver::kThreads;
+  options.driver_threads = absl::GetFlag(FLAGS_driver_threads);
   options.params = absl::GetFlag(FLAGS_params);
   options.rounds = absl::GetFlag(FLAGS_rounds);
   options.warmup_rounds = absl::GetFlag(FLAGS_warmup_rounds);
@@ -585,7 +608,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> StartServer(const LoadOptions& op
   }
   const int relays = absl::GetFlag(FLAGS_relays);
   server_options.config_text =
-      ServerConfigText(relays > 0 ? relays : options.clients, options.params,
+      ServerConfigText(relays > 0 ? relays : options.clients, options.clients, options.params,
                        absl::GetFlag(FLAGS_schedule), options.codec);
   server_options.start_timeout = absl::GetFlag(FLAGS_server_start_timeout);
   report->server_bin = server_options.binary;
@@ -729,6 +752,10 @@ absl::Status Run() {
   absl::StatusOr<std::optional<compress::CodecSpec>> codec = CodecFromFlags();
   if (!codec.ok()) return codec.status();
   report.options.codec = *codec;
+  if (const std::string driver = absl::GetFlag(FLAGS_driver);
+      driver != "threads" && driver != "callback") {
+    return absl::InvalidArgumentError("--driver: must be threads or callback, not " + driver);
+  }
   if (absl::Status valid = ValidateLoadOptions(report.options); !valid.ok()) return valid;
   report.target = absl::GetFlag(FLAGS_target);
   report.mode = report.target.empty() ? "spawn" : "target";

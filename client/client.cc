@@ -20,7 +20,6 @@
 #include "absl/strings/str_format.h"
 #include "client/model_stream.h"
 #include "client/proto_convert.h"
-#include "client/raw_push.h"
 #include "client/retry.h"
 #include "client/validation.h"
 #include "compress/codec.h"
@@ -29,6 +28,7 @@
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
+#include "proto/push_call.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 // CODEC_DENSE_F32 is little-endian float32; the payload is sent as the raw
@@ -204,7 +204,7 @@ class GrpcClient final : public Client {
   const client_internal::BackoffPolicy policy_;
   client_internal::RandomSource random_;  // Thread-safe.
   const std::unique_ptr<v1::Aggregator::Stub> aggregator_;
-  const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (client/raw_push.h).
+  const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (proto/push_call.h).
   const std::unique_ptr<v1::Admin::Stub> admin_;
 
   tally::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -530,8 +530,9 @@ absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& sessi
   v1::PushUpdateResponse response;
   TALLY_RETURN_IF_ERROR(FromGrpcStatus(
       "PushUpdate",
-      client_internal::RawPushUpdate(*generic_, absl::Now() + options_.transfer_timeout, header,
-                                     payload, session.chunk_bytes, &response)));
+      wire::PushCall(*generic_, absl::Now() + options_.transfer_timeout, header,
+                     absl::string_view(payload.data(), payload.size()), session.chunk_bytes,
+                     &response)));
   return response;
 }
 

@@ -1,5 +1,6 @@
 #include "proto/chunk_wire.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -137,6 +138,22 @@ void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string
   AppendVarint(size, prefix);
   suffix->push_back('\x18');  // Field 3 (offset), varint.
   AppendVarint(offset, suffix);
+}
+
+bool ChunkWriter::Next(grpc::ByteBuffer* message) {
+  if (offset_ >= payload_.size()) return false;
+  const size_t size = std::min(chunk_bytes_, payload_.size() - offset_);
+  std::string prefix, suffix;
+  ChunkFraming(size, offset_, &prefix, &suffix);
+  const char* data = payload_.data() + offset_;
+  grpc::Slice slices[3] = {grpc::Slice(prefix),
+                           data_ == Data::kBorrow
+                               ? grpc::Slice(data, size, grpc::Slice::STATIC_SLICE)
+                               : grpc::Slice(data, size),
+                           grpc::Slice(suffix)};
+  *message = grpc::ByteBuffer(slices, 3);
+  offset_ += size;
+  return true;
 }
 
 std::string HeaderMessage(const google::protobuf::MessageLite& header) {

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 #include "tally/v1/tally.pb.h"
 
@@ -45,6 +46,27 @@ void ChunkFraming(size_t size, uint64_t offset, std::string* prefix, std::string
 
 // A whole chunk message holding only `header` (field 1).
 std::string HeaderMessage(const google::protobuf::MessageLite& header);
+
+// Cuts a payload into whole chunk messages {data, offset} of at most
+// `chunk_bytes` (> 0) data bytes each, in order: the framing, then the data
+// copied into a slice of its own (kCopy), or referenced where it is
+// (kBorrow: the payload must then outlive gRPC's sending of every message).
+// Not thread-safe.
+class ChunkWriter {
+ public:
+  enum class Data { kCopy, kBorrow };
+  ChunkWriter(absl::string_view payload, size_t chunk_bytes, Data data)
+      : payload_(payload), chunk_bytes_(chunk_bytes), data_(data) {}
+
+  // The next chunk message; false when the whole payload has been given.
+  bool Next(grpc::ByteBuffer* message);
+
+ private:
+  const absl::string_view payload_;
+  const size_t chunk_bytes_;
+  const Data data_;
+  size_t offset_ = 0;
+};
 
 }  // namespace tally::wire
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tally-bench's federation modes against real servers on loopback:
+# tally-bench's federation modes against real servers on loopback, with
+# both drivers (a thread per client; callback state machines):
 # --connection_per_client gives every client its own TCP connection (the
 # server's port has one ESTABLISHED socket per client, one in all without
 # it), --pull downloads the model every round (model bytes x clients x
@@ -11,24 +12,29 @@ source "$(dirname "$0")/bench_test_common.sh" bench_modes_test "$@"
 # json_field FILE KEY: the first number after "KEY": in FILE.
 json_field() { grep -o "\"$2\": [0-9.]*" "$1" | head -1 | awk '{print $2}'; }
 
-# 3 clients x 2 measured rounds (+1 warm-up) of d = 100000 (400000 bytes).
-out=$("$bench" --server_bin="$server" --clients=3 --params=100000 --rounds=2 --warmup_rounds=1 \
-      --connection_per_client --pull --json="$tmp/own.json" 2>&1) || fail "tally-bench: $out"
-[ "$(json_field "$tmp/own.json" server_connections_joined)" = 3 ] ||
-  fail "--connection_per_client: not 3 connections on the server's port: $(cat "$tmp/own.json")"
-grep -q '"download": {"bytes": 2400000, "pulls": 6,' "$tmp/own.json" ||
-  fail "--pull: not 6 pulls of 400000 bytes: $(cat "$tmp/own.json")"
-grep -q '"updates_accepted": 6,' "$tmp/own.json" || fail "not 3 x 2 measured updates"
-grep -q "a connection per client, pull + push" <<<"$out" || fail "summary: $out"
-grep -q "PullModel .*p50" <<<"$out" || fail "no PullModel latency: $out"
+# 3 clients x 2 measured rounds (+1 warm-up) of d = 100000 (400000 bytes),
+# by both drivers.
+for driver in threads callback; do
+  out=$("$bench" --server_bin="$server" --clients=3 --params=100000 --rounds=2 --warmup_rounds=1 \
+        --connection_per_client --pull --driver=$driver --json="$tmp/own.json" 2>&1) ||
+    fail "tally-bench --driver=$driver: $out"
+  [ "$(json_field "$tmp/own.json" server_connections_joined)" = 3 ] ||
+    fail "$driver: not 3 connections on the server's port: $(cat "$tmp/own.json")"
+  grep -q '"download": {"bytes": 2400000, "pulls": 6,' "$tmp/own.json" ||
+    fail "$driver: --pull: not 6 pulls of 400000 bytes: $(cat "$tmp/own.json")"
+  grep -q '"updates_accepted": 6,' "$tmp/own.json" || fail "$driver: not 3 x 2 measured updates"
+  grep -q '"bytes_accepted": 2400000,' "$tmp/own.json" || fail "$driver: not 6 x 400000 bytes"
+  grep -q "a connection per client, pull + push" <<<"$out" || fail "$driver: summary: $out"
+  grep -q "PullModel .*p50" <<<"$out" || fail "$driver: no PullModel latency: $out"
+done
 
-out=$("$bench" --server_bin="$server" --clients=3 --params=100000 --rounds=1 \
+out=$("$bench" --server_bin="$server" --clients=3 --params=100000 --rounds=1 --driver=callback \
       --json="$tmp/shared.json" 2>&1) || fail "tally-bench: $out"
 [ "$(json_field "$tmp/shared.json" server_connections_joined)" = 1 ] ||
   fail "shared: not 1 connection: $(cat "$tmp/shared.json")"
 grep -q '"download": {"bytes": 0, "pulls": 0,' "$tmp/shared.json" || fail "pulled without --pull"
 
-# Two processes, 2 clients each, rounds of 4 at one server.
+# Two processes (one per driver), 2 clients each, rounds of 4 at one server.
 cat >"$tmp/server.textproto" <<CONFIG
 model { tensors { name: "w" shape: 1000 } }
 rounds { clients_per_round: 4 min_clients: 4 }
@@ -40,9 +46,12 @@ trap 'kill $server_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 200); do [[ -s $tmp/port ]] && break; sleep 0.05; done
 [[ -s $tmp/port ]] || fail "server did not start: $(cat "$tmp/server.log")"
 target=127.0.0.1:$(cat "$tmp/port")
+driver_a=threads driver_b=callback
 for prefix in a b; do
+  driver=driver_$prefix
   "$bench" --target="$target" --clients=2 --params=1000 --rounds=3 --warmup_rounds=0 \
-    --id_prefix="bench-$prefix-" --connection_per_client --json="$tmp/$prefix.json" \
+    --id_prefix="bench-$prefix-" --connection_per_client --driver="${!driver}" \
+    --json="$tmp/$prefix.json" \
     >"$tmp/$prefix.out" 2>&1 &
   eval "pid_$prefix=\$!"
 done

@@ -116,5 +116,38 @@ TEST(ChunkWireTest, HandFramingIsWhatProtobufParses) {
   }
 }
 
+// ChunkWriter cuts 2500 bytes into chunks of 1000, 1000 and 500 at offsets
+// 0, 1000 and 2000 (hand computation), in both data modes; a borrowed chunk
+// points into the payload, a copied one does not.
+TEST(ChunkWireTest, ChunkWriterCutsThePayloadIntoParsableMessages) {
+  std::string payload(2500, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
+  for (ChunkWriter::Data mode : {ChunkWriter::Data::kCopy, ChunkWriter::Data::kBorrow}) {
+    ChunkWriter writer(payload, 1000, mode);
+    grpc::ByteBuffer message;
+    std::vector<std::pair<uint64_t, size_t>> chunks;
+    while (writer.Next(&message)) {
+      std::vector<grpc::Slice> slices;
+      ASSERT_TRUE(message.Dump(&slices).ok());
+      ASSERT_EQ(slices.size(), 3u);
+      EXPECT_EQ(reinterpret_cast<const char*>(slices[1].begin()) ==
+                    payload.data() + 1000 * chunks.size(),
+                mode == ChunkWriter::Data::kBorrow);
+      std::string bytes;
+      for (const grpc::Slice& slice : slices) {
+        bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+      tally::v1::UpdateChunk chunk;
+      ASSERT_TRUE(chunk.ParseFromString(bytes));
+      EXPECT_EQ(chunk.data(), payload.substr(chunk.offset(), chunk.data().size()));
+      chunks.emplace_back(chunk.offset(), chunk.data().size());
+    }
+    EXPECT_THAT(chunks, ::testing::ElementsAre(std::pair<uint64_t, size_t>{0, 1000},
+                                               std::pair<uint64_t, size_t>{1000, 1000},
+                                               std::pair<uint64_t, size_t>{2000, 500}));
+    EXPECT_FALSE(writer.Next(&message));
+  }
+}
+
 }  // namespace
 }  // namespace tally::wire
