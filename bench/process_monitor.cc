@@ -20,8 +20,10 @@ ProcessSample ProcessMonitor::Max() const {
   return max_;
 }
 
-std::optional<ProcessSample> ProcessMonitor::Sample() {
-  absl::StatusOr<ProcessSample> sample = ReadProcessSample(proc_dir_);
+std::optional<ProcessSample> ProcessMonitor::Sample() { return Take(/*count_fds=*/true); }
+
+std::optional<ProcessSample> ProcessMonitor::Take(bool count_fds) {
+  absl::StatusOr<ProcessSample> sample = ReadProcessSample(proc_dir_, count_fds);
   if (!sample.ok()) return std::nullopt;
   tally::MutexLock lock(&mu_);
   max_.rss_bytes = std::max(max_.rss_bytes, sample->rss_bytes);
@@ -31,7 +33,7 @@ std::optional<ProcessSample> ProcessMonitor::Sample() {
 }
 
 void ProcessMonitor::Run() {
-  while (!stop_.WaitForNotificationWithTimeout(interval_)) Sample();
+  while (!stop_.WaitForNotificationWithTimeout(interval_)) Take(/*count_fds=*/false);
 }
 
 }  // namespace tally::bench

@@ -1,7 +1,8 @@
-// ProcessMonitor: samples a process (/proc/<pid>: resident set, open file
-// descriptors, threads) on a thread of its own, every `interval` until it
-// is destroyed, and keeps the largest value of each seen. tally-bench
-// watches the server it started, and itself, during the load.
+// ProcessMonitor: samples a process (/proc/<pid>: resident set and threads)
+// on a thread of its own, every `interval` until it is destroyed, and keeps
+// the largest value of each seen, and of the open file descriptors counted
+// by Sample(). tally-bench watches the server it started, and itself,
+// during the load.
 //
 // Thread-safe.
 #ifndef TALLY_BENCH_PROCESS_MONITOR_H_
@@ -27,14 +28,16 @@ class ProcessMonitor {
   ProcessMonitor(const ProcessMonitor&) = delete;
   ProcessMonitor& operator=(const ProcessMonitor&) = delete;
 
-  // Samples now (counted in Max() too); nullopt if /proc could not be read.
+  // Samples now, file descriptors too (counted in Max()); nullopt if /proc
+  // could not be read.
   std::optional<ProcessSample> Sample() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // The largest rss_bytes, fds and threads of the samples so far (each on
-  // its own); zeros if none could be read.
+  // The largest rss_bytes, threads (every sample) and fds (Sample()'s) so
+  // far, each on its own; zeros if none could be read.
   ProcessSample Max() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  std::optional<ProcessSample> Take(bool count_fds) ABSL_LOCKS_EXCLUDED(mu_);
   void Run();
 
   const std::string proc_dir_;

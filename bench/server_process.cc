@@ -185,12 +185,13 @@ absl::StatusOr<uint64_t> ReadPeakRssBytes(const std::string& proc_dir) {
   return StatusField(*text, "VmHWM:", 1024, proc_dir);
 }
 
-absl::StatusOr<ProcessSample> ReadProcessSample(const std::string& proc_dir) {
+absl::StatusOr<ProcessSample> ReadProcessSample(const std::string& proc_dir, bool count_fds) {
   auto text = ReadFile(proc_dir + "/status");
   if (!text.ok()) return text.status();
   ProcessSample sample;
   TALLY_ASSIGN_OR_RETURN(sample.rss_bytes, StatusField(*text, "VmRSS:", 1024, proc_dir));
   TALLY_ASSIGN_OR_RETURN(sample.threads, StatusField(*text, "Threads:", 1, proc_dir));
+  if (!count_fds) return sample;
   std::error_code error;
   for (fs::directory_iterator it(proc_dir + "/fd", error), end; !error && it != end;
        it.increment(error)) {

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "core/cli.h"
 #include "google/protobuf/text_format.h"
 #include "prometheus/exposer.h"
@@ -91,6 +92,11 @@ int main(int argc, char** argv) {
   // model-sized buffers (> 16 MiB) are still mmapped and returned on free.
   mallopt(M_MMAP_THRESHOLD, 16 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  // Debian's Abseil is built with Mutex deadlock detection on: every lock
+  // taken while another is held (ours and gRPC's, which uses absl::Mutex)
+  // updates a global lock graph. Measured at 10,000 connections: 15% of the
+  // server's CPU. The tests keep it; a release server does not.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (!tally::ParseFlags(argc, argv, "tally-server",
                          "federated-learning aggregation server.\n"
                          "Usage: tally-server [--config=server.textproto] [--listen=HOST:PORT] "
