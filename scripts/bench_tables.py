@@ -82,6 +82,17 @@ def per_round_cpu(j):
     return cpu / rounds if cpu is not None and rounds else None
 
 
+def latency(reps, key="latency_seconds", fmt="{:.0f}", scale=1e3):
+    """'p50 / p99' of a latency over the repetitions (default: PushUpdate, ms)."""
+    return (span([get(j, key + ".p50") for j in reps], fmt, scale) + " / " +
+            span([get(j, key + ".p99") for j in reps], fmt, scale))
+
+
+def rows_of(runs, labels, row):
+    """[label] + row(repetitions) for each run of `labels` (in order) with results."""
+    return [[label] + row(runs[name]) for name, label in labels.items() if name in runs]
+
+
 def table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(row) + " |" for row in rows]
@@ -112,32 +123,28 @@ def reps_note(runs, names):
 
 
 def ingest_set(runs):
-    names = ["shared", "own", "own_pull", "own_callback"]
     labels = {
         "shared": "one shared connection (gRPC's default for one process)",
         "own": "a connection per client",
         "own_pull": "a connection per client, pull + push",
         "own_callback": "a connection per client, callback driver",
     }
-    rows = []
-    for name in names:
-        if name not in runs:
-            continue
-        r = runs[name]
+    names = list(labels)
+
+    def row(r):
         pull = get(r[0], "config.pull")
-        rows.append([
-            labels[name],
+        return [
             col(r, "mb_per_second", "{:.2f}", 1e-3),
             col(r, "upload.mb_per_second", "{:.2f}", 1e-3),
             col(r, "download.mb_per_second", "{:.2f}", 1e-3) if pull else "—",
             col(r, "round.mb_per_second", "{:.2f}", 1e-3) if pull else "—",
-            span([get(j, "latency_seconds.p50") for j in r], "{:.0f}", 1e3) + " / " +
-            span([get(j, "latency_seconds.p99") for j in r], "{:.0f}", 1e3),
-            span([get(j, "pull_latency_seconds.p50") for j in r], "{:.0f}", 1e3) if pull else "—",
+            latency(r),
+            col(r, "pull_latency_seconds.p50", "{:.0f}", 1e3) if pull else "—",
             span([per_round_cpu(j) for j in r], "{:.2f}"),
             col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
             col(r, "footprint.server_connections_joined", "{:.0f}"),
-        ])
+        ]
+    rows = rows_of(runs, labels, row)
     if not rows:
         return None
     text = ("**End-to-end ingest**, 10 clients × 10M float32 parameters (40 MB updates), "
@@ -157,24 +164,19 @@ def ingest_set(runs):
 
 
 def codecs_set(runs):
-    names = ["own", "int8", "topk"]
-    labels = {"own": "float32 (SDK)", "int8": "int8, block 256",
-              "topk": "top-k 1 %"}
-    rows = []
-    for name in names:
-        if name not in runs:
-            continue
-        r = runs[name]
-        per_update = get(r[0], "measured.bytes_accepted") / max(1, get(r[0], "measured.updates_accepted"))
-        rows.append([
-            labels[name], "{:,.0f}".format(per_update), col(r, "updates_per_second", "{:.1f}"),
-            col(r, "mb_per_second", "{:.2f}", 1e-3),
-            col(r, "represented_gb_per_second", "{:.2f}"),
-            span([get(j, "latency_seconds.p50") for j in r], "{:.0f}", 1e3) + " / " +
-            span([get(j, "latency_seconds.p99") for j in r], "{:.0f}", 1e3),
+    labels = {"own": "float32 (SDK)", "int8": "int8, block 256", "topk": "top-k 1 %"}
+    names = list(labels)
+
+    def row(r):
+        updates = max(1, get(r[0], "measured.updates_accepted"))
+        return [
+            "{:,.0f}".format(get(r[0], "measured.bytes_accepted") / updates),
+            col(r, "updates_per_second", "{:.1f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
+            col(r, "represented_gb_per_second", "{:.2f}"), latency(r),
             span([server_cpu_per_update(j) for j in r], "{:.1f}", 1e3),
             col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
-        ])
+        ]
+    rows = rows_of(runs, labels, row)
     if len(rows) < 2:
         return None
     text = ("**Compressed uploads**, the same 10 clients × 10M parameters with a connection "
@@ -191,22 +193,13 @@ def codecs_set(runs):
 
 
 def schedules_set(runs):
-    names = ["fedasync", "fedbuff", "sync64"]
     labels = {"fedasync": "`fedasync`", "fedbuff": "`fedbuff` (K = 3)",
               "sync64": "`sync` (rounds of 64)"}
-    rows = []
-    for name in names:
-        if name not in runs:
-            continue
-        r = runs[name]
-        rows.append([
-            labels[name], col(r, "updates_per_second", "{:.0f}"),
-            col(r, "mb_per_second", "{:.2f}", 1e-3),
-            span([get(j, "latency_seconds.p50") for j in r], "{:.0f}", 1e3) + " / " +
-            span([get(j, "latency_seconds.p99") for j in r], "{:.0f}", 1e3),
-            span([server_cpu_per_update(j) for j in r], "{:.1f}", 1e3),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
-        ])
+    names = list(labels)
+    rows = rows_of(runs, labels, lambda r: [
+        col(r, "updates_per_second", "{:.0f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
+        latency(r), span([server_cpu_per_update(j) for j in r], "{:.1f}", 1e3),
+        col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20)])
     if not rows:
         return None
     text = ("**Asynchronous schedules**, 64 clients each pushing 20 measured updates of 1M "
@@ -219,24 +212,21 @@ def schedules_set(runs):
 
 
 def relays_set(runs):
-    names = ["single10", "relays10"]
     labels = {"single10": "single root", "relays10": "root + 2 relays"}
-    rows = []
-    for name in names:
-        if name not in runs:
-            continue
-        r = runs[name]
-        relay_cpu = [sum(x.get("cpu_seconds") or 0 for x in j.get("relays", [])) or None for j in r]
-        relay_rss = [max((x.get("peak_rss_bytes") or 0 for x in j.get("relays", [])), default=0) or None
+    names = list(labels)
+
+    def row(r):
+        relay_cpu = [sum(x.get("cpu_seconds") or 0 for x in j["relays"]) or None for j in r]
+        relay_rss = [max((x.get("peak_rss_bytes") or 0 for x in j["relays"]), default=0) or None
                      for j in r]
-        rows.append([
-            labels[name], col(r, "updates_per_second", "{:.1f}"),
-            col(r, "mb_per_second", "{:.2f}", 1e-3),
-            span([get(j, "latency_seconds.p50") for j in r], "{:.2f}") + " / " +
-            span([get(j, "latency_seconds.p99") for j in r], "{:.2f}"),
-            col(r, "server.cpu_seconds", "{:.1f}"), span(relay_cpu, "{:.1f}"),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20) + " / " + span(relay_rss, "{:.0f}", 2**-20),
-        ])
+        return [
+            col(r, "updates_per_second", "{:.1f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
+            latency(r, fmt="{:.2f}", scale=1), col(r, "server.cpu_seconds", "{:.1f}"),
+            span(relay_cpu, "{:.1f}"),
+            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20) + " / " +
+            span(relay_rss, "{:.0f}", 2**-20),
+        ]
+    rows = rows_of(runs, labels, row)
     if not rows:
         return None
     text = ("**Relays**, 10 clients × 10M parameters, 3 measured rounds, a connection per "
@@ -249,17 +239,13 @@ def relays_set(runs):
 
 
 def connections_set(runs):
-    names = ["conn1k", "conn10k"]
-    rows = []
-    for name in names:
-        if name not in runs:
-            continue
-        r = runs[name]
+    labels = {"conn1k": "1,000", "conn10k": "10,000"}
+    names = list(labels)
+
+    def row(r):
         clients = get(r[0], "config.clients")
-        rows.append([
-            "{:,}".format(clients), col(r, "updates_per_second", "{:.0f}"),
-            span([get(j, "latency_seconds.p50") for j in r], "{:.2f}") + " / " +
-            span([get(j, "latency_seconds.p99") for j in r], "{:.2f}"),
+        return [
+            col(r, "updates_per_second", "{:.0f}"), latency(r, fmt="{:.2f}", scale=1),
             col(r, "footprint.server_connections_joined", "{:.0f}"),
             col(r, "footprint.server.joined.fds", "{:.0f}"),
             col(r, "footprint.server.max.threads", "{:.0f}"),
@@ -270,7 +256,8 @@ def connections_set(runs):
             span([clients / get(j, "measured.setup_seconds") for j in r
                   if get(j, "measured.setup_seconds")], "{:.0f}"),
             col(r, "footprint.client.rss_bytes_per_client", "{:.1f}", 2**-10),
-        ])
+        ]
+    rows = rows_of(runs, labels, row)
     if not rows:
         return None
     text = ("**Connection scale**: K clients with a TCP connection each (tally-bench "
