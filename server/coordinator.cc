@@ -132,6 +132,9 @@ Coordinator::Coordinator(Options options)
       sessions_(config_.limits(), metrics_),
       relay_(options.relay),
       decode_pool_(store_.layout().NumParams(), /*max_idle=*/2),
+      journals_(config_.limits().undo_memory_bytes(), config_.spool_dir(),
+                /*max_idle_files=*/config_.limits().max_concurrent_uploads(),
+                /*max_file_age=*/absl::Seconds(20)),
       max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
   decided_version_ = options.initial_version;
@@ -897,46 +900,11 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
 }
 
 absl::StatusOr<std::unique_ptr<UndoJournal>> Coordinator::NewJournalLocked(uint64_t bytes) {
-  if (journal_bytes_in_use_ + bytes > config_.limits().undo_memory_bytes()) {
-    return UndoJournal::Open(config_.spool_dir());
-  }
-  journal_bytes_in_use_ += bytes;
-  std::string buffer;
-  for (auto it = idle_journal_buffers_.begin(); it != idle_journal_buffers_.end(); ++it) {
-    if (it->capacity() >= bytes) {
-      buffer = std::move(*it);
-      idle_journal_buffers_.erase(it);
-      break;
-    }
-  }
-  if (buffer.capacity() < bytes) {
-    // A new buffer: first shed idle ones so that reserved plus idle memory
-    // stays within the budget.
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    while (!idle_journal_buffers_.empty() &&
-           idle + journal_bytes_in_use_ > config_.limits().undo_memory_bytes()) {
-      idle -= idle_journal_buffers_.back().capacity();
-      idle_journal_buffers_.pop_back();
-    }
-    buffer = std::string();
-    buffer.reserve(bytes);
-  }
-  return UndoJournal::InMemory(std::move(buffer));
+  return journals_.Acquire(bytes, clock_->Now());
 }
 
 void Coordinator::ReleaseJournalLocked(Upload& upload) {
-  if (upload.journal_ == nullptr) return;
-  if (upload.journal_->in_memory()) {
-    journal_bytes_in_use_ -= upload.header_.payload_bytes;
-    std::string buffer = upload.journal_->TakeBuffer();
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    if (idle + buffer.capacity() <= config_.limits().undo_memory_bytes()) {
-      idle_journal_buffers_.push_back(std::move(buffer));
-    }
-  }
-  upload.journal_.reset();
+  journals_.Release(std::move(upload.journal_), clock_->Now());
 }
 
 void Coordinator::RequestCloseLocked() { close_requested_ = true; }

@@ -460,8 +460,7 @@ class Coordinator {
   BufferPool decode_pool_;
   // In-memory undo journals: bytes reserved by active uploads, and idle
   // buffers kept for reuse (their capacities add up to at most the budget).
-  uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::string> idle_journal_buffers_ ABSL_GUARDED_BY(mu_);
+  JournalPool journals_ ABSL_GUARDED_BY(mu_);
 
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -41,6 +42,16 @@ std::unique_ptr<UndoJournal> UndoJournal::InMemory(std::string buffer) {
 
 UndoJournal::~UndoJournal() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status UndoJournal::Rewind() {
+  size_ = 0;
+  if (fd_ < 0) {
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+  if (::lseek(fd_, 0, SEEK_SET) < 0) return ErrnoError("lseek");
+  return absl::OkStatus();
 }
 
 absl::Status UndoJournal::Append(const char* data, size_t size) {
@@ -127,6 +138,69 @@ absl::Status UndoJournal::Replay(
     offset += usable;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<UndoJournal>> JournalPool::Acquire(uint64_t bytes, absl::Time now) {
+  if (in_use_ + bytes > memory_bytes_) {
+    idle_files_.erase(std::remove_if(idle_files_.begin(), idle_files_.end(),
+                                     [&](const std::unique_ptr<UndoJournal>& file) {
+                                       return now - file->created_ >= max_file_age_;
+                                     }),
+                      idle_files_.end());
+    if (!idle_files_.empty()) {  // The most recently released: its pages are warmest.
+      std::unique_ptr<UndoJournal> journal = std::move(idle_files_.back());
+      idle_files_.pop_back();
+      TALLY_RETURN_IF_ERROR(journal->Rewind());
+      return journal;
+    }
+    TALLY_ASSIGN_OR_RETURN(std::unique_ptr<UndoJournal> journal, UndoJournal::Open(spool_dir_));
+    journal->created_ = now;
+    return journal;
+  }
+  in_use_ += bytes;
+  std::string buffer;
+  for (auto it = idle_buffers_.begin(); it != idle_buffers_.end(); ++it) {
+    if (it->capacity() >= bytes) {
+      buffer = std::move(*it);
+      idle_buffers_.erase(it);
+      break;
+    }
+  }
+  if (buffer.capacity() < bytes) {
+    // A new buffer: first shed idle ones so that reserved plus idle memory
+    // stays within the budget.
+    uint64_t idle = IdleBufferBytes();
+    while (!idle_buffers_.empty() && idle + in_use_ > memory_bytes_) {
+      idle -= idle_buffers_.back().capacity();
+      idle_buffers_.pop_back();
+    }
+    buffer = std::string();
+    buffer.reserve(bytes);
+  }
+  std::unique_ptr<UndoJournal> journal = UndoJournal::InMemory(std::move(buffer));
+  journal->reserved_ = bytes;
+  return journal;
+}
+
+void JournalPool::Release(std::unique_ptr<UndoJournal> journal, absl::Time now) {
+  if (journal == nullptr) return;
+  if (!journal->in_memory()) {
+    if (now - journal->created_ < max_file_age_ && idle_files_.size() < max_idle_files_) {
+      idle_files_.push_back(std::move(journal));
+    }
+    return;
+  }
+  in_use_ -= journal->reserved_;
+  std::string buffer = journal->TakeBuffer();
+  if (IdleBufferBytes() + buffer.capacity() <= memory_bytes_) {
+    idle_buffers_.push_back(std::move(buffer));
+  }
+}
+
+uint64_t JournalPool::IdleBufferBytes() const {
+  uint64_t idle = 0;
+  for (const std::string& b : idle_buffers_) idle += b.capacity();
+  return idle;
 }
 
 }  // namespace tally::server
