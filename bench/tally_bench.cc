@@ -82,6 +82,8 @@ ABSL_FLAG(int, driver_threads, 2, "--driver=callback: threads that run the clien
 ABSL_FLAG(int, max_concurrent_uploads, 0,
           "The started server's limits.max_concurrent_uploads; 0 (default): --clients (every "
           "client's upload at once).");
+ABSL_FLAG(uint64_t, undo_memory_bytes, 0,
+          "The started server's limits.undo_memory_bytes; 0 (default): the server's default.");
 ABSL_FLAG(bool, pull, false,
           "Every client pulls the model (PullModel of the task's version) each round before it "
           "pushes; the report gives download, upload and whole rounds.");
@@ -159,9 +161,13 @@ std::string ConfigText(absl::string_view role, int clients, absl::string_view ex
 // 6000 a minute) raised to twice the load clients.
 std::string LimitsText(int uploads, int load_clients) {
   const int per_peer = std::max(10000, 2 * load_clients);
+  std::string undo;
+  if (const uint64_t bytes = absl::GetFlag(FLAGS_undo_memory_bytes); bytes > 0) {
+    undo = absl::StrCat(" undo_memory_bytes: ", bytes);
+  }
   return absl::StrCat("limits { max_concurrent_uploads: ", uploads,
                       " max_sessions_per_peer: ", per_peer, " peer_joins_per_minute: ", per_peer,
-                      " }\n");
+                      undo, " }\n");
 }
 
 std::string ServerConfigText(int clients, int load_clients, uint64_t params,

@@ -88,7 +88,7 @@ grpc::Status PushCall(grpc::GenericStub& stub, absl::Time deadline,
   if (deadline != absl::InfiniteFuture()) context.set_deadline(absl::ToChronoTime(deadline));
   tally::Notification finished;
   grpc::Status status;
-  StartPushCall(stub, &context, header, payload, chunk_bytes, ChunkWriter::Data::kCopy,
+  StartPushCall(stub, &context, header, payload, chunk_bytes, ChunkWriter::Data::kBorrow,
                 [&](const grpc::Status& s, tally::v1::PushUpdateResponse r) {
                   status = s;
                   *response = std::move(r);

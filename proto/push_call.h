@@ -1,8 +1,9 @@
 // PushUpdate over the generic stub: each chunk message is framed by hand
-// (proto/chunk_wire.h) around one gRPC slice holding the payload, so a
-// payload byte is copied at most once (into the slice gRPC then owns; with
-// ChunkWriter::Data::kBorrow not at all) instead of twice (into a protobuf
-// string, then again when the message is serialized). The server decodes the
+// (proto/chunk_wire.h) around one gRPC slice of the payload, so a payload
+// byte is copied at most once (into a slice gRPC then owns; with
+// ChunkWriter::Data::kBorrow not at all: the kernel's socket copy is the
+// only one) instead of twice (into a protobuf string, then again when the
+// message is serialized). The server decodes the
 // same wire format. Used by the SDK (blocking) and tally-bench's callback
 // driver (asynchronous).
 #ifndef TALLY_PROTO_PUSH_CALL_H_
@@ -34,8 +35,10 @@ void StartPushCall(grpc::GenericStub& stub, grpc::ClientContext* context,
                    const tally::v1::UpdateHeader& header, absl::string_view payload,
                    size_t chunk_bytes, ChunkWriter::Data data, PushDone done);
 
-// StartPushCall with the payload copied, a deadline (InfiniteFuture: none),
-// and the caller blocked until the call ends; returns its status.
+// StartPushCall with a deadline (InfiniteFuture: none) and the caller
+// blocked until the call ends; returns its status. The payload is borrowed
+// (sent from where it is, never copied in user space): the call has ended
+// when PushCall returns.
 grpc::Status PushCall(grpc::GenericStub& stub, absl::Time deadline,
                       const tally::v1::UpdateHeader& header, absl::string_view payload,
                       size_t chunk_bytes, tally::v1::PushUpdateResponse* response);

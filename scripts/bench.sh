@@ -7,7 +7,7 @@
 # min–max (median) over the repetitions.
 #   scripts/build.sh && scripts/bench.sh          # everything, ~15 min on 2 cores
 #   REPEAT=1 SETS="ingest connections" scripts/bench.sh
-#   RESULTS=/tmp/bench DOC=/tmp/benchmarks.md scripts/bench.sh
+#   RESULTS=/tmp/bench DOC=/tmp/page scripts/bench.sh   # another page
 # Sets: ingest codecs schedules relays connections kernels rules codecs_micro.
 # With SETS, only those sets' tables are rewritten; the rest stay.
 set -euo pipefail
@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 REPEAT=${REPEAT:-3}
 SETS=${SETS:-"ingest codecs schedules relays connections kernels rules codecs_micro"}
-DOC=${DOC:-docs/benchmarks.md}
+DOC=${DOC:-}
+[[ -n $DOC ]] || DOC=docs/benchmarks.md
 RESULTS=${RESULTS:-$(mktemp -d /tmp/tally-bench-results.XXXXXX)}
 mkdir -p "$RESULTS"
 bench=$BUILD_DIR/bench/tally-bench
