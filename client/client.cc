@@ -408,10 +408,13 @@ absl::StatusOr<Model> GrpcClient::PullOnce(const Session& session, uint64_t vers
   return model;
 }
 
-absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& update) {
-  if (update.num_samples == 0) {
+absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& given) {
+  if (given.num_samples == 0) {
     return absl::InvalidArgumentError("PushUpdate: Update.num_samples must be > 0");
   }
+  std::vector<float> difference;  // weights - base, if given so.
+  Update update = given;
+  TALLY_ASSIGN_OR_RETURN(update.delta, client_internal::UpdateDelta(given, &difference));
   PushResult result;
   if (update.update_id.empty()) {
     result.update_id = random_.UpdateId();

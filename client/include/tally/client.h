@@ -169,12 +169,19 @@ struct Model {
   uint32_t deltas = 0;         // Deltas applied to the model held (0 = a full model).
 };
 
+// One update, in one of two forms (PushUpdate refuses a mix with
+// INVALID_ARGUMENT): `delta`, the local model minus the model it was trained
+// from; or `weights` and `base`, the local model and that model (the pulled
+// Model::params), of which the SDK sends weights - base. Never put weights in
+// `delta`: the server adds the delta to the global model.
 struct Update {
   uint64_t round = 0;
   uint64_t base_version = 0;
   uint64_t num_samples = 1;
   uint32_t local_steps = 0;
-  absl::Span<const float> delta;  // local model minus base model.
+  absl::Span<const float> delta;    // Local model minus base model; or
+  absl::Span<const float> weights;  // the local model, with
+  absl::Span<const float> base;     // the model it was trained from.
   std::map<std::string, double> metrics;
   std::string update_id;  // Empty = generated; retries reuse it.
 };
@@ -231,8 +238,10 @@ class Client {
   // codec the model is the server's rounding of it (see download_codecs).
   virtual absl::StatusOr<Model> PullModel(uint64_t version = 0) = 0;
 
-  // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
-  // it already accepted) is reported as success with duplicate = true.
+  // Uploads one update: its delta, or weights - base (see Update; a mix, or
+  // weights without base, is INVALID_ARGUMENT before anything is sent).
+  // ALREADY_EXISTS from the server (a retry of an update it already
+  // accepted) is reported as success with duplicate = true.
   // RESOURCE_EXHAUSTED without a RetryAfter hint: the encoded update exceeds
   // the server's max_update_bytes (not sent, not retried).
   virtual absl::StatusOr<PushResult> PushUpdate(const Update& update) = 0;

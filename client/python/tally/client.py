@@ -6,8 +6,8 @@ counterpart of client/include/tally/client.h).
     for task in client.train_tasks():                       # until the server says done
         model = client.pull_model()
         delta = train(model.params) - model.params         # or a state_dict delta
-        client.push_update(delta, round=task.round, base_version=model.version,
-                           num_samples=len(my_data))
+        client.push_update(delta=delta, round=task.round, base_version=model.version,
+                           num_samples=len(my_data))   # or weights=..., base=model
     client.leave()
 
 Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with
@@ -124,6 +124,38 @@ def _read(path, what):
     if b"-----BEGIN " not in data:
         raise TallyError(f"{what}: '{path}' is not a PEM file")
     return data
+
+
+def _update_delta(layout, ambiguous, delta, weights, base):
+    """The flat float32 delta of push_update's arguments, checked."""
+    if ambiguous:
+        raise TallyError("push_update: name the update: delta=local - base, or weights=local "
+                         "with base=the model it was trained from (a pulled tally.Model or its "
+                         "state_dict); weights pushed as a delta would add the whole model to "
+                         "the global model")
+    if (delta is None) == (weights is None):
+        raise TallyError("push_update: give delta= or weights= (with base=), "
+                         + ("not both" if delta is not None else "neither was given"))
+    if delta is not None and base is not None:
+        raise TallyError("push_update: base= goes with weights=; delta= is already local - base")
+    if weights is not None and base is None:
+        raise TallyError("push_update: weights= needs base=, the model they were trained from "
+                         "(the pulled tally.Model, its params or the state_dict loaded before "
+                         "training): the server takes deltas")
+
+    def flat(x, what):
+        if isinstance(x, Model):
+            x = x.params
+        x = layout.flatten(x) if isinstance(x, dict) else x
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+        if x.size != layout.num_params:
+            raise LengthMismatchError(f"push_update: {what} has {x.size} floats, the model has "
+                                      f"{layout.num_params}")
+        return x
+
+    if delta is not None:
+        return flat(delta, "delta")
+    return flat(weights, "weights") - flat(base, "base")
 
 
 def _codec_names(names, allowed, what):
@@ -495,26 +527,23 @@ class Client:
             return f"{self._ids.getrandbits(128):032x}"
         return uuid.uuid4().hex
 
-    def push_update(self, delta, *, round=0, base_version=0, num_samples=1, local_steps=0,
-                    metrics=None, update_id=None, base=None):
-        """Uploads one update: delta = local model - base model, as a flat
+    def push_update(self, *ambiguous, delta=None, weights=None, base=None, round=0,
+                    base_version=0, num_samples=1, local_steps=0, metrics=None,
+                    update_id=None):
+        """Uploads one update, named for what it is: delta= the local model
+        minus the model it was trained from, or weights= the local model
+        with base= that model (the SDK sends weights - base). Each a flat
         array of num_params floats or a dict name -> tensor / array (a
-        PyTorch state_dict delta). With `base` (a state_dict), `delta` may
-        be the local state_dict and the difference is taken here.
+        PyTorch state_dict); base may also be the pulled tally.Model. An
+        unnamed update, or weights without base, raises TallyError: weights
+        pushed as a delta would add the whole model to the global model.
         num_samples (> 0) weights it. Returns a PushResult; raises
         RejectedUpdateError when the server refuses the update, and its
         subclass UpdateTooLargeError at once, without sending, when the
         encoded update exceeds the max_update_bytes Join reported."""
         session = self._current_session("PushUpdate")
         layout = session.join.layout
-        if isinstance(delta, dict):
-            delta = layout.flatten(delta)
-            if base is not None:
-                delta = delta - layout.flatten(base)
-        delta = np.ascontiguousarray(np.asarray(delta, dtype=np.float32).reshape(-1))
-        if delta.size != layout.num_params:
-            raise LengthMismatchError(f"push_update: the delta has {delta.size} floats, the model "
-                                      f"has {layout.num_params}")
+        delta = _update_delta(layout, ambiguous, delta, weights, base)
         if num_samples < 1:
             raise TallyError("push_update: num_samples must be > 0")
         if update_id is None:

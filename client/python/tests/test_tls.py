@@ -55,7 +55,7 @@ def one_round(c):
     c.join()
     task = c.get_task(wait=10)
     model = c.pull_model()
-    c.push_update(np.ones(4, np.float32), round=task.round, base_version=model.version)
+    c.push_update(delta=np.ones(4, np.float32), round=task.round, base_version=model.version)
     c.wait_for_version(model.version, timeout=10)
     return c.pull_model()
 
