@@ -127,6 +127,9 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   if (options.transfer_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.transfer_timeout: must be > 0");
   }
+  if (options.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.connect_timeout: must be > 0");
+  }
   for (const std::string& name : options.upload_codecs) {
     const compress::CodecInfo* info = compress::FindCodec(name);
     if (info == nullptr || info->id == compress::CodecId::kSpsa) {

@@ -1,6 +1,9 @@
 // The C++ SDK against a real server on loopback, where the caller can get it
-// wrong: the two forms of an update (a delta, or weights with their base).
+// wrong: the two forms of an update (a delta, or weights with their base), and
+// a server that is not up yet. (TLS set-ups that do not fit: tls_test.cc.)
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -83,6 +86,57 @@ TEST(ClientIntegrationTest, AmbiguousUpdatesAreRefusedBeforeSending) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Update.base 1")));
   TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, client->GetServerStatus());
   EXPECT_EQ(status.updates_accepted + status.updates_rejected, 0u);
+}
+
+// A port where a server was and no longer is: connections are refused.
+int StoppedServerPort() {
+  auto h = Harness::Start({2}, 1, 1);
+  return h == nullptr ? 0 : h->server->port();
+}
+
+ClientOptions OptionsFor(int port) {
+  ClientOptions options;
+  options.target = "127.0.0.1:" + std::to_string(port);
+  options.client_id = "early";
+  options.max_attempts = 1;  // Waiting for the connection is not an attempt.
+  return options;
+}
+
+// A client started before its server joins once the server is up, instead
+// of giving up after its retries.
+TEST(ClientIntegrationTest, WaitsForAServerThatIsNotUpYet) {
+  const int port = StoppedServerPort();
+  ASSERT_NE(port, 0);
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(OptionsFor(port)));
+  absl::StatusOr<JoinResult> joined;
+  std::thread join([&] { joined = client->Join(); });
+  absl::SleepFor(absl::Milliseconds(1500));  // The server starts late: the scenario itself.
+  tally::v1::ServerConfig config = Harness::Config({2}, 1, 1);
+  config.set_listen_address("127.0.0.1:" + std::to_string(port));
+  auto h = Harness::Start(config);
+  join.join();
+  ASSERT_NE(h, nullptr);
+  EXPECT_THAT(joined, IsOk());
+}
+
+// With no server, a call fails after connect_timeout saying where nothing
+// listens and which option waits longer.
+TEST(ClientIntegrationTest, GivesUpAfterConnectTimeoutSayingNothingListens) {
+  const int port = StoppedServerPort();
+  ASSERT_NE(port, 0);
+  ClientOptions options = OptionsFor(port);
+  options.connect_timeout = absl::Seconds(1);
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(options));
+  const absl::Time start = absl::Now();
+  const absl::Status status = client->Join().status();
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnavailable,
+                               HasSubstr("no connection to " + options.target)));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("ClientOptions.connect_timeout = 1s"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("nothing accepts connections there"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("Connection refused"));
+  EXPECT_GE(waited, absl::Seconds(1));
+  EXPECT_LT(waited, absl::Seconds(30));
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 # fresh Debian 12 does: Debian's /usr/bin/python3, a clean environment (no
 # PYTHONPATH, no pyenv on PATH), HOME in a temporary directory, from a copy
 # of the repository's client/python and proto/. Then the installed package
-# joins a real tally-server from outside the source tree.
+# joins a real tally-server from outside the source tree, pulls and pushes.
 #
 #   tests/python_install_test.sh <source dir> <tally-server> <temp dir>
 set -euo pipefail
@@ -25,14 +25,15 @@ fail() {
 }
 
 # The commands: the README's block, which client/python/README.md repeats.
+cd "$source_dir"
 commands=$(awk '/^## Python SDK/ { section = 1; next }
                 section && /^## / { exit }
                 section && /^```sh$/ { block = 1; next }
                 block && /^```$/ { exit }
-                block { print }' "$source_dir/README.md")
+                block { print }' README.md)
 [[ -n $commands ]] || fail "no \`\`\`sh block in README.md's \"## Python SDK\" section"
 while IFS= read -r line; do
-  grep -qF -- "$line" "$source_dir/client/python/README.md" ||
+  grep -qF -- "$line" client/python/README.md ||
     fail "client/python/README.md lacks the README's install line: $line"
 done <<<"$commands"
 echo "README's install commands:"
@@ -72,7 +73,10 @@ joined = client.join()
 task = client.get_task(wait=10)
 model = client.pull_model()
 assert model.params.shape == (joined.layout.num_params,)
-print("installed at", tally.__file__, "joined, task", task.kind, "model", model.version)
+pushed = client.push_update(delta=np.zeros(joined.layout.num_params, np.float32),
+                            round=task.round, base_version=model.version)
+print("installed at", tally.__file__, "joined, pulled version", model.version, "pushed",
+      pushed.update_id)
 client.leave()
 PY
 ) || fail "the installed SDK against tally-server: $output"

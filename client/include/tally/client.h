@@ -13,6 +13,10 @@
 // limits.max_update_bytes (JoinResult::max_update_bytes) fails at once,
 // before it is sent, with RESOURCE_EXHAUSTED naming both sizes and no hint.
 //
+// A call that cannot reach the server waits for it up to
+// ClientOptions.connect_timeout (60 s), or fails at once with what to change
+// when the TLS set-ups of client and server do not fit.
+//
 // Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
 // with client authentication answers UNAUTHENTICATED to a caller without a
 // valid identity and PERMISSION_DENIED to one acting as another client.
@@ -73,6 +77,12 @@ struct ClientOptions {
   double backoff_multiplier = 2.0;
   absl::Duration call_timeout = absl::Seconds(60);      // Unary calls.
   absl::Duration transfer_timeout = absl::Minutes(30);  // Pull/Push streams.
+  // How long a call waits for a connection to the server (one that is not up
+  // yet, e.g. starting in a container, or restarting) before it fails with
+  // UNAVAILABLE; not counted in max_attempts. Calls fail at once, saying
+  // what to change, when the server is reachable but the connection cannot
+  // work: TLS on one side only, a refused server or client certificate.
+  absl::Duration connect_timeout = absl::Seconds(60);
   size_t chunk_bytes = 1 << 20;                         // Upload chunk size; capped by the server.
   // Seeds retry jitter and generated update ids; 0 (default) = random. A
   // fixed seed makes every process generate the same update ids, which a
