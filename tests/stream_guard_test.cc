@@ -1,13 +1,18 @@
-// The stream guard's pure parts: ProgressMeter's idle and rate verdicts on
-// explicit times, the pinned-version bound (PinsToCut), and the config
-// fields that set them. Expected values are hand-computed.
+// The stream guard without gRPC: ProgressMeter's idle and rate verdicts on
+// explicit times, the pinned-version bound (PinsToCut), the guard's thread
+// over fake streams, and the config fields that set them. Expected values
+// are hand-computed.
 #include "server/stream_guard.h"
 
+#include <atomic>
 #include <vector>
 
+#include "core/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 #include "server/config.h"
+#include "server/metrics.h"
 #include "server/progress_meter.h"
 #include "tests/status_matchers.h"
 
@@ -102,6 +107,61 @@ TEST(PinsToCutTest, CutsTheOldestVersionsUntilWithinBounds) {
   EXPECT_THAT(PinsToCut(pins, 6, 4, 1000, &versions, &bytes), ElementsAre());
   EXPECT_EQ(versions, 4u);
   EXPECT_EQ(bytes, 407u);
+}
+
+// A stream that counts the guard's calls; `ended` is what CheckProgress says.
+class FakeStream : public GuardedStream {
+ public:
+  explicit FakeStream(uint64_t version) { pin.version = version; }
+  bool CheckProgress(absl::Time) override {
+    checks++;
+    return cuts > 0;
+  }
+  void Cut(const absl::Status& status) override {
+    cuts++;
+    last = status;
+  }
+  PinnedModel pin;
+  std::atomic<int> checks{0};
+  std::atomic<int> cuts{0};
+  absl::Status last;
+};
+
+// The guard's thread: it checks every stream, cuts the holders of the oldest
+// versions beyond the bound once each, and exports what stays pinned.
+TEST(StreamGuardTest, TicksCheckStreamsAndCutTheOldestPins) {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry);
+  ManualClock clock;
+  StreamGuard::Options options;
+  options.clock = &clock;
+  options.tick = absl::Milliseconds(5);
+  options.max_pinned_versions = 1;
+  options.current_version = [] { return uint64_t{4}; };
+  options.metrics = &metrics;
+  StreamGuard guard(std::move(options));
+  const int segment = 0;
+  FakeStream v1(1), v2(2), v3(3), current(4), plain(0);
+  for (FakeStream* s : {&v1, &v2, &v3, &current}) s->pin.segments = {{s, 100}};
+  v3.pin.segments.emplace_back(&segment, 50);
+  for (FakeStream* s : {&v1, &v2, &v3, &current}) guard.Add(s, &s->pin);
+  guard.Add(&plain);
+  auto settled = [&] { return v1.cuts == 1 && v2.cuts == 1 && plain.checks > 3; };
+  for (int i = 0; i < 2000 && !settled(); ++i) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(settled());
+  absl::SleepFor(absl::Milliseconds(30));  // More ticks: nobody is cut twice.
+  for (FakeStream* s : {&v1, &v2, &v3, &current, &plain}) guard.Remove(s);
+  EXPECT_EQ(v1.cuts, 1);
+  EXPECT_EQ(v2.cuts, 1);
+  EXPECT_EQ(v3.cuts, 0);
+  EXPECT_EQ(current.cuts, 0);
+  EXPECT_EQ(v1.last.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(metrics.pinned_model_versions.Value(), 1);
+  EXPECT_EQ(metrics.pinned_model_bytes.Value(), 150);
+  EXPECT_EQ(metrics.downloads_cut_pinned.Value(), 2);
+  const int checks = plain.checks;
+  absl::SleepFor(absl::Milliseconds(30));
+  EXPECT_EQ(plain.checks, checks);  // Removed: never called again.
 }
 
 TEST(StallConfigTest, DefaultsAndValidation) {
