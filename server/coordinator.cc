@@ -447,7 +447,7 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
     round.leases[client_id] = expiry;
     round.lease_order.emplace_back(expiry, client_id);
     if (round.first_task == absl::InfiniteFuture()) {
-      round.first_task = clock_->Now();
+      round.first_task = now;
       round.deadline = round.first_task + absl::Milliseconds(config_.rounds().round_timeout_ms());
     }
   }
