@@ -45,6 +45,12 @@ struct RoundState {
   absl::flat_hash_set<std::string> submitted;                      // Update committed.
   std::vector<std::pair<std::string, std::string>> committed_ids;  // (client, update id)
   absl::flat_hash_map<std::string, Upload*> uploading;             // client -> active upload.
+  // Leases (rounds.task_lease_ms) of TRAIN tasks no upload has used yet: the
+  // expiry of each, and (expiry, client) in grant order, which is expiry
+  // order; an entry whose expiry is not the client's current one is stale.
+  absl::flat_hash_map<std::string, absl::Time> leases;
+  std::deque<std::pair<absl::Time, std::string>> lease_order;
+  absl::flat_hash_set<std::string> lease_expired;  // Lost their slot: no new task this round.
   uint32_t accepted = 0;
   uint64_t weight_sum = 0;  // Sum of the committed updates' num_samples.
   absl::Time first_task = absl::InfiniteFuture();
@@ -86,15 +92,23 @@ void PermuteRows(absl::Span<float> arena, size_t d, const std::vector<size_t>& o
   }
 }
 
-// Whether `client_id` may take one of the round's clients_per_round slots:
-// while monna's trusted client (StrategyConfig trusted_client) has none, one
-// slot stays reserved for it.
+// Whether `client_id` may take one of the round's slots (clients_per_round,
+// plus rounds.over_selection of it): while monna's trusted client
+// (StrategyConfig trusted_client) has none, one slot stays reserved for it.
 bool RoundHasSlotFor(const RoundState& round, const tally::v1::ServerConfig& config,
                      const std::string& client_id) {
   const std::string& trusted = config.strategy().trusted_client();
   const size_t reserved =
       !trusted.empty() && client_id != trusted && !round.assigned.contains(trusted) ? 1 : 0;
-  return round.assigned.size() + reserved < config.rounds().clients_per_round();
+  return round.assigned.size() + reserved < SelectedPerRound(config.rounds());
+}
+
+// Whether the round has what it needs to close before its deadline:
+// clients_per_round updates, including the trusted client's if there is one.
+bool RoundComplete(const RoundState& round, const tally::v1::ServerConfig& config) {
+  const std::string& trusted = config.strategy().trusted_client();
+  return round.accepted >= config.rounds().clients_per_round() &&
+         (trusted.empty() || round.submitted.contains(trusted));
 }
 
 // Moves the row of `client` (a committed row of the compacted n x d batch)
@@ -369,10 +383,17 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || round.submitted.contains(client_id)) return task;  // WAIT
   if (!round.assigned.contains(client_id)) {
-    if (!RoundHasSlotFor(round, config_, client_id)) return task;  // WAIT
-    round.assigned.insert(client_id);
+    // A client whose lease expired gets no second one this round.
+    if (round.lease_expired.contains(client_id) || !RoundHasSlotFor(round, config_, client_id)) {
+      return task;  // WAIT
+    }
+    AssignSlotLocked(round, client_id);
+    const absl::Time now = clock_->Now();
+    const absl::Time expiry = now + absl::Milliseconds(config_.rounds().task_lease_ms());
+    round.leases[client_id] = expiry;
+    round.lease_order.emplace_back(expiry, client_id);
     if (round.first_task == absl::InfiniteFuture()) {
-      round.first_task = clock_->Now();
+      round.first_task = now;
       round.deadline = round.first_task + absl::Milliseconds(config_.rounds().round_timeout_ms());
     }
   }
@@ -383,6 +404,68 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
   task.deadline = round.deadline;
   task.retry_after = absl::ZeroDuration();
   return task;
+}
+
+// ---------------------------------------------------------------------------
+// Leases and over-selection (docs/rounds.md).
+
+void Coordinator::AssignSlotLocked(RoundState& round, const std::string& client_id) {
+  round.assigned.insert(client_id);
+  if (round.assigned.size() > config_.rounds().clients_per_round()) {
+    metrics_->tasks_overselected.Increment();
+  }
+}
+
+absl::Status Coordinator::RoundFullLocked(const RoundState& round, const std::string& client_id) {
+  if (round.lease_expired.contains(client_id)) {
+    return RejectLocked(
+        client_id, RejectReason::kLeaseExpired,
+        absl::FailedPreconditionError(absl::StrCat(
+            "round ", round.round, ": the task lease of client '", client_id,
+            "' expired (no upload started within rounds.task_lease_ms = ",
+            config_.rounds().task_lease_ms(),
+            " ms of the task) and its slot went to another client; ask GetTask for the "
+            "next round")));
+  }
+  return RejectLocked(
+      client_id, RejectReason::kNotSelected,
+      absl::FailedPreconditionError(absl::StrCat(
+          "round ", round.round, " is full (", SelectedPerRound(config_.rounds()),
+          " clients selected: rounds.clients_per_round ", config_.rounds().clients_per_round(),
+          " and over_selection ", config_.rounds().over_selection(), ")")));
+}
+
+void Coordinator::ExpireLeasesLocked(absl::Time now) {
+  if (schedule_ != nullptr || phase_ != Phase::kOpen) return;
+  RoundState& round = *current_;
+  while (!round.lease_order.empty() && round.lease_order.front().first <= now) {
+    auto [expiry, client] = std::move(round.lease_order.front());
+    round.lease_order.pop_front();
+    auto it = round.leases.find(client);
+    if (it == round.leases.end() || it->second != expiry) continue;  // Used, or granted again.
+    round.leases.erase(it);
+    if (!round.assigned.contains(client) || round.uploading.contains(client) ||
+        round.submitted.contains(client)) {
+      continue;
+    }
+    round.assigned.erase(client);
+    round.lease_expired.insert(client);
+    metrics_->task_leases_expired.Increment();
+    LogInfo(absl::StrCat("round ", round.round, ": the task lease of client '", client,
+                         "' expired (no upload within rounds.task_lease_ms ",
+                         config_.rounds().task_lease_ms(), "); its slot goes to another client"));
+  }
+}
+
+absl::Status Coordinator::EndedDuringUpload(const Upload& upload, const RoundState& round) const {
+  if (upload.abort_reason_ != RejectReason::kSurplus) {
+    return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+  }
+  return absl::AbortedError(absl::StrCat(
+      "round ", round.round, " closed with its ", config_.rounds().clients_per_round(),
+      " updates (rounds.clients_per_round) while this upload ran: the round over-selects "
+      "clients (rounds.over_selection) and this update was not needed; it was discarded, "
+      "ask GetTask for the next round"));
 }
 
 absl::StatusOr<TaskInfo> Coordinator::GetTask(absl::string_view client_id,
@@ -562,19 +645,15 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return admitted;
   }
   if (!round.assigned.contains(h.client_id)) {
-    if (!RoundHasSlotFor(round, config_, h.client_id)) {
-      return RejectLocked(h.client_id, RejectReason::kNotSelected,
-                          absl::FailedPreconditionError(
-                              absl::StrCat("round ", round.round, " is full (clients_per_round ",
-                                           config_.rounds().clients_per_round(), ")")));
-    }
-    round.assigned.insert(h.client_id);
+    if (!RoundHasSlotFor(round, config_, h.client_id)) return RoundFullLocked(round, h.client_id);
+    AssignSlotLocked(round, h.client_id);
   }
+  round.leases.erase(h.client_id);  // The task's lease is used.
   std::unique_ptr<UndoJournal> journal;
   int row = -1;
   if (step_->robust()) {
     // A private arena row: nothing to undo if the upload fails.
-    const size_t rows = config_.rounds().clients_per_round();
+    const size_t rows = SelectedPerRound(config_.rounds());
     if (round.arena.empty()) {
       round.arena.resize(rows * layout.NumParams());
       round.row_state.assign(rows, 0);
@@ -647,7 +726,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   RoundState& round = *upload.round_;
   tally::ReaderMutexLock gate(&round.gate);
   if (upload.state_ != Upload::State::kActive) {
-    return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+    return EndedDuringUpload(upload, round);
   }
   auto fail = [&](RejectReason reason, absl::Status status) {
     tally::MutexLock lock(&mu_);
@@ -799,7 +878,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     }
     tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
-      return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+      return EndedDuringUpload(upload, round);
     }
     if (upload.received_ != upload.header_.payload_bytes) {
       UndoLocked(upload, RejectReason::kLength);
@@ -829,7 +908,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     info.round = round.round;
     info.model_version = round.base_version;
     info.accepted_in_round = round.accepted;
-    if (round.accepted >= config_.rounds().clients_per_round()) RequestCloseLocked();
+    if (RoundComplete(round, config_)) RequestCloseLocked();
   }
   upload.coordinator_ = nullptr;  // Nothing left to abort.
   return info;
@@ -853,6 +932,7 @@ void Coordinator::AbortUpload(Upload& upload, RejectReason reason) {
 void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   if (upload.state_ != Upload::State::kActive) return;
   upload.state_ = Upload::State::kAborted;
+  upload.abort_reason_ = reason;
   RoundState& round = *upload.round_;
   round.uploading.erase(upload.header_.client_id);
   // A failed upload gives its task slot back, so that a broken or malicious
@@ -948,7 +1028,11 @@ void Coordinator::CloseRound() {
     tally::MutexLock lock(&mu_);
     std::vector<Upload*> in_flight;
     for (auto& [client, upload] : round->uploading) in_flight.push_back(upload);
-    for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);
+    // Closed with enough updates: the uploads still running were the
+    // over-selected surplus; at the deadline they were too late.
+    const RejectReason reason =
+        RoundComplete(*round, config_) ? RejectReason::kSurplus : RejectReason::kStale;
+    for (Upload* upload : in_flight) UndoLocked(*upload, reason);
   }
   // No upload can touch round->sum any more: it is this thread's alone.
   // The new model, computed outside any lock.
@@ -1172,6 +1256,7 @@ void Coordinator::CheckTimers() {
     tally::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     if (phase_ == Phase::kOpen && now >= current_->deadline) close = true;
+    ExpireLeasesLocked(now);
     // Expired sessions: a scan over all clients, so at most once a second.
     if (now - last_session_scan_ >= absl::Seconds(1)) {
       last_session_scan_ = now;

@@ -2,14 +2,18 @@
 // gRPC (the service layer in server/service.cc translates calls and streams
 // into the methods below).
 //
-// Round life cycle. Round r starts OPEN with base version v. GetTask hands a
-// TRAIN task (round r, version v) to at most clients_per_round clients; the
-// round deadline starts with the first task. Each PushUpdate is an Upload:
+// Round life cycle (docs/rounds.md). Round r starts OPEN with base version
+// v. GetTask hands a TRAIN task (round r, version v) to at most
+// clients_per_round x (1 + over_selection) clients, each under a lease: a
+// task no upload has used within rounds.task_lease_ms gives its slot back
+// (that client gets no other task this round); the round deadline starts
+// with the first task. Each PushUpdate is an Upload:
 // BeginUpload checks the header, AddChunk folds each chunk into the round's
 // exact weighted sum as it arrives (core/exact_sum.h: integers, so the sum
 // does not depend on arrival order; O(model) memory for any number of
 // uploads), FinishUpload commits it. The round closes when clients_per_round
-// updates are committed, or at the deadline: in-flight uploads are then
+// updates are committed (the surplus of over-selection still uploading is
+// aborted, reason "surplus"), or at the deadline: in-flight uploads are then
 // aborted and their partial sums subtracted exactly (UndoJournal replays
 // their bytes with weight -w); with >= min_clients commits the
 // optimizer applies the weighted mean and a new version is published,
@@ -170,6 +174,7 @@ class Upload {
   // holding the round's gate.
   enum class State { kActive, kCommitted, kAborted };
   State state_ = State::kActive;
+  RejectReason abort_reason_ = RejectReason::kCancelled;  // Once ABORTED.
 };
 
 class Coordinator {
@@ -331,6 +336,19 @@ class Coordinator {
   absl::Status CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
                                RejectReason* reason) const;
   void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases and over-selection (docs/rounds.md). Gives `client_id` a slot of
+  // the round (counted as over-selected beyond clients_per_round).
+  void AssignSlotLocked(RoundState& round, const std::string& client_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The refusal of an upload that finds no slot: its lease expired and the
+  // slot went to another client (reason lease_expired), or the round is full.
+  absl::Status RoundFullLocked(const RoundState& round, const std::string& client_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes back the slots of TRAIN tasks whose lease ended before an upload
+  // used them.
+  void ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ABORTED for a chunk or commit of an upload the round's close aborted.
+  absl::Status EndedDuringUpload(const Upload& upload, const RoundState& round) const;
   // Relay mode: the closed round's mean becomes the batch AwaitRelayBatch
   // returns (worker thread, no lock held).
   void CloseRelayRound(RoundState& round, std::vector<float> mean) ABSL_LOCKS_EXCLUDED(mu_);
