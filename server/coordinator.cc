@@ -59,14 +59,6 @@ struct RoundState {
 
 namespace {
 
-constexpr size_t kRememberedIdsPerClient = 64;
-
-// Appends `id`, forgetting the oldest beyond kRememberedIdsPerClient.
-void RememberBounded(std::deque<std::string>& ids, const std::string& id) {
-  ids.push_back(id);
-  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
-}
-
 // Rearranges the rows (of d floats) of `arena` so that row i holds what row
 // order[i] held, for i < order.size() (order: distinct row indices). One
 // row of scratch; each row is copied at most twice.
@@ -146,6 +138,7 @@ Coordinator::Coordinator(Options options)
       sessions_(config_.limits(), metrics_),
       relay_(options.relay),
       decode_pool_(store_.layout().NumParams(), /*max_idle=*/2),
+      journals_(config_.limits().undo_memory_bytes(), config_.spool_dir()),
       max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
   decided_version_ = options.initial_version;
@@ -158,12 +151,7 @@ Coordinator::Coordinator(Options options)
   upload_codecs_ = std::move(codecs).value();
   {
     tally::MutexLock lock(&mu_);
-    for (const auto& [client, ids] : options.applied_ids) {
-      for (const std::string& id : ids) {
-        RememberUpdateLocked(client, id);
-        RememberAppliedLocked(client, id);
-      }
-    }
+    ledger_.Restore(options.applied_ids);
   }
   if (options.restored)
     metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
@@ -256,15 +244,13 @@ void Coordinator::MaybeCheckpoint(bool force) {
     return;
   }
   // The ids of the updates in `snapshot`: only this thread publishes, so
-  // applied_ids_ matches it.
+  // the ledger's applied ids match it.
   CheckpointContents contents;
   contents.optimizer_name = step_->optimizer().name();
   contents.optimizer_tensors = step_->optimizer().MutableState();
   {
     tally::MutexLock lock(&mu_);
-    for (const auto& [client, ids] : applied_ids_) {
-      contents.applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
-    }
+    contents.applied = ledger_.AppliedIds();
     if (schedule_ != nullptr) {
       contents.schedule.name = schedule_->name();
       contents.schedule.state = schedule_->SaveState();
@@ -538,22 +524,6 @@ absl::Status Coordinator::RejectLocked(const std::string& client_id, RejectReaso
   return status;
 }
 
-bool Coordinator::IsDuplicateLocked(const std::string& client_id,
-                                    const std::string& update_id) const {
-  auto it = accepted_ids_.find(client_id);
-  if (it == accepted_ids_.end()) return false;
-  return std::find(it->second.begin(), it->second.end(), update_id) != it->second.end();
-}
-
-void Coordinator::RememberUpdateLocked(const std::string& client_id, const std::string& update_id) {
-  RememberBounded(accepted_ids_[client_id], update_id);
-}
-
-void Coordinator::RememberAppliedLocked(const std::string& client_id,
-                                        const std::string& update_id) {
-  RememberBounded(applied_ids_[client_id], update_id);
-}
-
 absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHeaderInfo& h) {
   const ModelLayout& layout = store_.layout();
   tally::MutexLock lock(&mu_);
@@ -567,7 +537,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (absl::Status id = ValidateId("update_id", h.update_id); !id.ok()) {
     return RejectLocked(h.client_id, RejectReason::kMalformed, id);
   }
-  if (IsDuplicateLocked(h.client_id, h.update_id)) {
+  if (ledger_.IsDuplicate(h.client_id, h.update_id)) {
     metrics_->updates_duplicate.Increment();
     return absl::AlreadyExistsError(
         absl::StrCat("update '", h.update_id, "' was already accepted"));
@@ -671,7 +641,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     round.row_state[row] = 1;
   } else {
     if (streamed) {
-      auto opened = NewJournalLocked(h.payload_bytes);
+      auto opened = journals_.Open(h.payload_bytes);
       if (!opened.ok()) return RejectLocked(h.client_id, RejectReason::kInternal, opened.status());
       journal = std::move(opened).value();
     }
@@ -897,7 +867,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     round.submitted.insert(upload.header_.client_id);
     round.accepted += 1;
     round.weight_sum += upload.header_.num_samples;
-    RememberUpdateLocked(upload.header_.client_id, upload.header_.update_id);
+    ledger_.Accepted(upload.header_.client_id, upload.header_.update_id);
     round.committed_ids.emplace_back(upload.header_.client_id, upload.header_.update_id);
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
@@ -963,47 +933,8 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   ReleaseJournalLocked(upload);
 }
 
-absl::StatusOr<std::unique_ptr<UndoJournal>> Coordinator::NewJournalLocked(uint64_t bytes) {
-  if (journal_bytes_in_use_ + bytes > config_.limits().undo_memory_bytes()) {
-    return UndoJournal::Open(config_.spool_dir());
-  }
-  journal_bytes_in_use_ += bytes;
-  std::string buffer;
-  for (auto it = idle_journal_buffers_.begin(); it != idle_journal_buffers_.end(); ++it) {
-    if (it->capacity() >= bytes) {
-      buffer = std::move(*it);
-      idle_journal_buffers_.erase(it);
-      break;
-    }
-  }
-  if (buffer.capacity() < bytes) {
-    // A new buffer: first shed idle ones so that reserved plus idle memory
-    // stays within the budget.
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    while (!idle_journal_buffers_.empty() &&
-           idle + journal_bytes_in_use_ > config_.limits().undo_memory_bytes()) {
-      idle -= idle_journal_buffers_.back().capacity();
-      idle_journal_buffers_.pop_back();
-    }
-    buffer = std::string();
-    buffer.reserve(bytes);
-  }
-  return UndoJournal::InMemory(std::move(buffer));
-}
-
 void Coordinator::ReleaseJournalLocked(Upload& upload) {
-  if (upload.journal_ == nullptr) return;
-  if (upload.journal_->in_memory()) {
-    journal_bytes_in_use_ -= upload.header_.payload_bytes;
-    std::string buffer = upload.journal_->TakeBuffer();
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    if (idle + buffer.capacity() <= config_.limits().undo_memory_bytes()) {
-      idle_journal_buffers_.push_back(std::move(buffer));
-    }
-  }
-  upload.journal_.reset();
+  journals_.Release(std::move(upload.journal_), upload.header_.payload_bytes);
 }
 
 void Coordinator::RequestCloseLocked() { close_requested_ = true; }
@@ -1084,7 +1015,7 @@ void Coordinator::CloseRound() {
     tally::MutexLock lock(&mu_);
     if (published) {
       store_.Publish(std::move(next), current->round + 1, now);
-      for (const auto& [client, id] : round->committed_ids) RememberAppliedLocked(client, id);
+      for (const auto& [client, id] : round->committed_ids) ledger_.Applied(client, id);
       ++rounds_completed_;
       metrics_->rounds_completed.Increment();
       last_round_duration_ = now - std::min(round->first_task, close_start);

@@ -72,9 +72,11 @@
 #include "core/sync.h"
 #include "core/token_bucket.h"
 #include "server/checkpoint.h"
+#include "server/journal_pool.h"
 #include "server/metrics.h"
 #include "server/sessions.h"
 #include "server/undo_journal.h"
+#include "server/update_ledger.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
@@ -304,13 +306,6 @@ class Coordinator {
   absl::Status RejectLocked(const std::string& client_id, RejectReason reason,
                             absl::Status status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool IsDuplicateLocked(const std::string& client_id, const std::string& update_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The update is in a published model version (what checkpoints record).
-  void RememberAppliedLocked(const std::string& client_id, const std::string& update_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The last checks before an upload gets resources: limits.
   // max_concurrent_uploads against `in_flight`, then the client's upload
@@ -323,9 +318,6 @@ class Coordinator {
   // limits.client_uploads_per_minute: takes a token from the client's bucket,
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // An in-memory journal if `bytes` fit in the budget, else a file journal.
-  absl::StatusOr<std::unique_ptr<UndoJournal>> NewJournalLocked(uint64_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseJournalLocked(Upload& upload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the upload aborted and subtracts what it added. Requires the
@@ -443,10 +435,7 @@ class Coordinator {
 
   mutable tally::Mutex mu_;
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
-  // Recently accepted update ids per client (newest last), for deduplication.
-  absl::flat_hash_map<std::string, std::deque<std::string>> accepted_ids_ ABSL_GUARDED_BY(mu_);
-  // The subset whose updates are in a published version, newest last.
-  absl::flat_hash_map<std::string, std::deque<std::string>> applied_ids_ ABSL_GUARDED_BY(mu_);
+  UpdateLedger ledger_ ABSL_GUARDED_BY(mu_);  // Accepted and applied update ids.
 
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
   const bool relay_;
@@ -476,10 +465,7 @@ class Coordinator {
   std::unique_ptr<aggregators::StripedAccumulator> spare_sum_ ABSL_GUARDED_BY(mu_);
   // Scratch for decoding compressed uploads before they join the exact sum.
   BufferPool decode_pool_;
-  // In-memory undo journals: bytes reserved by active uploads, and idle
-  // buffers kept for reuse (their capacities add up to at most the budget).
-  uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::string> idle_journal_buffers_ ABSL_GUARDED_BY(mu_);
+  JournalPool journals_ ABSL_GUARDED_BY(mu_);  // limits.undo_memory_bytes.
 
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;

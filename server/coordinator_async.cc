@@ -179,7 +179,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
     client.uploading = false;
     client.has_task = false;
     --async_uploads_;
-    RememberUpdateLocked(h.client_id, h.update_id);
+    ledger_.Accepted(h.client_id, h.update_id);
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
     metrics_->uploads_in_flight.Decrement();
@@ -373,7 +373,7 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     return false;
   }
   store_.Publish(std::move(next), current->round + 1, now);
-  for (const StoredUpdate& u : updates) RememberAppliedLocked(u.client_id, u.update_id);
+  for (const StoredUpdate& u : updates) ledger_.Applied(u.client_id, u.update_id);
   ++rounds_completed_;
   round_ = rounds_completed_ + 1;
   base_version_ = store_.Current()->version;
