@@ -1008,13 +1008,14 @@ void Coordinator::CloseRound() {
   round->arena = std::vector<float>();
   const bool published = !next.empty();
   const absl::Time now = clock_->Now();
+  std::shared_ptr<const ModelSnapshot> snapshot;
   {
     // Publishing and opening the next round happen atomically for callers:
-    // whoever sees version v+1 also sees round r+1 open on it. (Store
-    // listeners therefore run under mu_ and must not call the coordinator.)
+    // whoever sees version v+1 also sees round r+1 open on it. Listeners
+    // (WatchModel streams) hear of it after mu_ is released.
     tally::MutexLock lock(&mu_);
     if (published) {
-      store_.Publish(std::move(next), current->round + 1, now);
+      snapshot = store_.PublishQuietly(0, std::move(next), current->round + 1, now);
       for (const auto& [client, id] : round->committed_ids) ledger_.Applied(client, id);
       ++rounds_completed_;
       metrics_->rounds_completed.Increment();
@@ -1040,6 +1041,7 @@ void Coordinator::CloseRound() {
       spare_ = std::move(const_cast<ModelSnapshot&>(*current).params);  // Sole owner.
     }
   }
+  if (snapshot != nullptr) store_.NotifyListeners(snapshot);
   if (published) {
     LogInfo(absl::StrCat("round ", round->round, " aggregated ", round->accepted,
                          " update(s) into version ", store_.Current()->version));
@@ -1074,10 +1076,14 @@ void Coordinator::CloseRelayRound(RoundState& round, std::vector<float> mean) {
 }
 
 void Coordinator::PublishUpstream(uint64_t version, uint64_t round, std::vector<float> params) {
-  tally::MutexLock lock(&mu_);
-  store_.PublishAs(version, std::move(params), round, clock_->Now());
-  base_version_ = version;
-  ExportProgressLocked();
+  std::shared_ptr<const ModelSnapshot> snapshot;
+  {
+    tally::MutexLock lock(&mu_);
+    snapshot = store_.PublishQuietly(version, std::move(params), round, clock_->Now());
+    base_version_ = version;
+    ExportProgressLocked();
+  }
+  store_.NotifyListeners(snapshot);
 }
 
 void Coordinator::OpenRelayRound(uint64_t round) {
