@@ -4,6 +4,7 @@
 // ServerConfig given with --config (see proto/tally/v1/config.proto).
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <fstream>
@@ -76,6 +77,22 @@ bool HelpFlagsFromMain(absl::string_view filename) {
   return absl::StrContains(filename, "server/main.cc");
 }
 
+// Every client connection is a file descriptor, and the soft limit is often
+// 1024: take the hard limit (what `ulimit -Hn` / systemd's LimitNOFILE
+// allow), as nginx's worker_rlimit_nofile or Go's runtime do.
+void RaiseOpenFileLimit() {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t soft = limit.rlim_cur;
+  if (soft < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = soft;
+  }
+  LogInfo(absl::StrCat("open files limit ", limit.rlim_cur,
+                       soft < limit.rlim_cur ? absl::StrCat(" (raised from ", soft, ")") : "",
+                       ": at most that many client connections at once"));
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "tally-server: %s\n", std::string(status.message()).c_str());
   return 1;
@@ -116,6 +133,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   tally::server::SetLogFormat(format);
+  RaiseOpenFileLimit();
 
   tally::v1::ServerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
