@@ -84,6 +84,9 @@ ABSL_FLAG(int, max_concurrent_uploads, 0,
           "client's upload at once).");
 ABSL_FLAG(uint64_t, undo_memory_bytes, 0,
           "The started server's limits.undo_memory_bytes; 0 (default): the server's default.");
+ABSL_FLAG(std::string, server_config, "",
+          "Text proto appended to the started server's generated config, for fields it does not "
+          "set itself, e.g. 'grpc { bdp_probe: false }'.");
 ABSL_FLAG(bool, pull, false,
           "Every client pulls the model (PullModel of the task's version) each round before it "
           "pushes; the report gives download, upload and whole rounds.");
@@ -153,6 +156,9 @@ std::string ConfigText(absl::string_view role, int clients, absl::string_view ex
                                   "rounds { clients_per_round: ",
                                   clients, " min_clients: ", clients, " }\n", extra);
   if (codec.has_value()) absl::StrAppend(&text, CompressionConfigText(*codec));
+  if (!absl::GetFlag(FLAGS_server_config).empty()) {
+    absl::StrAppend(&text, absl::GetFlag(FLAGS_server_config), "\n");
+  }
   return text;
 }
 
@@ -485,13 +491,14 @@ std::string ToJson(const Report& r) {
       "\"params\": %d, \"update_bytes\": %d, \"rounds\": %d, \"warmup_rounds\": %d, "
       "\"chunk_bytes\": %d, \"seed\": %d, \"schedule\": %s, \"codec\": %s, \"id_prefix\": %s, "
       "\"connection_per_client\": %s, \"pull\": %s, \"driver\": %s, \"driver_threads\": %d, "
-      "\"relays\": %d},\n",
+      "\"server_config\": %s, \"relays\": %d},\n",
       JsonString(r.mode), JsonString(r.target), JsonString(r.server_bin), r.options.clients,
       r.options.params, r.options.params * 4, r.options.rounds, r.options.warmup_rounds,
       r.options.chunk_bytes, r.options.seed, JsonString(absl::GetFlag(FLAGS_schedule)),
       JsonString(CodecName(r.options)), JsonString(r.options.id_prefix),
       JsonBool(r.options.connection_per_client), JsonBool(r.options.pull),
-      JsonString(absl::GetFlag(FLAGS_driver)), r.options.driver_threads, r.relays.size());
+      JsonString(absl::GetFlag(FLAGS_driver)), r.options.driver_threads,
+      JsonString(absl::GetFlag(FLAGS_server_config)), r.relays.size());
   const Machine& m = r.machine;
   absl::StrAppendFormat(
       &out,

@@ -28,13 +28,14 @@ ulimit -n "$(ulimit -Hn)"
 
 selected() { [[ " $SETS " == *" $1 "* ]]; }
 
-# name|set|tally-bench arguments. bench_tables.py knows the names.
+# name|set|tally-bench arguments (shell words). bench_tables.py knows the names.
 dense="--params=10000000 --rounds=5"
 runs=(
   "shared|ingest|--clients=10 $dense"
   "own|ingest|--clients=10 $dense --connection_per_client"
   "own_pull|ingest|--clients=10 $dense --connection_per_client --pull"
   "own_callback|ingest|--clients=10 $dense --connection_per_client --driver=callback"
+  "own_nobdp|ingest|--clients=10 $dense --connection_per_client --server_config='grpc { bdp_probe: false }'"
   "int8|codecs|--clients=10 --params=10000000 --rounds=10 --connection_per_client --codec=int8"
   "topk|codecs|--clients=10 --params=10000000 --rounds=10 --connection_per_client --codec=topk --codec_ratio=0.01"
   "fedasync|schedules|--clients=64 --params=1000000 --rounds=20 --connection_per_client --schedule=fedasync"
@@ -44,6 +45,7 @@ runs=(
   "relays10|relays|--clients=10 --params=10000000 --rounds=3 --connection_per_client --relays=2"
   "conn1k|connections|--clients=1000 --params=10000 --rounds=3 --driver=callback --connection_per_client"
   "conn10k|connections|--clients=10000 --params=10000 --rounds=3 --driver=callback --connection_per_client"
+  "conn10k_quota|connections|--clients=10000 --params=10000 --rounds=3 --driver=callback --connection_per_client --server_config='grpc { memory_bytes: 268435456 }'"
 )
 
 for r in $(seq 1 "$REPEAT"); do
@@ -51,8 +53,8 @@ for r in $(seq 1 "$REPEAT"); do
     IFS='|' read -r name set args <<<"$run"
     selected "$set" || continue
     echo "bench.sh: [$r/$REPEAT] $name (load $(cut -d' ' -f1-3 /proc/loadavg)): tally-bench $args"
-    # shellcheck disable=SC2086  # $args is a list of flags.
-    if ! "$bench" $args --json="$RESULTS/$name.$r.json" >"$RESULTS/$name.$r.log" 2>&1; then
+    eval "set -- $args"
+    if ! "$bench" "$@" --json="$RESULTS/$name.$r.json" >"$RESULTS/$name.$r.log" 2>&1; then
       cat "$RESULTS/$name.$r.log" >&2
       echo "bench.sh: $name failed; results so far in $RESULTS" >&2
       exit 1

@@ -128,6 +128,7 @@ def ingest_set(runs):
         "own": "a connection per client",
         "own_pull": "a connection per client, pull + push",
         "own_callback": "a connection per client, callback driver",
+        "own_nobdp": "a connection per client, `grpc { bdp_probe: false }`",
     }
     names = list(labels)
 
@@ -239,7 +240,8 @@ def relays_set(runs):
 
 
 def connections_set(runs):
-    labels = {"conn1k": "1,000", "conn10k": "10,000"}
+    labels = {"conn1k": "1,000", "conn10k": "10,000",
+              "conn10k_quota": "10,000, `grpc { memory_bytes: 268435456 }`"}
     names = list(labels)
 
     def row(r):

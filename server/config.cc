@@ -78,6 +78,7 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (config->metrics_port() == 0) config->set_metrics_port(9464);
   if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
   if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
+  if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
 
   tally::v1::ModelConfig* model = config->mutable_model();
   if (model->tensors_size() == 0) {
@@ -413,6 +414,9 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   }
   if (config.metrics_port() < -1 || config.metrics_port() > 65535) {
     return invalid("metrics_port: ", config.metrics_port(), " is not -1 or a port number");
+  }
+  if (const uint64_t bytes = config.grpc().memory_bytes(); bytes != 0 && bytes < (16u << 20)) {
+    return invalid("grpc.memory_bytes: ", bytes, " must be 0 (unbounded) or at least 16777216");
   }
   auto layout = LayoutFromConfig(config.model());
   if (!layout.ok()) return layout.status();

@@ -11,6 +11,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "prometheus/registry.h"
 #include "server/checkpoint.h"
 #include "server/config.h"
@@ -94,6 +95,12 @@ class ServerImpl final : public Server {
     // would then bind too and the kernel would split the clients between
     // the two federations. Without it, binding a busy port fails.
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, config_.grpc().bdp_probe() ? 1 : 0);
+    if (config_.grpc().memory_bytes() > 0) {
+      grpc_quota_ = std::make_unique<grpc::ResourceQuota>("tally-server");
+      grpc_quota_->Resize(static_cast<size_t>(config_.grpc().memory_bytes()));
+      builder.SetResourceQuota(*grpc_quota_);
+    }
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config_.limits().max_receive_message_bytes()));
     // Keepalive on (gRPC's 2 h server default period) turns on the sockets'
@@ -207,6 +214,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<grpc::ResourceQuota> grpc_quota_;  // grpc.memory_bytes.
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   tally::Mutex mu_;

@@ -34,6 +34,20 @@ out=$("$bench" --server_bin="$server" --clients=3 --params=100000 --rounds=1 --d
   fail "shared: not 1 connection: $(cat "$tmp/shared.json")"
 grep -q '"download": {"bytes": 0, "pulls": 0,' "$tmp/shared.json" || fail "pulled without --pull"
 
+# --server_config reaches the started server: its gRPC transport settings
+# (grpc.bdp_probe, grpc.memory_bytes) are accepted and the load completes;
+# an invalid one stops the run with the field's name.
+out=$("$bench" --server_bin="$server" --clients=2 --params=1000 --rounds=1 --json="$tmp/grpc.json" \
+      --server_config='grpc { bdp_probe: false memory_bytes: 67108864 }' 2>&1) ||
+  fail "--server_config grpc: $out"
+grep -q '"server_config": "grpc { bdp_probe: false memory_bytes: 67108864 }"' "$tmp/grpc.json" ||
+  fail "no server_config in the JSON"
+if out=$("$bench" --server_bin="$server" --clients=2 --params=1000 --rounds=1 --json= \
+         --server_config='grpc { memory_bytes: 1000 }' 2>&1); then
+  fail "grpc.memory_bytes 1000 accepted: $out"
+fi
+grep -q "grpc.memory_bytes" <<<"$out" || fail "no field name in: $out"
+
 # Two processes (one per driver), 2 clients each, rounds of 4 at one server.
 cat >"$tmp/server.textproto" <<CONFIG
 model { tensors { name: "w" shape: 1000 } }

@@ -255,6 +255,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"rounds { clients_per_round: 4 } strategy { rule: \"caf\" f: 2 }",
                   "strategy.rule: caf: f=2 requires n > 2f, got n=4"},
         BadConfig{"limits { max_chunk_bytes: 10 }", "limits.max_chunk_bytes"},
+        BadConfig{"grpc { memory_bytes: 1000 }", "grpc.memory_bytes"},
         BadConfig{"limits { model_chunk_bytes: 1025 }", "limits.model_chunk_bytes"},
         BadConfig{"limits { max_update_bytes: 4 }", "limits.max_update_bytes"},
         BadConfig{"limits { max_abs_value: 5e6 }", "limits.max_abs_value"},
