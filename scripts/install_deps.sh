@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev openssl prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libzstd-dev curl python3
+  libopenblas-dev libzstd-dev zlib1g-dev curl python3
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   # The Python SDK (client/python), its tests and examples/pytorch_digits.py.
   python3-grpcio python3-protobuf python3-numpy python3-zstandard python3-pytest
