@@ -15,6 +15,7 @@
 #include "google/protobuf/text_format.h"
 #include "proto/codec_params.h"
 #include "server/auth.h"
+#include "server/model_init.h"
 
 namespace tally::server {
 namespace {
@@ -79,7 +80,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
 
   tally::v1::ModelConfig* model = config->mutable_model();
-  if (model->tensors_size() == 0) {
+  // A relay's model is the upstream's (ValidateConfig refuses a file).
+  if (config->relay().upstream().empty()) TensorsFromInitFile(model);
+  if (model->tensors_size() == 0 && model->init().file().empty()) {
     tally::v1::TensorConfig* kernel = model->add_tensors();
     kernel->set_name("dense/kernel");
     kernel->add_shape(32);
@@ -384,6 +387,7 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (config.metrics_port() < -1 || config.metrics_port() > 65535) {
     return invalid("metrics_port: ", config.metrics_port(), " is not -1 or a port number");
   }
+  if (absl::Status init = ValidateModelInit(config); !init.ok()) return init;
   auto layout = LayoutFromConfig(config.model());
   if (!layout.ok()) return layout.status();
   const auto& init = config.model().init();
