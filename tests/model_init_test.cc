@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "server/checkpoint.h"
 #include "server/config.h"
+#include "tally/model_file.h"
 #include "tests/server_harness.h"
 #include "tests/status_matchers.h"
 
@@ -192,6 +193,36 @@ TEST(ModelInitTest, ACheckpointWinsOverTheFile) {
   TALLY_ASSERT_OK_AND_ASSIGN(Model model, client->PullModel());
   EXPECT_EQ(model.version, 7u);
   EXPECT_EQ(model.params, snapshot.params);
+}
+
+// The C++ SDK writes what it pulled; a second server starts from that file
+// and serves the same model.
+TEST(ModelInitTest, TheCppSdkWritesAModelAServerStartsFrom) {
+  auto first = Harness::Start(FileConfig(WriteModel("sdk_source.safetensors")));
+  ASSERT_NE(first, nullptr);
+  auto client = first->NewClient("writer");
+  ASSERT_THAT(client->Join(), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model pulled, client->PullModel());
+  const std::string path = TempPath("sdk_written.npz");
+  ASSERT_THAT(WriteModelFile(path, pulled), IsOk());
+
+  auto second = Harness::Start(FileConfig(path));
+  ASSERT_NE(second, nullptr);
+  auto reader = second->NewClient("reader");
+  TALLY_ASSERT_OK_AND_ASSIGN(JoinResult join, reader->Join());
+  EXPECT_EQ(join.model.layout_hash, pulled.info.layout_hash);
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, reader->PullModel());
+  EXPECT_EQ(model.params, kValues);
+
+  const std::vector<float> two = {1, 2};
+  EXPECT_THAT(WriteModelFile(TempPath("bad.safetensors"), {{"w", {3}, two}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  const std::vector<float> nan = {1, std::nanf("")};
+  EXPECT_THAT(WriteModelFile(TempPath("nan.safetensors"), {{"w", {2}, nan}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(WriteModelFile(TempPath("dup.safetensors"), {{"w", {2}, two}, {"w", {2}, two}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(WriteModelFile(TempPath("fine.safetensors"), {{"w", {1, 2}, two}}), IsOk());
 }
 
 }  // namespace
