@@ -6,22 +6,22 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/connection.h"
 #include "client/model_stream.h"
 #include "client/proto_convert.h"
 #include "client/raw_push.h"
 #include "client/retry.h"
+#include "client/tls_files.h"
 #include "client/validation.h"
 #include "compress/codec.h"
 #include "compress/dgc.h"
@@ -126,8 +126,10 @@ void SetDeadline(grpc::ClientContext* context, absl::Time deadline) {
 // across an RPC except join_mu_, which serializes (re-)Joins on purpose.
 class GrpcClient final : public Client {
  public:
-  GrpcClient(ClientOptions options, const std::shared_ptr<grpc::Channel>& channel)
+  GrpcClient(ClientOptions options, const std::shared_ptr<grpc::Channel>& channel,
+             client_internal::ConnectionWaiter waiter)
       : options_(std::move(options)),
+        waiter_(std::move(waiter)),
         policy_{options_.initial_backoff, options_.max_backoff, options_.backoff_multiplier},
         random_(options_.seed),
         aggregator_(v1::Aggregator::NewStub(channel)),
@@ -201,6 +203,7 @@ class GrpcClient final : public Client {
                                                   const std::string& update_id);
 
   const ClientOptions options_;
+  const client_internal::ConnectionWaiter waiter_;
   const client_internal::BackoffPolicy policy_;
   client_internal::RandomSource random_;  // Thread-safe.
   const std::unique_ptr<v1::Aggregator::Stub> aggregator_;
@@ -234,11 +237,19 @@ auto GrpcClient::Call(const CallSpec& spec, Fn&& attempt)
   bool rejoined = false;
   int failures = 0;
   uint32_t attempts = 0;
+  client_internal::OutageClock outage(options_.connect_timeout);
   for (;;) {
     ++attempts;
     if (spec.attempts != nullptr) *spec.attempts = attempts;
     auto result = attempt(*session);
     const absl::Status status = StatusOf(result);
+    if (waiter_.IsConnectionFailure(status)) {
+      // Not a failure of the call: wait for the server (not in max_attempts).
+      const absl::Time deadline = std::min(outage.Failed(absl::Now()), spec.overall_deadline);
+      TALLY_RETURN_IF_ERROR(waiter_.Await(spec.rpc, status, deadline));
+      outage.Connected(absl::Now());
+      continue;
+    }
     if (status.code() == absl::StatusCode::kUnauthenticated && spec.needs_session &&
         spec.rejoin_on_unauthenticated && !rejoined) {
       rejoined = true;
@@ -418,10 +429,13 @@ absl::StatusOr<Model> GrpcClient::PullOnce(const Session& session, uint64_t vers
   return model;
 }
 
-absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& update) {
-  if (update.num_samples == 0) {
+absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& given) {
+  if (given.num_samples == 0) {
     return absl::InvalidArgumentError("PushUpdate: Update.num_samples must be > 0");
   }
+  std::vector<float> difference;  // weights - base, if given so.
+  Update update = given;
+  TALLY_ASSIGN_OR_RETURN(update.delta, client_internal::UpdateDelta(given, &difference));
   PushResult result;
   if (update.update_id.empty()) {
     result.update_id = random_.UpdateId();
@@ -638,42 +652,31 @@ absl::StatusOr<ServerStatusInfo> GrpcClient::GetServerStatus() {
 
 }  // namespace
 
-namespace {
-
-absl::StatusOr<std::string> ReadPemFile(const char* field, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  if (in) buffer << in.rdbuf();
-  if (!in || buffer.str().find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ClientOptions.", field, ": cannot read a PEM file at '", path, "'"));
-  }
-  return buffer.str();
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   TALLY_RETURN_IF_ERROR(client_internal::ValidateClientOptions(options));
+  TALLY_ASSIGN_OR_RETURN(client_internal::TlsPem pem, client_internal::ReadTlsFiles(options));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);  // Chunks are bounded by the server, not by gRPC.
   args.SetMaxSendMessageSize(-1);
+  // While a call waits for the server, gRPC tries to connect at least this
+  // often (its default backoff grows to 2 minutes).
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              absl::ToInt64Milliseconds(client_internal::kConnectRetryInterval));
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  client_internal::ProbeCredentials probe;
   if (!options.tls_ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
-    TALLY_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile("tls_ca_file", options.tls_ca_file));
-    if (!options.tls_cert_file.empty()) {
-      TALLY_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
-                             ReadPemFile("tls_cert_file", options.tls_cert_file));
-      TALLY_ASSIGN_OR_RETURN(ssl.pem_private_key,
-                             ReadPemFile("tls_key_file", options.tls_key_file));
-    }
+    ssl.pem_root_certs = pem.ca;
+    ssl.pem_cert_chain = pem.cert_chain;
+    ssl.pem_private_key = pem.key;
     credentials = grpc::SslCredentials(ssl);
     if (!options.auth_token.empty()) {
       credentials = grpc::CompositeChannelCredentials(
           credentials, grpc::AccessTokenCredentials(options.auth_token));
     }
     if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+    probe = {true, std::move(pem.ca), std::move(pem.cert_chain), std::move(pem.key),
+             options.tls_server_name};
   }
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(options.target, credentials, args);
@@ -681,7 +684,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
     return absl::InvalidArgumentError(
         absl::StrCat("ClientOptions.target: cannot create a channel to '", options.target, "'"));
   }
-  return std::unique_ptr<Client>(std::make_unique<GrpcClient>(std::move(options), channel));
+  client_internal::ConnectionWaiter waiter(channel, options.target, options.connect_timeout,
+                                           std::move(probe));
+  return std::unique_ptr<Client>(
+      std::make_unique<GrpcClient>(std::move(options), channel, std::move(waiter)));
 }
 
 }  // namespace tally

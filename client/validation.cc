@@ -57,6 +57,32 @@ absl::Status CheckUpdateBytes(uint64_t payload_bytes, absl::string_view codec,
                    "; not sent (raise the limit in the server's config, or compress more)"));
 }
 
+absl::StatusOr<absl::Span<const float>> UpdateDelta(const Update& update,
+                                                    std::vector<float>* storage) {
+  if (update.weights.empty() && update.base.empty()) return update.delta;
+  if (!update.delta.empty()) {
+    return absl::InvalidArgumentError(
+        "PushUpdate: set Update.delta (local - base) or Update.weights with Update.base, "
+        "not both");
+  }
+  if (update.weights.empty()) {
+    return absl::InvalidArgumentError(
+        "PushUpdate: Update.base is set without Update.weights (the local model it is "
+        "subtracted from)");
+  }
+  if (update.base.size() != update.weights.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PushUpdate: Update.weights has ", update.weights.size(), " floats and Update.base ",
+        update.base.size(), update.base.empty()
+                                ? ": set Update.base to the model the weights were trained "
+                                  "from (the pulled Model::params); the server takes deltas"
+                                : ""));
+  }
+  storage->resize(update.weights.size());
+  for (size_t i = 0; i < storage->size(); ++i) (*storage)[i] = update.weights[i] - update.base[i];
+  return absl::Span<const float>(*storage);
+}
+
 compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
   compress::DgcOptions options;
   options.momentum = settings.momentum;
@@ -100,6 +126,9 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   }
   if (options.transfer_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.transfer_timeout: must be > 0");
+  }
+  if (options.connect_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.connect_timeout: must be > 0");
   }
   for (const std::string& name : options.upload_codecs) {
     const compress::CodecInfo* info = compress::FindCodec(name);

@@ -6,10 +6,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "compress/dgc.h"
 #include "tally/client.h"
 
@@ -27,6 +29,13 @@ absl::Status ValidateClientId(absl::string_view client_id);
 
 // Update ids supplied by the application are 1..128 printable ASCII chars.
 absl::Status ValidateUpdateId(absl::string_view update_id);
+
+// The delta `update` describes: Update::delta as given, or weights - base
+// computed into *storage. INVALID_ARGUMENT for any other combination (delta
+// with weights or base, weights without base or of another size), naming
+// the fields.
+absl::StatusOr<absl::Span<const float>> UpdateDelta(const Update& update,
+                                                    std::vector<float>* storage);
 
 // The upload chunk size: min(requested, server_max) rounded down to a
 // multiple of 4 bytes (one float). server_max == 0 means "no server cap".

@@ -154,8 +154,8 @@ def train_client(tally, target, index, data, byzantine, args, stop, transfers, d
             if byzantine:
                 delta = -4.0 * delta
             try:
-                pushed = client.push_update(delta, round=task.round, base_version=model.version,
-                                            num_samples=max(1, len(y)),
+                pushed = client.push_update(delta=delta, round=task.round,
+                                            base_version=model.version, num_samples=max(1, len(y)),
                                             metrics={"byzantine": byzantine})
             except tally.RejectedUpdateError as e:
                 if "max_abs_value" not in str(e):

@@ -195,6 +195,18 @@ aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& 
   return o;
 }
 
+aggregators::AggregationStepOptions AggregationStepOptionsFromConfig(
+    const tally::v1::ServerConfig& config) {
+  aggregators::AggregationStepOptions options;
+  options.optimizer = OptimizerOptionsFromConfig(config.optimizer());
+  if (IsRobustStrategy(config.strategy())) {
+    options.rule = RuleOptionsFromConfig(config.strategy(), ExpectedBatchSize(config));
+    options.rule.name = config.strategy().rule();
+    options.pre_steps = PreStepNamesFromConfig(config.strategy());
+  }
+  return options;
+}
+
 std::vector<std::string> PreStepNamesFromConfig(const tally::v1::StrategyConfig& strategy) {
   std::vector<std::string> names(strategy.pre().begin(), strategy.pre().end());
   if (strategy.nnm_mixing() && std::find(names.begin(), names.end(), "nnm") == names.end()) {

@@ -10,6 +10,7 @@
 #include "aggregators/optimizers/optimizer.h"
 #include "aggregators/rules/rule.h"
 #include "aggregators/schedules/schedule.h"
+#include "aggregators/step/aggregation_step.h"
 #include "compress/codec.h"
 #include "core/model_layout.h"
 #include "tally/v1/config.pb.h"
@@ -35,6 +36,10 @@ aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::Optimi
 // The rule options the strategy describes (name left to the caller).
 aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& strategy,
                                                size_t expected_n);
+// What the server's aggregation step is made of: the strategy's rule (with
+// ExpectedBatchSize as the expected n), its pre-steps and the optimizer.
+aggregators::AggregationStepOptions AggregationStepOptionsFromConfig(
+    const tally::v1::ServerConfig& config);
 // The pre-steps the server runs, in order: `pre`, then "nnm" with
 // nnm_mixing (default true for krum and bulyan) unless `pre` already lists it.
 std::vector<std::string> PreStepNamesFromConfig(const tally::v1::StrategyConfig& strategy);

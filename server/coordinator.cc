@@ -158,9 +158,12 @@ Coordinator::Coordinator(Options options)
   if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
   if (relay_) phase_ = Phase::kIdle;
   ExportProgressLocked();
-  auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config_.optimizer()));
-  if (!optimizer.ok()) std::abort();  // ValidateConfig() ran before.
-  optimizer_ = std::move(optimizer).value();
+  if (IsRobustStrategy(config_.strategy())) {
+    aggregators::SetRuleThreads(static_cast<int>(config_.strategy().threads()));
+  }
+  auto step = aggregators::AggregationStep::Create(AggregationStepOptionsFromConfig(config_));
+  if (!step.ok()) std::abort();  // ValidateConfig() ran before.
+  step_ = std::move(step).value();
   RestoreOptimizerState(options.optimizer_state);
   if (IsAsyncSchedule(config_.schedule())) {
     auto schedule = aggregators::CreateSchedule(ScheduleOptionsFromConfig(config_));
@@ -182,22 +185,6 @@ Coordinator::Coordinator(Options options)
     pool_ = std::make_shared<BufferPool>(store_.layout().NumParams(), max_idle);
     store_.set_recycler(pool_);
   }
-  if (IsRobustStrategy(config_.strategy())) {
-    aggregators::SetRuleThreads(static_cast<int>(config_.strategy().threads()));
-    aggregators::RuleOptions rule_options =
-        RuleOptionsFromConfig(config_.strategy(), ExpectedBatchSize(config_));
-    rule_options.name = config_.strategy().rule();
-    auto rule = aggregators::CreateRule(rule_options);
-    if (!rule.ok()) std::abort();  // ValidateConfig() ran before.
-    rule_ = std::move(rule).value();
-    rule_->set_report_influence(true);  // For the per-client rule metrics.
-    for (const std::string& pre : PreStepNamesFromConfig(config_.strategy())) {
-      rule_options.name = pre;
-      auto step = aggregators::CreatePreStep(rule_options);
-      if (!step.ok()) std::abort();
-      pre_steps_.push_back(std::move(step).value());
-    }
-  }
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -205,14 +192,14 @@ Coordinator::~Coordinator() { Stop(); }
 
 void Coordinator::RestoreOptimizerState(OptimizerState& state) {
   if (state.name.empty()) return;
-  if (state.name != optimizer_->name()) {
+  if (state.name != step_->optimizer().name()) {
     LogWarning(absl::StrCat("checkpoint: optimizer state is for '", state.name,
-                            "', the config says '", optimizer_->name(),
+                            "', the config says '", step_->optimizer().name(),
                             "'; the optimizer starts fresh"));
     return;
   }
   size_t restored = 0;
-  for (auto& [key, target] : optimizer_->MutableState()) {
+  for (auto& [key, target] : step_->optimizer().MutableState()) {
     for (auto& [saved_key, values] : state.tensors) {
       if (saved_key == key) {
         *target = std::move(values);
@@ -257,8 +244,8 @@ void Coordinator::MaybeCheckpoint(bool force) {
   // The ids of the updates in `snapshot`: only this thread publishes, so
   // applied_ids_ matches it.
   CheckpointContents contents;
-  contents.optimizer_name = optimizer_->name();
-  contents.optimizer_tensors = optimizer_->MutableState();
+  contents.optimizer_name = step_->optimizer().name();
+  contents.optimizer_tensors = step_->optimizer().MutableState();
   {
     tally::MutexLock lock(&mu_);
     for (const auto& [client, ids] : applied_ids_) {
@@ -585,7 +572,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   }
   std::unique_ptr<UndoJournal> journal;
   int row = -1;
-  if (rule_ != nullptr) {
+  if (step_->robust()) {
     // A private arena row: nothing to undo if the upload fails.
     const size_t rows = config_.rounds().clients_per_round();
     if (round.arena.empty()) {
@@ -969,7 +956,7 @@ void Coordinator::CloseRound() {
   std::shared_ptr<const ModelSnapshot> current = store_.Current();
   const bool poisoned = round_poisoned_.exchange(false);
   const bool enough = round->accepted > 0 && round->accepted >= config_.rounds().min_clients();
-  if (!poisoned && enough && rule_ != nullptr) {
+  if (!poisoned && enough && step_->robust()) {
     absl::Status aggregated = AggregateRows(*round, &next);
     if (!aggregated.ok()) {
       LogWarning(absl::StrCat("round ", round->round, ": ", aggregated.message()));
@@ -995,10 +982,10 @@ void Coordinator::CloseRound() {
     return;
   }
   if (!next.empty()) {
-    optimizer_->Apply(current->params, absl::MakeSpan(next));
-    if (!AllFinite(next.data(), next.size())) {
-      LogError(absl::StrCat("round ", round->round,
-                            ": the aggregate is not finite; model left unchanged"));
+    if (absl::Status applied = step_->Apply(current->params, absl::MakeSpan(next));
+        !applied.ok()) {
+      LogError(absl::StrCat("round ", round->round, ": ", applied.message(),
+                            "; model left unchanged"));
       next.clear();
     }
   }
@@ -1144,32 +1131,11 @@ absl::Status Coordinator::AggregateRows(RoundState& round, std::vector<float>* o
 absl::Status Coordinator::RunRule(absl::Span<float> batch, size_t n, std::vector<double> weights,
                                   std::vector<std::string> clients, uint64_t step,
                                   absl::Span<float> out) {
-  const size_t d = out.size();
   const absl::Time start = absl::Now();
-  std::vector<const aggregators::PreStep*> mixing;  // Steps that averaged rows.
-  for (const auto& pre : pre_steps_) {
-    absl::StatusOr<size_t> kept = pre->Apply(batch, n, d);
-    if (!kept.ok()) return kept.status();
-    // Weights belong to clients: once a pre-step merges or reorders rows
-    // (bucketing), the rule gets none (uniform).
-    if (*kept != n || !aggregators::KeepsRowOrder(pre->name())) {
-      weights.clear();
-      clients.clear();  // Nor can the rule's judgement of rows be attributed.
-    }
-    if (!pre->mixed_from().empty()) mixing.push_back(pre.get());
-    n = *kept;
-    batch = batch.subspan(0, n * d);
-  }
-  std::fill(out.begin(), out.end(), 0.0f);
-  absl::Status status = rule_->Aggregate(batch, n, d, out, weights);
+  std::vector<double> influence;
+  absl::Status status = step_->CombineRows(batch, n, std::move(weights), out, &influence);
   metrics_->rule_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  if (!status.ok()) return status;
-  // A row after nnm is a mean of several clients' rows: credit each of them.
-  std::vector<double> influence = rule_->influence();
-  for (auto it = mixing.rbegin(); it != mixing.rend(); ++it) {
-    influence = aggregators::InfluenceBeforeMixing(influence, (*it)->mixed_from());
-  }
-  ReportInfluence(step, clients, influence);
+  if (status.ok()) ReportInfluence(step, clients, influence);
   return status;
 }
 
@@ -1185,7 +1151,7 @@ void Coordinator::ReportInfluence(uint64_t round, const std::vector<std::string>
   constexpr size_t kNamed = 10;
   const size_t count = rejected.size();
   if (count > kNamed) rejected.resize(kNamed);
-  LogInfo(absl::StrCat("round ", round, ": ", rule_->name(), " rejected or down-weighted ", count,
+  LogInfo(absl::StrCat("round ", round, ": ", step_->rule_name(), " rejected or down-weighted ", count,
                        " of ", clients.size(), " update(s): ", absl::StrJoin(rejected, ", "),
                        count > kNamed ? ", ..." : ""));
 }

@@ -60,6 +60,7 @@
 #include "aggregators/rules/rule.h"
 #include "aggregators/rules/striped_accumulator.h"
 #include "aggregators/schedules/schedule.h"
+#include "aggregators/step/aggregation_step.h"
 #include "compress/codec.h"
 #include "core/buffer_pool.h"
 #include "core/clock.h"
@@ -445,11 +446,10 @@ class Coordinator {
   std::atomic<uint64_t> bytes_received_{0};
   // Set when an aborted upload could not be undone: the round must fail.
   std::atomic<bool> round_poisoned_{false};
-  std::unique_ptr<aggregators::Optimizer> optimizer_;  // Worker thread only.
+  // Combine, optimizer, finite check (aggregators/step/aggregation_step.h).
+  std::unique_ptr<aggregators::AggregationStep> step_;  // Worker thread only.
   // A robust strategy (pre-steps + rule over an arena of rows) instead of
   // the streaming weighted mean. Worker thread only.
-  std::unique_ptr<aggregators::Rule> rule_;
-  std::vector<std::unique_ptr<aggregators::PreStep>> pre_steps_;
   // A model-sized buffer recycled from a retired snapshot nobody reads any
   // more, reused as the next round's mean.
   std::vector<float> spare_ ABSL_GUARDED_BY(mu_);

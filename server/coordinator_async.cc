@@ -288,20 +288,21 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
   std::shared_ptr<const ModelSnapshot> current = store_.Current();
   // The linear path builds the new model in the first update's buffer
   // (scaled in place): no cold output buffer to fill.
-  const bool linear = rule_ == nullptr || n < 2;
+  const bool linear = !step_->robust() || n < 2;
   std::vector<float> next = linear ? std::move(updates[0].delta) : pool_->Take();
   bool ok = true;
   // Block by block: `combine` leaves the aggregate of [begin, begin + count)
   // in next, then the optimizer turns it into the new model while it is in
   // cache (one pass over the model rather than one per step).
   auto apply_blocks = [&](const std::function<void(size_t, size_t)>& combine) {
-    optimizer_->Prepare(d);
+    step_->Prepare(d);
     for (size_t begin = 0; begin < d && ok; begin += kFlushBlock) {
       const size_t count = std::min(kFlushBlock, d - begin);
       combine(begin, count);
-      optimizer_->ApplyRange(current->params.data() + begin, next.data() + begin, begin, count);
-      if (!AllFinite(next.data() + begin, count)) {
-        LogError("schedule step: the new model is not finite; model left unchanged");
+      const absl::Status applied = step_->ApplyRange(current->params.data() + begin,
+                                                     next.data() + begin, begin, count);
+      if (!applied.ok()) {
+        LogError(absl::StrCat("schedule step: ", applied.message(), "; model left unchanged"));
         ok = false;
       }
     }
@@ -342,33 +343,24 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
       ok = false;
     }
   } else {
-    // g = sum_i weight_i * delta_i, exactly (core/exact_sum.h): each
-    // coefficient as a fixed-point integer round(weight * 2^32), summed in a
-    // block-sized ExactSum, so g does not depend on the order of the updates.
-    std::vector<int64_t> coefficients(n);
-    for (size_t i = 0; i < n && ok; ++i) {
-      const double w = flush.updates[i].weight;
-      if (!(std::abs(w) <= kMaxExactFractionalWeight)) {
-        LogError(absl::StrCat("schedule step: coefficient ", w, " is outside [-",
-                              kMaxExactFractionalWeight, ", ", kMaxExactFractionalWeight,
-                              "]; model left unchanged"));
-        ok = false;
-      } else {
-        coefficients[i] = QuantizeWeight(w);  // Only in range: no overflowing conversion.
-      }
-    }
-    ExactSum block_sum(std::min(d, kFlushBlock));
-    const double divisor = std::ldexp(1.0, kExactWeightFractionBits);
-    if (ok) {
+    // g = sum_i weight_i * delta_i, exactly: independent of the order of
+    // the updates (aggregators/step/aggregation_step.h ExactCombination).
+    std::vector<double> coefficients;
+    for (const aggregators::WeightedUpdate& u : flush.updates) coefficients.push_back(u.weight);
+    absl::StatusOr<aggregators::ExactCombination> combination =
+        aggregators::ExactCombination::Create(coefficients);
+    if (!combination.ok()) {
+      LogError(absl::StrCat("schedule step: ", combination.status().message(),
+                            "; model left unchanged"));
+      ok = false;
+    } else {
+      std::vector<const float*> rows(n);
       apply_blocks([&](size_t begin, size_t count) {
-        block_sum.Clear(0, count);
-        // Update 0's delta is `next` itself (moved above); it is read before
-        // the block is overwritten.
-        block_sum.Add(0, next.data() + begin, count, coefficients[0]);
-        for (size_t i = 1; i < n; ++i) {
-          block_sum.Add(0, updates[i].delta.data() + begin, count, coefficients[i]);
-        }
-        block_sum.Extract(0, divisor, absl::MakeSpan(next.data() + begin, count));
+        // Update 0's delta is `next` itself (moved above): the combination
+        // reads every row of the block before it writes the block.
+        rows[0] = next.data() + begin;
+        for (size_t i = 1; i < n; ++i) rows[i] = updates[i].delta.data() + begin;
+        combination->Combine(rows, count, next.data() + begin);
       });
     }
   }

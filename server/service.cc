@@ -13,6 +13,7 @@
 #include "proto/codec_params.h"
 #include "proto/chunk_wire.h"
 #include "server/client_text.h"
+#include "server/codec_negotiation.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
 
@@ -470,6 +471,28 @@ tally::v1::ModelSpec ModelSpecFromLayout(const ModelLayout& layout) {
   return spec;
 }
 
+namespace {
+
+// The codec ids a JoinRequest lists, leaving out values tally does not know.
+ClientCodecs ClientCodecsFromRequest(const tally::v1::JoinRequest& request) {
+  auto known = [](const auto& listed) {
+    std::vector<compress::CodecId> ids;
+    for (int codec : listed) {
+      if (codec > 0 && codec <= 255 &&
+          compress::FindCodec(static_cast<compress::CodecId>(codec)) != nullptr) {
+        ids.push_back(static_cast<compress::CodecId>(codec));
+      }
+    }
+    return ids;
+  };
+  ClientCodecs client;
+  if (!request.supported_codecs().empty()) client.encodes = known(request.supported_codecs());
+  client.decodes = known(request.download_codecs());
+  return client;
+}
+
+}  // namespace
+
 AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
                                      const tally::v1::ServerConfig* config,
                                      const Authenticator* auth)
@@ -498,22 +521,11 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
     return reactor;
   }
   const JoinCaller caller{request->session_token(), PeerAddress(context->peer()), *identity};
-  // The first configured upload codec the client supports, else float32.
-  const auto& codecs = request->supported_codecs();
-  auto supports = [&](tally::v1::Codec codec) {
-    return std::find(codecs.begin(), codecs.end(), codec) != codecs.end();
-  };
-  compress::CodecSpec upload = compress::DefaultSpec(compress::CodecId::kFloat32);
-  for (const compress::CodecSpec& spec : coordinator_->upload_codecs()) {
-    if (supports(CodecToProto(spec))) {
-      upload = spec;
-      break;
-    }
-  }
-  if (!codecs.empty() && !supports(CodecToProto(upload))) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "no common codec: the server accepts CODEC_DENSE_F32 and "
-                                 "compression.upload's codecs"));
+  absl::StatusOr<NegotiatedCodecs> codecs =
+      NegotiateCodecs(ClientCodecsFromRequest(*request), coordinator_->upload_codecs(),
+                      downloads_.codecs());
+  if (!codecs.ok()) {
+    reactor->Finish(ToGrpcStatus(codecs.status()));
     return reactor;
   }
   auto session = coordinator_->Join(request->client_id(), caller);
@@ -523,27 +535,13 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   }
   response->set_session_token(session->token);
   *response->mutable_model_spec() = model_spec_;
-  response->set_upload_codec(CodecToProto(upload));
-  SpecToProto(upload, response->mutable_upload_params());
-  // Downloads: the first configured codec the client decodes, else float32;
-  // deltas if it decodes the delta codec and the download codec chains.
-  const auto& decodable = request->download_codecs();
-  auto decodes = [&](const compress::CodecSpec& spec) {
-    return std::find(decodable.begin(), decodable.end(), CodecToProto(spec)) != decodable.end();
-  };
-  compress::CodecSpec download = compress::DefaultSpec(compress::CodecId::kFloat32);
-  for (const compress::CodecSpec& spec : downloads_.codecs().full) {
-    if (decodes(spec)) {
-      download = spec;
-      break;
-    }
-  }
-  response->set_download_codec(CodecToProto(download));
-  SpecToProto(download, response->mutable_download_params());
-  const std::optional<compress::CodecSpec>& delta = downloads_.codecs().delta;
-  if (delta.has_value() && decodes(*delta) && DeltaChainCapable(download)) {
-    response->set_delta_codec(CodecToProto(*delta));
-    SpecToProto(*delta, response->mutable_delta_params());
+  response->set_upload_codec(CodecToProto(codecs->upload));
+  SpecToProto(codecs->upload, response->mutable_upload_params());
+  response->set_download_codec(CodecToProto(codecs->download));
+  SpecToProto(codecs->download, response->mutable_download_params());
+  if (codecs->delta.has_value()) {
+    response->set_delta_codec(CodecToProto(*codecs->delta));
+    SpecToProto(*codecs->delta, response->mutable_delta_params());
   }
   tally::v1::Limits* limits = response->mutable_limits();
   limits->set_max_chunk_bytes(config_->limits().max_chunk_bytes());

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "aggregators/step/aggregation_step.h"
 #include "core/status_macros.h"
 #include "core/vector_ops.h"
 #include "sim/random.h"
@@ -110,6 +111,10 @@ class World {
         params_(model.num_params(), 0.0f),
         aggregate_(model.num_params()),
         tasks_(data.clients.size(), 0) {
+    aggregators::AggregationStepOptions step;
+    step.optimizer.name = "sgd";
+    step.optimizer.learning_rate = options.server_lr;
+    step_ = aggregators::AggregationStep::Create(step).value();  // sgd takes any lr.
     speeds_ = options.seconds_per_step.empty()
                   ? DrawSecondsPerStep(options.heterogeneity, static_cast<int>(data.clients.size()),
                                        options.seed)
@@ -148,14 +153,21 @@ class World {
     return outcome;
   }
 
-  // Publishes one version at `time`: w ← w + server_lr · Σ weight_i Δ_i.
+  // Publishes one version at `time`: w ← w + server_lr · Σ weight_i Δ_i,
+  // the sum exact as in the server (aggregators/step/aggregation_step.h).
   absl::Status Publish(double time, absl::Span<const std::pair<double, const float*>> terms,
                        std::vector<TraceUpdate> trace) {
-    std::fill(aggregate_.begin(), aggregate_.end(), 0.0f);
+    std::vector<double> weights;
+    std::vector<const float*> deltas;
     for (const auto& [weight, delta] : terms) {
-      Axpy(static_cast<float>(weight), delta, aggregate_.data(), aggregate_.size());
+      weights.push_back(weight);
+      deltas.push_back(delta);
     }
-    Axpy(static_cast<float>(options_.server_lr), aggregate_.data(), params_.data(), params_.size());
+    TALLY_ASSIGN_OR_RETURN(aggregators::ExactCombination combination,
+                           aggregators::ExactCombination::Create(weights));
+    combination.Combine(deltas, aggregate_.size(), aggregate_.data());
+    TALLY_RETURN_IF_ERROR(step_->Apply(params_, absl::MakeSpan(aggregate_)));
+    params_.swap(aggregate_);
     ++version_;
     result_.updates += static_cast<int64_t>(terms.size());
     if (options_.record_trace) result_.trace.push_back({time, version_, std::move(trace)});
@@ -207,7 +219,8 @@ class World {
   std::vector<double> speeds_;
   std::vector<std::mt19937_64> task_rngs_;
   std::vector<float> params_;
-  std::vector<float> aggregate_;  // g, reused by every Publish.
+  std::vector<float> aggregate_;  // g, then the next model (swapped with params_).
+  std::unique_ptr<aggregators::AggregationStep> step_;  // sgd at server_lr.
   std::vector<int64_t> tasks_;    // Tasks started per client.
   uint64_t version_ = 0;
   VirtualTimeResult result_;

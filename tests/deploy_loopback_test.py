@@ -164,13 +164,13 @@ class DeployLoopbackTest(unittest.TestCase):
             delta = np.zeros(layout.num_params, np.float32)
             delta[-1] = np.nan
             try:
-                client.push_update(delta, round=task.round, base_version=task.model_version)
+                client.push_update(delta=delta, round=task.round, base_version=task.model_version)
             except tally.RejectedUpdateError as e:
                 cls.refusals["loopback-nan"] = e
         with tally.Client(cls.server.target, client_id="loopback-stale") as client:
             layout = client.join().layout
             try:
-                client.push_update(np.zeros(layout.num_params, np.float32),
+                client.push_update(delta=np.zeros(layout.num_params, np.float32),
                                    round=task.round - 1, base_version=task.model_version - 1)
             except tally.RpcError as e:
                 cls.refusals["loopback-stale"] = e

@@ -97,7 +97,7 @@ def train_rounds(tally, target, init, deltas):
         task = client.get_task(wait=10)
         assert task.kind == "train", task
         base = client.pull_model()
-        client.push_update(np.full(init.size, delta, np.float32), round=task.round,
+        client.push_update(delta=np.full(init.size, delta, np.float32), round=task.round,
                            base_version=base.version, num_samples=1)
         client.wait_for_version(base.version, timeout=10)
     final = client.pull_model()

@@ -62,15 +62,9 @@ grep -q "usage:" <<<"$output" || fail "edge_client printed no usage message (out
 # Against a real server: the installed SDK joins, pulls and pushes.
 server_bin=$build_dir/server/tally-server
 if [[ -x $server_bin ]]; then
-  port_file=$tmp_dir/port
-  rm -f "$port_file"
-  "$server_bin" --listen=127.0.0.1:0 --metrics_port=-1 --port_file="$port_file" \
-    >"$tmp_dir/server.log" 2>&1 &
-  server_pid=$!
-  trap 'kill -TERM $server_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 300); do [[ -s $port_file ]] && break; sleep 0.1; done
-  [[ -s $port_file ]] || fail "tally-server did not start: $(cat "$tmp_dir/server.log")"
-  output=$("$binary" "127.0.0.1:$(cat "$port_file")" edge-1 2>&1) ||
+  source "$source_dir/tests/tally_server.sh"
+  start_tally_server "$server_bin" "$tmp_dir"
+  output=$("$binary" "$server_target" edge-1 2>&1) ||
     fail "edge_client against tally-server failed: $output"
   grep -q "pushed: update" <<<"$output" || fail "edge_client did not push: $output"
   echo "$output"

@@ -68,18 +68,23 @@ class TlsTest : public ::testing::Test {
   // TLS with the test server certificate; `mtls` adds the client CA.
   void StartServer(bool mtls, bool require_client_cert, bool tokens,
                    const tally::v1::ServerConfig& base = {}) {
-    server::ServerOptions options;
-    options.config = base;
-    options.config.set_listen_address("127.0.0.1:0");
-    options.config.set_metrics_port(-1);
-    if (!base.has_rounds()) options.config.mutable_rounds()->set_clients_per_round(1);
-    auto* tls = options.config.mutable_tls();
+    tally::v1::ServerConfig config = base;
+    auto* tls = config.mutable_tls();
     tls->set_cert_file(Pki("server.pem"));
     tls->set_key_file(Pki("server.key"));
     if (mtls) tls->set_client_ca_file(Pki("ca.pem"));
     tls->set_require_client_cert(require_client_cert);
-    if (tokens) options.config.mutable_auth()->set_tokens_file(Pki("tokens.txt"));
-    options.config.mutable_auth()->add_admin_identities("ops");
+    if (tokens) config.mutable_auth()->set_tokens_file(Pki("tokens.txt"));
+    config.mutable_auth()->add_admin_identities("ops");
+    Serve(std::move(config));
+  }
+  // `config` on 127.0.0.1:0 (one client per round unless it says).
+  void Serve(tally::v1::ServerConfig config) {
+    server::ServerOptions options;
+    options.config = std::move(config);
+    options.config.set_listen_address("127.0.0.1:0");
+    options.config.set_metrics_port(-1);
+    if (!options.config.has_rounds()) options.config.mutable_rounds()->set_clients_per_round(1);
     options.registry = registry_;
     auto server = server::Server::Create(std::move(options));
     ASSERT_THAT(server, IsOk());
@@ -90,6 +95,7 @@ class TlsTest : public ::testing::Test {
     std::string ca = "ca.pem";  // "" = plaintext.
     std::string cert;           // e.g. "alice" for alice.pem / alice.key.
     std::string token;
+    std::string server_name;  // tls_server_name.
   };
   static Identity Ca(const std::string& ca) {
     Identity id;
@@ -118,6 +124,7 @@ class TlsTest : public ::testing::Test {
       options.tls_key_file = Pki(id.cert + ".key");
     }
     options.auth_token = id.token;
+    options.tls_server_name = id.server_name;
     auto client = Client::Create(options);
     EXPECT_THAT(client, IsOk());
     return client.ok() ? std::move(client).value() : nullptr;
@@ -202,6 +209,64 @@ TEST_F(TlsTest, ServerTlsOnlyTrustedClientsConnect) {
               StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(NewClient("anyone", Ca("other-ca.pem"))->Join(),
               StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// A TLS set-up that cannot work fails at once (not after connect_timeout,
+// 60 s by default) with what is wrong and the option to change.
+TEST_F(TlsTest, ConnectionErrorsSayWhatToChange) {
+  const absl::Time start = absl::Now();
+  auto join_error = [&](const Identity& id) {
+    return std::string(NewClient("alice", id)->Join().status().message());
+  };
+  Serve({});  // Plaintext.
+  EXPECT_THAT(join_error(Ca("ca.pem")),
+              AllOf(HasSubstr("does not speak TLS"), HasSubstr("leave tls_ca_file empty")));
+  StartServer(/*mtls=*/false, /*require_client_cert=*/false, /*tokens=*/false);
+  EXPECT_THAT(join_error(Ca("")), AllOf(HasSubstr("speaks TLS and this client plaintext"),
+                                        HasSubstr("set ClientOptions.tls_ca_file")));
+  EXPECT_THAT(join_error(Ca("other-ca.pem")),
+              AllOf(HasSubstr("refused the certificate of the server"),
+                    HasSubstr("tls_ca_file must hold the CA that signed it")));
+  Identity other_name = Ca("ca.pem");
+  other_name.server_name = "other.example";
+  EXPECT_THAT(join_error(other_name),
+              AllOf(HasSubstr("hostname mismatch"), HasSubstr("must name 'other.example'")));
+  StartServer(/*mtls=*/true, /*require_client_cert=*/true, /*tokens=*/false);
+  EXPECT_THAT(join_error({}), AllOf(HasSubstr("requires a client certificate"),
+                                    HasSubstr("set ClientOptions.tls_cert_file")));
+  for (const char* cert : {"mallory", "expired"}) {
+    EXPECT_THAT(join_error(Cert(cert)), AllOf(HasSubstr("refused this client's certificate"),
+                                              HasSubstr("tls.client_ca_file")))
+        << cert;
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
+// A file of the wrong kind is named at Create, before any connection.
+TEST_F(TlsTest, TlsFilesOfTheWrongKindAreRefusedAtCreate) {
+  ClientOptions options;
+  options.target = "127.0.0.1:1";
+  options.client_id = "alice";
+  options.tls_ca_file = Pki("server.key");
+  EXPECT_THAT(Client::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("ClientOptions.tls_ca_file"),
+                             HasSubstr("holds a private key, not a certificate"))));
+  options.tls_ca_file = Pki("ca.pem");
+  options.tls_cert_file = Pki("alice.pem");
+  options.tls_key_file = Pki("bob.key");
+  EXPECT_THAT(Client::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is not the key of the certificate in tls_cert_file")));
+  options.tls_key_file = Pki("alice.pem");
+  EXPECT_THAT(Client::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("holds a certificate, not a private key")));
+  options.tls_cert_file = Pki("alice.key");
+  EXPECT_THAT(Client::Create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("ClientOptions.tls_cert_file"),
+                             HasSubstr("holds a private key"))));
 }
 
 TEST_F(TlsTest, MutualTlsBindsTheCertificateIdentityToTheClientId) {

@@ -36,6 +36,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/types/span.h"
 #include "aggregators/rules/rule.h"
+#include "aggregators/step/aggregation_step.h"
 #include "core/model_file.h"
 #include "core/npy.h"
 #include "tools/export.h"
@@ -152,49 +153,40 @@ bool Contains(const std::vector<std::string>& names, const std::string& name) {
   return false;
 }
 
-// The pipeline the flags describe: pre-steps in order, then the rule.
-struct Pipeline {
-  std::vector<std::unique_ptr<agg::PreStep>> pre_steps;
-  std::unique_ptr<agg::Rule> rule;
-};
-
-// INVALID_ARGUMENT (a usage error) for unknown names or bad options.
-absl::StatusOr<Pipeline> CreatePipeline(const RuleOptions& options) {
-  Pipeline pipeline;
+// The aggregation step the flags describe: pre-steps in order, then the
+// rule (the server's step, aggregators/step/aggregation_step.h; no optimizer
+// is applied here). INVALID_ARGUMENT (a usage error) for unknown names or
+// bad options.
+absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptions& options) {
+  agg::AggregationStepOptions step;
+  step.rule = options;
   for (absl::string_view name :
        absl::StrSplit(absl::GetFlag(FLAGS_pre), ',', absl::SkipWhitespace())) {
-    RuleOptions pre_options = options;
-    pre_options.name = std::string(name);
-    if (!Contains(agg::PreStepNames(), pre_options.name)) {
+    if (!Contains(agg::PreStepNames(), std::string(name))) {
       return absl::InvalidArgumentError(
           absl::StrCat("--pre: unknown pre-step '", name,
                        "' (known: ", absl::StrJoin(agg::PreStepNames(), ", "), ")"));
     }
-    absl::StatusOr<std::unique_ptr<agg::PreStep>> step = agg::CreatePreStep(pre_options);
-    if (!step.ok()) return step.status();
-    pipeline.pre_steps.push_back(*std::move(step));
+    step.pre_steps.emplace_back(name);
   }
   if (!Contains(agg::RuleNames(), options.name)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--rule: unknown rule '", options.name,
                      "' (known: ", absl::StrJoin(agg::RuleNames(), ", "), ")"));
   }
-  absl::StatusOr<std::unique_ptr<agg::Rule>> rule = agg::CreateRule(options);
-  if (!rule.ok()) return rule.status();
-  pipeline.rule = *std::move(rule);
   if (!absl::GetFlag(FLAGS_weights).empty()) {
-    if (!pipeline.rule->UsesWeights()) {
+    if (options.name != "average") {
       return absl::InvalidArgumentError(absl::StrCat(
           "--weights: rule '", options.name, "' is unweighted (only average uses weights)"));
     }
-    for (const std::unique_ptr<agg::PreStep>& step : pipeline.pre_steps) {
-      if (!agg::KeepsRowOrder(step->name())) {
+    for (const std::string& name : step.pre_steps) {
+      if (!agg::KeepsRowOrder(name)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--weights: pre-step '", step->name(), "' merges or reorders rows"));
+            absl::StrCat("--weights: pre-step '", name, "' merges or reorders rows"));
       }
     }
   }
-  return pipeline;
+  return agg::AggregationStep::Create(step);
 }
 
 // The --weights file: a 1-D .npy of n values (empty without --weights).
@@ -214,8 +206,8 @@ absl::StatusOr<std::vector<double>> ReadWeights(size_t n) {
 int Aggregate() {
   absl::StatusOr<RuleOptions> options = OptionsFromFlags();
   if (!options.ok()) return Fail(kExitUsage, options.status().message());
-  absl::StatusOr<Pipeline> pipeline = CreatePipeline(*options);
-  if (!pipeline.ok()) return Fail(kExitUsage, pipeline.status().message());
+  absl::StatusOr<std::unique_ptr<agg::AggregationStep>> step = CreateStep(*options);
+  if (!step.ok()) return Fail(kExitUsage, step.status().message());
 
   const std::string in = absl::GetFlag(FLAGS_in);
   const std::string out_path = absl::GetFlag(FLAGS_out);
@@ -226,15 +218,9 @@ int Aggregate() {
   absl::StatusOr<std::vector<double>> weights = ReadWeights(n);
   if (!weights.ok()) return Fail(kExitError, weights.status().message());
 
-  size_t rows = n;
-  for (const std::unique_ptr<agg::PreStep>& step : pipeline->pre_steps) {
-    absl::StatusOr<size_t> kept = step->Apply(absl::MakeSpan(batch->data), rows, d);
-    if (!kept.ok()) return Fail(kExitError, kept.status().message());
-    rows = *kept;
-  }
   std::vector<float> result(d);
-  const absl::Status aggregated = pipeline->rule->Aggregate(
-      absl::MakeConstSpan(batch->data.data(), rows * d), rows, d, absl::MakeSpan(result), *weights);
+  const absl::Status aggregated = (*step)->CombineRows(
+      absl::MakeSpan(batch->data), n, *weights, absl::MakeSpan(result), /*influence=*/nullptr);
   if (!aggregated.ok()) return Fail(kExitError, aggregated.message());
   if (absl::Status written = WriteNpyVector(out_path, result); !written.ok()) {
     return Fail(kExitError, written.message());
@@ -245,7 +231,6 @@ int Aggregate() {
   const std::string pre = absl::GetFlag(FLAGS_pre);
   std::string summary = absl::StrCat("rule=", options->name, pre.empty() ? "" : " pre=", pre,
                                      " f=", options->f, " n=", n);
-  if (rows != n) absl::StrAppend(&summary, " (", rows, " after pre-steps)");
   if (!weights->empty()) absl::StrAppend(&summary, " weighted");
   absl::StrAppend(&summary, " d=", d, " |out|=", std::sqrt(norm), " -> ", out_path);
   Say(summary);

@@ -4,7 +4,8 @@ The build step generates the gRPC stubs (tally/v1/*_pb2*.py) from the
 repository's proto/ (or TALLY_PROTO_DIR) with Debian's protoc and
 grpc_python_plugin into the package being built; they are never checked in.
 
-    /usr/bin/python3 -m pip install --no-build-isolation --no-deps client/python
+    /usr/bin/python3 -m venv --system-site-packages ~/tally-venv
+    ~/tally-venv/bin/pip install --no-build-isolation --no-deps client/python
 """
 import os
 import sys

@@ -13,6 +13,10 @@
 // limits.max_update_bytes (JoinResult::max_update_bytes) fails at once,
 // before it is sent, with RESOURCE_EXHAUSTED naming both sizes and no hint.
 //
+// A call that cannot reach the server waits for it up to
+// ClientOptions.connect_timeout (60 s), or fails at once with what to change
+// when the TLS set-ups of client and server do not fit.
+//
 // Security: TLS, mutual TLS and bearer tokens through ClientOptions. A server
 // with client authentication answers UNAUTHENTICATED to a caller without a
 // valid identity and PERMISSION_DENIED to one acting as another client.
@@ -73,6 +77,12 @@ struct ClientOptions {
   double backoff_multiplier = 2.0;
   absl::Duration call_timeout = absl::Seconds(60);      // Unary calls.
   absl::Duration transfer_timeout = absl::Minutes(30);  // Pull/Push streams.
+  // How long a call waits for a connection to the server (one that is not up
+  // yet, e.g. starting in a container, or restarting) before it fails with
+  // UNAVAILABLE; not counted in max_attempts. Calls fail at once, saying
+  // what to change, when the server is reachable but the connection cannot
+  // work: TLS on one side only, a refused server or client certificate.
+  absl::Duration connect_timeout = absl::Seconds(60);
   size_t chunk_bytes = 1 << 20;                         // Upload chunk size; capped by the server.
   // Seeds retry jitter and generated update ids; 0 (default) = random. A
   // fixed seed makes every process generate the same update ids, which a
@@ -169,12 +179,19 @@ struct Model {
   uint32_t deltas = 0;         // Deltas applied to the model held (0 = a full model).
 };
 
+// One update, in one of two forms (PushUpdate refuses a mix with
+// INVALID_ARGUMENT): `delta`, the local model minus the model it was trained
+// from; or `weights` and `base`, the local model and that model (the pulled
+// Model::params), of which the SDK sends weights - base. Never put weights in
+// `delta`: the server adds the delta to the global model.
 struct Update {
   uint64_t round = 0;
   uint64_t base_version = 0;
   uint64_t num_samples = 1;
   uint32_t local_steps = 0;
-  absl::Span<const float> delta;  // local model minus base model.
+  absl::Span<const float> delta;    // Local model minus base model; or
+  absl::Span<const float> weights;  // the local model, with
+  absl::Span<const float> base;     // the model it was trained from.
   std::map<std::string, double> metrics;
   std::string update_id;  // Empty = generated; retries reuse it.
 };
@@ -240,8 +257,10 @@ class Client {
   // codec the model is the server's rounding of it (see download_codecs).
   virtual absl::StatusOr<Model> PullModel(uint64_t version = 0) = 0;
 
-  // Uploads one update. ALREADY_EXISTS from the server (a retry of an update
-  // it already accepted) is reported as success with duplicate = true.
+  // Uploads one update: its delta, or weights - base (see Update; a mix, or
+  // weights without base, is INVALID_ARGUMENT before anything is sent).
+  // ALREADY_EXISTS from the server (a retry of an update it already
+  // accepted) is reported as success with duplicate = true.
   // RESOURCE_EXHAUSTED without a RetryAfter hint: the encoded update exceeds
   // the server's max_update_bytes (not sent, not retried).
   virtual absl::StatusOr<PushResult> PushUpdate(const Update& update) = 0;

@@ -6,8 +6,8 @@ counterpart of client/include/tally/client.h).
     for task in client.train_tasks():                       # until the server says done
         model = client.pull_model()
         delta = train(model.params) - model.params         # or a state_dict delta
-        client.push_update(delta, round=task.round, base_version=model.version,
-                           num_samples=len(my_data))
+        client.push_update(delta=delta, round=task.round, base_version=model.version,
+                           num_samples=len(my_data))   # or weights=..., base=model
     client.leave()
 
 Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with
@@ -37,14 +37,15 @@ import uuid
 import grpc
 import numpy as np
 
-from tally import _retry, _wire, codecs
+from tally import _connection, _retry, _wire, codecs
+from tally._tls_files import read_tls_files
 from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
 from tally.error_feedback import suits as error_feedback_suits
 from tally.errors import AuthenticationError, ClientIdInUseError, CodecError, \
     ConnectionFailedError, LengthMismatchError, NotJoinedError, PermissionDeniedError, \
     RejectedUpdateError, ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, \
-    TlsError, UnsupportedError, UpdateTooLargeError
+    UnsupportedError, UpdateTooLargeError
 from tally.layout import ModelLayout
 
 SDK_VERSION = "python-0.1.0"
@@ -53,8 +54,6 @@ DOWNLOAD_CODECS = ("float32", "float16", "bfloat16", "int8")
 DELTA_CODECS = ("float32", "float16", "bfloat16", "int8", "sign", "topk")
 _REJECTIONS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED,
                grpc.StatusCode.FAILED_PRECONDITION)
-# gRPC's words (lower case) for a server certificate the client refuses.
-_TLS_REFUSALS = ("handshake failed", "not in peer certificate", "certificate verify failed")
 
 
 @dataclasses.dataclass
@@ -115,15 +114,36 @@ class _Session:
     chunk_bytes: int
 
 
-def _read(path, what):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise TallyError(f"{what}: cannot read '{path}': {e}") from None
-    if b"-----BEGIN " not in data:
-        raise TallyError(f"{what}: '{path}' is not a PEM file")
-    return data
+def _update_delta(layout, ambiguous, delta, weights, base):
+    """The flat float32 delta of push_update's arguments, checked."""
+    if ambiguous:
+        raise TallyError("push_update: name the update: delta=local - base, or weights=local "
+                         "with base=the model it was trained from (a pulled tally.Model or its "
+                         "state_dict); weights pushed as a delta would add the whole model to "
+                         "the global model")
+    if (delta is None) == (weights is None):
+        raise TallyError("push_update: give delta= or weights= (with base=), "
+                         + ("not both" if delta is not None else "neither was given"))
+    if delta is not None and base is not None:
+        raise TallyError("push_update: base= goes with weights=; delta= is already local - base")
+    if weights is not None and base is None:
+        raise TallyError("push_update: weights= needs base=, the model they were trained from "
+                         "(the pulled tally.Model, its params or the state_dict loaded before "
+                         "training): the server takes deltas")
+
+    def flat(x, what):
+        if isinstance(x, Model):
+            x = x.params
+        x = layout.flatten(x) if isinstance(x, dict) else x
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1))
+        if x.size != layout.num_params:
+            raise LengthMismatchError(f"push_update: {what} has {x.size} floats, the model has "
+                                      f"{layout.num_params}")
+        return x
+
+    if delta is not None:
+        return flat(delta, "delta")
+    return flat(weights, "weights") - flat(base, "base")
 
 
 def _codec_names(names, allowed, what):
@@ -160,7 +180,12 @@ class Client:
     UnsupportedError unless the server assigns it (its compression.upload
     must list topk); use the server optimizer "sgd". Retries:
     max_attempts per call, backoff initial_backoff * backoff_multiplier^n
-    capped at max_backoff (seconds), full jitter.
+    capped at max_backoff (seconds), full jitter. connect_timeout: how long
+    a call waits for a connection to the server (one not up yet, e.g.
+    starting in a container, or restarting) before ConnectionFailedError;
+    not counted in max_attempts. A TLS set-up that cannot work (TLS on one
+    side only, a refused server or client certificate) raises TlsError at
+    once, saying what to change.
     seed: seeds jitter and update ids (tests only: a fixed seed repeats ids).
     """
 
@@ -168,19 +193,20 @@ class Client:
                  token=None, server_name=None, upload_codecs=(), download_codecs=None,
                  delta_codecs=None, error_feedback=True, dgc=None, max_attempts=6,
                  initial_backoff=0.1, max_backoff=5.0, backoff_multiplier=2.0,
-                 call_timeout=60.0, transfer_timeout=1800.0, chunk_bytes=1 << 20, seed=None):
+                 call_timeout=60.0, transfer_timeout=1800.0, connect_timeout=60.0,
+                 chunk_bytes=1 << 20, seed=None):
         if not client_id or len(client_id) > 128 or not all(
                 c.isascii() and (c.isalnum() or c in "._:@-") for c in client_id):
             raise TallyError(f"client_id '{client_id}': must be 1..128 characters of "
                              "[A-Za-z0-9._:@-]")
-        if max_attempts < 1 or chunk_bytes < 4 or call_timeout <= 0 or transfer_timeout <= 0:
+        if max_attempts < 1 or chunk_bytes < 4 or min(call_timeout, transfer_timeout,
+                                                      connect_timeout) <= 0:
             raise TallyError("max_attempts >= 1, chunk_bytes >= 4 and positive timeouts needed")
         if (cert_file is None) != (key_file is None):
             raise TallyError("cert_file and key_file: set both or neither")
         if ca_file is None and (cert_file or token or server_name):
             raise TallyError("ca_file: client certificates, tokens and server_name need TLS")
         self.target, self.client_id = target, client_id
-        self._tls = ca_file is not None
         self.upload_codecs = _codec_names(upload_codecs, UPLOAD_CODECS, "upload_codecs")
         given = download_codecs is not None
         self.download_codecs = _codec_names(download_codecs if given else DOWNLOAD_CODECS,
@@ -202,20 +228,25 @@ class Client:
         self.chunk_bytes = chunk_bytes
         self._backoff = _retry.Backoff(initial_backoff, max_backoff, backoff_multiplier, seed)
         self._ids = random.Random(seed) if seed is not None else None
-        options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+        options = [("grpc.max_receive_message_length", -1),
+                   ("grpc.max_send_message_length", -1)] + _connection.CHANNEL_OPTIONS
+        tls = None
         if ca_file is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
+            ca, cert, key = read_tls_files(ca_file, cert_file, key_file)
+            tls = dict(ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+                       server_name=server_name)
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(ca_file, "ca_file"),
-                private_key=_read(key_file, "key_file") if key_file else None,
-                certificate_chain=_read(cert_file, "cert_file") if cert_file else None)
+                root_certificates=ca, private_key=key, certificate_chain=cert)
             if token:
                 credentials = grpc.composite_channel_credentials(
                     credentials, grpc.access_token_call_credentials(token))
             if server_name:
                 options.append(("grpc.ssl_target_name_override", server_name))
             self._channel = grpc.secure_channel(target, credentials, options=options)
+        self._connection = _connection.ConnectionWaiter(self._channel, target, connect_timeout,
+                                                        tls)
         from tally.v1 import tally_pb2, tally_pb2_grpc
 
         self._pb = tally_pb2
@@ -244,6 +275,7 @@ class Client:
                     timeout=min(self.call_timeout, 1.0))
             except grpc.RpcError:
                 pass
+        self._connection.close()
         self._channel.close()
 
     def __enter__(self):
@@ -264,6 +296,7 @@ class Client:
         """Runs attempt(session) until it succeeds or fails for good."""
         session = self._current_session(rpc) if needs_session else None
         rejoined, failures = False, 0
+        outage = _connection.OutageClock(self._connection.timeout)
         while True:
             if counter is not None:
                 counter[0] += 1
@@ -271,6 +304,8 @@ class Client:
                 return attempt(session)
             except grpc.RpcError as e:
                 code, details = e.code(), e.details()
+                if self._await_connection(rpc, code, details, outage, deadline):
+                    continue
                 hint = _retry.retry_after(e)
                 if code == grpc.StatusCode.UNAUTHENTICATED and needs_session and rejoin \
                         and not rejoined:
@@ -289,6 +324,17 @@ class Client:
                     raise self._error(rpc, code, details, hint, failures,
                                       needs_session) from None
                 time.sleep(delay)
+
+    def _await_connection(self, rpc, code, details, outage, deadline):
+        """True after a failure that did not reach the server, once the
+        channel is connected again (raises when it is not by the outage's
+        deadline, or cannot be); False for any other failure."""
+        if not self._connection.is_connection_failure(code):
+            return False
+        limit = outage.failed(time.monotonic())
+        self._connection.wait(rpc, details, limit if deadline is None else min(limit, deadline))
+        outage.connected(time.monotonic())
+        return True
 
     def _error(self, rpc, code, details, hint, attempts, needs_session=True):
         """The named exception of a call that failed for good."""
@@ -311,14 +357,8 @@ class Client:
                 f"; the server asked to retry after {hint:.3g} s" if hint is not None else "")
             return ResourceExhaustedError(rpc, code, details, hint, note)
         if code == codes.UNAVAILABLE and "failed to connect" in details:
-            if self._tls and any(s in details.lower() for s in _TLS_REFUSALS):
-                return TlsError(rpc, code, details, note="this client refused the server's "
-                                "certificate: check ca_file and server_name")
-            note = f"no connection after {attempts} attempt(s)" + (
-                "; with TLS, a server that requires a client certificate closes the "
-                "connection when cert_file is missing, expired or not from its client CA"
-                if self._tls else "")
-            return ConnectionFailedError(rpc, code, details, hint, note)
+            return ConnectionFailedError(rpc, code, details, hint,
+                                         f"no connection after {attempts} attempt(s)")
         return RpcError(rpc, code, details, hint)
 
     def _current_session(self, rpc):
@@ -467,6 +507,7 @@ class Client:
         (retried like every call; a lost session is re-joined once)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         after, failures, rejoined = after_version, 0, False
+        outage = _connection.OutageClock(self._connection.timeout)
         while True:
             session = self._current_session("WatchModel")
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -485,6 +526,8 @@ class Client:
                 code = e.code()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
                     return  # Reaching `timeout` is the normal end of a watch.
+                if self._await_connection("WatchModel", code, e.details(), outage, deadline):
+                    continue
                 if code == grpc.StatusCode.UNAUTHENTICATED and not rejoined:
                     rejoined = True
                     self._rejoin(session)
@@ -512,26 +555,23 @@ class Client:
             return f"{self._ids.getrandbits(128):032x}"
         return uuid.uuid4().hex
 
-    def push_update(self, delta, *, round=0, base_version=0, num_samples=1, local_steps=0,
-                    metrics=None, update_id=None, base=None):
-        """Uploads one update: delta = local model - base model, as a flat
+    def push_update(self, *ambiguous, delta=None, weights=None, base=None, round=0,
+                    base_version=0, num_samples=1, local_steps=0, metrics=None,
+                    update_id=None):
+        """Uploads one update, named for what it is: delta= the local model
+        minus the model it was trained from, or weights= the local model
+        with base= that model (the SDK sends weights - base). Each a flat
         array of num_params floats or a dict name -> tensor / array (a
-        PyTorch state_dict delta). With `base` (a state_dict), `delta` may
-        be the local state_dict and the difference is taken here.
+        PyTorch state_dict); base may also be the pulled tally.Model. An
+        unnamed update, or weights without base, raises TallyError: weights
+        pushed as a delta would add the whole model to the global model.
         num_samples (> 0) weights it. Returns a PushResult; raises
         RejectedUpdateError when the server refuses the update, and its
         subclass UpdateTooLargeError at once, without sending, when the
         encoded update exceeds the max_update_bytes Join reported."""
         session = self._current_session("PushUpdate")
         layout = session.join.layout
-        if isinstance(delta, dict):
-            delta = layout.flatten(delta)
-            if base is not None:
-                delta = delta - layout.flatten(base)
-        delta = np.ascontiguousarray(np.asarray(delta, dtype=np.float32).reshape(-1))
-        if delta.size != layout.num_params:
-            raise LengthMismatchError(f"push_update: the delta has {delta.size} floats, the model "
-                                      f"has {layout.num_params}")
+        delta = _update_delta(layout, ambiguous, delta, weights, base)
         if num_samples < 1:
             raise TallyError("push_update: num_samples must be > 0")
         if update_id is None:

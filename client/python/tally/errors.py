@@ -78,15 +78,17 @@ class PermissionDeniedError(RpcError):
 
 
 class ConnectionFailedError(RpcError):
-    """UNAVAILABLE after every retry without ever reaching the server: it is
-    not running or unreachable, or refused the TLS handshake (a server that
-    requires a client certificate closes the connection on a missing,
-    expired or unknown-CA one)."""
+    """UNAVAILABLE without reaching the server: no connection within the
+    Client's connect_timeout (not running, unreachable, a wrong target)."""
 
 
 class TlsError(ConnectionFailedError):
-    """This client refused the server's certificate: not signed by ca_file's
-    CA, or not for the name dialled (see Client's server_name)."""
+    """The TLS set-ups of this client and the server do not fit, found at
+    once (without waiting for connect_timeout), the message says which and
+    what to change: one side speaks TLS and the other plaintext (ca_file);
+    this client refused the server's certificate (ca_file, server_name);
+    the server requires or refused this client's certificate (cert_file,
+    key_file)."""
 
 
 class ResourceExhaustedError(RpcError):

@@ -170,7 +170,7 @@ MODEL = 'model { tensors { name: "w" shape: 2 shape: 3 } tensors { name: "b" sha
 def push(client, delta, **options):
     task = client.get_task(wait=10)
     assert task.kind == "train", task
-    return client.push_update(np.float32(delta), round=task.round,
+    return client.push_update(delta=np.float32(delta), round=task.round,
                               base_version=options.pop("base_version", task.model_version),
                               **options)
 

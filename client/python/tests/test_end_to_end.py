@@ -1,6 +1,7 @@
 """Python clients against a real tally-server process: a FedAvg round's
 model is the hand-computed sample-weighted mean of the deltas; compressed
-uploads reach the server as the Python codec's decode; state_dict deltas,
+uploads reach the server as the Python codec's decode; state_dict weights
+with their base, unnamed updates refused,
 retries of an acknowledged update, watch, heartbeat, leave."""
 import threading
 
@@ -10,7 +11,8 @@ import pytest
 import tally
 from conftest import build_binary
 from tally.client import Client
-from tally.errors import LengthMismatchError, NotJoinedError, RejectedUpdateError
+from tally.errors import LengthMismatchError, NotJoinedError, RejectedUpdateError, \
+    TallyError
 from tally.testing import ServerProcess
 
 TENSORS = 'tensors { name: "w" shape: 3 shape: 4 } tensors { name: "b" shape: 4 }'
@@ -32,7 +34,7 @@ def run_round(target, deltas, samples, **client_options):
             task = clients[i].get_task(wait=10)
             assert task.kind == "train", task
             model = clients[i].pull_model()
-            results[i] = clients[i].push_update(deltas[i], round=task.round,
+            results[i] = clients[i].push_update(delta=deltas[i], round=task.round,
                                                 base_version=model.version,
                                                 num_samples=samples[i], metrics={"loss": 0.5})
         except Exception as e:  # noqa: BLE001 -- reported below.
@@ -105,25 +107,56 @@ def test_state_dict_push_and_retry_is_a_duplicate():
         model = client.pull_model()
         base = model.state_dict(like={"w": torch.zeros(3, 4), "b": torch.zeros(4)})
         local = {name: t + 0.25 for name, t in base.items()}
-        pushed = client.push_update(local, base=base, round=task.round,
+        pushed = client.push_update(weights=local, base=base, round=task.round,
                                     base_version=model.version, num_samples=5,
                                     update_id="fixed-id-1")
         assert not pushed.duplicate
-        again = client.push_update(local, base=base, round=task.round,
+        again = client.push_update(weights=local, base=base, round=task.round,
                                    base_version=model.version, num_samples=5,
                                    update_id="fixed-id-1")
         assert again.duplicate
         client.wait_for_version(0, timeout=10)
         np.testing.assert_array_equal(client.pull_model().params, np.full(16, 0.25, np.float32))
         with pytest.raises(LengthMismatchError):
-            client.push_update(np.zeros(15, np.float32), round=task.round)
+            client.push_update(delta=np.zeros(15, np.float32), round=task.round)
         with pytest.raises(RejectedUpdateError) as rejected:
-            client.push_update(np.zeros(16, np.float32), round=task.round, base_version=999)
+            client.push_update(delta=np.zeros(16, np.float32), round=task.round, base_version=999)
         assert rejected.value.code is not None
         assert client.heartbeat()[0] >= 1
         client.leave()
         with pytest.raises(NotJoinedError):
             client.heartbeat()
+        client.close()
+
+
+def test_weights_are_pushed_as_their_difference_from_base():
+    """After a round at ones (a delta), local weights 1.5 with base= the
+    pulled model make the model 1.5; pushed as a delta they would make it
+    2.5. Unnamed updates and weights without a base are refused before
+    anything is sent."""
+    with server('model { tensors { name: "w" shape: 4 } } rounds { clients_per_round: 1 }') as s:
+        client = Client(s.target, "weights-client", seed=1)
+        client.join()
+        for push in (lambda model: dict(delta=np.ones(4, np.float32)),
+                     lambda model: dict(weights={"w": model.params + 0.5}, base=model)):
+            task = client.get_task(wait=10)
+            model = client.pull_model()
+            client.push_update(round=task.round, base_version=model.version, **push(model))
+            client.wait_for_version(model.version, timeout=10)
+        np.testing.assert_array_equal(client.pull_model().params, np.full(4, 1.5, np.float32))
+        local = np.full(4, 2.0, np.float32)
+        for args, kwargs, words in [
+                ((local,), {}, "name the update: delta=local - base, or weights=local with base="),
+                ((local,), {"base": model}, "name the update"),
+                ((), {"weights": local}, "weights= needs base="),
+                ((), {"delta": local, "base": model}, "base= goes with weights="),
+                ((), {"delta": local, "weights": local, "base": model}, "not both"),
+                ((), {}, "neither"),
+                ((), {"weights": local, "base": np.ones(3, np.float32)}, "base has 3 floats")]:
+            with pytest.raises(TallyError, match=words):
+                client.push_update(*args, round=2, base_version=model.version, **kwargs)
+        status = client.server_status()
+        assert (status.updates_accepted, status.updates_rejected) == (2, 0)
         client.close()
 
 

@@ -28,7 +28,7 @@ def test_delta_chain_matches_full_downloads():
             task = follower.get_task(wait=10)
             model = follower.pull_model()
             models.append(model)
-            follower.push_update(g.standard_normal(1000).astype(np.float32), round=task.round,
+            follower.push_update(delta=g.standard_normal(1000).astype(np.float32), round=task.round,
                                  base_version=model.version)
             follower.wait_for_version(model.version, timeout=10)
         last = follower.pull_model()

@@ -75,7 +75,7 @@ def test_resource_exhausted_is_retried_after_the_hint():
                 wait_until(lambda: client.server_status().updates_rejected == 1),
                 held.release()))
             releaser.start()
-            pushed = client.push_update(np.full(4, 3, np.float32), round=task.round,
+            pushed = client.push_update(delta=np.full(4, 3, np.float32), round=task.round,
                                         base_version=model.version)
             releaser.join()
         finally:
@@ -100,7 +100,7 @@ def test_rate_limit_surfaces_with_the_hint_after_max_attempts():
         def train_and_push():
             task = client.get_task(wait=10)
             model = client.pull_model()
-            client.push_update(np.ones(4, np.float32), round=task.round,
+            client.push_update(delta=np.ones(4, np.float32), round=task.round,
                                base_version=model.version)
             return model.version
 
@@ -124,14 +124,14 @@ def test_session_lost_in_a_server_restart_is_rejoined():
         client = Client(first.target, "restarted", seed=1)
         joined = client.join()
         task = client.get_task(wait=10)
-        client.push_update(np.ones(4, np.float32), round=task.round,
+        client.push_update(delta=np.ones(4, np.float32), round=task.round,
                            base_version=client.pull_model().version)
         assert first.stop() == 0
         with ServerProcess(binary, config, port=first.port) as second:
             task = client.get_task(wait=10)  # UNAUTHENTICATED, re-join, TRAIN.
             assert task.kind == "train" and client.joined is not joined
             model = client.pull_model()
-            pushed = client.push_update(np.full(4, 2, np.float32), round=task.round,
+            pushed = client.push_update(delta=np.full(4, 2, np.float32), round=task.round,
                                         base_version=model.version)
             assert not pushed.duplicate
             client.wait_for_version(model.version, timeout=10)

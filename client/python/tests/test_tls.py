@@ -5,14 +5,14 @@ identity or missing credential raises its named exception."""
 import hashlib
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
 from conftest import REPO, build_binary
 from tally.client import Client
-from tally.errors import AuthenticationError, ConnectionFailedError, PermissionDeniedError, \
-    TallyError, TlsError
+from tally.errors import AuthenticationError, PermissionDeniedError, TallyError, TlsError
 from tally.testing import ServerProcess
 
 MODEL = 'model { tensors { name: "w" shape: 4 } } rounds { clients_per_round: 1 }'
@@ -55,7 +55,7 @@ def one_round(c):
     c.join()
     task = c.get_task(wait=10)
     model = c.pull_model()
-    c.push_update(np.ones(4, np.float32), round=task.round, base_version=model.version)
+    c.push_update(delta=np.ones(4, np.float32), round=task.round, base_version=model.version)
     c.wait_for_version(model.version, timeout=10)
     return c.pull_model()
 
@@ -69,18 +69,18 @@ def test_mutual_tls(pki):
             (PermissionDeniedError, "authenticated as 'alice'",
              client(pki, s.target, "bob", cert="alice")),
             # No, an expired or another CA's certificate: the server closes
-            # the handshake, which the client cannot tell from a lost
-            # connection; the exception says what to check.
-            (ConnectionFailedError, "client certificate", client(pki, s.target, "alice")),
-            (ConnectionFailedError, "client certificate",
+            # the connection after the handshake; the exception says so.
+            (TlsError, "requires a client certificate.*set cert_file and key_file",
+             client(pki, s.target, "alice")),
+            (TlsError, "refused this client's certificate.*tls.client_ca_file",
              client(pki, s.target, "alice", cert="expired")),
-            (ConnectionFailedError, "client certificate",
+            (TlsError, "refused this client's certificate",
              client(pki, s.target, "alice", cert="mallory")),
             # This client refuses the server: unknown CA, or not the name it dialled.
-            (TlsError, "certificate", client(pki, s.target, "alice", cert="alice",
-                                             ca="other-ca.pem")),
-            (TlsError, "other.example", client(pki, s.target, "alice", cert="alice",
-                                               server_name="other.example")),
+            (TlsError, "refused the certificate of the server.*ca_file must hold the CA",
+             client(pki, s.target, "alice", cert="alice", ca="other-ca.pem")),
+            (TlsError, "Hostname mismatch.*must name 'other.example'",
+             client(pki, s.target, "alice", cert="alice", server_name="other.example")),
         ]
         for error, words, c in cases:
             with pytest.raises(error, match=words):
@@ -113,3 +113,28 @@ def test_bearer_tokens_and_admin(pki):
             c.close()
     with pytest.raises(TallyError, match="need TLS"):
         Client("127.0.0.1:1", "alice", token="alice-secret")
+
+
+def test_tls_set_ups_that_do_not_fit_say_what_to_change(pki):
+    """TLS on one side only fails at once (not after connect_timeout), with
+    the option to change; a file of the wrong kind is named at Client()."""
+    start = time.monotonic()
+    with ServerProcess(build_binary("tally-server"), MODEL) as plaintext:
+        with pytest.raises(TlsError, match="does not speak TLS.*drop ca_file"):
+            client(pki, plaintext.target, "alice").join()
+    with server(pki, require_client_cert=False, tokens=False) as s:
+        c = Client(s.target, "alice", max_attempts=1)
+        with pytest.raises(TlsError, match="speaks TLS and this client plaintext: set ca_file"):
+            c.join()
+        c.close()
+    assert time.monotonic() - start < 30
+    cases = [(dict(ca_file=pki("server.key")), "ca_file: .* holds a private key, not a certificate"),
+             (dict(ca_file=pki("ca.pem"), cert_file=pki("alice.pem"), key_file=pki("bob.key")),
+              "is not the key of the certificate in cert_file"),
+             (dict(ca_file=pki("ca.pem"), cert_file=pki("alice.pem"), key_file=pki("alice.pem")),
+              "holds a certificate, not a private key"),
+             (dict(ca_file=pki("ca.pem"), cert_file=pki("alice.key"), key_file=pki("alice.key")),
+              "cert_file: .* holds a private key")]
+    for options, words in cases:
+        with pytest.raises(TallyError, match=words):
+            Client("127.0.0.1:1", "alice", **options)
