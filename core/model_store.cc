@@ -30,6 +30,15 @@ std::shared_ptr<const ModelSnapshot> ModelStore::Publish(std::vector<float> para
 std::shared_ptr<const ModelSnapshot> ModelStore::PublishAs(uint64_t version,
                                                            std::vector<float> params,
                                                            uint64_t round, absl::Time now) {
+  std::shared_ptr<const ModelSnapshot> snap =
+      PublishQuietly(version, std::move(params), round, now);
+  NotifyListeners(snap);
+  return snap;
+}
+
+std::shared_ptr<const ModelSnapshot> ModelStore::PublishQuietly(uint64_t version,
+                                                                std::vector<float> params,
+                                                                uint64_t round, absl::Time now) {
   if (params.size() != layout_.NumParams()) std::abort();
   std::shared_ptr<BufferPool> pool;
   {
@@ -48,16 +57,20 @@ std::shared_ptr<const ModelSnapshot> ModelStore::PublishAs(uint64_t version,
   snap->round = round;
   snap->published = now;
   snap->params = std::move(params);
+  tally::MutexLock lock(&mu_);
+  if (version != 0 && version <= current_->version) std::abort();
+  snap->version = version != 0 ? version : current_->version + 1;
+  current_ = snap;
+  return snap;
+}
+
+void ModelStore::NotifyListeners(const std::shared_ptr<const ModelSnapshot>& snapshot) {
   std::vector<std::shared_ptr<Listener>> to_call;
   {
     tally::MutexLock lock(&mu_);
-    if (version != 0 && version <= current_->version) std::abort();
-    snap->version = version != 0 ? version : current_->version + 1;
-    current_ = snap;
     for (auto& [id, listener] : listeners_) to_call.push_back(listener);
   }
-  for (auto& listener : to_call) (*listener)(snap);
-  return snap;
+  for (auto& listener : to_call) (*listener)(snapshot);
 }
 
 void ModelStore::set_recycler(std::shared_ptr<BufferPool> pool) {

@@ -54,6 +54,15 @@ class ModelStore {
   std::shared_ptr<const ModelSnapshot> PublishAs(uint64_t version, std::vector<float> params,
                                                  uint64_t round, absl::Time now);
 
+  // The same, without calling the listeners: the caller calls
+  // NotifyListeners(snapshot) once it has released any lock a listener must
+  // not run under (the coordinator publishes under its own mutex so that a
+  // new version and its round appear together; WatchModel listeners start
+  // gRPC writes, which must not happen under that mutex).
+  std::shared_ptr<const ModelSnapshot> PublishQuietly(uint64_t version, std::vector<float> params,
+                                                      uint64_t round, absl::Time now);
+  void NotifyListeners(const std::shared_ptr<const ModelSnapshot>& snapshot);
+
   // From now on, the parameter buffer of every snapshot published goes back
   // to `pool` when its last reader releases it.
   void set_recycler(std::shared_ptr<BufferPool> pool) ABSL_LOCKS_EXCLUDED(mu_);

@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPC_TESTS='ServerIntegrationTest.*:TlsTest.*:AsyncServerTest.*:ClientTest.*:FederationTest.*'
 GRPC_TESTS+=':SimAttackFederationTest.*:CheckpointTest.RestartedServerResumesFromItsCheckpoint:RelayTest.*'
-GRPC_TESTS+=':ExactServerTest.*'
+GRPC_TESTS+=':ExactServerTest.*:StallServerTest.*'
 scripts/install_deps.sh
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=thread \
   -DTALLY_BUILD_BENCHMARKS=OFF >/dev/null

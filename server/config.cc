@@ -1,6 +1,7 @@
 #include "server/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -98,6 +99,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (rounds->clients_per_round() == 0) rounds->set_clients_per_round(20);
   if (rounds->min_clients() == 0) rounds->set_min_clients(1);
   if (rounds->round_timeout_ms() == 0) rounds->set_round_timeout_ms(600000);
+  if (rounds->task_lease_ms() == 0) {
+    rounds->set_task_lease_ms(std::max<uint32_t>(1, rounds->round_timeout_ms() / 2));
+  }
 
   tally::v1::OptimizerConfig* optimizer = config->mutable_optimizer();
   if (optimizer->name().empty()) optimizer->set_name("sgd");
@@ -149,6 +153,13 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (limits->max_abs_value() == 0) limits->set_max_abs_value(1e6f);
   if (limits->max_concurrent_uploads() == 0) limits->set_max_concurrent_uploads(64);
   if (limits->undo_memory_bytes() == 0) limits->set_undo_memory_bytes(64u << 20);
+  if (limits->upload_idle_timeout_ms() == 0) limits->set_upload_idle_timeout_ms(60000);
+  if (limits->min_upload_bytes_per_second() == 0) limits->set_min_upload_bytes_per_second(4096);
+  if (limits->upload_rate_window_ms() == 0) limits->set_upload_rate_window_ms(120000);
+  if (limits->download_stall_timeout_ms() == 0) limits->set_download_stall_timeout_ms(60000);
+  if (limits->max_pinned_model_versions() == 0) limits->set_max_pinned_model_versions(4);
+  if (limits->max_pinned_model_bytes() == 0) limits->set_max_pinned_model_bytes(uint64_t{1} << 30);
+  if (limits->max_watch_streams() == 0) limits->set_max_watch_streams(10000);
   // A relay's model is the upstream's, known once connected (Server::Create
   // applies the defaults again then).
   if (limits->max_update_bytes() == 0 && config->relay().upstream().empty()) {
@@ -239,6 +250,13 @@ aggregators::ScheduleOptions ScheduleOptionsFromConfig(const tally::v1::ServerCo
   o.speed_momentum = s.speed_momentum();
   o.latest_time_factor = s.latest_time_factor();
   return o;
+}
+
+uint32_t SelectedPerRound(const tally::v1::RoundConfig& rounds) {
+  // Less a hair, so that 10 x 0.3 (2.9999999999999996 or 3.0000000000000004
+  // in binary) is 3.
+  const double extra = std::ceil(rounds.clients_per_round() * rounds.over_selection() - 1e-9);
+  return rounds.clients_per_round() + static_cast<uint32_t>(std::max(0.0, extra));
 }
 
 size_t ExpectedBatchSize(const tally::v1::ServerConfig& config) {
@@ -414,6 +432,9 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (rounds.clients_per_round() > 100000) {
     return invalid("rounds.clients_per_round: ", rounds.clients_per_round(), " > 100000");
   }
+  if (!(rounds.over_selection() >= 0 && rounds.over_selection() <= 10)) {
+    return invalid("rounds.over_selection: ", rounds.over_selection(), " must be in [0, 10]");
+  }
   if (auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config.optimizer()));
       !optimizer.ok()) {
     return optimizer.status();
@@ -496,6 +517,10 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (!(limits.max_abs_value() > 0 && limits.max_abs_value() <= kMaxExactAbsValue)) {
     return invalid("limits.max_abs_value: ", limits.max_abs_value(), " must be in (0, ",
                    kMaxExactAbsValue, "] (2^22, the largest value the exact sum holds)");
+  }
+  if (limits.upload_rate_window_ms() < 100) {
+    return invalid("limits.upload_rate_window_ms: ", limits.upload_rate_window_ms(),
+                   " must be at least 100");
   }
   const bool relay_unknown_model =
       !config.relay().upstream().empty() && limits.max_update_bytes() == 0;

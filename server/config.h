@@ -50,6 +50,9 @@ bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy);
 bool IsAsyncSchedule(const tally::v1::ScheduleConfig& schedule);
 // The options of an asynchronous schedule (defaults applied).
 aggregators::ScheduleOptions ScheduleOptionsFromConfig(const tally::v1::ServerConfig& config);
+// TRAIN tasks handed out per synchronous round: clients_per_round plus
+// rounds.over_selection of it, rounded up.
+uint32_t SelectedPerRound(const tally::v1::RoundConfig& rounds);
 // The number of updates a robust rule should expect per batch: the
 // round size, FedBuff's buffer, else the federation size.
 size_t ExpectedBatchSize(const tally::v1::ServerConfig& config);

@@ -45,6 +45,12 @@ struct RoundState {
   absl::flat_hash_set<std::string> submitted;                      // Update committed.
   std::vector<std::pair<std::string, std::string>> committed_ids;  // (client, update id)
   absl::flat_hash_map<std::string, Upload*> uploading;             // client -> active upload.
+  // Leases (rounds.task_lease_ms) of TRAIN tasks no upload has used yet: the
+  // expiry of each, and (expiry, client) in grant order, which is expiry
+  // order; an entry whose expiry is not the client's current one is stale.
+  absl::flat_hash_map<std::string, absl::Time> leases;
+  std::deque<std::pair<absl::Time, std::string>> lease_order;
+  absl::flat_hash_set<std::string> lease_expired;  // Lost their slot: no new task this round.
   uint32_t accepted = 0;
   uint64_t weight_sum = 0;  // Sum of the committed updates' num_samples.
   absl::Time first_task = absl::InfiniteFuture();
@@ -52,14 +58,6 @@ struct RoundState {
 };
 
 namespace {
-
-constexpr size_t kRememberedIdsPerClient = 64;
-
-// Appends `id`, forgetting the oldest beyond kRememberedIdsPerClient.
-void RememberBounded(std::deque<std::string>& ids, const std::string& id) {
-  ids.push_back(id);
-  if (ids.size() > kRememberedIdsPerClient) ids.pop_front();
-}
 
 // Rearranges the rows (of d floats) of `arena` so that row i holds what row
 // order[i] held, for i < order.size() (order: distinct row indices). One
@@ -86,15 +84,23 @@ void PermuteRows(absl::Span<float> arena, size_t d, const std::vector<size_t>& o
   }
 }
 
-// Whether `client_id` may take one of the round's clients_per_round slots:
-// while monna's trusted client (StrategyConfig trusted_client) has none, one
-// slot stays reserved for it.
+// Whether `client_id` may take one of the round's slots (clients_per_round,
+// plus rounds.over_selection of it): while monna's trusted client
+// (StrategyConfig trusted_client) has none, one slot stays reserved for it.
 bool RoundHasSlotFor(const RoundState& round, const tally::v1::ServerConfig& config,
                      const std::string& client_id) {
   const std::string& trusted = config.strategy().trusted_client();
   const size_t reserved =
       !trusted.empty() && client_id != trusted && !round.assigned.contains(trusted) ? 1 : 0;
-  return round.assigned.size() + reserved < config.rounds().clients_per_round();
+  return round.assigned.size() + reserved < SelectedPerRound(config.rounds());
+}
+
+// Whether the round has what it needs to close before its deadline:
+// clients_per_round updates, including the trusted client's if there is one.
+bool RoundComplete(const RoundState& round, const tally::v1::ServerConfig& config) {
+  const std::string& trusted = config.strategy().trusted_client();
+  return round.accepted >= config.rounds().clients_per_round() &&
+         (trusted.empty() || round.submitted.contains(trusted));
 }
 
 // Moves the row of `client` (a committed row of the compacted n x d batch)
@@ -132,6 +138,7 @@ Coordinator::Coordinator(Options options)
       sessions_(config_.limits(), metrics_),
       relay_(options.relay),
       decode_pool_(store_.layout().NumParams(), /*max_idle=*/2),
+      journals_(config_.limits().undo_memory_bytes(), config_.spool_dir()),
       max_staleness_(config_.schedule().max_staleness()) {
   base_version_ = options.initial_version;
   decided_version_ = options.initial_version;
@@ -144,12 +151,7 @@ Coordinator::Coordinator(Options options)
   upload_codecs_ = std::move(codecs).value();
   {
     tally::MutexLock lock(&mu_);
-    for (const auto& [client, ids] : options.applied_ids) {
-      for (const std::string& id : ids) {
-        RememberUpdateLocked(client, id);
-        RememberAppliedLocked(client, id);
-      }
-    }
+    ledger_.Restore(options.applied_ids);
   }
   if (options.restored)
     metrics_->checkpoint_version.Set(static_cast<double>(options.initial_version));
@@ -242,15 +244,13 @@ void Coordinator::MaybeCheckpoint(bool force) {
     return;
   }
   // The ids of the updates in `snapshot`: only this thread publishes, so
-  // applied_ids_ matches it.
+  // the ledger's applied ids match it.
   CheckpointContents contents;
   contents.optimizer_name = step_->optimizer().name();
   contents.optimizer_tensors = step_->optimizer().MutableState();
   {
     tally::MutexLock lock(&mu_);
-    for (const auto& [client, ids] : applied_ids_) {
-      contents.applied.emplace_back(client, std::vector<std::string>(ids.begin(), ids.end()));
-    }
+    contents.applied = ledger_.AppliedIds();
     if (schedule_ != nullptr) {
       contents.schedule.name = schedule_->name();
       contents.schedule.state = schedule_->SaveState();
@@ -369,10 +369,17 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
   RoundState& round = *current_;
   if (phase_ != Phase::kOpen || round.submitted.contains(client_id)) return task;  // WAIT
   if (!round.assigned.contains(client_id)) {
-    if (!RoundHasSlotFor(round, config_, client_id)) return task;  // WAIT
-    round.assigned.insert(client_id);
+    // A client whose lease expired gets no second one this round.
+    if (round.lease_expired.contains(client_id) || !RoundHasSlotFor(round, config_, client_id)) {
+      return task;  // WAIT
+    }
+    AssignSlotLocked(round, client_id);
+    const absl::Time now = clock_->Now();
+    const absl::Time expiry = now + absl::Milliseconds(config_.rounds().task_lease_ms());
+    round.leases[client_id] = expiry;
+    round.lease_order.emplace_back(expiry, client_id);
     if (round.first_task == absl::InfiniteFuture()) {
-      round.first_task = clock_->Now();
+      round.first_task = now;
       round.deadline = round.first_task + absl::Milliseconds(config_.rounds().round_timeout_ms());
     }
   }
@@ -383,6 +390,68 @@ TaskInfo Coordinator::TaskForLocked(const std::string& client_id) {
   task.deadline = round.deadline;
   task.retry_after = absl::ZeroDuration();
   return task;
+}
+
+// ---------------------------------------------------------------------------
+// Leases and over-selection (docs/rounds.md).
+
+void Coordinator::AssignSlotLocked(RoundState& round, const std::string& client_id) {
+  round.assigned.insert(client_id);
+  if (round.assigned.size() > config_.rounds().clients_per_round()) {
+    metrics_->tasks_overselected.Increment();
+  }
+}
+
+absl::Status Coordinator::RoundFullLocked(const RoundState& round, const std::string& client_id) {
+  if (round.lease_expired.contains(client_id)) {
+    return RejectLocked(
+        client_id, RejectReason::kLeaseExpired,
+        absl::FailedPreconditionError(absl::StrCat(
+            "round ", round.round, ": the task lease of client '", client_id,
+            "' expired (no upload started within rounds.task_lease_ms = ",
+            config_.rounds().task_lease_ms(),
+            " ms of the task) and its slot went to another client; ask GetTask for the "
+            "next round")));
+  }
+  return RejectLocked(
+      client_id, RejectReason::kNotSelected,
+      absl::FailedPreconditionError(absl::StrCat(
+          "round ", round.round, " is full (", SelectedPerRound(config_.rounds()),
+          " clients selected: rounds.clients_per_round ", config_.rounds().clients_per_round(),
+          " and over_selection ", config_.rounds().over_selection(), ")")));
+}
+
+void Coordinator::ExpireLeasesLocked(absl::Time now) {
+  if (schedule_ != nullptr || phase_ != Phase::kOpen) return;
+  RoundState& round = *current_;
+  while (!round.lease_order.empty() && round.lease_order.front().first <= now) {
+    auto [expiry, client] = std::move(round.lease_order.front());
+    round.lease_order.pop_front();
+    auto it = round.leases.find(client);
+    if (it == round.leases.end() || it->second != expiry) continue;  // Used, or granted again.
+    round.leases.erase(it);
+    if (!round.assigned.contains(client) || round.uploading.contains(client) ||
+        round.submitted.contains(client)) {
+      continue;
+    }
+    round.assigned.erase(client);
+    round.lease_expired.insert(client);
+    metrics_->task_leases_expired.Increment();
+    LogInfo(absl::StrCat("round ", round.round, ": the task lease of client '", client,
+                         "' expired (no upload within rounds.task_lease_ms ",
+                         config_.rounds().task_lease_ms(), "); its slot goes to another client"));
+  }
+}
+
+absl::Status Coordinator::EndedDuringUpload(const Upload& upload, const RoundState& round) const {
+  if (upload.abort_reason_ != RejectReason::kSurplus) {
+    return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+  }
+  return absl::AbortedError(absl::StrCat(
+      "round ", round.round, " closed with its ", config_.rounds().clients_per_round(),
+      " updates (rounds.clients_per_round) while this upload ran: the round over-selects "
+      "clients (rounds.over_selection) and this update was not needed; it was discarded, "
+      "ask GetTask for the next round"));
 }
 
 absl::StatusOr<TaskInfo> Coordinator::GetTask(absl::string_view client_id,
@@ -455,22 +524,6 @@ absl::Status Coordinator::RejectLocked(const std::string& client_id, RejectReaso
   return status;
 }
 
-bool Coordinator::IsDuplicateLocked(const std::string& client_id,
-                                    const std::string& update_id) const {
-  auto it = accepted_ids_.find(client_id);
-  if (it == accepted_ids_.end()) return false;
-  return std::find(it->second.begin(), it->second.end(), update_id) != it->second.end();
-}
-
-void Coordinator::RememberUpdateLocked(const std::string& client_id, const std::string& update_id) {
-  RememberBounded(accepted_ids_[client_id], update_id);
-}
-
-void Coordinator::RememberAppliedLocked(const std::string& client_id,
-                                        const std::string& update_id) {
-  RememberBounded(applied_ids_[client_id], update_id);
-}
-
 absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHeaderInfo& h) {
   const ModelLayout& layout = store_.layout();
   tally::MutexLock lock(&mu_);
@@ -484,7 +537,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
   if (absl::Status id = ValidateId("update_id", h.update_id); !id.ok()) {
     return RejectLocked(h.client_id, RejectReason::kMalformed, id);
   }
-  if (IsDuplicateLocked(h.client_id, h.update_id)) {
+  if (ledger_.IsDuplicate(h.client_id, h.update_id)) {
     metrics_->updates_duplicate.Increment();
     return absl::AlreadyExistsError(
         absl::StrCat("update '", h.update_id, "' was already accepted"));
@@ -562,19 +615,15 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     return admitted;
   }
   if (!round.assigned.contains(h.client_id)) {
-    if (!RoundHasSlotFor(round, config_, h.client_id)) {
-      return RejectLocked(h.client_id, RejectReason::kNotSelected,
-                          absl::FailedPreconditionError(
-                              absl::StrCat("round ", round.round, " is full (clients_per_round ",
-                                           config_.rounds().clients_per_round(), ")")));
-    }
-    round.assigned.insert(h.client_id);
+    if (!RoundHasSlotFor(round, config_, h.client_id)) return RoundFullLocked(round, h.client_id);
+    AssignSlotLocked(round, h.client_id);
   }
+  round.leases.erase(h.client_id);  // The task's lease is used.
   std::unique_ptr<UndoJournal> journal;
   int row = -1;
   if (step_->robust()) {
     // A private arena row: nothing to undo if the upload fails.
-    const size_t rows = config_.rounds().clients_per_round();
+    const size_t rows = SelectedPerRound(config_.rounds());
     if (round.arena.empty()) {
       round.arena.resize(rows * layout.NumParams());
       round.row_state.assign(rows, 0);
@@ -592,7 +641,7 @@ absl::StatusOr<std::unique_ptr<Upload>> Coordinator::BeginUpload(const UpdateHea
     round.row_state[row] = 1;
   } else {
     if (streamed) {
-      auto opened = NewJournalLocked(h.payload_bytes);
+      auto opened = journals_.Open(h.payload_bytes);
       if (!opened.ok()) return RejectLocked(h.client_id, RejectReason::kInternal, opened.status());
       journal = std::move(opened).value();
     }
@@ -647,7 +696,7 @@ absl::Status Coordinator::AddChunk(Upload& upload, uint64_t byte_offset,
   RoundState& round = *upload.round_;
   tally::ReaderMutexLock gate(&round.gate);
   if (upload.state_ != Upload::State::kActive) {
-    return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+    return EndedDuringUpload(upload, round);
   }
   auto fail = [&](RejectReason reason, absl::Status status) {
     tally::MutexLock lock(&mu_);
@@ -799,7 +848,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     }
     tally::MutexLock lock(&mu_);
     if (upload.state_ != Upload::State::kActive) {
-      return absl::AbortedError(absl::StrCat("round ", round.round, " closed during the upload"));
+      return EndedDuringUpload(upload, round);
     }
     if (upload.received_ != upload.header_.payload_bytes) {
       UndoLocked(upload, RejectReason::kLength);
@@ -818,7 +867,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     round.submitted.insert(upload.header_.client_id);
     round.accepted += 1;
     round.weight_sum += upload.header_.num_samples;
-    RememberUpdateLocked(upload.header_.client_id, upload.header_.update_id);
+    ledger_.Accepted(upload.header_.client_id, upload.header_.update_id);
     round.committed_ids.emplace_back(upload.header_.client_id, upload.header_.update_id);
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
@@ -829,7 +878,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
     info.round = round.round;
     info.model_version = round.base_version;
     info.accepted_in_round = round.accepted;
-    if (round.accepted >= config_.rounds().clients_per_round()) RequestCloseLocked();
+    if (RoundComplete(round, config_)) RequestCloseLocked();
   }
   upload.coordinator_ = nullptr;  // Nothing left to abort.
   return info;
@@ -853,6 +902,7 @@ void Coordinator::AbortUpload(Upload& upload, RejectReason reason) {
 void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   if (upload.state_ != Upload::State::kActive) return;
   upload.state_ = Upload::State::kAborted;
+  upload.abort_reason_ = reason;
   RoundState& round = *upload.round_;
   round.uploading.erase(upload.header_.client_id);
   // A failed upload gives its task slot back, so that a broken or malicious
@@ -883,47 +933,8 @@ void Coordinator::UndoLocked(Upload& upload, RejectReason reason) {
   ReleaseJournalLocked(upload);
 }
 
-absl::StatusOr<std::unique_ptr<UndoJournal>> Coordinator::NewJournalLocked(uint64_t bytes) {
-  if (journal_bytes_in_use_ + bytes > config_.limits().undo_memory_bytes()) {
-    return UndoJournal::Open(config_.spool_dir());
-  }
-  journal_bytes_in_use_ += bytes;
-  std::string buffer;
-  for (auto it = idle_journal_buffers_.begin(); it != idle_journal_buffers_.end(); ++it) {
-    if (it->capacity() >= bytes) {
-      buffer = std::move(*it);
-      idle_journal_buffers_.erase(it);
-      break;
-    }
-  }
-  if (buffer.capacity() < bytes) {
-    // A new buffer: first shed idle ones so that reserved plus idle memory
-    // stays within the budget.
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    while (!idle_journal_buffers_.empty() &&
-           idle + journal_bytes_in_use_ > config_.limits().undo_memory_bytes()) {
-      idle -= idle_journal_buffers_.back().capacity();
-      idle_journal_buffers_.pop_back();
-    }
-    buffer = std::string();
-    buffer.reserve(bytes);
-  }
-  return UndoJournal::InMemory(std::move(buffer));
-}
-
 void Coordinator::ReleaseJournalLocked(Upload& upload) {
-  if (upload.journal_ == nullptr) return;
-  if (upload.journal_->in_memory()) {
-    journal_bytes_in_use_ -= upload.header_.payload_bytes;
-    std::string buffer = upload.journal_->TakeBuffer();
-    uint64_t idle = 0;
-    for (const std::string& b : idle_journal_buffers_) idle += b.capacity();
-    if (idle + buffer.capacity() <= config_.limits().undo_memory_bytes()) {
-      idle_journal_buffers_.push_back(std::move(buffer));
-    }
-  }
-  upload.journal_.reset();
+  journals_.Release(std::move(upload.journal_), upload.header_.payload_bytes);
 }
 
 void Coordinator::RequestCloseLocked() { close_requested_ = true; }
@@ -948,7 +959,11 @@ void Coordinator::CloseRound() {
     tally::MutexLock lock(&mu_);
     std::vector<Upload*> in_flight;
     for (auto& [client, upload] : round->uploading) in_flight.push_back(upload);
-    for (Upload* upload : in_flight) UndoLocked(*upload, RejectReason::kStale);
+    // Closed with enough updates: the uploads still running were the
+    // over-selected surplus; at the deadline they were too late.
+    const RejectReason reason =
+        RoundComplete(*round, config_) ? RejectReason::kSurplus : RejectReason::kStale;
+    for (Upload* upload : in_flight) UndoLocked(*upload, reason);
   }
   // No upload can touch round->sum any more: it is this thread's alone.
   // The new model, computed outside any lock.
@@ -993,14 +1008,15 @@ void Coordinator::CloseRound() {
   round->arena = std::vector<float>();
   const bool published = !next.empty();
   const absl::Time now = clock_->Now();
+  std::shared_ptr<const ModelSnapshot> snapshot;
   {
     // Publishing and opening the next round happen atomically for callers:
-    // whoever sees version v+1 also sees round r+1 open on it. (Store
-    // listeners therefore run under mu_ and must not call the coordinator.)
+    // whoever sees version v+1 also sees round r+1 open on it. Listeners
+    // (WatchModel streams) hear of it after mu_ is released.
     tally::MutexLock lock(&mu_);
     if (published) {
-      store_.Publish(std::move(next), current->round + 1, now);
-      for (const auto& [client, id] : round->committed_ids) RememberAppliedLocked(client, id);
+      snapshot = store_.PublishQuietly(0, std::move(next), current->round + 1, now);
+      for (const auto& [client, id] : round->committed_ids) ledger_.Applied(client, id);
       ++rounds_completed_;
       metrics_->rounds_completed.Increment();
       last_round_duration_ = now - std::min(round->first_task, close_start);
@@ -1025,6 +1041,7 @@ void Coordinator::CloseRound() {
       spare_ = std::move(const_cast<ModelSnapshot&>(*current).params);  // Sole owner.
     }
   }
+  if (snapshot != nullptr) store_.NotifyListeners(snapshot);
   if (published) {
     LogInfo(absl::StrCat("round ", round->round, " aggregated ", round->accepted,
                          " update(s) into version ", store_.Current()->version));
@@ -1059,10 +1076,14 @@ void Coordinator::CloseRelayRound(RoundState& round, std::vector<float> mean) {
 }
 
 void Coordinator::PublishUpstream(uint64_t version, uint64_t round, std::vector<float> params) {
-  tally::MutexLock lock(&mu_);
-  store_.PublishAs(version, std::move(params), round, clock_->Now());
-  base_version_ = version;
-  ExportProgressLocked();
+  std::shared_ptr<const ModelSnapshot> snapshot;
+  {
+    tally::MutexLock lock(&mu_);
+    snapshot = store_.PublishQuietly(version, std::move(params), round, clock_->Now());
+    base_version_ = version;
+    ExportProgressLocked();
+  }
+  store_.NotifyListeners(snapshot);
 }
 
 void Coordinator::OpenRelayRound(uint64_t round) {
@@ -1172,6 +1193,7 @@ void Coordinator::CheckTimers() {
     tally::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
     if (phase_ == Phase::kOpen && now >= current_->deadline) close = true;
+    ExpireLeasesLocked(now);
     // Expired sessions: a scan over all clients, so at most once a second.
     if (now - last_session_scan_ >= absl::Seconds(1)) {
       last_session_scan_ = now;

@@ -2,14 +2,18 @@
 // gRPC (the service layer in server/service.cc translates calls and streams
 // into the methods below).
 //
-// Round life cycle. Round r starts OPEN with base version v. GetTask hands a
-// TRAIN task (round r, version v) to at most clients_per_round clients; the
-// round deadline starts with the first task. Each PushUpdate is an Upload:
+// Round life cycle (docs/rounds.md). Round r starts OPEN with base version
+// v. GetTask hands a TRAIN task (round r, version v) to at most
+// clients_per_round x (1 + over_selection) clients, each under a lease: a
+// task no upload has used within rounds.task_lease_ms gives its slot back
+// (that client gets no other task this round); the round deadline starts
+// with the first task. Each PushUpdate is an Upload:
 // BeginUpload checks the header, AddChunk folds each chunk into the round's
 // exact weighted sum as it arrives (core/exact_sum.h: integers, so the sum
 // does not depend on arrival order; O(model) memory for any number of
 // uploads), FinishUpload commits it. The round closes when clients_per_round
-// updates are committed, or at the deadline: in-flight uploads are then
+// updates are committed (the surplus of over-selection still uploading is
+// aborted, reason "surplus"), or at the deadline: in-flight uploads are then
 // aborted and their partial sums subtracted exactly (UndoJournal replays
 // their bytes with weight -w); with >= min_clients commits the
 // optimizer applies the weighted mean and a new version is published,
@@ -68,9 +72,11 @@
 #include "core/sync.h"
 #include "core/token_bucket.h"
 #include "server/checkpoint.h"
+#include "server/journal_pool.h"
 #include "server/metrics.h"
 #include "server/sessions.h"
 #include "server/undo_journal.h"
+#include "server/update_ledger.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
@@ -170,6 +176,7 @@ class Upload {
   // holding the round's gate.
   enum class State { kActive, kCommitted, kAborted };
   State state_ = State::kActive;
+  RejectReason abort_reason_ = RejectReason::kCancelled;  // Once ABORTED.
 };
 
 class Coordinator {
@@ -299,13 +306,6 @@ class Coordinator {
   absl::Status RejectLocked(const std::string& client_id, RejectReason reason,
                             absl::Status status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool IsDuplicateLocked(const std::string& client_id, const std::string& update_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RememberUpdateLocked(const std::string& client_id, const std::string& update_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The update is in a published model version (what checkpoints record).
-  void RememberAppliedLocked(const std::string& client_id, const std::string& update_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The last checks before an upload gets resources: limits.
   // max_concurrent_uploads against `in_flight`, then the client's upload
@@ -319,9 +319,6 @@ class Coordinator {
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // An in-memory journal if `bytes` fit in the budget, else a file journal.
-  absl::StatusOr<std::unique_ptr<UndoJournal>> NewJournalLocked(uint64_t bytes)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseJournalLocked(Upload& upload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the upload aborted and subtracts what it added. Requires the
   // round's gate (reader or writer).
@@ -331,6 +328,19 @@ class Coordinator {
   absl::Status CheckChunkShape(const Upload& upload, uint64_t byte_offset, size_t size,
                                RejectReason* reason) const;
   void RequestCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases and over-selection (docs/rounds.md). Gives `client_id` a slot of
+  // the round (counted as over-selected beyond clients_per_round).
+  void AssignSlotLocked(RoundState& round, const std::string& client_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The refusal of an upload that finds no slot: its lease expired and the
+  // slot went to another client (reason lease_expired), or the round is full.
+  absl::Status RoundFullLocked(const RoundState& round, const std::string& client_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes back the slots of TRAIN tasks whose lease ended before an upload
+  // used them.
+  void ExpireLeasesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ABORTED for a chunk or commit of an upload the round's close aborted.
+  absl::Status EndedDuringUpload(const Upload& upload, const RoundState& round) const;
   // Relay mode: the closed round's mean becomes the batch AwaitRelayBatch
   // returns (worker thread, no lock held).
   void CloseRelayRound(RoundState& round, std::vector<float> mean) ABSL_LOCKS_EXCLUDED(mu_);
@@ -425,10 +435,7 @@ class Coordinator {
 
   mutable tally::Mutex mu_;
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
-  // Recently accepted update ids per client (newest last), for deduplication.
-  absl::flat_hash_map<std::string, std::deque<std::string>> accepted_ids_ ABSL_GUARDED_BY(mu_);
-  // The subset whose updates are in a published version, newest last.
-  absl::flat_hash_map<std::string, std::deque<std::string>> applied_ids_ ABSL_GUARDED_BY(mu_);
+  UpdateLedger ledger_ ABSL_GUARDED_BY(mu_);  // Accepted and applied update ids.
 
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
   const bool relay_;
@@ -458,10 +465,7 @@ class Coordinator {
   std::unique_ptr<aggregators::StripedAccumulator> spare_sum_ ABSL_GUARDED_BY(mu_);
   // Scratch for decoding compressed uploads before they join the exact sum.
   BufferPool decode_pool_;
-  // In-memory undo journals: bytes reserved by active uploads, and idle
-  // buffers kept for reuse (their capacities add up to at most the budget).
-  uint64_t journal_bytes_in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::string> idle_journal_buffers_ ABSL_GUARDED_BY(mu_);
+  JournalPool journals_ ABSL_GUARDED_BY(mu_);  // limits.undo_memory_bytes.
 
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t next_waiter_id_ ABSL_GUARDED_BY(mu_) = 1;

@@ -179,7 +179,7 @@ absl::StatusOr<CommitInfo> Coordinator::FinishAsyncUpload(Upload& upload) {
     client.uploading = false;
     client.has_task = false;
     --async_uploads_;
-    RememberUpdateLocked(h.client_id, h.update_id);
+    ledger_.Accepted(h.client_id, h.update_id);
     ++updates_accepted_;
     metrics_->updates_accepted.Increment();
     metrics_->uploads_in_flight.Decrement();
@@ -365,22 +365,26 @@ bool Coordinator::ExecuteFlush(const aggregators::Flush& flush,
     }
   }
   const absl::Time now = clock_->Now();
-  tally::MutexLock lock(&mu_);
-  if (!ok) {
-    pool_->Give(std::move(next));
-    ++rounds_failed_;
-    metrics_->rounds_failed.Increment();
-    return false;
+  std::shared_ptr<const ModelSnapshot> snapshot;
+  {
+    tally::MutexLock lock(&mu_);
+    if (!ok) {
+      pool_->Give(std::move(next));
+      ++rounds_failed_;
+      metrics_->rounds_failed.Increment();
+      return false;
+    }
+    snapshot = store_.PublishQuietly(0, std::move(next), current->round + 1, now);
+    for (const StoredUpdate& u : updates) ledger_.Applied(u.client_id, u.update_id);
+    ++rounds_completed_;
+    round_ = rounds_completed_ + 1;
+    base_version_ = snapshot->version;
+    metrics_->rounds_completed.Increment();
+    metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - started));
+    ExportProgressLocked();
+    if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
   }
-  store_.Publish(std::move(next), current->round + 1, now);
-  for (const StoredUpdate& u : updates) RememberAppliedLocked(u.client_id, u.update_id);
-  ++rounds_completed_;
-  round_ = rounds_completed_ + 1;
-  base_version_ = store_.Current()->version;
-  metrics_->rounds_completed.Increment();
-  metrics_->aggregation_duration.Observe(absl::ToDoubleSeconds(now - started));
-  ExportProgressLocked();
-  if (TotalRoundsReachedLocked()) phase_ = Phase::kDone;
+  store_.NotifyListeners(snapshot);  // Outside mu_: WatchModel streams write.
   return true;
 }
 

@@ -87,6 +87,14 @@ const char* RejectReasonName(RejectReason reason) {
       return "rate_limited";
     case RejectReason::kDraining:
       return "draining";
+    case RejectReason::kStalled:
+      return "stalled";
+    case RejectReason::kTooSlow:
+      return "too_slow";
+    case RejectReason::kLeaseExpired:
+      return "lease_expired";
+    case RejectReason::kSurplus:
+      return "surplus";
     case RejectReason::kInternal:
       return "internal";
   }
@@ -169,6 +177,26 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
       uploads_in_flight(
           MakeGauge(registry, "tally_uploads_in_flight", "PushUpdate streams being received.")),
       current_round(MakeGauge(registry, "tally_round", "Current (open) round number.")),
+      task_leases_expired(MakeCounter(registry, "tally_task_leases_expired_total",
+                                      "TRAIN tasks whose client started no upload within "
+                                      "rounds.task_lease_ms; the slot went back to the pool.")),
+      tasks_overselected(MakeCounter(registry, "tally_tasks_overselected_total",
+                                     "TRAIN tasks handed out beyond clients_per_round "
+                                     "(rounds.over_selection).")),
+      downloads_cut_family(MakeCounterFamily(
+          registry, "tally_model_downloads_cut_total",
+          "PullModel streams the server cut, by reason: stalled (no progress within "
+          "limits.download_stall_timeout_ms) or pinned (beyond the pinned-version bound).")),
+      downloads_cut_stalled(downloads_cut_family.Add({{"reason", "stalled"}})),
+      downloads_cut_pinned(downloads_cut_family.Add({{"reason", "pinned"}})),
+      pinned_model_versions(MakeGauge(registry, "tally_model_pinned_versions",
+                                      "Old model versions PullModel streams keep in memory.")),
+      pinned_model_bytes(MakeGauge(registry, "tally_model_pinned_bytes",
+                                   "Bytes of the old model versions PullModel streams keep.")),
+      watch_streams(MakeGauge(registry, "tally_watch_streams", "WatchModel streams open.")),
+      watch_streams_refused(MakeCounter(registry, "tally_watch_streams_refused_total",
+                                        "WatchModel streams refused beyond "
+                                        "limits.max_watch_streams.")),
       rejected_family_(MakeCounterFamily(registry, "tally_updates_rejected_total",
                                          "Updates rejected, by reason.")),
       rule_updates_family_(MakeCounterFamily(registry, "tally_rule_client_updates_total",

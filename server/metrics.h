@@ -37,7 +37,11 @@ enum class RejectReason {
   kOverloaded,       // Too many concurrent uploads.
   kRateLimited,      // The client's upload rate.
   kDraining,         // The server is shutting down.
-  kInternal,         // Server-side failure (spool I/O).
+  kStalled,          // No message within limits.upload_idle_timeout_ms.
+  kTooSlow,          // Below limits.min_upload_bytes_per_second over the window.
+  kLeaseExpired,     // The task's lease expired and its slot went to another client.
+  kSurplus,          // The round closed with enough updates (over-selection).
+  kInternal,         // Server-side failure (spool I/O). Keep last.
 };
 const char* RejectReasonName(RejectReason reason);
 
@@ -106,6 +110,18 @@ class ServerMetrics {
   prometheus::Counter& sessions_replaced;  // Re-joins and takeovers of a live session.
   prometheus::Gauge& uploads_in_flight;
   prometheus::Gauge& current_round;
+  // Leases and over-selection (docs/rounds.md).
+  prometheus::Counter& task_leases_expired;
+  prometheus::Counter& tasks_overselected;  // TRAIN tasks beyond clients_per_round.
+  // Model downloads (docs/availability.md). The family (by reason) is
+  // declared first: it is initialised before the two series.
+  prometheus::Family<prometheus::Counter>& downloads_cut_family;
+  prometheus::Counter& downloads_cut_stalled;
+  prometheus::Counter& downloads_cut_pinned;
+  prometheus::Gauge& pinned_model_versions;  // Old versions PullModel streams hold.
+  prometheus::Gauge& pinned_model_bytes;
+  prometheus::Gauge& watch_streams;
+  prometheus::Counter& watch_streams_refused;
 
   uint64_t RejectedTotal() const;
 

@@ -69,8 +69,8 @@ class ServerImpl final : public Server {
                      : "TLS without client authentication: any caller can act as any client "
                        "(set tls.client_ca_file or auth.tokens_file)");
     }
-    aggregator_ =
-        std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_, auth_.get());
+    aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_,
+                                                      auth_.get(), clock);
     admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
                                             absl::Now(), restored_);
 
@@ -84,6 +84,13 @@ class ServerImpl final : public Server {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config_.limits().max_receive_message_bytes()));
+    // Keepalive on (gRPC's 2 h server default period) turns on the sockets'
+    // TCP_USER_TIMEOUT, here limits.download_stall_timeout_ms: a connection
+    // whose client takes no bytes for that long is closed, releasing what is
+    // queued on it (a cut stream's last writes still pin their model).
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 2 * 3600 * 1000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               static_cast<int>(config_.limits().download_stall_timeout_ms()));
     builder.RegisterService(aggregator_.get());
     builder.RegisterService(admin_.get());
     server_ = builder.BuildAndStart();

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/build_info.h"
+#include "core/status_macros.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
 #include "proto/chunk_wire.h"
@@ -16,6 +17,8 @@
 #include "server/codec_negotiation.h"
 #include "server/encoded_model.h"
 #include "server/grpc_status.h"
+#include "server/progress_meter.h"
+#include "server/stream_guard.h"
 
 namespace tally::server {
 namespace {
@@ -107,58 +110,51 @@ bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite*
 
 // Streams one model version: the messages of its segments, shared with every
 // other puller of that version and codec (nothing is encoded or copied here
-// once the version's segments exist).
-class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// once the version's segments exist). The stream guard cuts it when its
+// client takes nothing for limits.download_stall_timeout_ms, or when it holds
+// an old version beyond the pinned-version bound: it is then finished and
+// reset, so that gRPC drops the queued messages and the version is released.
+class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                               public GuardedStream {
  public:
   PullModelReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
                    Coordinator* coordinator, ServerMetrics* metrics, ModelDownloads* downloads,
-                   const grpc::ByteBuffer* request_bytes)
-      : metrics_(metrics), num_params_(coordinator->store().layout().NumParams()) {
-    tally::v1::PullModelRequest request;
-    absl::StatusOr<std::vector<std::string>> identities = auth->Identify(*context);
-    if (!identities.ok()) {
-      Finish(ToGrpcStatus(identities.status()));
-      return;
-    }
-    if (!ParseMessage(*request_bytes, &request)) {
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullModelRequest"));
-      return;
-    }
-    if (absl::Status allowed = auth->CheckClient(*identities, request.client_id()); !allowed.ok()) {
-      Finish(ToGrpcStatus(allowed));
-      return;
-    }
-    absl::Status session = coordinator->CheckSession(request.client_id(), request.session_token());
-    if (!session.ok()) {
-      Finish(ToGrpcStatus(session));
-      return;
-    }
-    std::shared_ptr<const ModelSnapshot> snapshot = coordinator->store().Current();
-    if (request.version() != 0 && request.version() != snapshot->version) {
-      Finish(grpc::Status(
-          grpc::StatusCode::NOT_FOUND,
-          absl::StrCat("model version ", request.version(),
-                       " is not available; the current version is ", snapshot->version)));
-      return;
-    }
-    const uint64_t version = snapshot->version;
+                   const grpc::ByteBuffer* request_bytes, StreamGuard* guard,
+                   const ProgressMeter::Limits& limits, Clock* clock)
+      : context_(context),
+        metrics_(metrics),
+        guard_(guard),
+        clock_(clock),
+        num_params_(coordinator->store().layout().NumParams()),
+        meter_(limits, clock->Now()),
+        stall_timeout_(limits.idle) {
     absl::StatusOr<SegmentList> segments =
-        downloads->Get(std::move(snapshot), request.codec(), request.delta_codec(),
-                       request.have_version(), request.have_chain());
+        Segments(context, auth, coordinator, downloads, request_bytes);
     if (!segments.ok()) {
       Finish(ToGrpcStatus(segments.status()));
       return;
     }
-    coordinator->NotePulled(request.client_id(), version);
     segments_ = *std::move(segments);
-    WriteNext();
+    pin_.version = segments_.back()->version;
+    for (const auto& segment : segments_) {
+      pin_.segments.emplace_back(segment.get(), segment->payload_bytes);
+    }
+    {
+      tally::MutexLock lock(&mu_);
+      WriteNextLocked();
+    }
+    registered_ = true;
+    guard_->Add(this, &pin_);
   }
 
   void OnWriteDone(bool ok) override {
+    tally::MutexLock lock(&mu_);
+    if (end_.finished()) return;
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "model stream interrupted"));
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "model stream interrupted"));
       return;
     }
+    meter_.Progress(clock_->Now(), 0);
     const ModelSegment& segment = *segments_[segment_];
     if (message_ == segment.messages.size()) {
       metrics_->model_bytes_sent.Increment(static_cast<double>(segment.payload_bytes));
@@ -167,31 +163,106 @@ class PullModelReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>
       ++segment_;
       message_ = 0;
       if (segment_ == segments_.size()) {
-        Finish(grpc::Status::OK);
+        FinishLocked(grpc::Status::OK);
         return;
       }
     }
-    WriteNext();
+    WriteNextLocked();
   }
 
-  void OnDone() override { delete this; }
+  bool CheckProgress(absl::Time now) override {
+    tally::MutexLock lock(&mu_);
+    if (end_.ResetDue(now, stall_timeout_)) context_->TryCancel();
+    if (end_.finished()) return true;
+    if (meter_.Check(now) == ProgressMeter::Verdict::kOk) return false;
+    metrics_->downloads_cut_stalled.Increment();
+    CutLocked(
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     absl::StrCat("the client took no model message for ",
+                                  absl::ToInt64Milliseconds(stall_timeout_),
+                                  " ms (limits.download_stall_timeout_ms); the download was cut")));
+    return true;
+  }
+
+  void Cut(const absl::Status& status) override {
+    tally::MutexLock lock(&mu_);
+    if (!end_.finished()) CutLocked(ToGrpcStatus(status));
+  }
+
+  void OnDone() override {
+    if (registered_) guard_->Remove(this);
+    delete this;
+  }
 
  private:
-  void WriteNext() { StartWrite(&segments_[segment_]->messages[message_++]); }
+  // The segments answering the request, or why not.
+  static absl::StatusOr<SegmentList> Segments(grpc::CallbackServerContext* context,
+                                              const Authenticator* auth, Coordinator* coordinator,
+                                              ModelDownloads* downloads,
+                                              const grpc::ByteBuffer* request_bytes) {
+    tally::v1::PullModelRequest request;
+    TALLY_ASSIGN_OR_RETURN(std::vector<std::string> identities, auth->Identify(*context));
+    if (!ParseMessage(*request_bytes, &request)) {
+      return absl::InvalidArgumentError("unparsable PullModelRequest");
+    }
+    TALLY_RETURN_IF_ERROR(auth->CheckClient(identities, request.client_id()));
+    TALLY_RETURN_IF_ERROR(coordinator->CheckSession(request.client_id(), request.session_token()));
+    std::shared_ptr<const ModelSnapshot> snapshot = coordinator->store().Current();
+    if (request.version() != 0 && request.version() != snapshot->version) {
+      return absl::NotFoundError(absl::StrCat("model version ", request.version(),
+                                              " is not available; the current version is ",
+                                              snapshot->version));
+    }
+    const uint64_t version = snapshot->version;
+    TALLY_ASSIGN_OR_RETURN(
+        SegmentList segments,
+        downloads->Get(std::move(snapshot), request.codec(), request.delta_codec(),
+                       request.have_version(), request.have_chain()));
+    coordinator->NotePulled(request.client_id(), version);
+    return segments;
+  }
 
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StartWrite(&segments_[segment_]->messages[message_++]);
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    end_.Finished(clock_->Now());
+    Finish(status);
+  }
+
+  // A stalled client cannot take the status either (it is queued behind the
+  // messages it does not read): the reset drops those messages at once.
+  void CutLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FinishLocked(status);
+    context_->TryCancel();
+    end_.Reset();
+  }
+
+  grpc::CallbackServerContext* const context_;
   ServerMetrics* const metrics_;
+  StreamGuard* const guard_;
+  Clock* const clock_;
   const size_t num_params_;
   SegmentList segments_;
-  size_t segment_ = 0;  // Being written.
-  size_t message_ = 0;  // Of segments_[segment_], the next to write.
+  PinnedModel pin_;
+  bool registered_ = false;  // With the guard; set in the constructor only.
+  tally::Mutex mu_;
+  size_t segment_ ABSL_GUARDED_BY(mu_) = 0;  // Being written.
+  size_t message_ ABSL_GUARDED_BY(mu_) = 0;  // Of segments_[segment_], the next to write.
+  StreamEnd end_ ABSL_GUARDED_BY(mu_);
+  ProgressMeter meter_ ABSL_GUARDED_BY(mu_);
+  const absl::Duration stall_timeout_;
 };
 
 // Pushes a notice for each new model version. Notices coalesce: a slow
 // watcher gets the newest version, not a backlog.
 class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNotice> {
  public:
-  WatchModelReactor(Coordinator* coordinator, const tally::v1::WatchModelRequest* request)
-      : coordinator_(coordinator), sent_(request->after_version()) {
+  // `open` counts the open watches (this one included); OnDone takes it off.
+  WatchModelReactor(Coordinator* coordinator, const tally::v1::WatchModelRequest* request,
+                    std::atomic<uint32_t>* open, ServerMetrics* metrics)
+      : coordinator_(coordinator), open_(open), metrics_(metrics), sent_(request->after_version()) {
     absl::Status session =
         coordinator->CheckSession(request->client_id(), request->session_token());
     if (!session.ok()) {
@@ -236,6 +307,7 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
       }
       coordinator_->mutable_store().Unsubscribe(subscription_);
     }
+    metrics_->watch_streams.Set(--*open_);
     delete this;
   }
 
@@ -272,6 +344,8 @@ class WatchModelReactor final : public grpc::ServerWriteReactor<ModelVersionNoti
   }
 
   Coordinator* const coordinator_;
+  std::atomic<uint32_t>* const open_;
+  ServerMetrics* const metrics_;
   std::shared_ptr<Link> link_;
   int subscription_ = 0;
   tally::Mutex mu_;
@@ -308,15 +382,21 @@ UpdateHeaderInfo DecodeHeader(const tally::v1::UpdateHeader& h) {
 // Receives one update: header, then chunks folded into the round as they
 // arrive. The stream's end (client half-close) commits it. Messages arrive as
 // raw ByteBuffers and are decoded in place (proto/chunk_wire.h).
-class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
+                                public GuardedStream {
  public:
   PushUpdateReactor(grpc::CallbackServerContext* context, const Authenticator* auth,
-                    Coordinator* coordinator, ServerMetrics* metrics, grpc::ByteBuffer* response)
+                    Coordinator* coordinator, ServerMetrics* metrics, grpc::ByteBuffer* response,
+                    StreamGuard* guard, const ProgressMeter::Limits& limits, Clock* clock)
       : context_(context),
         auth_(auth),
         coordinator_(coordinator),
         metrics_(metrics),
-        response_(response) {
+        response_(response),
+        guard_(guard),
+        clock_(clock),
+        limits_(limits),
+        meter_(limits, clock->Now()) {
     // An unauthenticated caller is refused before any of its bytes are read.
     absl::StatusOr<std::vector<std::string>> identities = auth_->Identify(*context);
     if (!identities.ok()) {
@@ -327,33 +407,89 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
       return;
     }
     identities_ = *std::move(identities);
-    StartRead(&message_);
+    {
+      tally::MutexLock lock(&mu_);
+      StartRead(&message_);
+    }
+    registered_ = true;
+    guard_->Add(this);
   }
 
   void OnReadDone(bool ok) override {
+    tally::MutexLock lock(&mu_);
+    if (end_.finished()) return;  // Cut by the guard meanwhile.
     if (!ok) {
-      EndOfStream();
+      EndOfStreamLocked();
       return;
     }
-    absl::Status status = HandleMessage();
+    meter_.Progress(clock_->Now(), message_.Length());
+    absl::Status status = HandleMessageLocked();
     // Drop the received bytes now rather than at the next message: an idle
     // stream should not pin its last chunk.
     slices_.clear();
     message_.Clear();
     if (!status.ok()) {
-      Finish(ToGrpcStatus(status));
+      FinishLocked(ToGrpcStatus(status));
       return;
     }
     StartRead(&message_);
   }
 
+  // A stream that sent nothing for limits.upload_idle_timeout_ms, or too
+  // little over the rate window, is aborted as a cancelled one is (its
+  // contribution subtracted, its slot freed) and finished.
+  bool CheckProgress(absl::Time now) override {
+    tally::MutexLock lock(&mu_);
+    if (end_.ResetDue(now, limits_.idle)) context_->TryCancel();
+    if (end_.finished()) return true;
+    const ProgressMeter::Verdict verdict = meter_.Check(now);
+    if (verdict == ProgressMeter::Verdict::kOk) return false;
+    const bool idle = verdict == ProgressMeter::Verdict::kIdle;
+    const std::string why =
+        idle ? absl::StrCat("no message for ", absl::ToInt64Milliseconds(limits_.idle),
+                            " ms (limits.upload_idle_timeout_ms)")
+             : absl::StrCat(static_cast<int64_t>(meter_.measured_rate()), " bytes/s over the last ",
+                            absl::ToInt64Milliseconds(limits_.window),
+                            " ms, below limits.min_upload_bytes_per_second ",
+                            limits_.min_bytes_per_second);
+    AbortLocked(idle ? RejectReason::kStalled : RejectReason::kTooSlow, why);
+    FinishLocked(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                              absl::StrCat("upload cut: ", why, "; send smaller chunks or retry")));
+    return true;
+  }
+
+  void Cut(const absl::Status& status) override {
+    tally::MutexLock lock(&mu_);
+    if (end_.finished()) return;
+    AbortLocked(RejectReason::kCancelled, status.message());
+    FinishLocked(ToGrpcStatus(status));
+  }
+
   void OnDone() override {
-    upload_.reset();  // Aborts (and undoes) an upload that never committed.
+    if (registered_) guard_->Remove(this);
+    {
+      tally::MutexLock lock(&mu_);
+      upload_.reset();  // Aborts (and undoes) an upload that never committed.
+    }
     delete this;
   }
 
  private:
-  absl::Status HandleMessage() {
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    end_.Finished(clock_->Now());
+    Finish(status);
+  }
+
+  // Aborts the upload, or counts the stream if no header came yet.
+  void AbortLocked(RejectReason reason, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (upload_ != nullptr) {
+      coordinator_->AbortUpload(*upload_, reason);
+    } else {
+      metrics_->RejectedUpdate(reason, "(before the header)", why);
+    }
+  }
+
+  absl::Status HandleMessageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     slices_.clear();
     wire::ParsedUpdateChunk chunk;
     absl::Status status;
@@ -400,21 +536,21 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
     return coordinator_->AddChunk(*upload_, chunk.offset, chunk.data);
   }
 
-  void EndOfStream() {
+  void EndOfStreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (context_->IsCancelled()) {
       if (upload_ != nullptr) coordinator_->AbortUpload(*upload_, RejectReason::kCancelled);
-      Finish(grpc::Status::CANCELLED);
+      FinishLocked(grpc::Status::CANCELLED);
       return;
     }
     if (upload_ == nullptr) {
       metrics_->RejectedUpdate(RejectReason::kMalformed, "(before the header)", "empty stream");
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "empty stream: the first message must carry the update header"));
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "empty stream: the first message must carry the update header"));
       return;
     }
     auto commit = coordinator_->FinishUpload(*upload_);
     if (!commit.ok()) {
-      Finish(ToGrpcStatus(commit.status()));
+      FinishLocked(ToGrpcStatus(commit.status()));
       return;
     }
     tally::v1::PushUpdateResponse response;
@@ -423,7 +559,7 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
     response.set_accepted_in_round(commit->accepted_in_round);
     grpc::Slice slice(response.SerializeAsString());
     *response_ = grpc::ByteBuffer(&slice, 1);
-    Finish(grpc::Status::OK);
+    FinishLocked(grpc::Status::OK);
   }
 
   grpc::CallbackServerContext* const context_;
@@ -432,9 +568,16 @@ class PushUpdateReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
   grpc::ByteBuffer* const response_;
-  std::unique_ptr<Upload> upload_;
-  grpc::ByteBuffer message_;
-  std::vector<grpc::Slice> slices_;
+  StreamGuard* const guard_;
+  Clock* const clock_;
+  const ProgressMeter::Limits limits_;
+  bool registered_ = false;  // With the guard; set in the constructor only.
+  tally::Mutex mu_;
+  std::unique_ptr<Upload> upload_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer message_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc::Slice> slices_ ABSL_GUARDED_BY(mu_);
+  StreamEnd end_ ABSL_GUARDED_BY(mu_);
+  ProgressMeter meter_ ABSL_GUARDED_BY(mu_);
 };
 
 // VmHWM and VmRSS of this process, in bytes (0 if /proc is unavailable).
@@ -495,15 +638,36 @@ ClientCodecs ClientCodecsFromRequest(const tally::v1::JoinRequest& request) {
 
 AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
                                      const tally::v1::ServerConfig* config,
-                                     const Authenticator* auth)
+                                     const Authenticator* auth, Clock* clock)
     : coordinator_(coordinator),
       auth_(auth),
       metrics_(metrics),
       config_(config),
+      clock_(clock),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
       downloads_(
           model_spec_, config->limits().model_chunk_bytes(),
-          DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams()).value()) {}
+          DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams()).value()) {
+  const tally::v1::LimitsConfig& limits = config->limits();
+  upload_limits_.idle = absl::Milliseconds(limits.upload_idle_timeout_ms());
+  upload_limits_.min_bytes_per_second = limits.min_upload_bytes_per_second();
+  upload_limits_.window = absl::Milliseconds(limits.upload_rate_window_ms());
+  download_limits_.idle = absl::Milliseconds(limits.download_stall_timeout_ms());
+  StreamGuard::Options options;
+  options.clock = clock;
+  // Cuts land within a fifth of the shortest limit (rate samples: a quarter
+  // of the window), between 5 ms and 1 s after they are due.
+  options.tick = std::clamp(
+      std::min({upload_limits_.idle, download_limits_.idle, upload_limits_.window / 4}) / 5,
+      absl::Milliseconds(5), absl::Seconds(1));
+  options.max_pinned_versions = limits.max_pinned_model_versions();
+  options.max_pinned_bytes = limits.max_pinned_model_bytes();
+  options.current_version = [coordinator] { return coordinator->store().Current()->version; };
+  options.metrics = metrics;
+  guard_ = std::make_unique<StreamGuard>(std::move(options));
+}
+
+AggregatorService::~AggregatorService() = default;
 
 grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* context,
                                                   const tally::v1::JoinRequest* request,
@@ -566,7 +730,8 @@ grpc::ServerUnaryReactor* AggregatorService::GetTask(grpc::CallbackServerContext
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullModel(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
-  return new PullModelReactor(context, auth_, coordinator_, metrics_, &downloads_, request);
+  return new PullModelReactor(context, auth_, coordinator_, metrics_, &downloads_, request,
+                              guard_.get(), download_limits_, clock_);
 }
 
 grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(
@@ -574,12 +739,24 @@ grpc::ServerWriteReactor<ModelVersionNotice>* AggregatorService::WatchModel(
   if (absl::Status allowed = auth_->CheckClient(*context, request->client_id()); !allowed.ok()) {
     return new RefusedWriter<ModelVersionNotice>(allowed);
   }
-  return new WatchModelReactor(coordinator_, request);
+  const uint32_t max = config_->limits().max_watch_streams();
+  if (watch_streams_.fetch_add(1) >= max) {
+    metrics_->watch_streams.Set(--watch_streams_);
+    metrics_->watch_streams_refused.Increment();
+    return new RefusedWriter<ModelVersionNotice>(WithRetryAfter(
+        absl::ResourceExhaustedError(absl::StrCat("too many WatchModel streams (limits."
+                                                  "max_watch_streams ",
+                                                  max, "); poll Heartbeat or retry later")),
+        absl::Seconds(5)));
+  }
+  metrics_->watch_streams.Set(watch_streams_.load());
+  return new WatchModelReactor(coordinator_, request, &watch_streams_, metrics_);
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* AggregatorService::PushUpdate(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
-  return new PushUpdateReactor(context, auth_, coordinator_, metrics_, response);
+  return new PushUpdateReactor(context, auth_, coordinator_, metrics_, response, guard_.get(),
+                               upload_limits_, clock_);
 }
 
 grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerContext* context,

@@ -5,11 +5,18 @@
 #ifndef TALLY_SERVER_SERVICE_H_
 #define TALLY_SERVER_SERVICE_H_
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
 #include "absl/time/time.h"
+#include "core/clock.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
 #include "server/encoded_model.h"
 #include "server/metrics.h"
+#include "server/progress_meter.h"
+#include "server/stream_guard.h"
 #include "tally/v1/config.pb.h"
 #include "tally/v1/tally.grpc.pb.h"
 
@@ -24,8 +31,11 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
  public:
   // Does not take ownership; all must outlive the service.
   // Every call is checked by `auth` (callers may act only as themselves).
+  // `clock` times the stream guard's progress limits (server/stream_guard.h).
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
-                    const tally::v1::ServerConfig* config, const Authenticator* auth);
+                    const tally::v1::ServerConfig* config, const Authenticator* auth,
+                    Clock* clock = RealClock::Get());
+  ~AggregatorService() override;  // After every stream has ended (gRPC server shut down).
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
                                  const tally::v1::JoinRequest* request,
@@ -51,8 +61,13 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
   const Authenticator* const auth_;
   ServerMetrics* const metrics_;
   const tally::v1::ServerConfig* const config_;
+  Clock* const clock_;
   tally::v1::ModelSpec model_spec_;  // Built once from the layout.
   ModelDownloads downloads_;
+  ProgressMeter::Limits upload_limits_;     // limits.upload_*.
+  ProgressMeter::Limits download_limits_;   // limits.download_stall_timeout_ms.
+  std::unique_ptr<StreamGuard> guard_;      // Cuts stalled streams, bounds pinned models.
+  std::atomic<uint32_t> watch_streams_{0};  // Open WatchModel streams.
 };
 
 class AdminService final : public tally::v1::Admin::CallbackService {

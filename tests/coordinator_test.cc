@@ -2,6 +2,7 @@
 // weighted means, deduplication, rejection of bad updates, aborted uploads.
 #include "server/coordinator.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -382,6 +383,22 @@ TEST_F(CoordinatorTest, KrumMixesNeighboursByDefaultAndTheReferenceKrumIsAnOptio
   EXPECT_THAT(round(std::nullopt), Pointwise(FloatNear(1e-6), {1.025f, 1.05f, 0.f, 0.f}));
   EXPECT_THAT(round(true), Pointwise(FloatNear(1e-6), {1.025f, 1.05f, 0.f, 0.f}));
   EXPECT_THAT(round(false), Pointwise(FloatNear(1e-6), {1.f, 1.f, 0.f, 0.f}));
+}
+
+// Model listeners (WatchModel streams) run after the coordinator released
+// its mutex: one that asks the coordinator for its status sees the new
+// version instead of deadlocking on a lock its publisher holds.
+TEST_F(CoordinatorTest, ModelListenersRunOutsideTheCoordinatorsLock) {
+  Start(/*clients_per_round=*/1, /*min_clients=*/1);
+  std::atomic<uint64_t> seen_completed{0};
+  coordinator_->mutable_store().Subscribe([&](const auto&) {
+    seen_completed = coordinator_->Status().rounds_completed;
+  });
+  JoinClient("a");
+  ASSERT_THAT(Push("a", 1, {1, 2, 3, 4}), IsOk());
+  AwaitVersion(2);
+  for (int i = 0; i < 1000 && seen_completed == 0; ++i) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_EQ(seen_completed, 1u);
 }
 
 TEST_F(CoordinatorTest, RobustAverageIsWeightedByNumSamplesUnlessAPreStepMergesRows) {

@@ -185,5 +185,19 @@ TEST(ModelStoreTest, PublishBumpsVersionAndNotifiesListeners) {
   EXPECT_THAT(seen, ElementsAre(2u));
 }
 
+// A quiet publish is visible at once; its listeners hear of it only when
+// the publisher says so (after releasing its own locks).
+TEST(ModelStoreTest, QuietPublishNotifiesOnlyWhenAsked) {
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {1}}}));
+  ModelStore store(layout, {0}, absl::UnixEpoch());
+  std::vector<uint64_t> seen;
+  store.Subscribe([&](const auto& snapshot) { seen.push_back(snapshot->version); });
+  auto v5 = store.PublishQuietly(5, {1}, 1, absl::UnixEpoch());
+  EXPECT_EQ(store.Current()->version, 5u);
+  EXPECT_TRUE(seen.empty());
+  store.NotifyListeners(v5);
+  EXPECT_THAT(seen, ElementsAre(5u));
+}
+
 }  // namespace
 }  // namespace tally

@@ -35,38 +35,6 @@ using ::testing::HasSubstr;
 constexpr int64_t kParams = 1024;
 constexpr size_t kHalf = kParams / 2;
 
-// A PushUpdate stream held open: header and chunks are sent one at a time.
-class OpenPush {
- public:
-  OpenPush(RawClient& client, const tally::v1::UpdateHeader& header)
-      : writer_(client.stub().PushUpdate(&ctx_, &response_)) {
-    tally::v1::UpdateChunk msg;
-    *msg.mutable_header() = header;
-    EXPECT_TRUE(writer_->Write(msg));
-  }
-  bool Send(const std::vector<float>& values) {
-    tally::v1::UpdateChunk msg;
-    msg.set_offset(offset_);
-    msg.set_data(Floats(values));
-    offset_ += 4 * values.size();
-    return writer_->Write(msg);
-  }
-  grpc::Status Finish() {
-    writer_->WritesDone();
-    return writer_->Finish();
-  }
-  void Cancel() {
-    ctx_.TryCancel();
-    writer_->Finish();
-  }
-
- private:
-  grpc::ClientContext ctx_;
-  tally::v1::PushUpdateResponse response_;
-  std::unique_ptr<grpc::ClientWriter<tally::v1::UpdateChunk>> writer_;
-  uint64_t offset_ = 0;
-};
-
 // Honest client i's update: dyadic values, so that the weighted mean below
 // is exact in float.
 std::vector<float> HonestDelta(int i) {

@@ -1,6 +1,6 @@
 // RawClient: a raw gRPC view of a tally server for input the SDK would never
-// send (hand-made headers, chunks, cancelled or stalled streams); shared by
-// the integration tests.
+// send (hand-made headers, chunks, cancelled or stalled streams), and
+// OpenPush, an upload held open; shared by the integration tests.
 #ifndef TALLY_TESTS_RAW_CLIENT_H_
 #define TALLY_TESTS_RAW_CLIENT_H_
 
@@ -83,6 +83,39 @@ class RawClient {
 inline std::string Floats(const std::vector<float>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), 4 * v.size());
 }
+
+// A PushUpdate stream held open: header and chunks are sent one at a time.
+class OpenPush {
+ public:
+  OpenPush(RawClient& client, const tally::v1::UpdateHeader& header)
+      : writer_(client.stub().PushUpdate(&ctx_, &response_)) {
+    tally::v1::UpdateChunk msg;
+    *msg.mutable_header() = header;
+    EXPECT_TRUE(writer_->Write(msg));
+  }
+  ~OpenPush() { ctx_.TryCancel(); }
+  bool Send(const std::vector<float>& values) {
+    tally::v1::UpdateChunk msg;
+    msg.set_offset(offset_);
+    msg.set_data(Floats(values));
+    offset_ += 4 * values.size();
+    return writer_->Write(msg);
+  }
+  grpc::Status Finish() {
+    writer_->WritesDone();
+    return writer_->Finish();
+  }
+  void Cancel() {
+    ctx_.TryCancel();
+    writer_->Finish();
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  tally::v1::PushUpdateResponse response_;
+  std::unique_ptr<grpc::ClientWriter<tally::v1::UpdateChunk>> writer_;
+  uint64_t offset_ = 0;
+};
 
 }  // namespace tally
 
