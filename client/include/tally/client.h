@@ -78,6 +78,13 @@ struct ClientOptions {
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
   uint64_t seed = 0;
+  // Metered or shared links: the average rate, in bytes per second, that this
+  // client's model pulls and update pushes may use together (payload bytes;
+  // gRPC and HTTP/2 framing add a little). Pushes are paced chunk by chunk
+  // (in chunks of about a tenth of a second's budget), pulls by reading
+  // slower, which gRPC's flow control passes back to the server. 0
+  // (default): unlimited.
+  uint64_t max_bandwidth_bytes_per_s = 0;
 
   // Security. Empty tls_ca_file = plaintext. Otherwise TLS, verifying the
   // server's certificate against this PEM CA file (for the target's host
