@@ -16,6 +16,8 @@ set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_IGNORE_PREFIX_PATH /usr/lib/x86_64-linux-gnu)
 set(CMAKE_IGNORE_PATH /usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu/cmake)
+# pkg-config (gRPC's config finds RE2 with it) reads the arm64 .pc files.
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
 # try_run and ctest run target binaries through qemu-user (the arm64
 # loader and libraries are where multiarch put them, so no -L is needed).
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)
