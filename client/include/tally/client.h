@@ -18,7 +18,8 @@
 // valid identity and PERMISSION_DENIED to one acting as another client.
 //
 // This header needs only the C++ standard library and Abseil; it exposes no
-// gRPC or protobuf types.
+// gRPC or protobuf types. For other languages, tally/tally_c.h wraps it in a
+// C API (docs/edge.md).
 //
 // Thread safety: all methods may be called from several threads at once
 // (e.g. a background Heartbeat while PushUpdate runs).
