@@ -13,7 +13,7 @@ namespace {
 
 // Writes the messages one after another (never more than one write in
 // flight), half-closes, and reads the single response. The caller's thread
-// drives the writes (Write / AwaitWrite), so pacing a metered link sleeps
+// drives the writes (AwaitWrite / WriteChunk), so pacing a metered link sleeps
 // there, never on a gRPC callback thread.
 class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:

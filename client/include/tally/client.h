@@ -84,7 +84,8 @@ struct ClientOptions {
   // gRPC and HTTP/2 framing add a little). Pushes are paced chunk by chunk
   // (in chunks of about a tenth of a second's budget), pulls by reading
   // slower, which gRPC's flow control passes back to the server. 0
-  // (default): unlimited.
+  // (default): unlimited. transfer_timeout still bounds each transfer: raise
+  // it for large models on slow links.
   uint64_t max_bandwidth_bytes_per_s = 0;
 
   // Security. Empty tls_ca_file = plaintext. Otherwise TLS, verifying the
