@@ -12,36 +12,54 @@ namespace tally::client_internal {
 namespace {
 
 // Writes the messages one after another (never more than one write in
-// flight), half-closes, and reads the single response.
+// flight), half-closes, and reads the single response. The caller's thread
+// drives the writes (AwaitWrite / WriteChunk), so pacing a metered link sleeps
+// there, never on a gRPC callback thread.
 class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  PushReactor(const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
-              size_t chunk_bytes)
-      : payload_(payload), chunk_bytes_(chunk_bytes) {
+  explicit PushReactor(const tally::v1::UpdateHeader& header) {
     grpc::Slice slice(wire::HeaderMessage(header));
     message_ = grpc::ByteBuffer(&slice, 1);
   }
 
+  // Starts the call with the header as its first write. The hold keeps the
+  // call from finishing (OnDone) while the caller's thread may still start
+  // writes from outside a reaction; Release() drops it.
   void Start() {
+    AddHold();
     StartRead(&response_);
     StartWrite(&message_);
     StartCall();
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return;  // The call failed; OnDone reports why.
-    if (offset_ >= payload_.size()) {
-      StartWritesDone();
-      return;
-    }
-    const size_t size = std::min(chunk_bytes_, payload_.size() - offset_);
+  // Waits for the write in flight; false if the call failed (OnDone says why).
+  bool AwaitWrite() {
+    tally::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&write_done_));
+    write_done_ = false;
+    return write_ok_;
+  }
+
+  // Writes payload[offset, offset + size) as one chunk message. Only after
+  // AwaitWrite returned true.
+  void WriteChunk(absl::Span<const char> payload, size_t offset, size_t size) {
     std::string prefix, suffix;
-    wire::ChunkFraming(size, offset_, &prefix, &suffix);
-    grpc::Slice slices[3] = {grpc::Slice(prefix), grpc::Slice(payload_.data() + offset_, size),
+    wire::ChunkFraming(size, offset, &prefix, &suffix);
+    grpc::Slice slices[3] = {grpc::Slice(prefix), grpc::Slice(payload.data() + offset, size),
                              grpc::Slice(suffix)};
     message_ = grpc::ByteBuffer(slices, 3);
-    offset_ += size;
     StartWrite(&message_);
+  }
+
+  void Close() { StartWritesDone(); }
+
+  // The caller starts no more operations.
+  void Release() { RemoveHold(); }
+
+  void OnWriteDone(bool ok) override {
+    tally::MutexLock lock(&mu_);
+    write_ok_ = ok;
+    write_done_ = true;
   }
 
   void OnReadDone(bool ok) override { got_response_ = ok; }
@@ -71,10 +89,10 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   }
 
  private:
-  const absl::Span<const char> payload_;
-  const size_t chunk_bytes_;
-  size_t offset_ = 0;
-  grpc::ByteBuffer message_;
+  tally::Mutex mu_;
+  bool write_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_ok_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ByteBuffer message_;  // The write in flight; replaced only after it is done.
   grpc::ByteBuffer response_;
   bool got_response_ = false;
   grpc::Status status_;
@@ -85,12 +103,26 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
                            const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
-                           size_t chunk_bytes, tally::v1::PushUpdateResponse* response) {
+                           size_t chunk_bytes, BandwidthPacer& pacer,
+                           tally::v1::PushUpdateResponse* response) {
   grpc::ClientContext context;
   if (deadline != absl::InfiniteFuture()) context.set_deadline(absl::ToChronoTime(deadline));
-  PushReactor reactor(header, payload, chunk_bytes);
+  PushReactor reactor(header);
   stub.PrepareBidiStreamingCall(&context, kPushUpdateMethod, grpc::StubOptions(), &reactor);
   reactor.Start();
+  chunk_bytes = pacer.ChunkBytes(chunk_bytes);
+  size_t offset = 0;
+  while (reactor.AwaitWrite()) {
+    if (offset >= payload.size()) {
+      reactor.Close();
+      break;
+    }
+    const size_t size = std::min(chunk_bytes, payload.size() - offset);
+    pacer.Pace(size);
+    reactor.WriteChunk(payload, offset, size);
+    offset += size;
+  }
+  reactor.Release();
   return reactor.Wait(response);
 }
 

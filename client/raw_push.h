@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/pacer.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "tally/v1/tally.pb.h"
 
@@ -20,11 +21,15 @@ namespace tally::client_internal {
 
 inline constexpr char kPushUpdateMethod[] = "/tally.v1.Aggregator/PushUpdate";
 
-// Sends `header` then `payload` in chunks of `chunk_bytes` (> 0) and returns
-// the server's response, or the call's status as a gRPC status.
+// Sends `header` then `payload` in chunks of `chunk_bytes` (> 0; smaller on
+// a paced link, pacer.ChunkBytes), each chunk paced by `pacer`, and returns
+// the server's response, or the call's status as a gRPC status. The payload
+// is read in place, one chunk at a time (each chunk copied once, into the
+// slice gRPC owns while the write is in flight).
 grpc::Status RawPushUpdate(grpc::GenericStub& stub, absl::Time deadline,
                            const tally::v1::UpdateHeader& header, absl::Span<const char> payload,
-                           size_t chunk_bytes, tally::v1::PushUpdateResponse* response);
+                           size_t chunk_bytes, BandwidthPacer& pacer,
+                           tally::v1::PushUpdateResponse* response);
 
 }  // namespace tally::client_internal
 

@@ -22,7 +22,8 @@
 // valid identity and PERMISSION_DENIED to one acting as another client.
 //
 // This header needs only the C++ standard library and Abseil; it exposes no
-// gRPC or protobuf types.
+// gRPC or protobuf types. For other languages, tally/tally_c.h wraps it in a
+// C API (docs/edge.md).
 //
 // Thread safety: all methods may be called from several threads at once
 // (e.g. a background Heartbeat while PushUpdate runs).
@@ -88,6 +89,14 @@ struct ClientOptions {
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
   uint64_t seed = 0;
+  // Metered or shared links: the average rate, in bytes per second, that this
+  // client's model pulls and update pushes may use together (payload bytes;
+  // gRPC and HTTP/2 framing add a little). Pushes are paced chunk by chunk
+  // (in chunks of about a tenth of a second's budget), pulls by reading
+  // slower, which gRPC's flow control passes back to the server. 0
+  // (default): unlimited. transfer_timeout still bounds each transfer: raise
+  // it for large models on slow links.
+  uint64_t max_bandwidth_bytes_per_s = 0;
 
   // Security. Empty tls_ca_file = plaintext. Otherwise TLS, verifying the
   // server's certificate against this PEM CA file (for the target's host
