@@ -113,7 +113,7 @@ struct ClientOptions {
   std::string auth_token;
 
   // Compressed uploads: the codecs this client can send ("float16",
-  // "bfloat16", "int8", "qsgd", "sign", "topk", "randk"; README), offered at
+  // "bfloat16", "int8", "qsgd", "sign", "topk", "randk"; docs/compression.md), offered at
   // Join. The server assigns the first codec of its compression.upload list
   // that is offered here (JoinResult::upload_codec), with its parameters, and
   // PushUpdate encodes every update with it. Empty (default): float32.
@@ -255,7 +255,7 @@ class Client {
   // Opens a session (call first; calling again opens a fresh session,
   // replacing this client's own). The server refuses a Join under a client
   // id whose session another process holds with ALREADY_EXISTS while that
-  // session is live (see README "Sessions"): give each process its own id.
+  // session is live (see docs/sessions.md): give each process its own id.
   virtual absl::StatusOr<JoinResult> Join() = 0;
 
   // What to do next; waits up to `wait` on the server when there is nothing.

@@ -5,7 +5,7 @@
     joined = client.join()
     ...
 
-See client/python/README.md and the README's "Python SDK" section.
+See client/python/README.md and docs/sdk-python.md.
 """
 import os as _os
 
