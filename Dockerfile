@@ -50,7 +50,7 @@ VOLUME ["/var/lib/tally"]
 EXPOSE 50051 9464
 USER 10001:10001
 # With TLS on the gRPC port, override it: --health-cmd / compose healthcheck
-# with tally-health --tls_ca_file=... (README "Deployment").
+# with tally-health --tls_ca_file=... (docs/deployment.md).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["tally-health", "--address=127.0.0.1:50051", "--timeout=2s"]
 # SIGTERM drains (health NOT_SERVING, uploads finish within

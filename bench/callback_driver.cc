@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_messages.h"
 #include "core/sync.h"
-#include "proto/push_call.h"
+#include "bench/push_call.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 namespace tally::bench {
@@ -383,7 +383,7 @@ void CallbackClient::StartPush(uint32_t attempt) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + options_.round_timeout));
   SetCurrent(context.get());
   // The payload outlives the run: its chunks are sent from where it is.
-  wire::StartPushCall(
+  StartPushCall(
       *connection_->generic, context.get(), header, payload_->bytes, session_.chunk_bytes,
       wire::ChunkWriter::Data::kBorrow,
       [this, attempt, context](const grpc::Status& status, v1::PushUpdateResponse response) {

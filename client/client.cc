@@ -18,7 +18,9 @@
 #include "absl/strings/str_format.h"
 #include "client/connection.h"
 #include "client/model_stream.h"
+#include "client/pacer.h"
 #include "client/proto_convert.h"
+#include "client/raw_push.h"
 #include "client/retry.h"
 #include "client/tls_files.h"
 #include "client/validation.h"
@@ -28,7 +30,6 @@
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
-#include "proto/push_call.h"
 #include "tally/v1/tally.grpc.pb.h"
 
 // CODEC_DENSE_F32 is little-endian float32; the payload is sent as the raw
@@ -85,8 +86,9 @@ struct EncodedUpdate {
   compress::CodecSpec spec;
   std::string payload;  // Empty: float32, sent from the delta itself.
   // Error feedback / DGC: the state after this update, adopted when the
-  // server acknowledges it (a failed push leaves the old state).
-  std::optional<compress::ErrorFeedback> feedback;
+  // server acknowledges it (a failed push leaves the old state). Error
+  // feedback keeps just the next residual (d floats), not a copy of the state.
+  std::optional<std::vector<float>> next_residual;
   std::optional<compress::DgcCompressor> dgc;
 };
 
@@ -132,6 +134,7 @@ class GrpcClient final : public Client {
         waiter_(std::move(waiter)),
         policy_{options_.initial_backoff, options_.max_backoff, options_.backoff_multiplier},
         random_(options_.seed),
+        pacer_(options_.max_bandwidth_bytes_per_s),
         aggregator_(v1::Aggregator::NewStub(channel)),
         generic_(std::make_unique<grpc::GenericStub>(channel)),
         admin_(v1::Admin::NewStub(channel)) {}
@@ -206,8 +209,9 @@ class GrpcClient final : public Client {
   const client_internal::ConnectionWaiter waiter_;
   const client_internal::BackoffPolicy policy_;
   client_internal::RandomSource random_;  // Thread-safe.
+  client_internal::BandwidthPacer pacer_;  // Thread-safe; pulls and pushes.
   const std::unique_ptr<v1::Aggregator::Stub> aggregator_;
-  const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (proto/push_call.h).
+  const std::unique_ptr<grpc::GenericStub> generic_;  // PushUpdate (client/raw_push.h).
   const std::unique_ptr<v1::Admin::Stub> admin_;
 
   tally::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);
@@ -400,7 +404,12 @@ absl::StatusOr<Model> GrpcClient::PullOnce(const Session& session, uint64_t vers
                                             &model);
   absl::Status status;
   v1::ModelChunk chunk;
-  while (status.ok() && reader->Read(&chunk)) status = assembler.Add(chunk);
+  while (status.ok() && reader->Read(&chunk)) {
+    // On a metered link, reading slower makes gRPC's flow control slow the
+    // server down.
+    pacer_.PaceReceived(chunk.ByteSizeLong());
+    status = assembler.Add(chunk);
+  }
   if (!status.ok()) {
     context.TryCancel();
     reader->Finish().IgnoreError();
@@ -504,13 +513,13 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
     }
     encoded_ok = encoded.dgc->Compress(update.delta, &encoded.payload, &encoded.spec);
   } else if (options_.error_feedback && compress::ErrorFeedbackSuits(encoded.spec)) {
-    {
-      tally::MutexLock lock(&feedback_mu_);
-      encoded.feedback = feedback_.has_value() && feedback_->dim() == d
-                             ? *feedback_
-                             : compress::ErrorFeedback(d);
-    }
-    encoded_ok = encoded.feedback->Compress(encoded.spec, update.delta, &encoded.payload);
+    // Encoding under the lock serializes concurrent pushes' encodes; it
+    // saves a copy of the residual per push (the model's size).
+    tally::MutexLock lock(&feedback_mu_);
+    if (!feedback_.has_value() || feedback_->dim() != d) feedback_.emplace(d);
+    encoded.next_residual.emplace();
+    encoded_ok = feedback_->CompressPending(encoded.spec, update.delta, &encoded.payload,
+                                            &*encoded.next_residual);
   } else {
     encoded_ok = compress::Encode(encoded.spec, update.delta, &encoded.payload);
   }
@@ -520,7 +529,10 @@ absl::StatusOr<EncodedUpdate> GrpcClient::EncodeUpdate(const Session& session,
 
 void GrpcClient::CommitFeedback(EncodedUpdate& encoded) {
   tally::MutexLock lock(&feedback_mu_);
-  if (encoded.feedback.has_value()) feedback_ = std::move(encoded.feedback);
+  if (encoded.next_residual.has_value() && feedback_.has_value()) {
+    // A residual for another layout (the client re-joined meanwhile) is dropped.
+    feedback_->Adopt(*std::move(encoded.next_residual)).IgnoreError();
+  }
   if (encoded.dgc.has_value()) dgc_ = std::move(encoded.dgc);
 }
 
@@ -544,9 +556,8 @@ absl::StatusOr<v1::PushUpdateResponse> GrpcClient::PushOnce(const Session& sessi
   v1::PushUpdateResponse response;
   TALLY_RETURN_IF_ERROR(FromGrpcStatus(
       "PushUpdate",
-      wire::PushCall(*generic_, absl::Now() + options_.transfer_timeout, header,
-                     absl::string_view(payload.data(), payload.size()), session.chunk_bytes,
-                     &response)));
+      client_internal::RawPushUpdate(*generic_, absl::Now() + options_.transfer_timeout, header,
+                                     payload, session.chunk_bytes, pacer_, &response)));
   return response;
 }
 

@@ -71,6 +71,16 @@ class ErrorFeedback {
   // x.size() != d, or from Encode (invalid spec, non-finite x + e, a value
   // the format cannot hold); on error the residual is unchanged.
   absl::Status Compress(const CodecSpec& spec, absl::Span<const float> x, std::string* payload);
+  // The same encoding, leaving this residual as it is: *next becomes what
+  // Compress would leave in e (d floats, the only memory it needs besides
+  // the payload). For callers that adopt the new residual only once the
+  // server has acknowledged the update (the C++ SDK): Adopt(*next) then.
+  // Errors as Compress; with the feedback disabled, *next is all zeros.
+  absl::Status CompressPending(const CodecSpec& spec, absl::Span<const float> x,
+                               std::string* payload, std::vector<float>* next) const;
+  // e = residual (from CompressPending). INVALID_ARGUMENT unless it has d
+  // entries.
+  absl::Status Adopt(std::vector<float> residual);
 
   // e = 0: after the server rejected or lost an update the residual refers
   // to, or when the client restarts from a new global model.
@@ -83,7 +93,7 @@ class ErrorFeedback {
  private:
   ErrorFeedbackOptions options_;
   std::vector<float> residual_;
-  std::vector<float> scratch_;  // p = x + e, swapped with residual_.
+  std::vector<float> scratch_;  // Compress: p = x + e, swapped with residual_.
 };
 
 }  // namespace tally::compress

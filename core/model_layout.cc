@@ -42,7 +42,7 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(const std::vector<TensorDef>& te
                                                        "' has dimension ", dim, " < 1"));
       }
       if (static_cast<uint64_t>(dim) > kMaxParams ||
-          size * static_cast<uint64_t>(dim) > kMaxParams) {
+          size > kMaxParams / static_cast<uint64_t>(dim)) {
         return absl::InvalidArgumentError(
             absl::StrCat("model.tensors.shape: tensor '", def.name, "' is too large"));
       }

@@ -24,9 +24,7 @@ namespace {
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicSize = 6;
 constexpr size_t kPreambleSize = kMagicSize + 2;  // Magic, major, minor.
-// numpy itself refuses headers over 10000 bytes by default.
-constexpr size_t kMaxHeaderSize = 1 << 16;
-constexpr size_t kChunkBytes = 1 << 20;  // A multiple of both item sizes.
+constexpr size_t kChunkBytes = 1 << 20;           // A multiple of both item sizes.
 
 struct FileCloser {
   void operator()(std::FILE* file) const { std::fclose(file); }
@@ -84,9 +82,7 @@ class HeaderParser {
     return absl::OkStatus();
   }
 
-  const std::string& descr() const { return descr_; }
-  bool fortran_order() const { return fortran_order_; }
-  const std::vector<uint64_t>& shape() const { return shape_; }
+  NpyHeaderDict TakeDict() { return std::move(dict_); }
 
  private:
   absl::Status ParseEntry() {
@@ -100,13 +96,13 @@ class HeaderParser {
       seen = &has_descr_;
       absl::StatusOr<std::string> descr = ParseString();
       value = descr.status();
-      if (descr.ok()) descr_ = *std::move(descr);
+      if (descr.ok()) dict_.descr = *std::move(descr);
     } else if (key == "fortran_order") {
       seen = &has_fortran_order_;
-      value = ParseBool(&fortran_order_);
+      value = ParseBool(&dict_.fortran_order);
     } else if (key == "shape") {
       seen = &has_shape_;
-      value = ParseTuple(&shape_);
+      value = ParseTuple(&dict_.shape);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("header has an unexpected key '", key, "'"));
     }
@@ -193,15 +189,13 @@ class HeaderParser {
   bool has_descr_ = false;
   bool has_fortran_order_ = false;
   bool has_shape_ = false;
-  std::string descr_;
-  bool fortran_order_ = false;
-  std::vector<uint64_t> shape_;
+  NpyHeaderDict dict_;
 };
 
 // Checks a parsed header against what tally supports.
-absl::StatusOr<ArrayInfo> CheckHeader(absl::string_view path, const HeaderParser& header) {
+absl::StatusOr<ArrayInfo> CheckHeader(absl::string_view path, const NpyHeaderDict& header) {
   ArrayInfo info;
-  const std::string& descr = header.descr();
+  const std::string& descr = header.descr;
   if (descr == "<f4") {
     info.item_size = 4;
   } else if (descr == "<f8") {
@@ -212,10 +206,10 @@ absl::StatusOr<ArrayInfo> CheckHeader(absl::string_view path, const HeaderParser
   } else {
     return Invalid(path, absl::StrCat("unsupported dtype '", descr, "' (want '<f4' or '<f8')"));
   }
-  if (header.fortran_order()) {
+  if (header.fortran_order) {
     return Invalid(path, "Fortran-order arrays are not supported (save in C order)");
   }
-  const std::vector<uint64_t>& shape = header.shape();
+  const std::vector<uint64_t>& shape = header.shape;
   if (shape.size() != 1 && shape.size() != 2) {
     return Invalid(path, absl::StrCat("shape ", ShapeText(shape), " has ", shape.size(),
                                       " dimensions (want 1 or 2)"));
@@ -243,40 +237,26 @@ absl::Status ReadExactly(absl::string_view path, std::FILE* file, void* buffer, 
 }
 
 absl::StatusOr<ArrayInfo> ReadHeader(absl::string_view path, std::FILE* file, size_t* prefix_size) {
-  unsigned char preamble[kPreambleSize];
-  const size_t got = std::fread(preamble, 1, sizeof(preamble), file);
+  // Enough for the preamble of any version; a 1.0 preamble leaves the
+  // first bytes of the dict in `start`.
+  char start[kNpyMaxPreambleSize];
+  const size_t got = std::fread(start, 1, sizeof(start), file);
   if (std::ferror(file)) return ErrnoError(path, "read failed", errno);
-  if (got < kMagicSize || std::memcmp(preamble, kMagic, kMagicSize) != 0) {
-    if (got == 0) return Invalid(path, "empty file, not a .npy file");
-    if (got < kMagicSize && std::memcmp(preamble, kMagic, got) == 0) {
-      return Invalid(path, "truncated header");
-    }
-    return Invalid(path, "not a .npy file (bad magic string)");
+  if (got == 0) return Invalid(path, "empty file, not a .npy file");
+  absl::StatusOr<NpyPreamble> preamble = ParseNpyPreamble(absl::string_view(start, got));
+  if (!preamble.ok()) return Invalid(path, preamble.status().message());
+  const size_t header_size = preamble->header_size;
+  std::string text(start + preamble->size, got - preamble->size);
+  if (text.size() > header_size) {
+    return Invalid(path, absl::StrCat("malformed header: ", header_size, " bytes is too short"));
   }
-  if (got < kPreambleSize) return Invalid(path, "truncated header");
-  const int major = preamble[kMagicSize];
-  const int minor = preamble[kMagicSize + 1];
-  if ((major != 1 && major != 2) || minor != 0) {
-    return Invalid(path, absl::StrCat("unsupported .npy format version ", major, ".", minor,
-                                      " (want 1.0 or 2.0)"));
-  }
-  // Header length: little-endian uint16 (1.0) or uint32 (2.0).
-  const size_t length_size = major == 1 ? 2 : 4;
-  unsigned char length_bytes[4] = {0, 0, 0, 0};
-  TALLY_RETURN_IF_ERROR(ReadExactly(path, file, length_bytes, length_size, "header"));
-  const size_t header_size =
-      static_cast<size_t>(length_bytes[0]) | static_cast<size_t>(length_bytes[1]) << 8 |
-      static_cast<size_t>(length_bytes[2]) << 16 | static_cast<size_t>(length_bytes[3]) << 24;
-  if (header_size > kMaxHeaderSize) {
-    return Invalid(path, absl::StrCat("header of ", header_size, " bytes exceeds the limit of ",
-                                      kMaxHeaderSize));
-  }
-  std::string text(header_size, '\0');
-  TALLY_RETURN_IF_ERROR(ReadExactly(path, file, text.data(), header_size, "header"));
-  *prefix_size = kPreambleSize + length_size + header_size;
-  HeaderParser parser(text);
-  if (absl::Status parsed = parser.Parse(); !parsed.ok()) return Invalid(path, parsed.message());
-  return CheckHeader(path, parser);
+  const size_t have = text.size();
+  text.resize(header_size);
+  TALLY_RETURN_IF_ERROR(ReadExactly(path, file, text.data() + have, header_size - have, "header"));
+  *prefix_size = preamble->size + header_size;
+  absl::StatusOr<NpyHeaderDict> dict = ParseNpyHeaderDict(text);
+  if (!dict.ok()) return Invalid(path, dict.status().message());
+  return CheckHeader(path, *dict);
 }
 
 float DecodeF4(const unsigned char* p) {
@@ -332,20 +312,7 @@ absl::Status ReadData(absl::string_view path, std::FILE* file, const ArrayInfo& 
 
 absl::Status WriteArray(const std::string& path, const std::vector<uint64_t>& shape,
                         absl::Span<const float> data) {
-  std::string header =
-      absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': ", ShapeText(shape), ", }");
-  // Pad with spaces so the data starts at a multiple of 64 bytes; end with
-  // '\n' (as numpy does).
-  const size_t unpadded = kPreambleSize + 2 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string prefix(kMagic, kMagicSize);
-  prefix.push_back('\x01');
-  prefix.push_back('\x00');
-  prefix.push_back(static_cast<char>(header.size() & 0xff));
-  prefix.push_back(static_cast<char>(header.size() >> 8));
-  prefix += header;
-
+  const std::string prefix = NpyF4Prefix(shape);
   FilePtr file(std::fopen(path.c_str(), "wb"));
   if (file == nullptr) return ErrnoError(path, "cannot open for writing", errno);
   bool ok = std::fwrite(prefix.data(), 1, prefix.size(), file.get()) == prefix.size();
@@ -366,6 +333,62 @@ absl::Status WriteArray(const std::string& path, const std::vector<uint64_t>& sh
 }
 
 }  // namespace
+
+std::string NpyF4Prefix(const std::vector<uint64_t>& shape) {
+  std::string header =
+      absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': ", ShapeText(shape), ", }");
+  // Pad with spaces so the data starts at a multiple of 64 bytes; end with
+  // '\n' (as numpy does).
+  const size_t unpadded = kPreambleSize + 2 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string prefix(kMagic, kMagicSize);
+  prefix.push_back('\x01');
+  prefix.push_back('\x00');
+  prefix.push_back(static_cast<char>(header.size() & 0xff));
+  prefix.push_back(static_cast<char>(header.size() >> 8));
+  return prefix + header;
+}
+
+absl::StatusOr<NpyHeaderDict> ParseNpyHeaderDict(absl::string_view text) {
+  HeaderParser parser(text);
+  TALLY_RETURN_IF_ERROR(parser.Parse());
+  return parser.TakeDict();
+}
+
+absl::StatusOr<NpyPreamble> ParseNpyPreamble(absl::string_view start) {
+  if (start.size() < kMagicSize ||
+      start.substr(0, kMagicSize) != absl::string_view(kMagic, kMagicSize)) {
+    if (start.size() < kMagicSize &&
+        absl::string_view(kMagic, kMagicSize).substr(0, start.size()) == start) {
+      return absl::InvalidArgumentError("truncated header");
+    }
+    return absl::InvalidArgumentError("not a .npy file (bad magic string)");
+  }
+  if (start.size() < kPreambleSize) return absl::InvalidArgumentError("truncated header");
+  const int major = static_cast<unsigned char>(start[kMagicSize]);
+  const int minor = static_cast<unsigned char>(start[kMagicSize + 1]);
+  if ((major != 1 && major != 2) || minor != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported .npy format version ", major, ".", minor, " (want 1.0 or 2.0)"));
+  }
+  // Header length: little-endian uint16 (1.0) or uint32 (2.0).
+  const size_t length_size = major == 1 ? 2 : 4;
+  if (start.size() < kPreambleSize + length_size) {
+    return absl::InvalidArgumentError("truncated header");
+  }
+  NpyPreamble preamble;
+  preamble.size = kPreambleSize + length_size;
+  for (size_t i = 0; i < length_size; ++i) {
+    preamble.header_size |=
+        static_cast<size_t>(static_cast<unsigned char>(start[kPreambleSize + i])) << (8 * i);
+  }
+  if (preamble.header_size > kNpyMaxHeaderSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "header of ", preamble.header_size, " bytes exceeds the limit of ", kNpyMaxHeaderSize));
+  }
+  return preamble;
+}
 
 absl::StatusOr<NpyMatrix> ReadNpy(const std::string& path) {
   FilePtr file(std::fopen(path.c_str(), "rb"));

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every codec decoder (and encoder) in compress/ with libFuzzer +
+# Fuzzes every codec decoder (and encoder) in compress/ and the model file
+# readers of core/model_file.h (safetensors, .npz) with libFuzzer +
 # AddressSanitizer + UndefinedBehaviorSanitizer, for a bounded time each:
 #   scripts/fuzz.sh [seconds per target, default 20]
 # Builds only compress/ and core/vector_ops.cc with clang, in build-fuzz/
@@ -43,6 +44,28 @@ for codec in all float32 float16 bfloat16 int8 qsgd sign topk randk spsa; do
   echo
 done
 unset TALLY_FUZZ_CODEC
+
+# The model file readers (core/model_file.h), seeded with files tally writes.
+model_seeds="$BUILD/seeds-model-files"
+rm -rf "$model_seeds"
+mkdir -p "$model_seeds" "$BUILD/tmp"
+export TMPDIR="$BUILD/tmp"  # The fuzzer's input files.
+"$BUILD/model_file_fuzzer" --seeds="$model_seeds" >/dev/null 2>&1
+for format in safetensors npz; do
+  work="$BUILD/corpus-$format"
+  mkdir -p "$work"
+  echo "== fuzz.sh: model files ($format) for ${SECONDS_PER_TARGET}s"
+  if ! TALLY_FUZZ_FORMAT=$format "$BUILD/model_file_fuzzer" "$work" "$model_seeds" \
+      -max_total_time="$SECONDS_PER_TARGET" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$format-" \
+      >"$BUILD/fuzz-$format.log" 2>&1; then
+    failed+=("$format")
+    tail -n 40 "$BUILD/fuzz-$format.log"
+  fi
+  grep -E "stat::number_of_executed_units|stat::new_units_added" "$BUILD/fuzz-$format.log" |
+    tr '\n' ' '
+  echo
+done
 if [ ${#failed[@]} -ne 0 ]; then
   echo "fuzz.sh: crashes in: ${failed[*]} (see $BUILD/fuzz-*.log, $BUILD/artifacts/)" >&2
   exit 1

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tally needs to build, test and run, if any
 # is missing. Debian packages only: nothing else is downloaded.
+#   scripts/install_deps.sh          the native build (and the Dockerfile's)
+#   scripts/install_deps.sh --edge   the arm64 cross build and qemu-user of
+#                                    scripts/edge_test.sh (adds the arm64
+#                                    architecture to dpkg)
 set -euo pipefail
 
 PACKAGES=(
@@ -8,7 +12,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libssl-dev openssl prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libzstd-dev curl python3
+  libopenblas-dev libzstd-dev zlib1g-dev curl python3
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   # The Python SDK (client/python), its tests and examples/pytorch_digits.py.
   python3-grpcio python3-protobuf python3-numpy python3-zstandard python3-pytest
@@ -17,6 +21,20 @@ PACKAGES=(
   # tests/deploy_test.py: the deployment files' validators (deploy/).
   python3-yaml yamllint docker-compose prometheus
 )
+
+# Multiarch: an :arm64 -dev package installs beside its native twin only at
+# the same version, so apt also brings the native one to the archive's
+# current version (e.g. a newer libssl-dev security update).
+EDGE_PACKAGES=(
+  crossbuild-essential-arm64 qemu-user
+  libgrpc++-dev:arm64 libprotobuf-dev:arm64 libabsl-dev:arm64 libzstd-dev:arm64
+  libssl-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
+)
+edge=false
+if [ "${1:-}" = "--edge" ]; then
+  edge=true
+  PACKAGES=("${EDGE_PACKAGES[@]}")
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -38,6 +56,9 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "install_deps: missing packages (${missing[*]}) and not root; install them and rerun" >&2
     exit 1
   fi
+fi
+if $edge && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64
 fi
 echo "install_deps: installing ${missing[*]}"
 $SUDO apt-get update -qq

@@ -22,10 +22,12 @@ constexpr char kMagicV1[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '1'};
 constexpr char kMagicV2[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '2'};
 constexpr char kMagicV3[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '3'};
 constexpr char kMagicV4[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '4'};
+constexpr char kMagicV5[8] = {'T', 'A', 'L', 'L', 'Y', 'C', 'K', '5'};
 constexpr uint32_t kMaxClients = 10000000;
 constexpr uint32_t kMaxIdsPerClient = 1024;
 constexpr uint32_t kMaxName = 256;
 constexpr uint32_t kMaxStateTensors = 16;
+constexpr uint32_t kMaxRank = 64;
 constexpr size_t kHeaderBytes = 8 + 4 * 8;
 constexpr size_t kDigestBytes = 32;
 
@@ -89,9 +91,10 @@ uint64_t GetU64(const char* in) {
 
 }  // namespace
 
-// One checkpoint file (nullopt if it does not exist).
+// One checkpoint file (nullopt if it does not exist); `layout` null: of any
+// model.
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
-                                                                   const ModelLayout& layout);
+                                                                   const ModelLayout* layout);
 
 absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
                              const ModelSnapshot& snapshot, const CheckpointContents& contents) {
@@ -102,7 +105,7 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   char header[kHeaderBytes];
-  std::memcpy(header, kMagicV4, 8);
+  std::memcpy(header, kMagicV5, 8);
   PutU64(header + 8, snapshot.version);
   PutU64(header + 16, snapshot.round);
   PutU64(header + 24, layout.Hash());
@@ -146,6 +149,13 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
     AppendU64(&registry, record.num_samples);
     registry.append(reinterpret_cast<const char*>(&record.seconds_per_step), 8);
   }
+  // The layout: what the parameters are, for tools (tally export).
+  AppendU32(&registry, static_cast<uint32_t>(layout.tensors().size()));
+  for (const TensorLayout& t : layout.tensors()) {
+    AppendString(&registry, t.name);
+    AppendU32(&registry, static_cast<uint32_t>(t.shape.size()));
+    for (int64_t d : t.shape) AppendU64(&registry, static_cast<uint64_t>(d));
+  }
   emit(registry.data(), registry.size());
   unsigned char digest[kDigestBytes];
   sha.Final(digest);
@@ -176,7 +186,7 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
 
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string& dir,
                                                                const ModelLayout& layout) {
-  return ReadCheckpointFile(absl::StrCat(dir, "/", kCheckpointFileName), layout);
+  return ReadCheckpointFile(absl::StrCat(dir, "/", kCheckpointFileName), &layout);
 }
 
 absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
@@ -184,7 +194,7 @@ absl::StatusOr<RestoredCheckpoint> RestoreCheckpoint(const std::string& dir,
   RestoredCheckpoint restored;
   for (const char* name : {kCheckpointFileName, kPreviousCheckpointFileName}) {
     const std::string path = absl::StrCat(dir, "/", name);
-    absl::StatusOr<std::optional<LoadedCheckpoint>> read = ReadCheckpointFile(path, layout);
+    absl::StatusOr<std::optional<LoadedCheckpoint>> read = ReadCheckpointFile(path, &layout);
     if (!read.ok()) {
       if (read.status().code() != absl::StatusCode::kDataLoss) return read.status();
       restored.skipped.push_back({path, std::string(read.status().message())});
@@ -207,7 +217,8 @@ absl::Status NoValidCheckpointError(const std::string& dir, const RestoredCheckp
       "checkpoint_dir '", dir, "' has no valid checkpoint (", why,
       "). Refusing to start from the initial model, which would overwrite them: put a good "
       "checkpoint back as ",
-      kCheckpointFileName, ", or run with --start_fresh_if_corrupt to start over (the corrupt "
+      kCheckpointFileName,
+      ", or run with --start_fresh_if_corrupt to start over (the corrupt "
       "files are kept as *.corrupt)"));
 }
 
@@ -341,10 +352,39 @@ absl::Status ReadScheduleSection(SectionReader& in, ScheduleCheckpoint* schedule
   return absl::OkStatus();
 }
 
+// Format version 5: the model's layout, which must be the header's.
+absl::Status ReadLayoutSection(SectionReader& in, uint64_t hash, uint64_t num_params,
+                               std::optional<ModelLayout>* layout) {
+  uint32_t tensors = 0;
+  TALLY_RETURN_IF_ERROR(in.Read(&tensors, 4));
+  if (tensors == 0 || tensors > num_params) return in.Corrupt("bad tensor count");
+  std::vector<ModelLayout::TensorDef> defs;
+  for (uint32_t t = 0; t < tensors; ++t) {
+    ModelLayout::TensorDef& def = defs.emplace_back();
+    TALLY_RETURN_IF_ERROR(in.ReadString(&def.name, "tensor name"));
+    uint32_t rank = 0;
+    TALLY_RETURN_IF_ERROR(in.Read(&rank, 4));
+    if (rank > kMaxRank) return in.Corrupt("tensor rank too large");
+    def.shape.resize(rank);
+    TALLY_RETURN_IF_ERROR(in.Read(def.shape.data(), rank * sizeof(int64_t)));
+  }
+  absl::StatusOr<ModelLayout> made = ModelLayout::Create(defs);
+  if (!made.ok() || made->Hash() != hash || made->NumParams() != num_params) {
+    return in.Corrupt("the layout section does not match the header");
+  }
+  *layout = *std::move(made);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
+absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFileAnyModel(
+    const std::string& path) {
+  return ReadCheckpointFile(path, nullptr);
+}
+
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::string& path,
-                                                                   const ModelLayout& layout) {
+                                                                   const ModelLayout* layout) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<LoadedCheckpoint>();
@@ -358,9 +398,9 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   SectionReader in(fd, path);
   char header[kHeaderBytes];
   TALLY_RETURN_IF_ERROR(in.Read(header, sizeof(header)));
-  int format = 0;  // 1..4; older formats lack the later sections.
-  const char* const magics[] = {kMagicV1, kMagicV2, kMagicV3, kMagicV4};
-  for (int v = 0; v < 4; ++v) {
+  int format = 0;  // 1..5; older formats lack the later sections.
+  const char* const magics[] = {kMagicV1, kMagicV2, kMagicV3, kMagicV4, kMagicV5};
+  for (int v = 0; v < 5; ++v) {
     if (std::memcmp(header, magics[v], 8) == 0) format = v + 1;
   }
   if (format == 0) return in.Corrupt("no tally header");
@@ -369,11 +409,19 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   ckpt.round = GetU64(header + 16);
   const uint64_t hash = GetU64(header + 24);
   const uint64_t num_params = GetU64(header + 32);
-  if (hash != layout.Hash() || num_params != layout.NumParams()) {
+  ckpt.layout_hash = hash;
+  if (layout != nullptr && (hash != layout->Hash() || num_params != layout->NumParams())) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint '", path, "' is for another model (", num_params,
                      " parameters, layout hash ", absl::Hex(hash), "); the config describes ",
-                     layout.NumParams(), " parameters, hash ", absl::Hex(layout.Hash())));
+                     layout->NumParams(), " parameters, hash ", absl::Hex(layout->Hash())));
+  }
+  // A SHA-256 is no signature: a forged file can carry a valid one. Never
+  // allocate beyond what the file holds.
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus("stat", path);
+  if (num_params > static_cast<uint64_t>(st.st_size) / sizeof(float)) {
+    return in.Corrupt("more parameters than the file holds");
   }
   if (ckpt.version == 0) return in.Corrupt("version 0");
   ckpt.params.resize(num_params);
@@ -381,6 +429,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   if (format >= 2) TALLY_RETURN_IF_ERROR(ReadOptimizerSection(in, num_params, &ckpt.optimizer));
   if (format >= 3) TALLY_RETURN_IF_ERROR(ReadAppliedSection(in, &ckpt.applied));
   if (format >= 4) TALLY_RETURN_IF_ERROR(ReadScheduleSection(in, &ckpt.schedule));
+  if (format >= 5) TALLY_RETURN_IF_ERROR(ReadLayoutSection(in, hash, num_params, &ckpt.layout));
   unsigned char digest[kDigestBytes];
   TALLY_RETURN_IF_ERROR(in.Read(digest, sizeof(digest)));
   char extra;

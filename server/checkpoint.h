@@ -7,8 +7,8 @@
 // field is believed, so a flipped bit anywhere makes the file corrupt
 // (DATA_LOSS) rather than "for another model".
 //
-// File layout (little-endian), version 4:
-//   "TALLYCK4" | u64 version | u64 round | u64 layout_hash | u64 num_params |
+// File layout (little-endian), version 5:
+//   "TALLYCK5" | u64 version | u64 round | u64 layout_hash | u64 num_params |
 //   f32 params[num_params] |
 //   u32 optimizer name length | name | u32 state tensor count |
 //     per tensor: u32 key length | key | u64 count | f32 values[count] |
@@ -16,11 +16,16 @@
 //     per update: u32 length | update id |
 //   u32 schedule name length | name | u32 record count |
 //     per record: u32 id length | id | u64 num_samples | f64 seconds_per_step |
+//   u32 tensor count | per tensor: u32 name length | name | u32 rank |
+//     i64 dims[rank] |
 //   32-byte SHA-256 of everything before it.
 // The update ids are those of the updates the checkpointed model contains
 // (the newest few per client), so that duplicate detection survives a
-// restart. Older files are still read: version 3 ("TALLYCK3") lacks the
-// schedule section, version 2 the ids too, version 1 the optimizer section.
+// restart. The layout (names and shapes, whose hash is the header's) lets
+// tools read a checkpoint without the server's config (tally export).
+// Older files are still read: version 4 ("TALLYCK4") lacks the layout
+// section, version 3 the schedule section too, version 2 the ids, version 1
+// the optimizer section.
 #ifndef TALLY_SERVER_CHECKPOINT_H_
 #define TALLY_SERVER_CHECKPOINT_H_
 
@@ -60,6 +65,8 @@ struct ScheduleCheckpoint {
 struct LoadedCheckpoint {
   uint64_t version = 0;
   uint64_t round = 0;
+  uint64_t layout_hash = 0;           // The header's.
+  std::optional<ModelLayout> layout;  // Empty before version 5.
   std::vector<float> params;
   OptimizerState optimizer;  // Empty name for a version-1 checkpoint.
   AppliedUpdateIds applied;  // Empty before version 3.
@@ -85,6 +92,10 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
 // corrupt; FAILED_PRECONDITION if it belongs to another model layout.
 absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpoint(const std::string& dir,
                                                                const ModelLayout& layout);
+
+// Reads the checkpoint file `path` whatever model it is for (for tools:
+// tally export). nullopt if it does not exist; DATA_LOSS if it is corrupt.
+absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFileAnyModel(const std::string& path);
 
 // What start-up restores: the newest valid checkpoint of `dir` (the newest
 // file, else the previous one), the file it came from, and the files passed

@@ -3,7 +3,7 @@
 // A pure function of its inputs (no gRPC, no state), so every case is a unit
 // test (tests/codec_negotiation_test.cc).
 //
-// Rules (README "Compression"; docs/compression.md):
+// Rules (docs/compression.md#compressed-updates):
 // - Upload: the first of the server's upload codecs (compression.upload, in
 //   order of preference) the client can encode; float32 if none is, which the
 //   server always accepts. A client that lists codecs but not float32 and

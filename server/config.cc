@@ -16,6 +16,7 @@
 #include "google/protobuf/text_format.h"
 #include "proto/codec_params.h"
 #include "server/auth.h"
+#include "server/model_init.h"
 
 namespace tally::server {
 namespace {
@@ -81,7 +82,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
 
   tally::v1::ModelConfig* model = config->mutable_model();
-  if (model->tensors_size() == 0) {
+  // A relay's model is the upstream's (ValidateConfig refuses a file).
+  if (config->relay().upstream().empty()) TensorsFromInitFile(model);
+  if (model->tensors_size() == 0 && model->init().file().empty()) {
     tally::v1::TensorConfig* kernel = model->add_tensors();
     kernel->set_name("dense/kernel");
     kernel->add_shape(32);
@@ -418,6 +421,7 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   if (const uint64_t bytes = config.grpc().memory_bytes(); bytes != 0 && bytes < (16u << 20)) {
     return invalid("grpc.memory_bytes: ", bytes, " must be 0 (unbounded) or at least 16777216");
   }
+  if (absl::Status init = ValidateModelInit(config); !init.ok()) return init;
   auto layout = LayoutFromConfig(config.model());
   if (!layout.ok()) return layout.status();
   const auto& init = config.model().init();

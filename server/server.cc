@@ -1,7 +1,5 @@
 #include "server/server.h"
 
-#include <cmath>
-#include <random>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -18,26 +16,12 @@
 #include "server/coordinator.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/model_init.h"
 #include "server/relay.h"
 #include "server/service.h"
 
 namespace tally::server {
 namespace {
-
-std::vector<float> InitialParams(const ModelLayout& layout, const tally::v1::ModelInit& init) {
-  std::vector<float> params(layout.NumParams(), 0.0f);
-  if (init.kind() == tally::v1::ModelInit::ZEROS) return params;
-  std::mt19937_64 rng(init.seed());
-  if (init.kind() == tally::v1::ModelInit::UNIFORM) {
-    std::uniform_real_distribution<float> dist(static_cast<float>(-init.scale()),
-                                               static_cast<float>(init.scale()));
-    for (float& p : params) p = dist(rng);
-  } else {
-    std::normal_distribution<float> dist(0.0f, static_cast<float>(init.scale()));
-    for (float& p : params) p = dist(rng);
-  }
-  return params;
-}
 
 class ServerImpl final : public Server {
  public:
@@ -68,7 +52,11 @@ class ServerImpl final : public Server {
     metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
     metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
     if (options.initial_params.empty()) {
-      options.initial_params = InitialParams(layout, config_.model().init());
+      TALLY_ASSIGN_OR_RETURN(options.initial_params,
+                             InitialParams(layout, config_.model().init()));
+    } else if (!config_.model().init().file().empty() && relay_ == nullptr) {
+      LogInfo(absl::StrCat("model.init.file ", config_.model().init().file(),
+                           " not read: the checkpoint's model wins"));
     }
     options.layout = std::move(layout);
     coordinator_ = std::make_unique<Coordinator>(std::move(options));

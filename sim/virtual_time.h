@@ -39,7 +39,7 @@ namespace tally::sim {
 
 // How per-client seconds-per-step are drawn (after the FedCompass paper's
 // "normal" and "exponential" heterogeneity settings; the parameters are ours,
-// see README "Heterogeneous clients in virtual time").
+// see docs/simulator.md#heterogeneous-clients-in-virtual-time---async_compare).
 enum class SpeedDistribution {
   kNormal,       // s_c ~ N(mean, stddev²).
   kExponential,  // s_c ~ Exp(1/mean): a heavy tail of stragglers.

@@ -226,6 +226,49 @@ TEST(CheckpointTest, ReadsVersionOneFiles) {
   EXPECT_EQ(loaded->round, 4u);
   EXPECT_THAT(loaded->params, ElementsAre(7.5f, -1.0f));
   EXPECT_TRUE(loaded->optimizer.name.empty());
+  EXPECT_FALSE(loaded->layout.has_value());
+}
+
+// Format 5 carries the layout, so a tool reads a checkpoint without the
+// server's config; format 1 files (no layout) still read, without one.
+TEST(CheckpointTest, CarriesItsLayoutForToolsThatHaveNoConfig) {
+  const std::string dir = FreshDir("ckpt_layout");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout,
+                             ModelLayout::Create({{"conv.weight", {2, 1, 1}}, {"scale", {}}}));
+  ModelSnapshot snapshot;
+  snapshot.version = 3;
+  snapshot.round = 2;
+  snapshot.params = {1, 2, 3};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot), IsOk());
+  const std::string path = dir + "/" + kCheckpointFileName;
+  EXPECT_EQ(std::ifstream(path).get(), 'T');
+  TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpointFileAnyModel(path));
+  ASSERT_TRUE(loaded.has_value());
+  ASSERT_TRUE(loaded->layout.has_value());
+  EXPECT_EQ(loaded->layout->CanonicalString(), layout.CanonicalString());
+  EXPECT_EQ(loaded->layout_hash, layout.Hash());
+  EXPECT_THAT(loaded->params, ElementsAre(1, 2, 3));
+  TALLY_ASSERT_OK_AND_ASSIGN(auto missing, ReadCheckpointFileAnyModel(dir + "/nope"));
+  EXPECT_FALSE(missing.has_value());
+}
+
+// A SHA-256 is no signature: a forged file with a valid digest that claims
+// 2^60 parameters is corrupt, not a 4 EiB allocation.
+TEST(CheckpointTest, AForgedParameterCountIsCorruptNotAnAllocation) {
+  const std::string dir = FreshDir("ckpt_forged");
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  std::string bytes = "TALLYCK1";
+  auto u64 = [&](uint64_t x) { bytes.append(reinterpret_cast<const char*>(&x), 8); };
+  u64(5);
+  u64(4);
+  u64(123);
+  u64(uint64_t{1} << 60);
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  bytes.append(reinterpret_cast<const char*>(digest), 32);
+  const std::string path = dir + "/" + kCheckpointFileName;
+  std::ofstream(path, std::ios::binary) << bytes;
+  EXPECT_THAT(ReadCheckpointFileAnyModel(path), StatusIs(absl::StatusCode::kDataLoss));
 }
 
 // Every field of the header is under the checksum, which is checked first: a
@@ -238,14 +281,13 @@ TEST(CheckpointTest, AFlippedHeaderBitFallsBackToThePreviousCheckpoint) {
     std::streamoff offset;  // Header layout in server/checkpoint.h.
     int bit;
   };
-  const Flip flips[] = {{"magic", 7, 0},         {"version", 8, 0},
-                        {"version", 15, 7},      {"round", 16, 1},
-                        {"layout hash", 24, 0},  {"layout hash", 31, 7},
-                        {"num_params", 32, 0},   {"num_params", 39, 7},
-                        {"num_params", 36, 3},   {"stored digest", -32, 0}};
+  const Flip flips[] = {{"magic", 7, 0},          {"version", 8, 0},      {"version", 15, 7},
+                        {"round", 16, 1},         {"layout hash", 24, 0}, {"layout hash", 31, 7},
+                        {"num_params", 32, 0},    {"num_params", 39, 7},  {"num_params", 36, 3},
+                        {"stored digest", -32, 0}};
   for (const Flip& flip : flips) {
-    SCOPED_TRACE(::testing::Message() << flip.field << ", byte " << flip.offset << ", bit "
-                                      << flip.bit);
+    SCOPED_TRACE(::testing::Message()
+                 << flip.field << ", byte " << flip.offset << ", bit " << flip.bit);
     const std::string dir = FreshDir("ckpt_header_flip");
     WriteTwoCheckpoints(dir, layout);
     const std::string newest = dir + "/" + kCheckpointFileName;
@@ -272,8 +314,8 @@ TEST(CheckpointTest, AllCheckpointsCorruptRefusesToStartUnlessToldToStartFresh) 
   WriteTwoCheckpoints(dir, layout);
   const std::string newest = dir + "/" + kCheckpointFileName;
   const std::string previous = dir + "/" + kPreviousCheckpointFileName;
-  FlipBit(newest, 24, 2);     // Layout hash.
-  FlipBit(previous, 40, 5);   // A parameter.
+  FlipBit(newest, 24, 2);    // Layout hash.
+  FlipBit(previous, 40, 5);  // A parameter.
   auto refused = Server::Create(CheckpointedServer(dir));
   ASSERT_THAT(refused, StatusIs(absl::StatusCode::kDataLoss));
   const std::string message(refused.status().message());

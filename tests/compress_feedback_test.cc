@@ -444,6 +444,30 @@ TEST(ErrorFeedbackTest, Section54SignExample) {
   EXPECT_THAT(ef.residual(), ::testing::Each(0.0f));
 }
 
+// The SDK's path (CompressPending, adopted when the push is acknowledged)
+// sends the same payloads and keeps the same residuals as Compress, on
+// Section54SignExample's numbers; a push never adopted leaves the residual.
+TEST(ErrorFeedbackTest, CompressPendingThenAdoptEqualsCompress) {
+  const CodecSpec spec = DefaultSpec(CodecId::kSign);
+  const std::vector<float> g = {0.5f, -1.0f, 0.25f, 0.0f};
+  ErrorFeedback direct(4), pending(4);
+  std::string want, got;
+  std::vector<float> next;
+  for (int step = 0; step < 2; ++step) {
+    const std::vector<float> before(direct.residual().begin(), direct.residual().end());
+    ASSERT_THAT(direct.Compress(spec, g, &want), IsOk());
+    ASSERT_THAT(pending.CompressPending(spec, g, &got, &next), IsOk());
+    EXPECT_EQ(got, want);
+    EXPECT_THAT(pending.residual(), ElementsAreArray(before));  // Unchanged until adopted.
+    ASSERT_THAT(pending.Adopt(next), IsOk());
+    EXPECT_THAT(pending.residual(), ElementsAreArray(direct.residual()));
+  }
+  // Not adopted: the residual is the one after the second step.
+  ASSERT_THAT(pending.CompressPending(spec, g, &got, &next), IsOk());
+  EXPECT_THAT(pending.residual(), ElementsAre(-0.09375f, -0.90625f, -0.59375f, 0.21875f));
+  EXPECT_THAT(pending.Adopt(std::vector<float>(3)), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ErrorFeedbackTest, DisabledIsPlainEncodeAndErrorsKeepTheResidual) {
   const CodecSpec spec = DefaultSpec(CodecId::kSign);
   const std::vector<float> g = {0.5f, -1.0f, 0.25f, 0.0f};

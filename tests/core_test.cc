@@ -58,6 +58,9 @@ TEST(ModelLayoutTest, RejectsBadTensors) {
   EXPECT_THAT(ModelLayout::Create({{"w", {0}}}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ModelLayout::Create({{"w", {1 << 20, 1 << 20}}}),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  // 2^34 x 2^30 is 2^64: a product that wraps to 0 in 64 bits.
+  EXPECT_THAT(ModelLayout::Create({{"w", {int64_t{1} << 34, int64_t{1} << 30}}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(VectorOpsTest, AllFiniteFindsNanAndInfAnywhere) {
@@ -103,7 +106,7 @@ TEST(BufferPoolTest, RecyclesUpToMaxIdleAndModelStoreReturnsRetiredSnapshots) {
   const float* a_data = a.data();
   pool->Give(std::move(a));
   pool->Give(std::move(b));
-  pool->Give(std::move(c));  // Beyond max_idle: freed.
+  pool->Give(std::move(c));           // Beyond max_idle: freed.
   pool->Give(std::vector<float>(7));  // Not the pool's size: dropped.
   EXPECT_EQ(pool->idle(), 2u);
   std::vector<float> again = pool->Take();

@@ -1,5 +1,5 @@
 """Helpers shared by the deployment tests (deploy_test.py,
-deploy_loopback_test.py): the README's metrics table, tally-server's
+deploy_loopback_test.py): the Metrics table of docs/reference.md, tally-server's
 effective config, Prometheus text exposition, deploy/ YAML.
 Standard library + Debian's python3-yaml only (run with /usr/bin/python3)."""
 import os
@@ -9,18 +9,21 @@ import subprocess
 
 import yaml
 
-METRICS_HEADING = "### Metrics"
+METRICS_PAGE = "docs/reference.md"
+METRICS_HEADING = "## Metrics"
 # Histogram and summary series carry these suffixes on the family's name.
 SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def readme_metrics(source_dir):
-    """{metric name: set of label names} from README's "Metrics" table."""
-    with open(os.path.join(source_dir, "README.md")) as f:
-        text = f.read()
-    start = text.index(METRICS_HEADING)
+def documented_metrics(source_dir):
+    """{metric name: set of label names} from the "Metrics" table of
+    docs/reference.md."""
+    with open(os.path.join(source_dir, METRICS_PAGE)) as f:
+        lines = f.read().splitlines()
+    # The heading line itself, not a longer one that starts the same.
+    start = lines.index(METRICS_HEADING)
     metrics = {}
-    for line in text[start:].splitlines()[1:]:
+    for line in lines[start + 1:]:
         if line.startswith("#"):
             break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -29,6 +32,8 @@ def readme_metrics(source_dir):
         # "`codec`, `kind` = `full`, `delta`": the labels come before "=".
         labels = set(re.findall(r"`([a-z_]+)`", cells[2].split("=")[0]))
         metrics[cells[0].strip("`")] = labels
+    if not metrics:
+        raise ValueError(f"no metrics table under {METRICS_HEADING!r} in {METRICS_PAGE}")
     return metrics
 
 

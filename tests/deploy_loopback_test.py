@@ -9,7 +9,7 @@ Python SDK clients; the container's and the manifests' health probes run
 as written; /metrics of every process scraped over HTTP and its Prometheus
 exposition parsed: well-formed, counters moved (the relays forwarded their
 batches, the root accepted them), and every metric family and label
-documented in README's Metrics table.
+documented in the Metrics table of docs/reference.md.
 
     deploy_loopback_test.py --source_dir DIR --server tally-server
         --health tally-health --sim tally-sim
@@ -289,14 +289,16 @@ class DeployLoopbackTest(unittest.TestCase):
                                  self.value("tally_model_version", "root"), name)
 
     def test_every_exported_metric_is_documented(self):
-        # README's Metrics table names every family /metrics exports, with
-        # its labels (catches a metric added without documentation).
-        documented = dc.readme_metrics(ARGS.source_dir)
+        # The Metrics table of docs/reference.md names every family /metrics
+        # exports, with its labels (catches a metric added without
+        # documentation).
+        documented = dc.documented_metrics(ARGS.source_dir)
         implicit = {"histogram": {"le"}, "summary": {"quantile"}}
         for name in self.processes:
             for family, info in self.families(name).items():
                 self.assertTrue(family in documented,
-                                f"{name} exports {family}: add it to README's Metrics table")
+                                f"{name} exports {family}: add it to the Metrics "
+                                "table of docs/reference.md")
                 labels = set().union(*(set(l) for _, l, _ in info["samples"])) - \
                     implicit.get(info["type"], set())
                 self.assertLessEqual(labels, documented[family], f"{family}'s labels")

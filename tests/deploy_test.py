@@ -16,7 +16,7 @@
   Service point at it, Prometheus finds root and relays.
 - Prometheus: `promtool check config` (and the alert rules).
 - Grafana: the dashboard parses, its PromQL parses (promtool check rules),
-  and every metric it queries is in README's Metrics table.
+  and every metric it queries is in the Metrics table of docs/reference.md.
 - Envoy (not in Debian: structure only): HTTP/2 to the relays' gRPC port
   with gRPC health checks, no route timeout.
 - yamllint over deploy/.
@@ -546,7 +546,7 @@ def metric_names(expr):
 
 class PrometheusGrafanaTest(unittest.TestCase):
     def setUp(self):
-        self.documented = dc.readme_metrics(ARGS.source_dir)
+        self.documented = dc.documented_metrics(ARGS.source_dir)
 
     def documented_family(self, series):
         return dc.family_name(series, self.documented) in self.documented
@@ -588,7 +588,7 @@ class PrometheusGrafanaTest(unittest.TestCase):
         for expr in dashboard_exprs():
             queried |= metric_names(expr)
         undocumented = {m for m in queried if not self.documented_family(m)}
-        self.assertEqual(undocumented, set(), "not in README's Metrics table")
+        self.assertEqual(undocumented, set(), "not in the Metrics table of docs/reference.md")
         # The views issue 8 asks for: ingest, rejects, latency, staleness,
         # clients, model version, bytes by codec (up and down).
         for metric in ("tally_updates_accepted_total", "tally_updates_rejected_total",
@@ -667,18 +667,18 @@ class YamlTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
 
 
-class ReadmeTest(unittest.TestCase):
+class MetricsDocTest(unittest.TestCase):
     def test_documented_metrics_exist_in_the_server(self):
         source = ""
         for path in glob.glob(repo("server", "*.cc")):
             with open(path) as f:
                 source += f.read()
-        documented = dc.readme_metrics(ARGS.source_dir)
+        documented = dc.documented_metrics(ARGS.source_dir)
         self.assertGreater(len(documented), 20)
         stale = [m for m in documented
                  if m.startswith("tally_") and f'"{m}"' not in source
                  and f'"{m.removesuffix("_total")}"' not in source]
-        self.assertEqual(stale, [], "documented in README but not exported by server/")
+        self.assertEqual(stale, [], "documented in docs/reference.md but not exported by server/")
 
 
 def main():

@@ -32,14 +32,16 @@ if [[ -n ${TALLY_INSTALL_COMPONENT:-} ]]; then component=(--component "$TALLY_IN
 cmake --install "$build_dir" --prefix "$prefix" "${component[@]}"
 
 [[ -f $prefix/include/tally/client.h ]] || fail "include/tally/client.h not installed"
+[[ -f $prefix/include/tally/model_file.h ]] || fail "include/tally/model_file.h not installed"
+[[ -f $prefix/include/tally/tally_c.h ]] || fail "include/tally/tally_c.h (the C API) not installed"
 for lib in libtally_client.so libtally_proto.so; do
   compgen -G "$prefix/lib*/$lib" >/dev/null || fail "$lib not installed"
 done
 compgen -G "$prefix/lib*/cmake/tally/tallyConfig.cmake" >/dev/null ||
   fail "tallyConfig.cmake not installed"
 # The installed header must not leak gRPC or protobuf.
-if grep -Eq '#include [<"](grpc|google/protobuf)' "$prefix/include/tally/client.h"; then
-  fail "include/tally/client.h includes gRPC/protobuf headers"
+if grep -Eq '#include [<"](grpc|google/protobuf|core/)' "$prefix"/include/tally/*.h; then
+  fail "the installed headers include gRPC, protobuf or tally core headers"
 fi
 
 generator=()
@@ -50,6 +52,7 @@ cmake --build "$edge_build"
 
 binary=$edge_build/edge_client
 [[ -x $binary ]] || fail "$binary was not built"
+[[ -x $edge_build/edge_train ]] || fail "$edge_build/edge_train was not built"
 
 set +e
 output=$("$binary" 2>&1)

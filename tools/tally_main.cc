@@ -2,13 +2,21 @@
 //
 //   tally aggregate --rule=NAME [--pre=a,b] --f=N [rule options]
 //                   [--weights=weights.npy] --in=updates.npy --out=result.npy
+//   tally export --checkpoint_dir=DIR --out=model.safetensors|model.npz
+//                [--model_version=N] [--layout_from=FILE]
 //
 // reads a 2-D .npy of client updates (rows = clients, float32 or float64),
 // and optionally a 1-D .npy of per-row weights (only `average` uses them),
 // applies the pre-steps in order and then the rule (aggregators/rules), and
 // writes the aggregate as a 1-D float32 .npy. A one-line summary goes to
-// stderr. Exit status: 0 on success, 1 on errors (unreadable input, a batch
-// the rule refuses, ...), 2 on usage errors (bad flags or command).
+// stderr.
+//
+// export writes the global model of a tally-server checkpoint directory as
+// float32 safetensors or .npz (by the extension of --out) with its tensor
+// names and shapes (tools/export.h, docs/models.md).
+//
+// Exit status: 0 on success, 1 on errors (unreadable input, a batch the rule
+// refuses, ...), 2 on usage errors (bad flags or command).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -29,7 +37,9 @@
 #include "absl/types/span.h"
 #include "aggregators/rules/rule.h"
 #include "aggregators/step/aggregation_step.h"
+#include "core/model_file.h"
 #include "core/npy.h"
+#include "tools/export.h"
 
 using tally::aggregators::RuleOptions;
 
@@ -41,7 +51,18 @@ ABSL_FLAG(std::string, pre, "",
           "bucketing.");
 ABSL_FLAG(int64_t, f, 0, "Declared number of Byzantine clients (rows).");
 ABSL_FLAG(std::string, in, "", "Input .npy (required): 2-D float32/float64, one row per client.");
-ABSL_FLAG(std::string, out, "", "Output .npy (required): the aggregate, 1-D float32.");
+ABSL_FLAG(std::string, out, "",
+          "Output (required). aggregate: a .npy, the aggregate, 1-D float32. export: a "
+          ".safetensors or .npz file, the model as float32 tensors.");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "export: the server's checkpoint_dir (required); its newest valid checkpoint is "
+          "exported.");
+ABSL_FLAG(uint64_t, model_version, 0,
+          "export: the model version to export instead of the newest; a server keeps its "
+          "newest checkpoint and the one before it.");
+ABSL_FLAG(std::string, layout_from, "",
+          "export: a .safetensors or .npz whose tensors name the parameters (needed only for "
+          "checkpoints written before format 5, which hold no layout).");
 ABSL_FLAG(std::string, weights, "",
           "Optional 1-D float32/float64 .npy of n row weights (finite, >= 0, positive sum): "
           "average becomes the weighted mean. Only average uses weights, and not after "
@@ -76,13 +97,20 @@ namespace agg = ::tally::aggregators;
 constexpr char kUsage[] =
     "offline tools for tally.\n"
     "Usage: tally aggregate --rule=NAME [--pre=a,b] --f=N [rule options] "
-    "[--weights=weights.npy] --in=updates.npy --out=result.npy";
+    "[--weights=weights.npy] --in=updates.npy --out=result.npy\n"
+    "       tally export --checkpoint_dir=DIR --out=model.safetensors|model.npz "
+    "[--model_version=N] [--layout_from=FILE]";
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 
-int Fail(int exit_code, absl::string_view message) {
-  std::fprintf(stderr, "tally aggregate: %s\n", std::string(message).c_str());
+// "tally <command>: <message>" on stderr.
+void Say(absl::string_view message, const char* command = "aggregate") {
+  std::fprintf(stderr, "tally %s: %s\n", command, std::string(message).c_str());
+}
+
+int Fail(int exit_code, absl::string_view message, const char* command = "aggregate") {
+  Say(message, command);
   return exit_code;
 }
 
@@ -205,7 +233,27 @@ int Aggregate() {
                                      " f=", options->f, " n=", n);
   if (!weights->empty()) absl::StrAppend(&summary, " weighted");
   absl::StrAppend(&summary, " d=", d, " |out|=", std::sqrt(norm), " -> ", out_path);
-  std::fprintf(stderr, "tally aggregate: %s\n", summary.c_str());
+  Say(summary);
+  return 0;
+}
+
+int Export() {
+  ExportOptions options;
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.out = absl::GetFlag(FLAGS_out);
+  options.model_version = absl::GetFlag(FLAGS_model_version);
+  options.layout_from = absl::GetFlag(FLAGS_layout_from);
+  if (options.checkpoint_dir.empty()) {
+    return Fail(kExitUsage, "--checkpoint_dir is required", "export");
+  }
+  if (options.out.empty()) return Fail(kExitUsage, "--out is required", "export");
+  if (absl::Status format = ModelFileFormatOf(options.out).status(); !format.ok()) {
+    return Fail(kExitUsage, absl::StrCat("--out: ", format.message()), "export");
+  }
+  absl::StatusOr<ExportReport> report = ExportCheckpoint(options);
+  if (!report.ok()) return Fail(kExitError, report.status().message(), "export");
+  for (const std::string& warning : report->warnings) Say(warning, "export");
+  Say(report->summary, "export");
   return 0;
 }
 
@@ -227,13 +275,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tally: missing command\n%s\n(see --help)\n", tally::tools::kUsage);
     return tally::tools::kExitUsage;
   }
-  if (std::string(rest[1]) != "aggregate") {
-    std::fprintf(stderr, "tally: unknown command '%s' (known: aggregate; see --help)\n", rest[1]);
+  const std::string command = rest[1];
+  if (command != "aggregate" && command != "export") {
+    std::fprintf(stderr, "tally: unknown command '%s' (known: aggregate, export; see --help)\n",
+                 rest[1]);
     return tally::tools::kExitUsage;
   }
   if (rest.size() > 2) {
-    std::fprintf(stderr, "tally aggregate: unexpected argument '%s' (see --help)\n", rest[2]);
+    std::fprintf(stderr, "tally %s: unexpected argument '%s' (see --help)\n", command.c_str(),
+                 rest[2]);
     return tally::tools::kExitUsage;
   }
-  return tally::tools::Aggregate();
+  return command == "export" ? tally::tools::Export() : tally::tools::Aggregate();
 }

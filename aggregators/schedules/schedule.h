@@ -139,7 +139,7 @@ struct ClientRecord {
 // in flight, FedCompass groups, FedFix windows and buffered updates are NOT
 // part of it: a restarted server forgets its sessions and tasks (clients
 // join again and get new tasks), and buffered updates are not in any
-// checkpointed model (README, "What acknowledged guarantees").
+// checkpointed model (docs/server.md#what-acknowledged-guarantees).
 struct ScheduleState {
   std::vector<ClientRecord> clients;
 };

@@ -22,7 +22,8 @@
 // valid identity and PERMISSION_DENIED to one acting as another client.
 //
 // This header needs only the C++ standard library and Abseil; it exposes no
-// gRPC or protobuf types.
+// gRPC or protobuf types. For other languages, tally/tally_c.h wraps it in a
+// C API (docs/edge.md).
 //
 // Thread safety: all methods may be called from several threads at once
 // (e.g. a background Heartbeat while PushUpdate runs).
@@ -93,6 +94,14 @@ struct ClientOptions {
   // fixed seed makes every process generate the same update ids, which a
   // long-lived server then treats as duplicates: use it only in tests.
   uint64_t seed = 0;
+  // Metered or shared links: the average rate, in bytes per second, that this
+  // client's model pulls and update pushes may use together (payload bytes;
+  // gRPC and HTTP/2 framing add a little). Pushes are paced chunk by chunk
+  // (in chunks of about a tenth of a second's budget), pulls by reading
+  // slower, which gRPC's flow control passes back to the server. 0
+  // (default): unlimited. transfer_timeout still bounds each transfer: raise
+  // it for large models on slow links.
+  uint64_t max_bandwidth_bytes_per_s = 0;
 
   // Security. Empty tls_ca_file = plaintext. Otherwise TLS, verifying the
   // server's certificate against this PEM CA file (for the target's host
@@ -109,7 +118,7 @@ struct ClientOptions {
   std::string auth_token;
 
   // Compressed uploads: the codecs this client can send ("float16",
-  // "bfloat16", "int8", "qsgd", "sign", "topk", "randk"; README), offered at
+  // "bfloat16", "int8", "qsgd", "sign", "topk", "randk"; docs/compression.md), offered at
   // Join. The server assigns the first codec of its compression.upload list
   // that is offered here (JoinResult::upload_codec), with its parameters, and
   // PushUpdate encodes every update with it. Empty (default): float32.
@@ -251,7 +260,7 @@ class Client {
   // Opens a session (call first; calling again opens a fresh session,
   // replacing this client's own). The server refuses a Join under a client
   // id whose session another process holds with ALREADY_EXISTS while that
-  // session is live (see README "Sessions"): give each process its own id.
+  // session is live (see docs/sessions.md): give each process its own id.
   virtual absl::StatusOr<JoinResult> Join() = 0;
 
   // What to do next; waits up to `wait` on the server when there is nothing.

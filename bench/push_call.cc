@@ -1,13 +1,12 @@
-#include "proto/push_call.h"
+#include "bench/push_call.h"
 
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "core/sync.h"
 #include "grpcpp/grpcpp.h"
 
-namespace tally::wire {
+namespace tally::bench {
 namespace {
 
 // Writes the messages one after another (never more than one write in
@@ -16,9 +15,9 @@ namespace {
 class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   PushReactor(const tally::v1::UpdateHeader& header, absl::string_view payload,
-              size_t chunk_bytes, ChunkWriter::Data data, PushDone done)
+              size_t chunk_bytes, wire::ChunkWriter::Data data, PushDone done)
       : chunks_(payload, chunk_bytes, data), done_(std::move(done)) {
-    grpc::Slice slice(HeaderMessage(header));
+    grpc::Slice slice(wire::HeaderMessage(header));
     message_ = grpc::ByteBuffer(&slice, 1);
   }
 
@@ -64,7 +63,7 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
     return response->ParseFromString(bytes);
   }
 
-  ChunkWriter chunks_;
+  wire::ChunkWriter chunks_;
   PushDone done_;
   grpc::ByteBuffer message_;
   grpc::ByteBuffer response_;
@@ -75,27 +74,10 @@ class PushReactor final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 
 void StartPushCall(grpc::GenericStub& stub, grpc::ClientContext* context,
                    const tally::v1::UpdateHeader& header, absl::string_view payload,
-                   size_t chunk_bytes, ChunkWriter::Data data, PushDone done) {
+                   size_t chunk_bytes, wire::ChunkWriter::Data data, PushDone done) {
   auto* reactor = new PushReactor(header, payload, chunk_bytes, data, std::move(done));
   stub.PrepareBidiStreamingCall(context, kPushUpdateMethod, grpc::StubOptions(), reactor);
   reactor->Start();
 }
 
-grpc::Status PushCall(grpc::GenericStub& stub, absl::Time deadline,
-                      const tally::v1::UpdateHeader& header, absl::string_view payload,
-                      size_t chunk_bytes, tally::v1::PushUpdateResponse* response) {
-  grpc::ClientContext context;
-  if (deadline != absl::InfiniteFuture()) context.set_deadline(absl::ToChronoTime(deadline));
-  tally::Notification finished;
-  grpc::Status status;
-  StartPushCall(stub, &context, header, payload, chunk_bytes, ChunkWriter::Data::kBorrow,
-                [&](const grpc::Status& s, tally::v1::PushUpdateResponse r) {
-                  status = s;
-                  *response = std::move(r);
-                  finished.Notify();
-                });
-  finished.WaitForNotification();
-  return status;
-}
-
-}  // namespace tally::wire
+}  // namespace tally::bench
