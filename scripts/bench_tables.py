@@ -76,6 +76,14 @@ def server_cpu_per_update(j):
     return cpu / updates if cpu is not None and updates else None
 
 
+def cpu_ms_per_update(reps):
+    return span([server_cpu_per_update(j) for j in reps], "{:.1f}", 1e3)
+
+
+def peak_rss(reps):
+    return col(reps, "server_peak_rss_bytes", "{:.0f}", 2**-20)
+
+
 def per_round_cpu(j):
     cpu = get(j, "server.cpu_seconds")
     rounds = get(j, "server.rounds_completed")
@@ -91,6 +99,12 @@ def latency(reps, key="latency_seconds", fmt="{:.0f}", scale=1e3):
 def rows_of(runs, labels, row):
     """[label] + row(repetitions) for each run of `labels` (in order) with results."""
     return [[label] + row(runs[name]) for name, label in labels.items() if name in runs]
+
+
+def section(intro, runs, names, header, rows, note=""):
+    """`intro` (the runs' machine and load after it), the table, `note`."""
+    text = intro + " (" + reps_note(runs, names) + "):\n\n" + table(header, rows)
+    return text + ("\n\n" + note if note else "")
 
 
 def table(header, rows):
@@ -142,26 +156,25 @@ def ingest_set(runs):
             latency(r),
             col(r, "pull_latency_seconds.p50", "{:.0f}", 1e3) if pull else "—",
             span([per_round_cpu(j) for j in r], "{:.2f}"),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
+            peak_rss(r),
             col(r, "footprint.server_connections_joined", "{:.0f}"),
         ]
     rows = rows_of(runs, labels, row)
     if not rows:
         return None
-    text = ("**End-to-end ingest**, 10 clients × 10M float32 parameters (40 MB updates), "
-            "5 measured rounds after 1 warm-up, 1 MiB chunks, tally-bench starting its own "
-            "server with the default config (" + reps_note(runs, names) + "):\n\n")
-    text += table(["Clients' connections", "Update ingest GB/s", "Upload phases GB/s",
-                   "Download phases GB/s", "Whole rounds (down + up) GB/s",
-                   "PushUpdate p50 / p99 ms", "PullModel p50 ms", "Server CPU s per round",
-                   "Server peak RSS MiB", "Connections at the server"], rows)
-    text += ("\n\nUpdate ingest: update bytes accepted / wall time (first measured call to "
-             "the publication of the last round's model; with pull + push it includes the "
-             "downloads). Upload / download phases: the bytes over the sum of each round's "
-             "first push start to last push end (first pull start to last pull end). Whole "
-             "rounds: (downloaded + uploaded bytes) / wall time. Server CPU per round: its "
-             "CPU during the load / rounds completed (warm-up included).")
-    return text
+    return section("**End-to-end ingest**, 10 clients × 10M float32 parameters (40 MB updates), "
+        "5 measured rounds after 1 warm-up, 1 MiB chunks, tally-bench starting its own "
+        "server with the default config",
+        runs, names, ["Clients' connections", "Update ingest GB/s", "Upload phases GB/s",
+        "Download phases GB/s", "Whole rounds (down + up) GB/s",
+        "PushUpdate p50 / p99 ms", "PullModel p50 ms", "Server CPU s per round",
+        "Server peak RSS MiB", "Connections at the server"], rows,
+        "Update ingest: update bytes accepted / wall time (first measured call to "
+        "the publication of the last round's model; with pull + push it includes the "
+        "downloads). Upload / download phases: the bytes over the sum of each round's "
+        "first push start to last push end (first pull start to last pull end). Whole "
+        "rounds: (downloaded + uploaded bytes) / wall time. Server CPU per round: its "
+        "CPU during the load / rounds completed (warm-up included).")
 
 
 def codecs_set(runs):
@@ -174,23 +187,21 @@ def codecs_set(runs):
             "{:,.0f}".format(get(r[0], "measured.bytes_accepted") / updates),
             col(r, "updates_per_second", "{:.1f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
             col(r, "represented_gb_per_second", "{:.2f}"), latency(r),
-            span([server_cpu_per_update(j) for j in r], "{:.1f}", 1e3),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
+            cpu_ms_per_update(r),
+            peak_rss(r),
         ]
     rows = rows_of(runs, labels, row)
     if len(rows) < 2:
         return None
-    text = ("**Compressed uploads**, the same 10 clients × 10M parameters with a connection "
-            "each; int8 and top-k run 10 measured rounds, each client's delta encoded once "
-            "before the run, so the server's ingest is measured, not the clients' encoders ("
-            + reps_note(runs, names) + "):\n\n")
-    text += table(["Upload", "Bytes per update", "Updates/s", "Payload ingest GB/s",
-                   "Represented float32 GB/s", "PushUpdate p50 / p99 ms",
-                   "Server CPU ms per update", "Server peak RSS MiB"], rows)
-    text += ("\n\nRepresented float32: 4·d bytes per accepted update / wall time. Server CPU "
-             "per update: its CPU during the load / every update accepted (warm-up included, "
-             "so each round's optimizer step and publication count too).")
-    return text
+    return section("**Compressed uploads**, the same 10 clients × 10M parameters with a connection "
+        "each; int8 and top-k run 10 measured rounds, each client's delta encoded once "
+        "before the run, so the server's ingest is measured, not the clients' encoders",
+        runs, names, ["Upload", "Bytes per update", "Updates/s", "Payload ingest GB/s",
+        "Represented float32 GB/s", "PushUpdate p50 / p99 ms",
+        "Server CPU ms per update", "Server peak RSS MiB"], rows,
+        "Represented float32: 4·d bytes per accepted update / wall time. Server CPU "
+        "per update: its CPU during the load / every update accepted (warm-up included, "
+        "so each round's optimizer step and publication count too).")
 
 
 def schedules_set(runs):
@@ -199,17 +210,15 @@ def schedules_set(runs):
     names = list(labels)
     rows = rows_of(runs, labels, lambda r: [
         col(r, "updates_per_second", "{:.0f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
-        latency(r), span([server_cpu_per_update(j) for j in r], "{:.1f}", 1e3),
-        col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20)])
+        latency(r), cpu_ms_per_update(r),
+        peak_rss(r)])
     if not rows:
         return None
-    text = ("**Asynchronous schedules**, 64 clients each pushing 20 measured updates of 1M "
-            "float32 parameters as fast as the server lets them, a connection each; FedAsync "
-            "publishes one model version per update, FedBuff one per 3 ("
-            + reps_note(runs, names) + "):\n\n")
-    text += table(["Schedule", "Updates/s", "Ingest GB/s", "PushUpdate p50 / p99 ms",
-                   "Server CPU ms per update", "Server peak RSS MiB"], rows)
-    return text
+    return section("**Asynchronous schedules**, 64 clients each pushing 20 measured updates of 1M "
+        "float32 parameters as fast as the server lets them, a connection each; FedAsync "
+        "publishes one model version per update, FedBuff one per 3",
+        runs, names, ["Schedule", "Updates/s", "Ingest GB/s", "PushUpdate p50 / p99 ms",
+        "Server CPU ms per update", "Server peak RSS MiB"], rows)
 
 
 def relays_set(runs):
@@ -224,19 +233,18 @@ def relays_set(runs):
             col(r, "updates_per_second", "{:.1f}"), col(r, "mb_per_second", "{:.2f}", 1e-3),
             latency(r, fmt="{:.2f}", scale=1), col(r, "server.cpu_seconds", "{:.1f}"),
             span(relay_cpu, "{:.1f}"),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20) + " / " +
+            peak_rss(r) + " / " +
             span(relay_rss, "{:.0f}", 2**-20),
         ]
     rows = rows_of(runs, labels, row)
     if not rows:
         return None
-    text = ("**Relays**, 10 clients × 10M parameters, 3 measured rounds, a connection per "
-            "client; with relays the clients are spread round-robin over two relay processes "
-            "and the root receives one combined update per relay and round; all processes on "
-            "the same cores (" + reps_note(runs, names) + "):\n\n")
-    text += table(["Setup", "Updates/s", "Ingest GB/s", "PushUpdate p50 / p99 s",
-                   "Root CPU s", "Relays' CPU s (both)", "Peak RSS root / relay MiB"], rows)
-    return text
+    return section("**Relays**, 10 clients × 10M parameters, 3 measured rounds, a connection per "
+        "client; with relays the clients are spread round-robin over two relay processes "
+        "and the root receives one combined update per relay and round; all processes on "
+        "the same cores",
+        runs, names, ["Setup", "Updates/s", "Ingest GB/s", "PushUpdate p50 / p99 s",
+        "Root CPU s", "Relays' CPU s (both)", "Peak RSS root / relay MiB"], rows)
 
 
 def connections_set(runs):
@@ -253,7 +261,7 @@ def connections_set(runs):
             col(r, "footprint.server.max.threads", "{:.0f}"),
             col(r, "footprint.server.rss_bytes_per_client", "{:.1f}", 2**-10),
             col(r, "footprint.server.joined.rss_bytes", "{:.0f}", 2**-20),
-            col(r, "server_peak_rss_bytes", "{:.0f}", 2**-20),
+            peak_rss(r),
             span([per_round_cpu(j) for j in r], "{:.2f}"),
             span([clients / get(j, "measured.setup_seconds") for j in r
                   if get(j, "measured.setup_seconds")], "{:.0f}"),
@@ -262,22 +270,21 @@ def connections_set(runs):
     rows = rows_of(runs, labels, row)
     if not rows:
         return None
-    text = ("**Connection scale**: K clients with a TCP connection each (tally-bench "
-            "`--driver=callback --connection_per_client`: every client a state machine of "
-            "gRPC callback calls in one load-generator process), a 10,000-parameter model "
-            "(40 KB updates), synchronous rounds of all K, 3 measured rounds after 1 warm-up; "
-            "every client joins, long-polls GetTask and pushes once per round, all at the same "
-            "moment (" + reps_note(runs, names) + "):\n\n")
-    text += table(["Clients K", "Updates/s", "PushUpdate p50 / p99 s", "Connections at the server",
-                   "Server fds", "Server threads (max)", "Server KiB per connected client",
-                   "Server RSS all joined MiB", "Server peak RSS MiB", "Server CPU s per round",
-                   "Joins/s (setup)", "Load generator KiB per client"], rows)
-    text += ("\n\nServer KiB per connected client: the growth of the server's resident set "
-             "from before the clients were created to when all had joined (idle connections "
-             "with a session each), / K. Peak RSS is reached when every client pushes at "
-             "once. Joins/s: K / the time from the start until the last client joined (256 "
-             "Joins in flight at a time).")
-    return text
+    return section("**Connection scale**: K clients with a TCP connection each (tally-bench "
+        "`--driver=callback --connection_per_client`: every client a state machine of "
+        "gRPC callback calls in one load-generator process), a 10,000-parameter model "
+        "(40 KB updates), synchronous rounds of all K, 3 measured rounds after 1 warm-up; "
+        "every client joins, long-polls GetTask and pushes once per round, all at the same "
+        "moment",
+        runs, names, ["Clients K", "Updates/s", "PushUpdate p50 / p99 s", "Connections at the server",
+        "Server fds", "Server threads (max)", "Server KiB per connected client",
+        "Server RSS all joined MiB", "Server peak RSS MiB", "Server CPU s per round",
+        "Joins/s (setup)", "Load generator KiB per client"], rows,
+        "Server KiB per connected client: the growth of the server's resident set "
+        "from before the clients were created to when all had joined (idle connections "
+        "with a session each), / K. Peak RSS is reached when every client pushes at "
+        "once. Joins/s: K / the time from the start until the last client joined (256 "
+        "Joins in flight at a time).")
 
 
 def median_entries(micro):
