@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/types/span.h"
+#include "core/model_file.h"
 #include "core/exact_sum.h"
 #include "core/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -422,6 +423,11 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
     return invalid("grpc.memory_bytes: ", bytes, " must be 0 (unbounded) or at least 16777216");
   }
   if (absl::Status init = ValidateModelInit(config); !init.ok()) return init;
+  if (const std::string& path = config.final_model_path(); !path.empty()) {
+    if (absl::StatusOr<ModelFileFormat> format = ModelFileFormatOf(path); !format.ok()) {
+      return invalid("final_model_path: ", format.status().message());
+    }
+  }
   auto layout = LayoutFromConfig(config.model());
   if (!layout.ok()) return layout.status();
   const auto& init = config.model().init();

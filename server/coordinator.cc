@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "aggregators/rules/parallel.h"
+#include "core/model_file.h"
 #include "core/status_macros.h"
 #include "core/vector_ops.h"
 #include "server/checkpoint.h"
@@ -999,10 +1000,9 @@ void Coordinator::CloseRound() {
     return;
   }
   if (!next.empty()) {
-    if (absl::Status applied = step_->Apply(current->params, absl::MakeSpan(next));
-        !applied.ok()) {
-      LogError(absl::StrCat("round ", round->round, ": ", applied.message(),
-                            "; model left unchanged"));
+    if (absl::Status applied = step_->Apply(current->params, absl::MakeSpan(next)); !applied.ok()) {
+      LogError(
+          absl::StrCat("round ", round->round, ": ", applied.message(), "; model left unchanged"));
       next.clear();
     }
   }
@@ -1072,8 +1072,7 @@ void Coordinator::CloseRelayRound(RoundState& round, std::vector<float> mean) {
     relay_batch_ = std::move(batch);
     if (phase_ == Phase::kClosing) phase_ = Phase::kIdle;
   }
-  LogInfo(absl::StrCat("relay round ", round.round, " closed with ", round.accepted,
-                       " update(s)"));
+  LogInfo(absl::StrCat("relay round ", round.round, " closed with ", round.accepted, " update(s)"));
   ReleaseWaiters(/*all=*/false);
 }
 
@@ -1174,8 +1173,8 @@ void Coordinator::ReportInfluence(uint64_t round, const std::vector<std::string>
   constexpr size_t kNamed = 10;
   const size_t count = rejected.size();
   if (count > kNamed) rejected.resize(kNamed);
-  LogInfo(absl::StrCat("round ", round, ": ", step_->rule_name(), " rejected or down-weighted ", count,
-                       " of ", clients.size(), " update(s): ", absl::StrJoin(rejected, ", "),
+  LogInfo(absl::StrCat("round ", round, ": ", step_->rule_name(), " rejected or down-weighted ",
+                       count, " of ", clients.size(), " update(s): ", absl::StrJoin(rejected, ", "),
                        count > kNamed ? ", ..." : ""));
 }
 
@@ -1240,7 +1239,35 @@ void Coordinator::WorkerLoop() {
     if (stop) return;
     RunSchedule();
     CheckTimers();
+    MaybeFinishRun();
   }
+}
+
+void Coordinator::MaybeFinishRun() {
+  {
+    tally::MutexLock lock(&mu_);
+    if (phase_ != Phase::kDone || run_finished_) return;
+  }
+  const std::shared_ptr<const ModelSnapshot> model = store_.Current();
+  LogInfo(absl::StrCat(
+      "federation finished: rounds.total_rounds = ", config_.rounds().total_rounds(),
+      " reached; final model version ", model->version, " (round ", model->round, ")"));
+  MaybeCheckpoint(/*force=*/true);
+  if (const std::string& path = config_.final_model_path(); !path.empty()) {
+    const absl::Status written = WriteModelFile(path, store_.layout(), model->params);
+    if (written.ok()) {
+      LogInfo(absl::StrCat("final model (version ", model->version, ") written to ", path));
+    } else {
+      LogError(absl::StrCat("final_model_path: ", written.message()));
+    }
+  }
+  tally::MutexLock lock(&mu_);
+  run_finished_ = true;
+}
+
+bool Coordinator::RunFinished() const {
+  tally::MutexLock lock(&mu_);
+  return run_finished_;
 }
 
 CoordinatorStatus Coordinator::Status() const {

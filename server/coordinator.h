@@ -261,6 +261,9 @@ class Coordinator {
   void AbortUpload(Upload& upload, RejectReason reason);
 
   CoordinatorStatus Status() const;
+  // True once rounds.total_rounds was reached and the worker has logged it,
+  // written a last checkpoint and the final model (final_model_path).
+  bool RunFinished() const;
 
   // Shutdown, first step: new uploads get UNAVAILABLE (reason draining) and
   // every pending AwaitTask is answered; uploads already running go on, and
@@ -319,6 +322,9 @@ class Coordinator {
   // or RESOURCE_EXHAUSTED with the wait until the next one.
   absl::Status TakeUploadTokenLocked(const std::string& client_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker thread: once the federation is done, logs it, checkpoints and
+  // writes the final model (once).
+  void MaybeFinishRun();
   void ReleaseJournalLocked(Upload& upload) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the upload aborted and subtracts what it added. Requires the
   // round's gate (reader or writer).
@@ -437,6 +443,7 @@ class Coordinator {
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   UpdateLedger ledger_ ABSL_GUARDED_BY(mu_);  // Accepted and applied update ids.
 
+  bool run_finished_ ABSL_GUARDED_BY(mu_) = false;  // See RunFinished().
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kOpen;
   const bool relay_;
   std::optional<RelayBatch> relay_batch_ ABSL_GUARDED_BY(mu_);  // Closed, not yet taken.

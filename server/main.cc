@@ -65,6 +65,9 @@ ABSL_FLAG(std::string, log_format, "text",
           "per line).");
 ABSL_FLAG(bool, print_config, false,
           "Print the effective config (defaults and overrides applied) and exit.");
+ABSL_FLAG(bool, exit_when_done, false,
+          "Exit (as on SIGTERM: drain, checkpoint) once rounds.total_rounds is reached and the "
+          "final model is written.");
 ABSL_FLAG(int, shutdown_grace_ms, 10000,
           "On SIGTERM/SIGINT, how long in-flight calls may take to finish.");
 
@@ -230,9 +233,20 @@ int main(int argc, char** argv) {
     }
   }
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  LogInfo(absl::StrCat("received signal ", signal_number, ", draining"));
+  // Until SIGTERM / SIGINT, or (--exit_when_done) the end of the federation.
+  const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
+  const timespec tick = {0, 200 * 1000 * 1000};
+  while (true) {
+    const int signal_number = sigtimedwait(&signals, nullptr, &tick);
+    if (signal_number > 0) {
+      LogInfo(absl::StrCat("received signal ", signal_number, ", draining"));
+      break;
+    }
+    if (exit_when_done && (*server)->RunFinished()) {
+      LogInfo("the federation is finished (--exit_when_done), draining");
+      break;
+    }
+  }
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
   LogInfo("stopped");
   return 0;

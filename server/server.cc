@@ -160,6 +160,7 @@ class ServerImpl final : public Server {
   int port() const override { return port_; }
   const tally::v1::ServerConfig& config() const override { return config_; }
   const ModelStore& model_store() const override { return coordinator_->store(); }
+  bool RunFinished() const override { return coordinator_->RunFinished(); }
 
   void Shutdown(absl::Duration grace) override {
     {

@@ -62,6 +62,9 @@ class Server {
   virtual void Shutdown(absl::Duration grace) = 0;
   // Blocks until Shutdown() has completed.
   virtual void Wait() = 0;
+  // True once rounds.total_rounds was reached and the final checkpoint and
+  // model (final_model_path) are written (tally-server --exit_when_done).
+  virtual bool RunFinished() const = 0;
 };
 
 }  // namespace tally::server

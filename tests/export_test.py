@@ -9,7 +9,8 @@ known deltas. `tally export` then writes the checkpointed model as
 values (the safetensors file through a parser written from the format's
 description: the safetensors package is not a dependency). Also: picking
 the previous version with --model_version, a version that is not kept, a
-corrupt newest checkpoint, and usage errors.
+corrupt newest checkpoint, usage errors, and the end of a run (total_rounds
+with final_model_path and --exit_when_done).
 
 Usage: export_test.py --tally=BIN --server=BIN --source_dir=DIR
 (with the Python SDK's stubs in $TALLY_PY_GEN, as for the python_sdk test)
@@ -165,6 +166,30 @@ def main():
             client.join()
             np.testing.assert_array_equal(client.pull_model().params, final.params)
             client.close()
+
+        # The end of a run: rounds.total_rounds = 2 with final_model_path and
+        # --exit_when_done: the server logs the end, writes the final model
+        # and exits by itself with 0 (no signal sent).
+        final_path = os.path.join(work, "end", "final.npz")
+        os.makedirs(os.path.dirname(final_path))
+        config = (f'model {{ init {{ file: "{init_path}" }} }} '
+                  f'rounds {{ clients_per_round: 1 total_rounds: 2 }} '
+                  f'final_model_path: "{final_path}"')
+        with ServerProcess(args.server, config, extra_args=["--exit_when_done"]) as ending:
+            ended = train_rounds(tally, ending.target, init, [0.5, 0.25])
+            np.testing.assert_array_equal(ended.params, init + np.float32(0.75))
+            ending.process.wait(timeout=30)
+            assert ending.process.returncode == 0, ending.log()
+            log = ending.log()
+            assert "federation finished: rounds.total_rounds = 2 reached; final model " \
+                   "version 3 (round 2)" in log, log
+            assert f"final model (version 3) written to {final_path}" in log, log
+            assert "the federation is finished (--exit_when_done), draining" in log, log
+        with np.load(final_path) as ended_file:
+            assert list(ended_file.keys()) == NAMES, list(ended_file.keys())
+            got = np.concatenate([ended_file[n].astype(np.float32).ravel() for n in NAMES])
+            np.testing.assert_array_equal(got, ended.params)
+            assert ended_file["conv.weight"].shape == shapes["conv.weight"]
 
         # A corrupt newest checkpoint is passed over, with a warning.
         with open(os.path.join(ckpt, "model.tallyckpt"), "r+b") as f:
