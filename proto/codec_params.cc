@@ -4,13 +4,16 @@
 
 namespace tally {
 
+const compress::CodecInfo* CodecFromProto(v1::Codec codec) {
+  return codec > 0 && codec <= 255 ? compress::FindCodec(static_cast<compress::CodecId>(codec))
+                                   : nullptr;
+}
+
 absl::StatusOr<compress::CodecSpec> SpecFromProto(v1::Codec codec, const v1::CodecParams& params) {
-  const compress::CodecInfo* info =
-      codec > 0 && codec <= 255 ? compress::FindCodec(static_cast<compress::CodecId>(codec))
-                                : nullptr;
+  const compress::CodecInfo* info = CodecFromProto(codec);
   if (info == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("codec ", static_cast<int>(codec),
-                                                   " is not one this server knows"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec ", static_cast<int>(codec), " is not one this server knows"));
   }
   compress::CodecSpec spec = compress::DefaultSpec(info->id);
   if (params.block_size() != 0) spec.block_size = params.block_size();

@@ -10,6 +10,10 @@
 
 namespace tally {
 
+// The codec a wire id names, or nullptr for CODEC_UNSPECIFIED and ids this
+// build does not know.
+const compress::CodecInfo* CodecFromProto(v1::Codec codec);
+
 // The codec's defaults (compress::DefaultSpec) overridden by every non-zero
 // field of `params`. INVALID_ARGUMENT for CODEC_UNSPECIFIED or an id this
 // build does not know (the spec's values are checked by ValidateSpec).

@@ -67,10 +67,8 @@ ClientCodecs ClientCodecsFromRequest(const tally::v1::JoinRequest& request) {
   auto known = [](const auto& listed) {
     std::vector<compress::CodecId> ids;
     for (int codec : listed) {
-      if (codec > 0 && codec <= 255 &&
-          compress::FindCodec(static_cast<compress::CodecId>(codec)) != nullptr) {
-        ids.push_back(static_cast<compress::CodecId>(codec));
-      }
+      const compress::CodecInfo* info = CodecFromProto(static_cast<tally::v1::Codec>(codec));
+      if (info != nullptr) ids.push_back(info->id);
     }
     return ids;
   };

@@ -39,6 +39,7 @@
 #include "aggregators/step/aggregation_step.h"
 #include "core/model_file.h"
 #include "core/npy.h"
+#include "core/status_macros.h"
 #include "tools/export.h"
 
 using tally::aggregators::RuleOptions;
@@ -174,8 +175,10 @@ absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptio
         absl::StrCat("--rule: unknown rule '", options.name,
                      "' (known: ", absl::StrJoin(agg::RuleNames(), ", "), ")"));
   }
+  TALLY_ASSIGN_OR_RETURN(std::unique_ptr<agg::AggregationStep> made,
+                         agg::AggregationStep::Create(step));
   if (!absl::GetFlag(FLAGS_weights).empty()) {
-    if (options.name != "average") {
+    if (!made->UsesWeights()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--weights: rule '", options.name, "' is unweighted (only average uses weights)"));
     }
@@ -186,7 +189,7 @@ absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptio
       }
     }
   }
-  return agg::AggregationStep::Create(step);
+  return made;
 }
 
 // The --weights file: a 1-D .npy of n values (empty without --weights).

@@ -53,6 +53,9 @@ class AggregationStep {
   // Whether the updates are combined by a robust rule (CombineRows) rather
   // than linearly.
   bool robust() const { return rule_ != nullptr; }
+  // Whether CombineRows uses row weights (Rule::UsesWeights: only
+  // "average"); false when linear.
+  bool UsesWeights() const { return rule_ != nullptr && rule_->UsesWeights(); }
   // The rule's name ("mean" when linear).
   const std::string& rule_name() const { return rule_name_; }
   Optimizer& optimizer() { return *optimizer_; }
