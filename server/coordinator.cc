@@ -1250,8 +1250,10 @@ void Coordinator::MaybeFinishRun() {
   }
   const std::shared_ptr<const ModelSnapshot> model = store_.Current();
   LogInfo(absl::StrCat(
-      "federation finished: rounds.total_rounds = ", config_.rounds().total_rounds(),
-      " reached; final model version ", model->version, " (round ", model->round, ")"));
+      "federation finished: ",
+      relay_ ? std::string("the upstream is done")
+             : absl::StrCat("rounds.total_rounds = ", config_.rounds().total_rounds(), " reached"),
+      "; final model version ", model->version, " (round ", model->round, ")"));
   MaybeCheckpoint(/*force=*/true);
   if (const std::string& path = config_.final_model_path(); !path.empty()) {
     const absl::Status written = WriteModelFile(path, store_.layout(), model->params);
