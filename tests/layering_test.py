@@ -18,7 +18,8 @@ Fails, naming file and line, on
      relay);
   3. a citation of a .md file that does not exist in the repository (in a
      comment, a docstring or a Markdown page), or of an anchor
-     (`docs/algorithms.md#krum`) that no heading of that page produces.
+     (`docs/algorithms.md#krum`, or `[below](#krum)` within a Markdown page)
+     that no heading of that page produces.
 
 Usage: layering_test.py [source_dir]   (default: the parent of tests/)
 """
@@ -59,6 +60,7 @@ NOT_CITATIONS = {
 }
 
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
+SELF_ANCHOR_RE = re.compile(r'\]\(#([A-Za-z0-9_\-]+)\)')
 MD_RE = re.compile(r'([A-Za-z0-9_./-]*[A-Za-z0-9_-]\.md)(#[A-Za-z0-9_\-]+)?\b')
 
 
@@ -129,6 +131,11 @@ def check_file(root, path, errors):
                                   "%s may not include %s)" %
                                   (rel, lineno, target, rel.split("/")[0] + "/",
                                    ", ".join(forbidden)))
+        if rel.endswith(".md"):
+            for m in SELF_ANCHOR_RE.finditer(line):
+                if m.group(1) not in anchors_of(path):
+                    errors.append("%s:%d: links to #%s, but the page has no "
+                                  "such heading" % (rel, lineno, m.group(1)))
         for m in MD_RE.finditer(line):
             name, anchor = m.group(1), m.group(2)
             if name.startswith("http") or "//" in name or \
