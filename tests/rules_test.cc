@@ -163,6 +163,21 @@ TEST(RulesR1Test, Aggregators) {
   ExpectSubsetMeans(kR1, 1, /*monna_idx=*/0, {1.025, 1.05});
 }
 
+// docs/algorithms.md#geometric-median, by hand: x = 1, 2, 4 (d = 1) from
+// z = 0. Iteration 1: β = (1, 2, 4), z = 3 / (1 + 1/2 + 1/4) = 12/7.
+// Iteration 2: |x_i − z| = 5/7, 2/7, 16/7, so 1/β = 1.4, 3.5, 0.4375 and
+// z = (1.4 + 7 + 1.75) / 5.3375 = 1.901639 (towards the median, 2).
+TEST(RulesGeometricMedianTest, OneDimensionByHand) {
+  const Rows x = {{1}, {2}, {4}};
+  GeometricMedianOptions gm;
+  gm.iterations = 1;
+  ExpectRule(Options("geometric_median", 0, gm), x, {12.0 / 7});
+  gm.iterations = 2;
+  ExpectRule(Options("geometric_median", 0, gm), x, {1.901639});
+  gm.iterations = 0;
+  ExpectRule(Options("geometric_median", 0, gm), x, {0});
+}
+
 TEST(RulesR1Test, CenteredClipping) {
   CenteredClippingOptions cc;
   cc.tau = 1;
