@@ -3,11 +3,12 @@
 // that have settings of their own, one struct each, held in
 // RuleOptions::settings.
 //
-// Every field has a default that works. Adding a rule with settings: its
-// struct here and in RuleSettings, its typed factory and registry line
-// (builtin_rules.h, rule.cc), its config fields and their translation
-// (server/strategy_options.cc; the compiler names a settings struct the
-// translation does not handle).
+// Every field has a default that works. Adding a rule with settings
+// (docs/algorithms.md#adding-a-rule-or-pre-step): its struct here and in
+// RuleSettings, its typed factory and registry line (builtin_rules.h,
+// rule.cc), its config fields and their one translation from the config
+// (server/strategy_options.cc), which does not compile until it handles
+// every struct of RuleSettings.
 #ifndef TALLY_AGGREGATORS_RULES_RULE_OPTIONS_H_
 #define TALLY_AGGREGATORS_RULES_RULE_OPTIONS_H_
 
