@@ -14,6 +14,7 @@
 #include "server/checkpoint.h"
 #include "server/config.h"
 #include "server/coordinator.h"
+#include "server/plan.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_init.h"
@@ -34,20 +35,19 @@ class ServerImpl final : public Server {
 
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
-  absl::Status Start(ModelLayout layout, Clock* clock, std::unique_ptr<RelayLink> relay) {
+  absl::Status Start(ServerPlan plan, Clock* clock, std::unique_ptr<RelayLink> relay) {
     Coordinator::Options options;
-    options.config = config_;
     options.clock = clock;
     options.metrics = &metrics_;
     relay_ = std::move(relay);
     if (relay_ != nullptr) {
       // The upstream's model, under its version number.
       Model model = relay_->TakeInitialModel();
-      options.relay = true;
       options.initial_version = model.version;
       options.initial_round = model.round;
       options.initial_params = std::move(model.params);
     }
+    const ModelLayout& layout = plan.layout;
     if (!config_.checkpoint_dir().empty()) TALLY_RETURN_IF_ERROR(Restore(layout, &options));
     metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
     metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
@@ -58,8 +58,10 @@ class ServerImpl final : public Server {
       LogInfo(absl::StrCat("model.init.file ", config_.model().init().file(),
                            " not read: the checkpoint's model wins"));
     }
-    options.layout = std::move(layout);
-    coordinator_ = std::make_unique<Coordinator>(std::move(options));
+    DownloadCodecs downloads = plan.downloads;
+    const std::string strategy_label = plan.strategy_label;
+    options.plan = std::move(plan);
+    TALLY_ASSIGN_OR_RETURN(coordinator_, Coordinator::Create(std::move(options)));
     TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
     TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                            ServerCredentialsFromConfig(config_.tls()));
@@ -71,9 +73,9 @@ class ServerImpl final : public Server {
                        "(set tls.client_ca_file or auth.tokens_file)");
     }
     aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_,
-                                                      auth_.get(), clock);
-    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
-                                            absl::Now(), restored_);
+                                                      std::move(downloads), auth_.get(), clock);
+    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, strategy_label,
+                                            auth_.get(), absl::Now(), restored_);
 
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -241,13 +243,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     const char* tmp = std::getenv("TMPDIR");
     config.set_spool_dir(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
   }
-  TALLY_RETURN_IF_ERROR(ValidateConfig(config));
-  TALLY_ASSIGN_OR_RETURN(ModelLayout layout, LayoutFromConfig(config.model()));
+  TALLY_ASSIGN_OR_RETURN(ServerPlan plan, MakePlan(config));
   std::shared_ptr<prometheus::Registry> registry = options.registry;
   if (registry == nullptr) registry = std::make_shared<prometheus::Registry>();
   auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry),
                                              options.start_fresh_if_corrupt);
-  TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock, std::move(relay)));
+  TALLY_RETURN_IF_ERROR(server->Start(std::move(plan), options.clock, std::move(relay)));
   return std::unique_ptr<Server>(std::move(server));
 }
 

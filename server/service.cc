@@ -82,16 +82,15 @@ ClientCodecs ClientCodecsFromRequest(const tally::v1::JoinRequest& request) {
 
 AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
                                      const tally::v1::ServerConfig* config,
-                                     const Authenticator* auth, Clock* clock)
+                                     DownloadCodecs downloads, const Authenticator* auth,
+                                     Clock* clock)
     : coordinator_(coordinator),
       auth_(auth),
       metrics_(metrics),
       config_(config),
       clock_(clock),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
-      downloads_(
-          model_spec_, config->limits().model_chunk_bytes(),
-          DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams()).value()) {
+      downloads_(model_spec_, config->limits().model_chunk_bytes(), std::move(downloads)) {
   const tally::v1::LimitsConfig& limits = config->limits();
   upload_limits_.idle = absl::Milliseconds(limits.upload_idle_timeout_ms());
   upload_limits_.min_bytes_per_second = limits.min_upload_bytes_per_second();
@@ -228,12 +227,11 @@ grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* 
   return reactor;
 }
 
-AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics,
-                           const tally::v1::ServerConfig* config, const Authenticator* auth,
-                           absl::Time started, RestoreReport restored)
+AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics, std::string strategy,
+                           const Authenticator* auth, absl::Time started, RestoreReport restored)
     : coordinator_(coordinator),
       metrics_(metrics),
-      config_(config),
+      strategy_(std::move(strategy)),
       auth_(auth),
       started_(started),
       restored_(std::move(restored)) {}
@@ -264,8 +262,7 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
   response->set_rss_bytes(rss);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   response->set_done(s.done);
-  response->set_strategy(absl::StrCat(config_->schedule().name(), "/", config_->strategy().rule(),
-                                      "/", config_->optimizer().name()));
+  response->set_strategy(strategy_);
   response->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
   response->set_restored_version(restored_.version);
   response->set_restored_from(restored_.from);
