@@ -73,15 +73,7 @@ namespace {
 // told not to (StrategyConfig.nnm_mixing).
 bool MixesByDefault(const std::string& rule) { return rule == "krum" || rule == "bulyan"; }
 
-}  // namespace
-
-void ApplyDefaults(tally::v1::ServerConfig* config) {
-  if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
-  if (config->metrics_port() == 0) config->set_metrics_port(9464);
-  if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
-  if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
-  if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
-
+void ApplyModelDefaults(tally::v1::ServerConfig* config) {
   tally::v1::ModelConfig* model = config->mutable_model();
   // A relay's model is the upstream's (ValidateConfig refuses a file).
   if (config->relay().upstream().empty()) TensorsFromInitFile(model);
@@ -96,7 +88,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   }
   if (model->init().scale() == 0) model->mutable_init()->set_scale(0.01);
   if (model->init().seed() == 0) model->mutable_init()->set_seed(1);
+}
 
+void ApplyAggregationDefaults(tally::v1::ServerConfig* config) {
   tally::v1::RoundConfig* rounds = config->mutable_rounds();
   if (rounds->clients_per_round() == 0) rounds->set_clients_per_round(20);
   if (rounds->min_clients() == 0) rounds->set_min_clients(1);
@@ -137,7 +131,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     if (!schedule->has_speed_momentum()) schedule->set_speed_momentum(0.9);
     if (!schedule->has_latest_time_factor()) schedule->set_latest_time_factor(1.5);
   }
+}
 
+void ApplyLimitsDefaults(tally::v1::ServerConfig* config) {
   tally::v1::LimitsConfig* limits = config->mutable_limits();
   if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
   if (limits->model_chunk_bytes() == 0) limits->set_model_chunk_bytes(1 << 20);
@@ -165,11 +161,24 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   // A relay's model is the upstream's, known once connected (Server::Create
   // applies the defaults again then).
   if (limits->max_update_bytes() == 0 && config->relay().upstream().empty()) {
-    auto layout = LayoutFromConfig(*model);
+    auto layout = LayoutFromConfig(config->model());
     if (layout.ok()) {
       limits->set_max_update_bytes(DefaultMaxUpdateBytes(*config, layout->NumParams()));
     }
   }
+}
+
+}  // namespace
+
+void ApplyDefaults(tally::v1::ServerConfig* config) {
+  if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
+  if (config->metrics_port() == 0) config->set_metrics_port(9464);
+  if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
+  if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
+  if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
+  ApplyModelDefaults(config);
+  ApplyAggregationDefaults(config);
+  ApplyLimitsDefaults(config);
 }
 
 aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config) {

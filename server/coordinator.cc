@@ -223,18 +223,21 @@ absl::StatusOr<CommitInfo> Coordinator::FinishUpload(Upload& upload) {
   absl::StatusOr<CommitInfo> info;
   {
     tally::ReaderMutexLock gate(&upload.epoch_->gate);
-    // A compressed upload is decoded here, outside mu_: the gate keeps the
-    // epoch open, and the sink takes it without disturbing other uploads.
-    if (!upload.streamed() && upload.state_ == Upload::State::kActive &&
+    // The whole update, outside mu_: the gate keeps the epoch open, and the
+    // sink takes it (a compressed one decoded here) without disturbing other
+    // uploads.
+    if (upload.state_ == Upload::State::kActive &&
         upload.received_ == upload.header_.payload_bytes) {
       RejectReason reason = RejectReason::kMalformed;
-      absl::Status decoded =
-          sink_->TakeEncoded(*upload.slot_, upload.header_.codec, upload.payload_, &reason);
+      absl::Status taken =
+          upload.streamed()
+              ? sink_->Complete(*upload.slot_, &reason)
+              : sink_->TakeEncoded(*upload.slot_, upload.header_.codec, upload.payload_, &reason);
       upload.payload_ = std::string();
-      if (!decoded.ok()) {
+      if (!taken.ok()) {
         tally::MutexLock lock(&mu_);
         UndoLocked(upload, reason);
-        return decoded;
+        return taken;
       }
     }
     tally::MutexLock lock(&mu_);

@@ -36,10 +36,44 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
   absl::Status Start(ServerPlan plan, Clock* clock, std::unique_ptr<RelayLink> relay) {
+    relay_ = std::move(relay);
+    DownloadCodecs downloads = plan.downloads;
+    const std::string strategy_label = plan.strategy_label;
+    TALLY_RETURN_IF_ERROR(StartCoordinator(std::move(plan), clock));
+    TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
+    TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           ServerCredentialsFromConfig(config_.tls()));
+    if (!auth_->enabled()) {
+      LogWarning(config_.tls().cert_file().empty()
+                     ? "no TLS and no client authentication: any caller can act as any "
+                       "client; run on a trusted network or configure tls and auth"
+                     : "TLS without client authentication: any caller can act as any client "
+                       "(set tls.client_ca_file or auth.tokens_file)");
+    }
+    aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_,
+                                                      std::move(downloads), auth_.get(), clock);
+    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, strategy_label,
+                                            auth_.get(), absl::Now(), restored_);
+
+    server_ = BuildGrpcServer(credentials);
+    if (server_ == nullptr || port_ == 0) {
+      coordinator_->Stop();
+      return absl::UnavailableError(
+          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
+                       "' (is another process using the port? see the gRPC error above)"));
+    }
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
+    LogListening();
+    return absl::OkStatus();
+  }
+
+  // The Coordinator on the plan, from the relay's model, a checkpoint or
+  // model.init.
+  absl::Status StartCoordinator(ServerPlan plan, Clock* clock) {
     Coordinator::Options options;
     options.clock = clock;
     options.metrics = &metrics_;
-    relay_ = std::move(relay);
     if (relay_ != nullptr) {
       // The upstream's model, under its version number.
       Model model = relay_->TakeInitialModel();
@@ -58,25 +92,13 @@ class ServerImpl final : public Server {
       LogInfo(absl::StrCat("model.init.file ", config_.model().init().file(),
                            " not read: the checkpoint's model wins"));
     }
-    DownloadCodecs downloads = plan.downloads;
-    const std::string strategy_label = plan.strategy_label;
     options.plan = std::move(plan);
     TALLY_ASSIGN_OR_RETURN(coordinator_, Coordinator::Create(std::move(options)));
-    TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
-    TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                           ServerCredentialsFromConfig(config_.tls()));
-    if (!auth_->enabled()) {
-      LogWarning(config_.tls().cert_file().empty()
-                     ? "no TLS and no client authentication: any caller can act as any "
-                       "client; run on a trusted network or configure tls and auth"
-                     : "TLS without client authentication: any caller can act as any client "
-                       "(set tls.client_ca_file or auth.tokens_file)");
-    }
-    aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_,
-                                                      std::move(downloads), auth_.get(), clock);
-    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, strategy_label,
-                                            auth_.get(), absl::Now(), restored_);
+    return absl::OkStatus();
+  }
 
+  std::unique_ptr<grpc::Server> BuildGrpcServer(
+      const std::shared_ptr<grpc::ServerCredentials>& credentials) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
@@ -102,15 +124,10 @@ class ServerImpl final : public Server {
                                static_cast<int>(config_.limits().download_stall_timeout_ms()));
     builder.RegisterService(aggregator_.get());
     builder.RegisterService(admin_.get());
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port_ == 0) {
-      coordinator_->Stop();
-      return absl::UnavailableError(
-          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
-                       "' (is another process using the port? see the gRPC error above)"));
-    }
-    server_->GetHealthCheckService()->SetServingStatus(true);
-    if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
+    return builder.BuildAndStart();
+  }
+
+  void LogListening() const {
     const std::string schedule =
         IsAsyncSchedule(config_.schedule())
             ? absl::StrCat("schedule ", config_.schedule().name())
@@ -124,7 +141,6 @@ class ServerImpl final : public Server {
                          coordinator_->store().layout().NumParams(), " parameters, ", schedule,
                          relay_ != nullptr ? absl::StrCat(", upstream ", config_.relay().upstream())
                                            : absl::StrCat(", rule ", config_.strategy().rule())));
-    return absl::OkStatus();
   }
 
   // Resumes from the newest valid checkpoint into `options`. Corrupt files

@@ -86,10 +86,10 @@ class AdminService final : public tally::v1::Admin::CallbackService {
  private:
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
-  const std::string strategy_;
   const Authenticator* const auth_;
   const absl::Time started_;
-  const RestoreReport restored_;
+  // The fields fixed at start: model size, strategy, restore, build.
+  tally::v1::ServerStatus fixed_;
 };
 
 // Converts a ModelLayout to its wire form.

@@ -9,8 +9,8 @@
 //                 combined with the schedule's weights (server/buffered_sink.h)
 //
 // The Coordinator calls, for each upload: Open; Take for each chunk of a
-// float32 upload, or TakeEncoded once for a compressed one; then Commit or
-// Undo. For each batch the driver closes: Combine or Discard (exactly one).
+// float32 upload then Complete, or TakeEncoded once for a compressed one;
+// then Commit or Undo. For each batch the driver closes: Combine or Discard (exactly one).
 // Thread contract: Open, Commit, Undo and Drop run under the Coordinator's
 // lock; Take and TakeEncoded run without it, concurrently for different
 // uploads (never for one upload at once); Combine and Discard run on the
@@ -72,6 +72,10 @@ class UpdateSink {
   virtual absl::Status Take(SinkSlot& slot, uint64_t first,
                             absl::Span<const absl::string_view> pieces,
                             RejectReason* reason) = 0;
+  // Every byte of a float32 upload is in (no lock; the epoch's gate is
+  // held): a sink that needs the whole update before it joins the batch (a
+  // clipped sum) acts here. An error aborts the upload (Undo follows).
+  virtual absl::Status Complete(SinkSlot&, RejectReason*) { return absl::OkStatus(); }
   // A compressed upload, whole: decoded, checked, taken. Nothing is kept on
   // error.
   virtual absl::Status TakeEncoded(SinkSlot& slot, const compress::CodecSpec& codec,
