@@ -2,11 +2,10 @@
 // published values of an independent implementation, and its properties.
 // tests/privacy_reference_test.py checks more values against an mpmath
 // integration of the definition of A_alpha.
-#include "core/privacy/accountant.h"
-
 #include <cmath>
 #include <vector>
 
+#include "core/privacy/accountant.h"
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
 

@@ -1,11 +1,10 @@
 // PrivacyLedger (core/privacy/ledger.h): charges add up to the accountant's
 // composition, the budget check stops at the right step, runs merge, and the
 // bytes round-trip and refuse damage.
-#include "core/privacy/ledger.h"
-
 #include <cmath>
 #include <string>
 
+#include "core/privacy/ledger.h"
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
 

@@ -2,13 +2,13 @@
 // the noise scale on the exact sum's grid, the noisy sum's standard
 // deviation after the fixed-denominator division, local DP, and adaptive
 // clipping's formulas, against hand computations.
-#include "core/privacy/mechanism.h"
-
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "core/exact_sum.h"
+#include "core/privacy/mechanism.h"
 #include "gtest/gtest.h"
 #include "tests/status_matchers.h"
 
@@ -74,8 +74,7 @@ TEST(PrivacyMechanismTest, AddIntegersIsExactAndWidens) {
   sum.AddIntegers(4, values.data(), 3);
   sum.AddIntegers(5, values.data() + 1, 2);  // Crosses 2^62 in lane 5 and 6: widens.
   EXPECT_EQ(static_cast<__int128>(sum.Lane(4)), -7);
-  EXPECT_EQ(static_cast<__int128>(sum.Lane(5)),
-            3 * (__int128{1} << 40) + (__int128{1} << 62));
+  EXPECT_EQ(static_cast<__int128>(sum.Lane(5)), 3 * (__int128{1} << 40) + (__int128{1} << 62));
   EXPECT_EQ(static_cast<__int128>(sum.Lane(6)), __int128{1} << 62);
   EXPECT_EQ(sum.wide_blocks(), 1u);
   // Across a block boundary, narrow blocks stay narrow.
@@ -125,6 +124,19 @@ TEST(PrivacyMechanismTest, LocalDpClipsThenAddsNoise) {
   std::vector<float> bad = {NAN};
   EXPECT_THAT(ApplyLocalDp(random, 1.0, 1.0, absl::MakeSpan(bad)),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(PrivacyMechanismTest, LocalDpEpsilonIsTheGaussianAtHalfTheMultiplier) {
+  // z = 4 -> effective z / 2 = 2, q = 1: RDP(alpha) = alpha / 8; epsilon =
+  // min_alpha alpha/8 + log1p(-1/alpha) - log(delta alpha)/(alpha - 1), here
+  // evaluated directly.
+  TALLY_ASSERT_OK_AND_ASSIGN(EpsilonAndOrder e, LocalDpEpsilon(4.0, 1e-5));
+  double best = INFINITY;
+  for (int a = 2; a <= 256; ++a) {
+    best = std::min(best, a / 8.0 + std::log1p(-1.0 / a) - std::log(1e-5 * a) / (a - 1));
+  }
+  EXPECT_NEAR(e.epsilon, best, 1e-12);
+  EXPECT_THAT(LocalDpEpsilon(0.0, 1e-5), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(PrivacyMechanismTest, AdaptiveClippingFormulas) {

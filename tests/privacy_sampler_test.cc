@@ -25,8 +25,8 @@ double FrequencyBound(double p, int n) { return 6 * std::sqrt(p * (1 - p) / n); 
 TEST(PrivacySamplerTest, BernoulliExpHasProbabilityExpMinusGamma) {
   SeededTestRandom random("bernoulli");
   constexpr int kTrials = 200000;
-  const std::vector<std::pair<uint64_t, uint64_t>> gammas = {
-      {1, 2}, {1, 1}, {3, 2}, {5, 3}, {7, 100}, {1000, 999}};
+  const std::vector<std::pair<uint64_t, uint64_t>> gammas = {{1, 2}, {1, 1},   {3, 2},
+                                                             {5, 3}, {7, 100}, {1000, 999}};
   for (const auto& [n, d] : gammas) {
     int ones = 0;
     for (int i = 0; i < kTrials; ++i) ones += BernoulliExp(random, n, d);

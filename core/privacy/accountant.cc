@@ -26,8 +26,8 @@ double LogA(double q, double z, int alpha) {
   double max_term = -kInf;
   for (int k = 0; k <= alpha; ++k) {
     const double kk = k;
-    terms[k] = LogBinomial(alpha, k) + (alpha - k) * log_1mq + k * log_q +
-               (kk * kk - kk) / (2 * z * z);
+    terms[k] =
+        LogBinomial(alpha, k) + (alpha - k) * log_1mq + k * log_q + (kk * kk - kk) / (2 * z * z);
     max_term = std::max(max_term, terms[k]);
   }
   double sum = 0;
@@ -43,8 +43,8 @@ absl::Status ValidateSteps(const GaussianSteps& steps) {
         absl::StrCat("sampling_rate must be in [0, 1], got ", steps.sampling_rate));
   }
   if (!(steps.noise_multiplier >= 0) || !std::isfinite(steps.noise_multiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "noise_multiplier must be finite and >= 0, got ", steps.noise_multiplier));
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise_multiplier must be finite and >= 0, got ", steps.noise_multiplier));
   }
   return absl::OkStatus();
 }
@@ -63,8 +63,8 @@ absl::StatusOr<std::vector<double>> ComposedRdp(absl::Span<const GaussianSteps> 
     TALLY_RETURN_IF_ERROR(ValidateSteps(s));
     if (s.count == 0) continue;
     for (int alpha = kMinOrder; alpha <= kMaxOrder; ++alpha) {
-      rdp[alpha - kMinOrder] +=
-          static_cast<double>(s.count) * SampledGaussianRdp(s.sampling_rate, s.noise_multiplier, alpha);
+      rdp[alpha - kMinOrder] += static_cast<double>(s.count) *
+                                SampledGaussianRdp(s.sampling_rate, s.noise_multiplier, alpha);
     }
   }
   return rdp;
@@ -106,8 +106,8 @@ absl::StatusOr<EpsilonAndOrder> ComputeEpsilon(absl::Span<const GaussianSteps> s
   return EpsilonFromRdp(orders, rdp, delta);
 }
 
-absl::StatusOr<double> NoiseMultiplierForEpsilon(double sampling_rate, uint64_t steps,
-                                                 double delta, double target_epsilon) {
+absl::StatusOr<double> NoiseMultiplierForEpsilon(double sampling_rate, uint64_t steps, double delta,
+                                                 double target_epsilon) {
   if (!(target_epsilon > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("target_epsilon must be > 0, got ", target_epsilon));

@@ -70,15 +70,14 @@ absl::StatusOr<EpsilonAndOrder> EpsilonFromRdp(absl::Span<const int> orders,
                                                absl::Span<const double> rdp, double delta);
 
 // epsilon of the composition of `steps` at `delta` (orders 2 .. 256).
-absl::StatusOr<EpsilonAndOrder> ComputeEpsilon(absl::Span<const GaussianSteps> steps,
-                                               double delta);
+absl::StatusOr<EpsilonAndOrder> ComputeEpsilon(absl::Span<const GaussianSteps> steps, double delta);
 
 // The smallest noise multiplier z (to a relative 1e-6, rounded up so the
 // result keeps the target) such that `steps` steps at sampling rate q
 // spend at most target_epsilon at delta. NOT_FOUND if even z = 1e6 does not
 // reach it.
-absl::StatusOr<double> NoiseMultiplierForEpsilon(double sampling_rate, uint64_t steps,
-                                                 double delta, double target_epsilon);
+absl::StatusOr<double> NoiseMultiplierForEpsilon(double sampling_rate, uint64_t steps, double delta,
+                                                 double target_epsilon);
 
 }  // namespace tally::privacy
 

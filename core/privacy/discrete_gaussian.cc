@@ -96,15 +96,14 @@ int64_t SampleDiscreteLaplace(RandomSource& random, uint64_t t) {
     while (BernoulliExp(random, 1, 1)) ++v;
     const u128 x = static_cast<u128>(t) * v + u;
     const bool negative = random.Bit();
-    if (negative && x == 0) continue;  // -0 and +0 would count 0 twice.
+    if (negative && x == 0) continue;                 // -0 and +0 would count 0 twice.
     if (x >= (static_cast<u128>(1) << 62)) continue;  // Probability < exp(-2^11).
     const int64_t y = static_cast<int64_t>(x);
     return negative ? -y : y;
   }
 }
 
-absl::Status SampleDiscreteGaussian(RandomSource& random, uint64_t sigma,
-                                    absl::Span<int64_t> out) {
+absl::Status SampleDiscreteGaussian(RandomSource& random, uint64_t sigma, absl::Span<int64_t> out) {
   if (sigma == 0 || sigma > kMaxDiscreteSigma) {
     return absl::InvalidArgumentError(
         absl::StrCat("discrete Gaussian sigma must be in [1, 2^50], got ", sigma));

@@ -39,8 +39,7 @@ int64_t SampleDiscreteLaplace(RandomSource& random, uint64_t t);
 
 // Fills `out` with independent samples of N_Z(0, sigma^2). INVALID_ARGUMENT
 // if sigma is 0 or above kMaxDiscreteSigma.
-absl::Status SampleDiscreteGaussian(RandomSource& random, uint64_t sigma,
-                                    absl::Span<int64_t> out);
+absl::Status SampleDiscreteGaussian(RandomSource& random, uint64_t sigma, absl::Span<int64_t> out);
 
 }  // namespace tally::privacy
 

@@ -37,8 +37,7 @@ class PrivacyLedger {
   // nothing was charged.
   EpsilonAndOrder Spent() const;
   // epsilon after charging one more step (q, z), without charging it.
-  absl::StatusOr<EpsilonAndOrder> SpentAfter(double sampling_rate,
-                                             double noise_multiplier) const;
+  absl::StatusOr<EpsilonAndOrder> SpentAfter(double sampling_rate, double noise_multiplier) const;
   // Whether one more step (q, z) keeps epsilon <= target_epsilon.
   absl::StatusOr<bool> CanCharge(double sampling_rate, double noise_multiplier) const;
 

@@ -24,8 +24,8 @@ double NormOf(absl::Span<const float> x) {
 absl::StatusOr<uint64_t> SigmaOnGrid(double sigma) {
   const double s = std::ceil(sigma);
   if (!(s >= 1) || s > static_cast<double>(kMaxDiscreteSigma)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "noise standard deviation of ", sigma, " grid units is outside [1, 2^50]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise standard deviation of ", sigma, " grid units is outside [1, 2^50]"));
   }
   return static_cast<uint64_t>(s);
 }
@@ -87,11 +87,21 @@ absl::StatusOr<ClipResult> ApplyLocalDp(RandomSource& random, double clip_norm,
   return clip;
 }
 
+absl::StatusOr<EpsilonAndOrder> LocalDpEpsilon(double noise_multiplier, double delta) {
+  if (!(noise_multiplier > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise_multiplier must be > 0, got ", noise_multiplier));
+  }
+  const GaussianSteps one{1.0, noise_multiplier / 2, 1};
+  return ComputeEpsilon({&one, 1}, delta);
+}
+
 absl::StatusOr<double> UpdateNoiseMultiplier(double z, double sigma_b) {
   if (!(z > 0) || !(2 * sigma_b > z)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "adaptive clipping needs noise_multiplier > 0 and 2 * clipped_count_stddev > "
-        "noise_multiplier, got z = ", z, ", sigma_b = ", sigma_b));
+    return absl::InvalidArgumentError(
+        absl::StrCat("adaptive clipping needs noise_multiplier > 0 and 2 * clipped_count_stddev > "
+                     "noise_multiplier, got z = ",
+                     z, ", sigma_b = ", sigma_b));
   }
   return 1 / std::sqrt(1 / (z * z) - 1 / (4 * sigma_b * sigma_b));
 }

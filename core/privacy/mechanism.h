@@ -41,13 +41,14 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/exact_sum.h"
+#include "core/privacy/accountant.h"
 #include "core/privacy/random_source.h"
 
 namespace tally::privacy {
 
 struct ClipResult {
-  double norm = 0;     // ||Delta|| before clipping (in double).
-  double scale = 1;    // The factor applied: min(1, C / ||Delta||), or slightly less.
+  double norm = 0;       // ||Delta|| before clipping (in double).
+  double scale = 1;      // The factor applied: min(1, C / ||Delta||), or slightly less.
   bool clipped = false;  // scale < 1.
 };
 
@@ -76,17 +77,21 @@ absl::Status AddNoiseToSum(RandomSource& random, uint64_t sigma_lanes, ExactSum&
 
 // Local DP (the SDKs): clips `update` to C (ClipToNorm), then adds noise on
 // the 2^-40 grid: x_j <- float((round(x_j 2^40) + N_j) 2^-40) with N_j ~
-// N_Z(0, NoiseSigmaLanes(z, C, d)^2). Per round this is the Gaussian
-// mechanism with sensitivity C (+ sqrt(d) 2^-41 for the grid rounding)
-// under add/remove of this client's update, 2C under replace-one
-// (docs/privacy.md, "Local DP"). The float32 conversion is post-processing.
+// N_Z(0, NoiseSigmaLanes(z, C, d)^2), i.e. noise z (C + sqrt(d) 2^-41)
+// covering the grid rounding. The float32 conversion is post-processing.
 absl::StatusOr<ClipResult> ApplyLocalDp(RandomSource& random, double clip_norm,
                                         double noise_multiplier, absl::Span<float> update);
 
+// The per-round guarantee of ApplyLocalDp against whoever sees the update:
+// local DP compares any two updates the client could send (replace-one), so
+// the sensitivity is the ball's diameter 2C and the mechanism is the
+// Gaussian mechanism with noise multiplier z / 2; epsilon from the
+// accountant at q = 1, one step (docs/privacy.md#local-dp).
+absl::StatusOr<EpsilonAndOrder> LocalDpEpsilon(double noise_multiplier, double delta);
+
 // z_Delta = (z^-2 - (2 sigma_b)^-2)^(-1/2). INVALID_ARGUMENT unless z > 0
 // and 2 sigma_b > z.
-absl::StatusOr<double> UpdateNoiseMultiplier(double noise_multiplier,
-                                             double clipped_count_stddev);
+absl::StatusOr<double> UpdateNoiseMultiplier(double noise_multiplier, double clipped_count_stddev);
 
 // b~ above, for `unclipped` of `arrived` updates with m = expected_clients.
 // The noise is a discrete Gaussian on a 2^-16 grid of the count:

@@ -28,9 +28,8 @@ unsigned __int128 RandomSource::UniformBelow128(unsigned __int128 bound) {
   ABSL_RAW_CHECK(bound >= 1, "UniformBelow128: bound must be >= 1");
   if (bound == 1) return 0;
   const int bits = BitWidth128(bound - 1);
-  const unsigned __int128 mask =
-      bits == 128 ? ~static_cast<unsigned __int128>(0)
-                  : (static_cast<unsigned __int128>(1) << bits) - 1;
+  const unsigned __int128 mask = bits == 128 ? ~static_cast<unsigned __int128>(0)
+                                             : (static_cast<unsigned __int128>(1) << bits) - 1;
   const size_t bytes = (bits + 7) / 8;
   for (;;) {
     uint8_t buf[16] = {0};
@@ -98,9 +97,9 @@ void SeededTestRandom::Fill(uint8_t* out, size_t n) {
   while (n > 0) {
     const int chunk = static_cast<int>(std::min<size_t>(n, 1 << 20));
     int written = 0;
-    ABSL_RAW_CHECK(EVP_EncryptUpdate(cipher_->ctx, out, &written, out, chunk) == 1 &&
-                       written == chunk,
-                   "AES-256-CTR keystream failed");
+    ABSL_RAW_CHECK(
+        EVP_EncryptUpdate(cipher_->ctx, out, &written, out, chunk) == 1 && written == chunk,
+        "AES-256-CTR keystream failed");
     out += chunk;
     n -= chunk;
   }
