@@ -192,6 +192,7 @@ absl::Status ValidatePrivacyConfig(const tally::v1::ServerConfig& config) {
   }
   if (p.expected_clients == 0) return Invalid("privacy.expected_clients: must be >= 1");
   if (p.adaptive_clipping) TALLY_RETURN_IF_ERROR(ValidateAdaptive(p));
+  TALLY_RETURN_IF_ERROR(ValidateCombination(config));
   TALLY_ASSIGN_OR_RETURN(ModelLayout layout, LayoutFromConfig(config.model()));
   if (absl::StatusOr<uint64_t> sigma =
           privacy::NoiseSigmaLanes(p.update_noise_multiplier, p.clip_norm, layout.NumParams());
@@ -200,7 +201,6 @@ absl::Status ValidatePrivacyConfig(const tally::v1::ServerConfig& config) {
         "privacy.noise_multiplier: z x clip_norm = ", p.update_noise_multiplier * p.clip_norm,
         " is outside the sampler's range: ", sigma.status().message());
   }
-  TALLY_RETURN_IF_ERROR(ValidateCombination(config));
   TALLY_ASSIGN_OR_RETURN(PlanEpsilon plan, EpsilonForPlan(config));
   if (p.target_epsilon > 0 && plan.steps == 0) {
     return Invalid("privacy.target_epsilon: ", p.target_epsilon,

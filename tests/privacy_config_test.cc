@@ -120,6 +120,7 @@ TEST(PrivacyConfigTest, RefusesWhatBreaksTheAnalysis) {
                 "schedule.staleness", "constant");
   ExpectInvalid(Central("", "schedule { name: 'fedbuff' client_weights: 'sample_size' }"),
                 "schedule.client_weights", "equal");
+  ExpectInvalid(Central("", "relay { upstream: 'up:1' }"), "relay", "a relay forwards sums");
   ExpectInvalid(Central("sampling_rate: 0.5"), "privacy.sampling_rate", "Poisson");
   ExpectInvalid(Central("delta: 0"), "privacy.delta", "(0, 1)");
   ExpectInvalid(Central("clip_norm: -1"), "privacy.clip_norm", "> 0");
