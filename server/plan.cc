@@ -12,6 +12,7 @@
 #include "core/status_macros.h"
 #include "server/auth.h"
 #include "server/model_init.h"
+#include "server/privacy_config.h"
 
 namespace tally::server {
 namespace {
@@ -131,6 +132,7 @@ absl::Status CheckStrategy(const tally::v1::ServerConfig& config) {
   }
   if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
+  if (absl::Status privacy = ValidatePrivacyConfig(config); !privacy.ok()) return privacy;
   return absl::OkStatus();
 }
 
