@@ -4,8 +4,15 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
 namespace tally {
 namespace {
+
+constexpr size_t kMaxAttributeNameBytes = 64;
+constexpr size_t kMaxAttributeValueBytes = 128;
 
 constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
@@ -52,6 +59,36 @@ std::vector<std::string> MatchingIds(const SamplingOptions& options,
 }
 
 }  // namespace
+
+absl::Status ValidateClientAttribute(const std::string& name, const std::string& value) {
+  const bool name_ok =
+      !name.empty() && name.size() <= kMaxAttributeNameBytes &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+               c == '-';
+      });
+  if (!name_ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute name '", absl::CEscape(name), "' must be 1..64 bytes of [A-Za-z0-9._-]"));
+  }
+  if (value.size() > kMaxAttributeValueBytes ||
+      !std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attribute '", name, "' must have a value of at most 128 printable ASCII bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateClientAttributes(const ClientAttributes& attributes) {
+  if (attributes.size() > kMaxClientAttributes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(attributes.size(), " attributes, at most ", kMaxClientAttributes));
+  }
+  for (const auto& [name, value] : attributes) {
+    if (absl::Status valid = ValidateClientAttribute(name, value); !valid.ok()) return valid;
+  }
+  return absl::OkStatus();
+}
 
 bool MatchesFilter(const ClientAttributes& filter, const ClientAttributes* attributes) {
   for (const auto& [name, value] : filter) {

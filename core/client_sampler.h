@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace tally {
 
 using ClientAttributes = std::map<std::string, std::string>;
@@ -40,6 +42,13 @@ struct CandidateClient {
   std::string id;
   const ClientAttributes* attributes = nullptr;  // Null = none.
 };
+
+// What a client may declare at Join: at most 16 entries, names 1..64 bytes
+// of [A-Za-z0-9._-], values at most 128 bytes of printable ASCII.
+// INVALID_ARGUMENT naming the entry.
+inline constexpr size_t kMaxClientAttributes = 16;
+absl::Status ValidateClientAttribute(const std::string& name, const std::string& value);
+absl::Status ValidateClientAttributes(const ClientAttributes& attributes);
 
 // True when `attributes` hold every entry of `filter`.
 bool MatchesFilter(const ClientAttributes& filter, const ClientAttributes* attributes);

@@ -18,6 +18,7 @@
 #include "proto/codec_params.h"
 #include "server/auth.h"
 #include "server/model_init.h"
+#include "server/workflow_config.h"
 
 namespace tally::server {
 namespace {
@@ -483,6 +484,7 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   }
   if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
+  if (absl::Status workflow = ValidateWorkflowConfig(config); !workflow.ok()) return workflow;
   if (const tally::v1::RelayConfig& relay = config.relay(); !relay.upstream().empty()) {
     if (relay.upstream().find(':') == std::string::npos) {
       return invalid("relay.upstream: '", relay.upstream(), "' must be HOST:PORT");
