@@ -50,6 +50,11 @@ inline constexpr size_t kMaxClientAttributes = 16;
 absl::Status ValidateClientAttribute(const std::string& name, const std::string& value);
 absl::Status ValidateClientAttributes(const ClientAttributes& attributes);
 
+// The attribute a relay declares at Join (role=relay): it holds no data,
+// so evaluations never sample it.
+inline constexpr char kRoleAttribute[] = "tally.role";
+inline constexpr char kRelayRole[] = "relay";
+
 // True when `attributes` hold every entry of `filter`.
 bool MatchesFilter(const ClientAttributes& filter, const ClientAttributes* attributes);
 

@@ -131,7 +131,11 @@ std::map<std::string, double> Workflow::OnRoundCompleted(const RoundOutcome& out
 void Workflow::StartEvaluationLocked(uint64_t round, uint64_t version) {
   std::vector<CandidateClient> candidates;
   candidates.reserve(clients_.size());
-  for (const auto& [id, attributes] : clients_) candidates.push_back({id, &attributes});
+  for (const auto& [id, attributes] : clients_) {
+    auto role = attributes.find(kRoleAttribute);
+    if (role != attributes.end() && role->second == kRelayRole) continue;  // No data.
+    candidates.push_back({id, &attributes});
+  }
   const std::vector<std::string> asked = SelectClients(evaluation_sampling_, candidates, round);
   evaluation_ = std::make_unique<EvaluationRound>(next_evaluation_id_++, version, round, asked,
                                                   clock_->Now() + evaluation_timeout_,

@@ -149,6 +149,7 @@ TEST(WorkflowTest, AnEvaluationFromSamplingToItsRecord) {
                                          history { path: ")pb",
                                     path, "\" }"),
                        &clock);
+  ASSERT_THAT(Join(*workflow, "relay-1", {{"tally.role", "relay"}}), IsOk());  // Never asked.
   for (const char* id : {"a", "b", "c"}) ASSERT_THAT(Join(*workflow, id), IsOk());
   tally::v1::Task task;
   workflow->OnRoundCompleted(Outcome(1));
@@ -165,6 +166,7 @@ TEST(WorkflowTest, AnEvaluationFromSamplingToItsRecord) {
   EXPECT_EQ(task.deadline_unix_ms(), absl::ToUnixMillis(kStart + absl::Minutes(10)));
   tally::v1::Task other;
   EXPECT_FALSE(workflow->EvaluationTask("c", 3, &other));  // Not asked.
+  EXPECT_FALSE(workflow->EvaluationTask("relay-1", 3, &other));
   EXPECT_THAT(workflow->Report("c", Report(1, 3, 10, {})).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition));
 
