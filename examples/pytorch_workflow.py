@@ -130,7 +130,7 @@ def pretrain(tally, public, args, path):
     torch.manual_seed(args.seed)
     net = make_model()
     generator = torch.Generator().manual_seed(args.seed)
-    for _ in range(5):
+    for _ in range(20):
         train(net, public, 0.1, 1, generator)
     tally.write_model_file(path, net.state_dict(), metadata={"source": "pytorch_workflow"})
     return net

@@ -19,6 +19,17 @@ std::string MetricsText(const std::map<std::string, double>& metrics) {
   return text;
 }
 
+std::string EvaluationText(const EvaluationResult& result) {
+  std::string text = absl::StrCat("evaluation ", result.evaluation_id, " of version ",
+                                  result.model_version, " (round ", result.round, "): ",
+                                  result.reported, " of ", result.asked, " clients, ",
+                                  result.num_examples, " examples");
+  if (result.timed_out) absl::StrAppend(&text, ", closed at its timeout");
+  const std::string metrics = MetricsText(result.metrics);
+  absl::StrAppend(&text, metrics.empty() ? ": no metrics" : ": ", metrics);
+  return text;
+}
+
 absl::StatusOr<std::unique_ptr<Workflow>> Workflow::Create(const tally::v1::ServerConfig& config,
                                                            Clock* clock) {
   absl::StatusOr<std::unique_ptr<RunHistory>> history = RunHistory::Open(config.history().path());

@@ -218,6 +218,9 @@ TEST(WorkflowTest, AnEvaluationClosesAtItsDeadlineAndDueOnesWait) {
   EXPECT_EQ(closed[0].asked, 3u);
   EXPECT_EQ(closed[0].reported, 1u);
   EXPECT_EQ(closed[0].metrics.at("loss"), 0.4);
+  EXPECT_EQ(EvaluationText(closed[0]),
+            "evaluation 1 of version 2 (round 1): 1 of 3 clients, 50 examples, closed at its "
+            "timeout: loss=0.4");
   // The final model's evaluation (round 3, version 4) started at once.
   EXPECT_TRUE(workflow->EvaluationPending());
   tally::v1::Task task;
