@@ -1,10 +1,12 @@
 #include "aggregators/rules/kernels.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 // One definition per instruction set, chosen by the dynamic loader (ifunc).
 #define TALLY_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -226,42 +228,226 @@ std::vector<uint32_t> SortingNetwork(size_t m) {
   return pairs;
 }
 
-std::vector<uint32_t> PruneNetwork(const std::vector<uint32_t>& network,
-                                   const std::vector<int>& class_of) {
+std::vector<uint8_t> PruneMask(const std::vector<uint32_t>& network,
+                               const std::vector<int>& class_of) {
   std::vector<bool> touched(class_of.size(), false);
-  std::vector<uint32_t> kept;
+  std::vector<uint8_t> keep(network.size() / 2, 1);
   for (size_t q = network.size() / 2; q-- > 0;) {
     const uint32_t a = network[2 * q];
     const uint32_t b = network[2 * q + 1];
-    if (!touched[a] && !touched[b] && class_of[a] == class_of[b]) continue;
+    if (!touched[a] && !touched[b] && class_of[a] == class_of[b]) {
+      keep[q] = 0;
+      continue;
+    }
     touched[a] = touched[b] = true;
-    kept.push_back(b);
-    kept.push_back(a);
   }
-  std::reverse(kept.begin(), kept.end());
+  return keep;
+}
+
+std::vector<uint32_t> PruneNetwork(const std::vector<uint32_t>& network,
+                                   const std::vector<int>& class_of) {
+  const std::vector<uint8_t> keep = PruneMask(network, class_of);
+  std::vector<uint32_t> kept;
+  for (size_t q = 0; q < keep.size(); ++q) {
+    if (!keep[q]) continue;
+    kept.push_back(network[2 * q]);
+    kept.push_back(network[2 * q + 1]);
+  }
   return kept;
 }
 
+namespace {
+
+// SortingNetwork(W) for a power of two W, at compile time: the same loops.
+template <size_t W>
+struct Batcher {
+  template <typename Fn>
+  static constexpr void ForEachPair(Fn fn) {
+    for (size_t p = 1; p < W; p <<= 1) {
+      for (size_t k = p; k >= 1; k >>= 1) {
+        for (size_t j = k % p; j + k < W; j += 2 * k) {
+          for (size_t i = 0; i < std::min(k, W - j - k); ++i) {
+            if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) fn(i + j, i + j + k);
+          }
+        }
+      }
+    }
+  }
+  static constexpr size_t Count() {
+    size_t count = 0;
+    ForEachPair([&count](size_t, size_t) { ++count; });
+    return count;
+  }
+  static constexpr size_t kCount = Count();
+  static constexpr std::array<uint8_t, 2 * kCount> Pairs() {
+    std::array<uint8_t, 2 * kCount> pairs{};
+    size_t q = 0;
+    ForEachPair([&pairs, &q](size_t lo, size_t hi) {
+      pairs[q++] = static_cast<uint8_t>(lo);
+      pairs[q++] = static_cast<uint8_t>(hi);
+    });
+    return pairs;
+  }
+  static constexpr std::array<uint8_t, 2 * kCount> kPairs = Pairs();
+};
+
+constexpr size_t kRegisterLanes = 16;  // One V16f per wire.
+
+__attribute__((always_inline)) inline void CompareIf(V16f& a, V16f& b, uint8_t on) {
+  if (on) {
+    const auto less = a < b;
+    const V16f min = less ? a : b;
+    const V16f max = less ? b : a;
+    a = min;
+    b = max;
+  }
+}
+
+// Wires held in a local array indexed by constants only, so the compiler
+// keeps them in registers (spilling what does not fit) instead of loading and
+// storing both wires of every comparator.
+template <size_t W, size_t... Q>
+__attribute__((always_inline)) inline void ApplyBatcher(V16f* w, const uint8_t* on,
+                                                        std::index_sequence<Q...>) {
+  (CompareIf(w[Batcher<W>::kPairs[2 * Q]], w[Batcher<W>::kPairs[2 * Q + 1]], on[Q]), ...);
+}
+
+template <size_t W, size_t... P>
+__attribute__((always_inline)) inline void SortLanesImpl(const float* src, size_t stride,
+                                                         float* dst, size_t groups,
+                                                         const uint8_t* on,
+                                                         std::index_sequence<P...>) {
+  for (size_t g = 0; g < groups; ++g) {
+    V16f w[W];
+    (std::memcpy(&w[P], src + P * stride + g * kRegisterLanes, sizeof(V16f)), ...);
+    ApplyBatcher<W>(w, on, std::make_index_sequence<Batcher<W>::kCount>());
+    (std::memcpy(dst + P * groups * kRegisterLanes + g * kRegisterLanes, &w[P], sizeof(V16f)),
+     ...);
+  }
+}
+
+// dst[p * 16·groups + l] for p < W, l < 16·groups = column l of src (W rows
+// `stride` floats apart) after Batcher<W>'s comparators whose flag in `on`
+// is set. One function per W, each cloned per instruction set (outside the
+// anonymous namespace: target_clones needs external linkage for its ifunc).
+}  // namespace
+#define TALLY_SORT_LANES(W)                                                            \
+  TALLY_KERNEL void SortLanes##W(const float* src, size_t stride, float* dst,          \
+                                 size_t groups, const uint8_t* on) {                   \
+    SortLanesImpl<W>(src, stride, dst, groups, on, std::make_index_sequence<W>());     \
+  }
+TALLY_SORT_LANES(2)
+TALLY_SORT_LANES(4)
+TALLY_SORT_LANES(8)
+TALLY_SORT_LANES(16)
+TALLY_SORT_LANES(32)
+#undef TALLY_SORT_LANES
+namespace {
+
+using SortLanesFn = void (*)(const float*, size_t, float*, size_t, const uint8_t*);
+
+// How SortedColumnStat runs `network` (SortingNetwork(m), comparators kept
+// by `keep`): SortingNetwork(m) is Batcher's network for W = m rounded up to
+// a power of two, minus the comparators that touch a wire >= m. Its first
+// phases sort blocks of B = min(W, 32) wires independently; those run on
+// registers (`sort_block` per block of wires, flags `on[b]` for block b's
+// comparators in Batcher<B>'s order), the rest, `merge`, one comparator at a
+// time in memory. The same comparators in an order that only moves
+// comparators of different blocks past each other, so the same result.
+struct NetworkPlan {
+  SortLanesFn sort_block = nullptr;  // Null: every comparator in memory.
+  size_t block = 0;                  // B.
+  std::vector<std::vector<uint8_t>> on;
+  std::vector<uint32_t> merge;
+};
+
+template <size_t B>
+void PlanBlocks(SortLanesFn fn, size_t m, const std::vector<uint32_t>& network,
+                const std::vector<uint8_t>& keep, NetworkPlan* plan) {
+  size_t wires = B;
+  while (wires < m) wires <<= 1;
+  const std::vector<uint32_t> full = SortingNetwork(wires);
+  const size_t blocks = wires / B;
+  const size_t local = blocks * Batcher<B>::kCount;  // The block-sorting phases.
+  plan->on.assign((m + B - 1) / B, std::vector<uint8_t>(Batcher<B>::kCount, 0));
+  std::vector<size_t> seen(blocks, 0);
+  size_t q = 0;
+  for (size_t r = 0; r < full.size() / 2; ++r) {
+    const uint32_t lo = full[2 * r];
+    const uint32_t hi = full[2 * r + 1];
+    const size_t b = lo / B;
+    if (r < local) {
+      const size_t t = seen[b]++;
+      if (hi / B != b || Batcher<B>::kPairs[2 * t] != lo % B ||
+          Batcher<B>::kPairs[2 * t + 1] != hi % B) {
+        return;  // Not the expected structure: leave sort_block null.
+      }
+    }
+    if (hi >= m) continue;
+    if (2 * q + 1 >= network.size() || network[2 * q] != lo || network[2 * q + 1] != hi) return;
+    const bool kept = keep.empty() || keep[q] != 0;
+    ++q;
+    if (r < local) {
+      plan->on[b][seen[b] - 1] = kept ? 1 : 0;
+    } else if (kept) {
+      plan->merge.push_back(lo);
+      plan->merge.push_back(hi);
+    }
+  }
+  if (2 * q != network.size()) return;
+  plan->block = B;
+  plan->sort_block = fn;
+}
+
+NetworkPlan PlanNetwork(size_t m, const std::vector<uint32_t>& network,
+                        const std::vector<uint8_t>& keep) {
+  NetworkPlan plan;
+  if (m == 2) PlanBlocks<2>(&SortLanes2, m, network, keep, &plan);
+  if (m > 2 && m <= 4) PlanBlocks<4>(&SortLanes4, m, network, keep, &plan);
+  if (m > 4 && m <= 8) PlanBlocks<8>(&SortLanes8, m, network, keep, &plan);
+  if (m > 8 && m <= 16) PlanBlocks<16>(&SortLanes16, m, network, keep, &plan);
+  if (m > 16) PlanBlocks<32>(&SortLanes32, m, network, keep, &plan);
+  if (plan.sort_block == nullptr) {
+    plan.on.clear();
+    plan.merge.clear();
+    for (size_t q = 0; q < network.size() / 2; ++q) {
+      if (!keep.empty() && !keep[q]) continue;
+      plan.merge.push_back(network[2 * q]);
+      plan.merge.push_back(network[2 * q + 1]);
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
 TALLY_KERNEL
 void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint32_t>& network,
-                      ColumnStat stat, size_t param, size_t begin, size_t end, float* out,
-                      uint64_t* left_out) {
+                      const std::vector<uint8_t>& keep, ColumnStat stat, size_t param,
+                      size_t begin, size_t end, float* out, uint64_t* left_out) {
   // 64 columns at a time: four independent 16-lane vectors per comparator
   // keep the min/max units busy across the network's dependency chains.
   constexpr size_t kVector = 16;
   constexpr size_t kGroups = 4;
   constexpr size_t kLanes = kVector * kGroups;
+  const NetworkPlan plan = PlanNetwork(m, network, keep);
+  // With blocks on registers, rows are padded to whole blocks (zeros whose
+  // comparators are off).
+  const size_t wires = plan.sort_block != nullptr ? plan.on.size() * plan.block : m;
   // Plain floats plus memcpy: std::allocator does not honour the vector
   // type's 64-byte alignment here.
-  std::vector<float> storage(m * kLanes);
+  std::vector<float> storage(wires * kLanes);
   float* const base = storage.data();
   std::vector<float> lane_values(m);
-  const uint32_t* pairs = network.data();
-  const size_t comparators = network.size() / 2;
+  const uint32_t* pairs = plan.merge.data();
+  const size_t comparators = plan.merge.size() / 2;
   // Columns are first staged 1024 at a time, row by row (long sequential
   // reads the prefetchers follow), then fed to the network 64 at a time.
+  // While one block is sorted the next one is prefetched, a slice of every
+  // row per 64 columns, so reading the batch overlaps the network.
   constexpr size_t kStage = 1024;
-  std::vector<float> stage(m * kStage);
+  constexpr size_t kLinesPerStep = kStage * sizeof(float) / 64 / (kStage / kLanes);
+  std::vector<float> stage(wires * kStage, 0.0f);
   // The kept range of each lane [low, high] and, per row and lane, how many
   // columns left that row out (only when left_out is wanted).
   float low_kept[kLanes];
@@ -284,7 +470,21 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
       const size_t width = std::min(kStage, end - c);
       for (size_t p = 0; p < m; ++p) std::memcpy(&stage[p * kStage], rows[p] + c, width * 4);
     }
-    if (lanes == kLanes) {  // A fixed size: four vector moves, not rep movs.
+    if (const size_t next = c - offset + kStage; next < end) {
+      const size_t first_line = offset / kLanes * kLinesPerStep;
+      for (size_t p = 0; p < m; ++p) {
+        for (size_t l = 0; l < kLinesPerStep; ++l) {
+          const size_t column = next + (first_line + l) * 16;
+          if (column < end) __builtin_prefetch(rows[p] + column);
+        }
+      }
+    }
+    if (plan.sort_block != nullptr) {
+      for (size_t b = 0; b < plan.on.size(); ++b) {
+        plan.sort_block(&stage[b * plan.block * kStage + offset], kStage,
+                        base + b * plan.block * kLanes, kGroups, plan.on[b].data());
+      }
+    } else if (lanes == kLanes) {  // A fixed size: four vector moves, not rep movs.
       for (size_t p = 0; p < m; ++p) {
         std::memcpy(base + p * kLanes, &stage[p * kStage + offset], kLanes * sizeof(float));
       }
