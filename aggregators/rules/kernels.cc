@@ -313,28 +313,26 @@ __attribute__((always_inline)) inline void ApplyBatcher(V16f* w, const uint8_t* 
 }
 
 template <size_t W, size_t... P>
-__attribute__((always_inline)) inline void SortLanesImpl(const float* src, size_t stride,
-                                                         float* dst, size_t groups,
-                                                         const uint8_t* on,
+__attribute__((always_inline)) inline void SortLanesImpl(const float* const* src, float* dst,
+                                                         size_t groups, const uint8_t* on,
                                                          std::index_sequence<P...>) {
   for (size_t g = 0; g < groups; ++g) {
     V16f w[W];
-    (std::memcpy(&w[P], src + P * stride + g * kRegisterLanes, sizeof(V16f)), ...);
+    (std::memcpy(&w[P], src[P] + g * kRegisterLanes, sizeof(V16f)), ...);
     ApplyBatcher<W>(w, on, std::make_index_sequence<Batcher<W>::kCount>());
     (std::memcpy(dst + P * groups * kRegisterLanes + g * kRegisterLanes, &w[P], sizeof(V16f)),
      ...);
   }
 }
 
-// dst[p * 16·groups + l] for p < W, l < 16·groups = column l of src (W rows
-// `stride` floats apart) after Batcher<W>'s comparators whose flag in `on`
+// dst[p * 16·groups + l] for p < W, l < 16·groups = src[p][l] after Batcher<W>'s comparators whose flag in `on`
 // is set. One function per W, each cloned per instruction set (outside the
 // anonymous namespace: target_clones needs external linkage for its ifunc).
 }  // namespace
 #define TALLY_SORT_LANES(W)                                                            \
-  TALLY_KERNEL void SortLanes##W(const float* src, size_t stride, float* dst,          \
-                                 size_t groups, const uint8_t* on) {                   \
-    SortLanesImpl<W>(src, stride, dst, groups, on, std::make_index_sequence<W>());     \
+  TALLY_KERNEL void SortLanes##W(const float* const* src, float* dst, size_t groups,   \
+                                 const uint8_t* on) {                                  \
+    SortLanesImpl<W>(src, dst, groups, on, std::make_index_sequence<W>());             \
   }
 TALLY_SORT_LANES(2)
 TALLY_SORT_LANES(4)
@@ -344,7 +342,7 @@ TALLY_SORT_LANES(32)
 #undef TALLY_SORT_LANES
 namespace {
 
-using SortLanesFn = void (*)(const float*, size_t, float*, size_t, const uint8_t*);
+using SortLanesFn = void (*)(const float* const*, float*, size_t, const uint8_t*);
 
 // How SortedColumnStat runs `network` (SortingNetwork(m), comparators kept
 // by `keep`): SortingNetwork(m) is Batcher's network for W = m rounded up to
@@ -441,19 +439,22 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
   std::vector<float> lane_values(m);
   const uint32_t* pairs = plan.merge.data();
   const size_t comparators = plan.merge.size() / 2;
-  // Columns are first staged 1024 at a time, row by row (long sequential
-  // reads the prefetchers follow), then fed to the network 64 at a time.
-  // While one block is sorted the next one is prefetched, a slice of every
-  // row per 64 columns, so reading the batch overlaps the network.
-  constexpr size_t kStage = 1024;
-  constexpr size_t kLinesPerStep = kStage * sizeof(float) / 64 / (kStage / kLanes);
-  std::vector<float> stage(wires * kStage, 0.0f);
+  // The network reads 64 columns of every row straight from the batch (four
+  // cache lines per row), while software prefetches fetch the lines
+  // kPrefetch columns ahead: the hardware prefetchers do not follow 50 or
+  // 100 interleaved streams. The last, partial group is copied into `tail`,
+  // zero-padded; rows past m (padding of the last register block) read zeros.
+  constexpr size_t kPrefetch = 512;
+  constexpr size_t kFlushEvery = 16;  // Steps between count flushes (see below).
+  std::vector<float> tail(m * kLanes, 0.0f);
+  const std::vector<float> zeros(kLanes, 0.0f);
+  std::vector<const float*> src(wires, zeros.data());
   // The kept range of each lane [low, high] and, per row and lane, how many
   // columns left that row out (only when left_out is wanted).
   float low_kept[kLanes];
   float high_kept[kLanes];
   // Counted in float lanes (compare + masked add; exact: flushed to the
-  // integer totals after every staged block, at most 1024/64 per lane).
+  // integer totals every kFlushEvery groups of 64 columns).
   std::vector<float> lane_counts(left_out != nullptr ? m * kLanes : 0, 0.0f);
   auto flush_counts = [&] {
     for (size_t p = 0; p < m; ++p) {
@@ -463,37 +464,30 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
       }
     }
   };
-  for (size_t c = begin; c < end; c += kLanes) {
+  for (size_t c = begin, step = 1; c < end; c += kLanes, ++step) {
     const size_t lanes = std::min(kLanes, end - c);
-    const size_t offset = (c - begin) % kStage;
-    if (offset == 0) {
-      const size_t width = std::min(kStage, end - c);
-      for (size_t p = 0; p < m; ++p) std::memcpy(&stage[p * kStage], rows[p] + c, width * 4);
-    }
-    if (const size_t next = c - offset + kStage; next < end) {
-      const size_t first_line = offset / kLanes * kLinesPerStep;
+    if (lanes == kLanes) {
+      for (size_t p = 0; p < m; ++p) src[p] = rows[p] + c;
+    } else {
       for (size_t p = 0; p < m; ++p) {
-        for (size_t l = 0; l < kLinesPerStep; ++l) {
-          const size_t column = next + (first_line + l) * 16;
-          if (column < end) __builtin_prefetch(rows[p] + column);
+        std::memcpy(&tail[p * kLanes], rows[p] + c, lanes * sizeof(float));
+        src[p] = &tail[p * kLanes];
+      }
+    }
+    if (c + kPrefetch + kLanes <= end) {
+      for (size_t p = 0; p < m; ++p) {
+        for (size_t line = 0; line < kLanes; line += 16) {
+          __builtin_prefetch(rows[p] + c + kPrefetch + line);
         }
       }
     }
     if (plan.sort_block != nullptr) {
       for (size_t b = 0; b < plan.on.size(); ++b) {
-        plan.sort_block(&stage[b * plan.block * kStage + offset], kStage,
-                        base + b * plan.block * kLanes, kGroups, plan.on[b].data());
+        plan.sort_block(&src[b * plan.block], base + b * plan.block * kLanes, kGroups,
+                        plan.on[b].data());
       }
-    } else if (lanes == kLanes) {  // A fixed size: four vector moves, not rep movs.
-      for (size_t p = 0; p < m; ++p) {
-        std::memcpy(base + p * kLanes, &stage[p * kStage + offset], kLanes * sizeof(float));
-      }
-    } else {
-      for (size_t p = 0; p < m; ++p) {
-        float* dst = base + p * kLanes;
-        std::memcpy(dst, &stage[p * kStage + offset], lanes * sizeof(float));
-        std::fill(dst + lanes, dst + kLanes, 0.0f);
-      }
+    } else {  // A fixed size: four vector moves, not rep movs.
+      for (size_t p = 0; p < m; ++p) std::memcpy(base + p * kLanes, src[p], kLanes * sizeof(float));
     }
     for (size_t q = 0; q < comparators; ++q) {
       float* lo = base + pairs[2 * q] * kLanes;
@@ -605,7 +599,7 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
 #pragma GCC unroll 4
       for (size_t g = 0; g < kGroups; ++g) {
         V16f x, low, high, count;
-        std::memcpy(&x, &stage[p * kStage + offset + g * kVector], sizeof(V16f));
+        std::memcpy(&x, src[p] + g * kVector, sizeof(V16f));
         std::memcpy(&low, low_kept + g * kVector, sizeof(V16f));
         std::memcpy(&high, high_kept + g * kVector, sizeof(V16f));
         std::memcpy(&count, &lane_counts[p * kLanes + g * kVector], sizeof(V16f));
@@ -614,7 +608,7 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
         std::memcpy(&lane_counts[p * kLanes + g * kVector], &count, sizeof(V16f));
       }
     }
-    if (offset + kLanes == kStage || c + kLanes >= end) flush_counts();
+    if (step % kFlushEvery == 0 || c + kLanes >= end) flush_counts();
   }
 }
 
