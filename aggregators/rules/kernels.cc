@@ -306,33 +306,40 @@ __attribute__((always_inline)) inline void CompareIf(V16f& a, V16f& b, uint8_t o
 // Wires held in a local array indexed by constants only, so the compiler
 // keeps them in registers (spilling what does not fit) instead of loading and
 // storing both wires of every comparator.
-template <size_t W, size_t... Q>
+template <size_t W, bool kAll, size_t... Q>
 __attribute__((always_inline)) inline void ApplyBatcher(V16f* w, const uint8_t* on,
                                                         std::index_sequence<Q...>) {
-  (CompareIf(w[Batcher<W>::kPairs[2 * Q]], w[Batcher<W>::kPairs[2 * Q + 1]], on[Q]), ...);
+  (CompareIf(w[Batcher<W>::kPairs[2 * Q]], w[Batcher<W>::kPairs[2 * Q + 1]], kAll || on[Q]),
+   ...);
 }
 
-template <size_t W, size_t... P>
+template <size_t W, bool kAll, size_t... P>
 __attribute__((always_inline)) inline void SortLanesImpl(const float* const* src, float* dst,
                                                          size_t groups, const uint8_t* on,
                                                          std::index_sequence<P...>) {
   for (size_t g = 0; g < groups; ++g) {
     V16f w[W];
     (std::memcpy(&w[P], src[P] + g * kRegisterLanes, sizeof(V16f)), ...);
-    ApplyBatcher<W>(w, on, std::make_index_sequence<Batcher<W>::kCount>());
+    ApplyBatcher<W, kAll>(w, on, std::make_index_sequence<Batcher<W>::kCount>());
     (std::memcpy(dst + P * groups * kRegisterLanes + g * kRegisterLanes, &w[P], sizeof(V16f)),
      ...);
   }
 }
 
-// dst[p * 16·groups + l] for p < W, l < 16·groups = src[p][l] after Batcher<W>'s comparators whose flag in `on`
-// is set. One function per W, each cloned per instruction set (outside the
-// anonymous namespace: target_clones needs external linkage for its ifunc).
+// dst[p * 16·groups + l] for p < W, l < 16·groups = src[p][l] after
+// Batcher<W>'s comparators whose flag in `on` is set (SortLanesAll: every
+// comparator, no flags read, no branches). One function per W, each cloned
+// per instruction set (outside the anonymous namespace: target_clones needs
+// external linkage for its ifunc).
 }  // namespace
 #define TALLY_SORT_LANES(W)                                                            \
   TALLY_KERNEL void SortLanes##W(const float* const* src, float* dst, size_t groups,   \
                                  const uint8_t* on) {                                  \
-    SortLanesImpl<W>(src, dst, groups, on, std::make_index_sequence<W>());             \
+    SortLanesImpl<W, false>(src, dst, groups, on, std::make_index_sequence<W>());      \
+  }                                                                                    \
+  TALLY_KERNEL void SortLanesAll##W(const float* const* src, float* dst, size_t groups, \
+                                    const uint8_t* on) {                               \
+    SortLanesImpl<W, true>(src, dst, groups, on, std::make_index_sequence<W>());       \
   }
 TALLY_SORT_LANES(2)
 TALLY_SORT_LANES(4)
@@ -356,11 +363,12 @@ struct NetworkPlan {
   SortLanesFn sort_block = nullptr;  // Null: every comparator in memory.
   size_t block = 0;                  // B.
   std::vector<std::vector<uint8_t>> on;
+  std::vector<SortLanesFn> sort;     // Per block: sort_block or its all-on variant.
   std::vector<uint32_t> merge;
 };
 
 template <size_t B>
-void PlanBlocks(SortLanesFn fn, size_t m, const std::vector<uint32_t>& network,
+void PlanBlocks(SortLanesFn fn, SortLanesFn all_on, size_t m, const std::vector<uint32_t>& network,
                 const std::vector<uint8_t>& keep, NetworkPlan* plan) {
   size_t wires = B;
   while (wires < m) wires <<= 1;
@@ -395,16 +403,20 @@ void PlanBlocks(SortLanesFn fn, size_t m, const std::vector<uint32_t>& network,
   if (2 * q != network.size()) return;
   plan->block = B;
   plan->sort_block = fn;
+  for (const std::vector<uint8_t>& on : plan->on) {
+    const bool all = std::all_of(on.begin(), on.end(), [](uint8_t flag) { return flag != 0; });
+    plan->sort.push_back(all ? all_on : fn);
+  }
 }
 
 NetworkPlan PlanNetwork(size_t m, const std::vector<uint32_t>& network,
                         const std::vector<uint8_t>& keep) {
   NetworkPlan plan;
-  if (m == 2) PlanBlocks<2>(&SortLanes2, m, network, keep, &plan);
-  if (m > 2 && m <= 4) PlanBlocks<4>(&SortLanes4, m, network, keep, &plan);
-  if (m > 4 && m <= 8) PlanBlocks<8>(&SortLanes8, m, network, keep, &plan);
-  if (m > 8 && m <= 16) PlanBlocks<16>(&SortLanes16, m, network, keep, &plan);
-  if (m > 16) PlanBlocks<32>(&SortLanes32, m, network, keep, &plan);
+  if (m == 2) PlanBlocks<2>(&SortLanes2, &SortLanesAll2, m, network, keep, &plan);
+  if (m > 2 && m <= 4) PlanBlocks<4>(&SortLanes4, &SortLanesAll4, m, network, keep, &plan);
+  if (m > 4 && m <= 8) PlanBlocks<8>(&SortLanes8, &SortLanesAll8, m, network, keep, &plan);
+  if (m > 8 && m <= 16) PlanBlocks<16>(&SortLanes16, &SortLanesAll16, m, network, keep, &plan);
+  if (m > 16) PlanBlocks<32>(&SortLanes32, &SortLanesAll32, m, network, keep, &plan);
   if (plan.sort_block == nullptr) {
     plan.on.clear();
     plan.merge.clear();
@@ -483,8 +495,8 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
     }
     if (plan.sort_block != nullptr) {
       for (size_t b = 0; b < plan.on.size(); ++b) {
-        plan.sort_block(&src[b * plan.block], base + b * plan.block * kLanes, kGroups,
-                        plan.on[b].data());
+        plan.sort[b](&src[b * plan.block], base + b * plan.block * kLanes, kGroups,
+                     plan.on[b].data());
       }
     } else {  // A fixed size: four vector moves, not rep movs.
       for (size_t p = 0; p < m; ++p) std::memcpy(base + p * kLanes, src[p], kLanes * sizeof(float));
