@@ -206,7 +206,8 @@ TEST(ColumnStatisticTest, BitIdenticalToTheNetworkAppliedOneComparatorAtATime) {
     for (size_t f : {size_t{0}, m / 5, (m - 1) / 2}) {
       ColumnStatistic(batch.data(), d, rows, ColumnStat::kTrimmedMean, f, out.data());
       const std::vector<float> want = ScalarNetworkStat(batch, m, d, ColumnStat::kTrimmedMean, f);
-      EXPECT_EQ(std::memcmp(out.data(), want.data(), d * sizeof(float)), 0) << "m=" << m << " f=" << f;
+      EXPECT_EQ(std::memcmp(out.data(), want.data(), d * sizeof(float)), 0)
+          << "m=" << m << " f=" << f;
     }
     ColumnStatistic(batch.data(), d, rows, ColumnStat::kMedian, 0, out.data());
     const std::vector<float> want = ScalarNetworkStat(batch, m, d, ColumnStat::kMedian, 0);

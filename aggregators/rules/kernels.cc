@@ -368,8 +368,9 @@ struct NetworkPlan {
 };
 
 template <size_t B>
-void PlanBlocks(SortLanesFn fn, SortLanesFn all_on, size_t m, const std::vector<uint32_t>& network,
-                const std::vector<uint8_t>& keep, NetworkPlan* plan) {
+void PlanBlocks(SortLanesFn fn, SortLanesFn all_on, size_t m,
+                const std::vector<uint32_t>& network, const std::vector<uint8_t>& keep,
+                NetworkPlan* plan) {
   size_t wires = B;
   while (wires < m) wires <<= 1;
   const std::vector<uint32_t> full = SortingNetwork(wires);
