@@ -53,6 +53,7 @@ absl::Status Coordinator::Leave(absl::string_view client_id, absl::string_view t
 void Coordinator::DropSessionLocked(const std::string& client_id) {
   sessions_.Erase(client_id);
   driver_->SessionDropped(client_id);
+  if (workflow_ != nullptr) workflow_->workflow().OnLeave(client_id);
 }
 
 // ---------------------------------------------------------------------------
@@ -62,7 +63,7 @@ absl::StatusOr<TaskInfo> Coordinator::GetTask(absl::string_view client_id,
                                               absl::string_view token) {
   tally::MutexLock lock(&mu_);
   TALLY_RETURN_IF_ERROR(CheckSessionLocked(client_id, token));
-  return driver_->TaskFor(std::string(client_id), clock_->Now());
+  return TaskForLocked(std::string(client_id), clock_->Now());
 }
 
 uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view token,
@@ -75,7 +76,7 @@ uint64_t Coordinator::AwaitTask(absl::string_view client_id, absl::string_view t
       answer = status;
     } else {
       const absl::Time now = clock_->Now();
-      answer = driver_->TaskFor(std::string(client_id), now);
+      answer = TaskForLocked(std::string(client_id), now);
       if (answer->kind == TaskInfo::Kind::kWait && wait > absl::ZeroDuration() && !stopping_ &&
           !admission_.draining()) {
         return waiters_.Add({std::string(client_id), std::string(token), now + wait,
@@ -101,7 +102,7 @@ void Coordinator::ReleaseWaiters(bool all) {
         now, all, [&](const TaskWaiters::Waiter& w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           absl::Status status = CheckSessionLocked(w.client_id, w.token);
           if (!status.ok()) return absl::StatusOr<TaskInfo>(status);
-          return absl::StatusOr<TaskInfo>(driver_->TaskFor(w.client_id, now));
+          return absl::StatusOr<TaskInfo>(TaskForLocked(w.client_id, now));
         });
   }
   for (auto& [done, answer] : ready) done(std::move(answer));
@@ -274,6 +275,7 @@ absl::StatusOr<CommitInfo> Coordinator::CommitLocked(Upload& upload) {
   upload.epoch_->uploads.erase(h.client_id);
   admission_.Release(h.client_id);
   ledger_.Accepted(h.client_id, h.update_id);
+  if (workflow_ != nullptr) workflow_->workflow().AddFitMetrics(h.num_samples, h.metrics);
   ++updates_accepted_;
   metrics_->updates_accepted.Increment();
   metrics_->uploads_in_flight.Decrement();

@@ -61,6 +61,7 @@
 #include "server/update_checks.h"
 #include "server/update_ledger.h"
 #include "server/update_sink.h"
+#include "server/workflow_run.h"
 
 namespace tally::server {
 
@@ -118,6 +119,9 @@ class Coordinator {
     ScheduleCheckpoint schedule_state;
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
+    // Evaluation, client metrics, per-round config, the run history
+    // (docs/workflow.md). Not owned; outlives the Coordinator. Null: none.
+    WorkflowRun* workflow = nullptr;
   };
   using RelayBatch = server::RelayBatch;
 
@@ -126,6 +130,7 @@ class Coordinator {
   ~Coordinator();  // Stops the worker thread.
 
   const ModelStore& store() const { return store_; }
+  WorkflowRun* workflow() const { return workflow_; }
   ModelStore& mutable_store() { return store_; }
 
   // compression.upload, in order of preference (float32 is always accepted
@@ -211,6 +216,13 @@ class Coordinator {
   absl::Status RejectLocked(const std::string& client_id, RejectReason reason,
                             absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropSessionLocked(const std::string& client_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The client's task: an EVALUATE task of the workflow's open evaluation
+  // first, else the driver's; DONE waits while an evaluation is pending.
+  TaskInfo TaskForLocked(const std::string& client_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A batch published a version: the workflow's record and round metrics
+  // (the round's log line shows them: DriverBatch::metrics).
+  void NoteRoundLocked(DriverBatch& batch, uint64_t version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // BeginUpload's checks that need no part's state: session, id,
   // duplicate, header.
   absl::Status CheckHeaderLocked(const UpdateHeaderInfo& h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -246,6 +258,7 @@ class Coordinator {
 
   Clock* const clock_;
   ServerMetrics* const metrics_;
+  WorkflowRun* const workflow_;  // May be null.
   ModelStore store_;
   const std::vector<compress::CodecSpec> codecs_;
   const UpdateLimits limits_;

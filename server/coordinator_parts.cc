@@ -28,6 +28,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
 Coordinator::Coordinator(Options& options, std::unique_ptr<aggregators::AggregationStep> step)
     : clock_(options.clock),
       metrics_(options.metrics),
+      workflow_(options.workflow),
       store_(options.plan.layout, std::move(options.initial_params), clock_->Now(),
              options.initial_version, options.initial_round),
       codecs_(options.plan.uploads.codecs),

@@ -6,11 +6,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "compress/codec.h"
+
+namespace tally::v1 {
+class Task;
+}
 
 namespace tally::server {
 
@@ -20,13 +26,15 @@ struct SessionInfo {
 };
 
 struct TaskInfo {
-  enum class Kind { kTrain, kWait, kDone };
+  enum class Kind { kTrain, kWait, kDone, kEvaluate };
   Kind kind = Kind::kWait;
   uint64_t round = 0;
   uint64_t model_version = 0;
   uint32_t local_steps = 0;
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration retry_after = absl::ZeroDuration();
+  // kEvaluate: the whole task, as the workflow wrote it (server/workflow.h).
+  std::shared_ptr<const tally::v1::Task> evaluate;
 };
 
 using TaskCallback = std::function<void(absl::StatusOr<TaskInfo>)>;
@@ -46,6 +54,8 @@ struct UpdateHeaderInfo {
   uint64_t layout_hash = 0;
   uint64_t num_params = 0;
   uint64_t payload_bytes = 0;
+  // The header's fit metrics, already checked (Workflow::CheckMetrics).
+  std::map<std::string, double> metrics;
 };
 
 struct CommitInfo {

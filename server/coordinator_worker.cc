@@ -109,6 +109,7 @@ bool Coordinator::Execute(DriverBatch& batch) {
       outcome = publisher_->Publish(batch, std::move(next), *current, started);
       outcome.ok ? metrics_->rounds_completed.Increment() : metrics_->rounds_failed.Increment();
     }
+    if (outcome.snapshot != nullptr) NoteRoundLocked(batch, outcome.snapshot->version);
     if (outcome.snapshot != nullptr) {
       for (const auto& [client, id] : batch.ids) ledger_.Applied(client, id);
     }
@@ -131,6 +132,8 @@ void Coordinator::CheckTimers() {
       }
     }
   }
+  // An evaluation closes at its deadline (its result logged).
+  if (workflow_ != nullptr) workflow_->Poll();
   ReleaseWaiters(/*all=*/false);
 }
 
@@ -139,6 +142,8 @@ void Coordinator::MaybeFinishRun() {
     tally::MutexLock lock(&mu_);
     if (!driver_->done() || run_finished_) return;
   }
+  // The run ends once the evaluation of its last version has closed.
+  if (workflow_ != nullptr && workflow_->HoldsEnd()) return;
   publisher_->FinishRun();
   tally::MutexLock lock(&mu_);
   run_finished_ = true;

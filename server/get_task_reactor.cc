@@ -10,7 +10,11 @@ int64_t UnixMillisOrZero(absl::Time t) {
   return t == absl::InfiniteFuture() ? 0 : absl::ToUnixMillis(t);
 }
 
-void FillTask(const TaskInfo& info, tally::v1::Task* task) {
+void FillTask(const TaskInfo& info, tally::v1::Task* task, const Workflow* workflow) {
+  if (info.kind == TaskInfo::Kind::kEvaluate && info.evaluate != nullptr) {
+    *task = *info.evaluate;
+    return;
+  }
   switch (info.kind) {
     case TaskInfo::Kind::kTrain:
       task->set_kind(tally::v1::Task::TRAIN);
@@ -21,12 +25,19 @@ void FillTask(const TaskInfo& info, tally::v1::Task* task) {
     case TaskInfo::Kind::kDone:
       task->set_kind(tally::v1::Task::DONE);
       break;
+    case TaskInfo::Kind::kEvaluate:  // Always with its task (above).
+      task->set_kind(tally::v1::Task::WAIT);
+      break;
   }
   task->set_round(info.round);
   task->set_model_version(info.model_version);
   task->set_local_steps(info.local_steps);
   task->set_deadline_unix_ms(UnixMillisOrZero(info.deadline));
   task->set_retry_after_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(info.retry_after)));
+  // The round's client_config settings (docs/workflow.md).
+  if (info.kind == TaskInfo::Kind::kTrain && workflow != nullptr) {
+    workflow->SetTrainConfig(info.round, task);
+  }
 }
 
 }  // namespace
@@ -56,7 +67,8 @@ void GetTaskReactor::Complete(absl::StatusOr<TaskInfo> task) {
     FinishWith(task.status());
     return;
   }
-  FillTask(*task, response_);
+  const WorkflowRun* run = coordinator_->workflow();
+  FillTask(*task, response_, run != nullptr ? &run->workflow() : nullptr);
   Finish(grpc::Status::OK);
 }
 

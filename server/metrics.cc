@@ -95,6 +95,8 @@ const char* RejectReasonName(RejectReason reason) {
       return "lease_expired";
     case RejectReason::kSurplus:
       return "surplus";
+    case RejectReason::kMetrics:
+      return "metrics";
     case RejectReason::kInternal:
       return "internal";
   }
@@ -117,6 +119,8 @@ const char* JoinRejectReasonName(JoinRejectReason reason) {
       return "rate_limited";
     case JoinRejectReason::kInvalidLocalDp:
       return "invalid_local_dp";
+    case JoinRejectReason::kAttributes:
+      return "attributes";
   }
   return "unknown";
 }
@@ -232,7 +236,7 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
   }
   auto& joins_rejected = MakeCounterFamily(registry, "tally_joins_rejected_total",
                                            "Joins refused, by reason (server/sessions.h).");
-  for (int i = 0; i <= static_cast<int>(JoinRejectReason::kInvalidLocalDp); ++i) {
+  for (int i = 0; i <= static_cast<int>(JoinRejectReason::kAttributes); ++i) {
     joins_rejected_[i] = &joins_rejected.Add(
         {{"reason", JoinRejectReasonName(static_cast<JoinRejectReason>(i))}});
   }

@@ -164,7 +164,19 @@ absl::Status PushUpdateReactor::HandleMessageLocked() {
                                allowed.message());
       return allowed;
     }
-    auto upload = coordinator_->BeginUpload(DecodeHeader(chunk.header));
+    UpdateHeaderInfo header = DecodeHeader(chunk.header);
+    if (WorkflowRun* run = coordinator_->workflow(); run != nullptr) {
+      // Before any payload byte (docs/workflow.md, client metrics).
+      auto metrics = run->workflow().CheckMetrics(chunk.header);
+      if (!metrics.ok()) {
+        metrics_->updates_received.Increment();
+        metrics_->RejectedUpdate(RejectReason::kMetrics, header.client_id,
+                                 metrics.status().message());
+        return metrics.status();
+      }
+      header.metrics = *std::move(metrics);
+    }
+    auto upload = coordinator_->BeginUpload(header);
     if (!upload.ok()) return upload.status();
     upload_ = std::move(upload).value();
     return absl::OkStatus();

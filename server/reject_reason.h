@@ -27,6 +27,7 @@ enum class RejectReason {
   kTooSlow,          // Below limits.min_upload_bytes_per_second over the window.
   kLeaseExpired,     // The task's lease expired and its slot went to another client.
   kSurplus,          // The round closed with enough updates (over-selection).
+  kMetrics,          // The header's metrics: not finite, bad names, too many.
   kInternal,         // Server-side failure (spool I/O). Keep last.
 };
 

@@ -193,6 +193,9 @@ void ScheduleDriver::Finished(const DriverBatch& batch, bool ok, uint64_t versio
     if (ok) {
       ++rounds_completed_;
       base_version_ = version;
+      if (!batch.metrics.empty()) {
+        LogInfo(absl::StrCat(batch.label, ": version ", version, ": ", batch.metrics));
+      }
       if (options_.total_rounds > 0 && rounds_completed_ >= options_.total_rounds) done_ = true;
     } else {
       --decided_version_;  // The flush's version never came.

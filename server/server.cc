@@ -20,6 +20,7 @@
 #include "server/model_init.h"
 #include "server/upstream.h"
 #include "server/service.h"
+#include "server/workflow_run.h"
 
 namespace tally::server {
 namespace {
@@ -39,6 +40,8 @@ class ServerImpl final : public Server {
     relay_ = std::move(relay);
     DownloadCodecs downloads = plan.downloads;
     const std::string strategy_label = plan.strategy_label;
+    // Before the coordinator: an unwritable history.path refuses the start.
+    TALLY_ASSIGN_OR_RETURN(workflow_, WorkflowRun::Create(config_, clock, *registry_));
     TALLY_RETURN_IF_ERROR(StartCoordinator(std::move(plan), clock));
     TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
     TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
@@ -74,6 +77,7 @@ class ServerImpl final : public Server {
     Coordinator::Options options;
     options.clock = clock;
     options.metrics = &metrics_;
+    options.workflow = workflow_.get();
     if (relay_ != nullptr) {
       // The upstream's model, under its version number.
       UpstreamModel model = relay_->TakeInitialModel();
@@ -215,6 +219,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<prometheus::Registry> registry_;
   ServerMetrics metrics_;
   const bool start_fresh_if_corrupt_;
+  std::unique_ptr<WorkflowRun> workflow_;  // Outlives the coordinator.
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<Upstream> relay_;  // Relay mode.
   RestoreReport restored_;

@@ -20,8 +20,10 @@
 #include "server/pull_model_reactor.h"
 #include "server/push_update_reactor.h"
 #include "server/reactor_base.h"
+#include "server/report_evaluation_reactor.h"
 #include "server/stream_guard.h"
 #include "server/watch_model_reactor.h"
+#include "server/workflow_config.h"
 
 namespace tally::server {
 namespace {
@@ -157,10 +159,19 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(codecs.status()));
     return reactor;
   }
+  if (absl::Status attributes = AttributesFromJoin(*request).status(); !attributes.ok()) {
+    metrics_->RejectedJoin(JoinRejectReason::kAttributes, attributes.message());
+    reactor->Finish(ToGrpcStatus(attributes));
+    return reactor;
+  }
   auto session = coordinator_->Join(request->client_id(), caller);
   if (!session.ok()) {
     reactor->Finish(ToGrpcStatus(session.status()));
     return reactor;
+  }
+  if (WorkflowRun* run = coordinator_->workflow(); run != nullptr) {
+    // Checked above: cannot fail.
+    run->workflow().OnJoin(request->client_id(), *request).IgnoreError();
   }
   if (request->has_local_dp()) {
     LogInfo(absl::StrCat("join ", ClientText(request->client_id()), " declares ",
@@ -254,6 +265,20 @@ grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* 
   return reactor;
 }
 
+grpc::ServerUnaryReactor* AggregatorService::ReportEvaluation(
+    grpc::CallbackServerContext* context, const tally::v1::EvaluationReport* request,
+    tally::v1::EvaluationAck* response) {
+  WorkflowRun* run = coordinator_->workflow();
+  if (run == nullptr) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no workflow"));
+    return reactor;
+  }
+  return new ReportEvaluationReactor(coordinator_, run,
+                                     auth_->CheckClient(*context, request->client_id()), request,
+                                     response);
+}
+
 AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics, std::string strategy,
                            const Authenticator* auth, absl::Time started, RestoreReport restored)
     : coordinator_(coordinator),
@@ -288,7 +313,22 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
   response->set_peak_rss_bytes(peak_rss);
   response->set_rss_bytes(rss);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  if (const WorkflowRun* run = coordinator_->workflow(); run != nullptr) {
+    run->workflow().FillStatus(response);
+  }
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::GetHistory(grpc::CallbackServerContext* context,
+                                                   const tally::v1::GetHistoryRequest* request,
+                                                   tally::v1::RunHistory* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = auth_->CheckAdmin(*context);
+  const WorkflowRun* run = coordinator_->workflow();
+  if (status.ok() && run == nullptr) status = absl::UnimplementedError("no workflow");
+  if (status.ok()) *response = run->workflow().History(*request);
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

@@ -56,6 +56,9 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
                                   const tally::v1::LeaveRequest* request,
                                   tally::v1::LeaveResponse* response) override;
+  grpc::ServerUnaryReactor* ReportEvaluation(grpc::CallbackServerContext* context,
+                                             const tally::v1::EvaluationReport* request,
+                                             tally::v1::EvaluationAck* response) override;
 
  private:
   Coordinator* const coordinator_;
@@ -82,6 +85,9 @@ class AdminService final : public tally::v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const tally::v1::GetStatusRequest* request,
                                       tally::v1::ServerStatus* response) override;
+  grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* context,
+                                       const tally::v1::GetHistoryRequest* request,
+                                       tally::v1::RunHistory* response) override;
 
  private:
   Coordinator* const coordinator_;

@@ -69,6 +69,7 @@ class RawClient {
 
   tally::v1::Aggregator::Stub& stub() { return *stub_; }
   const std::string& token() const { return token_; }
+  const std::string& id() const { return id_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
 
  private:

@@ -78,8 +78,9 @@ struct Harness {
     return client.ok() ? std::move(client).value() : nullptr;
   }
 
-  // The series of `name` with every label in `labels`.
-  double Counter(const std::string& name, const std::map<std::string, std::string>& labels) {
+  // The series of `name` with every label in `labels` (nullopt: none).
+  std::optional<prometheus::ClientMetric> Series(const std::string& name,
+                                                 const std::map<std::string, std::string>& labels) {
     for (const auto& family : registry->Collect()) {
       if (family.name != name) continue;
       for (const auto& metric : family.metric) {
@@ -88,10 +89,19 @@ struct Harness {
           auto it = labels.find(label.name);
           matched += it != labels.end() && it->second == label.value;
         }
-        if (matched == labels.size()) return metric.counter.value;
+        if (matched == labels.size()) return metric;
       }
     }
-    return -1;
+    return std::nullopt;
+  }
+  double Counter(const std::string& name, const std::map<std::string, std::string>& labels) {
+    auto series = Series(name, labels);
+    return series.has_value() ? series->counter.value : -1;
+  }
+
+  double Gauge(const std::string& name, const std::map<std::string, std::string>& labels) {
+    auto series = Series(name, labels);
+    return series.has_value() ? series->gauge.value : -1;
   }
 
   double Counter(const std::string& name, const std::string& reason = "") {
