@@ -59,8 +59,18 @@ absl::Status Coordinator::MakeParts(Options& options) {
     sink_ = std::make_unique<BufferedSink>(
         BufferedSink::Options{d, plan.uploads.max_abs_value, plan.robust, pool_}, rule);
   } else {
-    driver_ = std::make_unique<RoundsDriver>(RoundsDriver::Options{
-        plan.rounds, plan.relay, options.initial_version, options.initial_round, metrics_});
+    RoundsDriver::Options rounds{plan.rounds, plan.relay, options.initial_version,
+                                 options.initial_round, metrics_};
+    if (workflow_ != nullptr && workflow_->selects() && !plan.relay) {
+      WorkflowRun* run = workflow_;
+      rounds.select = [run](uint64_t round, const std::vector<std::string>& waiting) {
+        return run->workflow().SelectForRound(round, waiting);
+      };
+      rounds.sample = run->samples();
+      rounds.min_available = run->min_available();
+      rounds.size_is_selection = run->poisson();
+    }
+    driver_ = std::make_unique<RoundsDriver>(std::move(rounds));
     if (plan.robust) {
       sink_ = std::make_unique<RowSink>(
           RowSink::Options{d, plan.rounds.selected_per_round, plan.uploads.max_abs_value,

@@ -35,6 +35,7 @@ TaskInfo RoundsDriver::TaskFor(const std::string& client_id, absl::Time now) {
   if (!round_.assigned.contains(client_id)) {
     // A client whose lease expired gets no second one this round.
     if (round_.lease_expired.contains(client_id) || !HasSlotFor(client_id)) return task;  // WAIT
+    if (options_.select && !Selected(client_id, now)) return task;                        // WAIT
     AssignSlot(client_id);
     const absl::Time expiry = now + options_.rounds.task_lease;
     round_.leases[client_id] = expiry;
@@ -60,16 +61,45 @@ void RoundsDriver::SessionDropped(const std::string& client_id) {
   }
 }
 
+bool RoundsDriver::Selected(const std::string& client_id, absl::Time now) {
+  if (!options_.sample) return !options_.select(round_.number, {client_id}).empty();
+  if (!round_.selected.has_value()) {
+    if (std::find(round_.waiting.begin(), round_.waiting.end(), client_id) ==
+        round_.waiting.end()) {
+      round_.waiting.push_back(client_id);
+    }
+    if (round_.gather_start == absl::InfiniteFuture()) round_.gather_start = now;
+    if (round_.waiting.size() < options_.min_available &&
+        now - round_.gather_start < options_.rounds.round_timeout / 2) {
+      return false;
+    }
+    const std::vector<std::string> chosen = options_.select(round_.number, round_.waiting);
+    round_.selected.emplace(chosen.begin(), chosen.end());
+    LogInfo(absl::StrCat("round ", round_.number, ": selected ", chosen.size(), " of ",
+                         round_.waiting.size(), " waiting client(s)"));
+  }
+  return round_.selected->contains(client_id);
+}
+
 bool RoundsDriver::HasSlotFor(const std::string& client_id) const {
   const std::string& trusted = options_.rounds.trusted_client;
   const size_t reserved =
       !trusted.empty() && client_id != trusted && !round_.assigned.contains(trusted) ? 1 : 0;
-  return round_.assigned.size() + reserved < options_.rounds.selected_per_round;
+  const size_t slots = round_.selected.has_value()
+                           ? std::max<size_t>(round_.selected->size(),
+                                              options_.rounds.selected_per_round)
+                           : options_.rounds.selected_per_round;
+  return round_.assigned.size() + reserved < slots;
 }
 
 bool RoundsDriver::Complete() const {
   const std::string& trusted = options_.rounds.trusted_client;
-  return round_.accepted >= options_.rounds.clients_per_round &&
+  uint64_t size = options_.rounds.clients_per_round;
+  if (round_.selected.has_value() &&
+      (options_.size_is_selection || round_.selected->size() < size)) {
+    size = round_.selected->size();  // POISSON, or fewer waited than the round takes.
+  }
+  return size > 0 && round_.accepted >= size &&
          (trusted.empty() || round_.submitted.contains(trusted));
 }
 

@@ -17,6 +17,9 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <functional>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -38,6 +41,21 @@ class RoundsDriver final : public Driver {
     uint64_t initial_version = 1;
     uint64_t initial_round = 0;  // Rounds completed before (a checkpoint's).
     ServerMetrics* metrics = nullptr;
+    // Who may train (rounds.selection, rounds.filter: docs/workflow.md
+    // #sampling): the chosen among `waiting` for `round`. Null: anyone,
+    // first come.
+    std::function<std::vector<std::string>(uint64_t round,
+                                           const std::vector<std::string>& waiting)>
+        select;
+    // RANDOM / POISSON: the round gathers waiting clients until
+    // min_available ask (or half its timeout passed), then selects once;
+    // the selected get TRAIN, the others WAIT. Otherwise `select` only
+    // filters each client as it asks (first come).
+    bool sample = false;
+    uint32_t min_available = 1;
+    // POISSON: the round's size is its selection's (else at most
+    // clients_per_round).
+    bool size_is_selection = false;
   };
   explicit RoundsDriver(Options options);
 
@@ -88,12 +106,19 @@ class RoundsDriver final : public Driver {
     uint64_t weight_sum = 0;
     absl::Time first_task = absl::InfiniteFuture();
     absl::Time deadline = absl::InfiniteFuture();
+    // Sampled rounds: who waits (arrival order), since when, who was chosen.
+    std::vector<std::string> waiting;
+    absl::Time gather_start = absl::InfiniteFuture();
+    std::optional<absl::flat_hash_set<std::string>> selected;
   };
 
   void Open(uint64_t number, uint64_t version);
   // Whether `client_id` may take a slot: while monna's trusted client has
   // none, one slot stays reserved for it.
   bool HasSlotFor(const std::string& client_id) const;
+  // Whether rounds.selection / rounds.filter let the client train this
+  // round (a sampled round selects once enough clients wait).
+  bool Selected(const std::string& client_id, absl::Time now);
   // clients_per_round updates, including the trusted client's.
   bool Complete() const;
   // Gives the client a slot (counted as over-selected beyond

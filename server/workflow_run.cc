@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/client_text.h"
 #include "server/log.h"
+#include "server/workflow_config.h"
 
 namespace tally::server {
 
@@ -29,11 +30,17 @@ absl::StatusOr<std::unique_ptr<WorkflowRun>> WorkflowRun::Create(
     const tally::v1::ServerConfig& config, Clock* clock, prometheus::Registry& registry) {
   absl::StatusOr<std::unique_ptr<Workflow>> workflow = Workflow::Create(config, clock);
   if (!workflow.ok()) return workflow.status();
-  return std::unique_ptr<WorkflowRun>(new WorkflowRun(*std::move(workflow), registry));
+  return std::unique_ptr<WorkflowRun>(new WorkflowRun(config, *std::move(workflow), registry));
 }
 
-WorkflowRun::WorkflowRun(std::unique_ptr<Workflow> workflow, prometheus::Registry& registry)
+WorkflowRun::WorkflowRun(const tally::v1::ServerConfig& config,
+                         std::unique_ptr<Workflow> workflow, prometheus::Registry& registry)
     : workflow_(std::move(workflow)),
+      samples_(config.rounds().selection() != tally::v1::RoundConfig::FIRST_COME &&
+               config.relay().upstream().empty()),
+      filtered_(!config.rounds().filter().empty()),
+      min_available_(MinAvailableClients(config.rounds())),
+      poisson_(config.rounds().selection() == tally::v1::RoundConfig::POISSON),
       fit_metric_(prometheus::BuildGauge()
                       .Name("tally_fit_metric")
                       .Help("The last completed round's fit metric (clients' values weighted "

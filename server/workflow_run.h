@@ -51,16 +51,30 @@ class WorkflowRun {
                                                   const tally::v1::EvaluationReport& report);
   // Counts a report refused before Report (its session).
   void CountRejectedReport(const absl::Status& status);
+  // rounds.selection RANDOM or POISSON: a round gathers waiting clients,
+  // then samples them once (docs/workflow.md#sampling).
+  bool samples() const { return samples_; }
+  // rounds.filter set or sampling: TRAIN tasks go through SelectForRound.
+  bool selects() const { return samples_ || filtered_; }
+  // How many waiting clients a sampled round gathers (or half its timeout).
+  uint32_t min_available() const { return min_available_; }
+  // POISSON: a round's size is its selection's.
+  bool poisson() const { return poisson_; }
   // The end of the run waits while this is true (an evaluation open or due).
   bool HoldsEnd() const { return workflow_->EvaluationPending(); }
 
  private:
-  WorkflowRun(std::unique_ptr<Workflow> workflow, prometheus::Registry& registry);
+  WorkflowRun(const tally::v1::ServerConfig& config, std::unique_ptr<Workflow> workflow,
+              prometheus::Registry& registry);
   void SetGauges(prometheus::Family<prometheus::Gauge>& family,
                  const std::map<std::string, double>& metrics);
   void CountDropped();
 
   const std::unique_ptr<Workflow> workflow_;
+  const bool samples_;
+  const bool filtered_;
+  const uint32_t min_available_;
+  const bool poisson_;
   prometheus::Family<prometheus::Gauge>& fit_metric_;
   prometheus::Family<prometheus::Gauge>& evaluation_metric_;
   prometheus::Counter& names_dropped_;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "core/client_sampler.h"
 #include "tests/raw_client.h"
 #include "tests/server_harness.h"
 
@@ -412,6 +414,73 @@ TEST(WorkflowServerTest, AtEndTheRunFinishesOnlyOnceTheLastEvaluationClosed) {
   EXPECT_TRUE(h->server->RunFinished());
   EXPECT_EQ(GetTask(a).kind(), tally::v1::Task::DONE);
   EXPECT_NEAR(Status(*h).evaluation_metrics().at("accuracy"), 0.25, 1e-12);
+}
+
+// RANDOM selection of 2 among 4 waiting clients (seed 7, gathered until
+// min_available_clients 4 wait): who gets TRAIN in round 1.
+std::set<std::string> RandomRound(const std::vector<std::string>& join_order) {
+  tally::v1::ServerConfig config = Harness::Config({2}, 2, 2);
+  config.mutable_rounds()->set_selection(tally::v1::RoundConfig::RANDOM);
+  config.mutable_rounds()->set_sampling_seed(7);
+  config.mutable_rounds()->set_min_available_clients(4);
+  auto h = Harness::Start(config);
+  if (h == nullptr) return {};
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (const std::string& id : join_order) {
+    clients.push_back(std::make_unique<RawClient>(h->target, id));
+  }
+  // The first three wait (fewer than 4 gathered); the fourth completes it.
+  for (size_t i = 0; i + 1 < clients.size(); ++i) {
+    EXPECT_EQ(GetTask(*clients[i]).kind(), tally::v1::Task::WAIT) << join_order[i];
+  }
+  std::set<std::string> train;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (auto& c : clients) {
+      if (GetTask(*c).kind() == tally::v1::Task::TRAIN) train.insert(c->id());
+    }
+  }
+  return train;
+}
+
+TEST(WorkflowServerTest, RandomSelectionIsReproducibleAndIndependentOfArrival) {
+  const std::set<std::string> first = RandomRound({"c0", "c1", "c2", "c3"});
+  const std::set<std::string> second = RandomRound({"c3", "c1", "c0", "c2"});
+  EXPECT_EQ(first.size(), 2u);
+  EXPECT_EQ(first, second);
+  // The sampler's own answer for (seed 7, round 1, {c0..c3}).
+  SamplingOptions options;
+  options.mode = SelectionMode::kRandom;
+  options.count = 2;
+  options.seed = 7;
+  std::vector<CandidateClient> candidates;
+  for (const char* id : {"c0", "c1", "c2", "c3"}) candidates.push_back({id, nullptr});
+  const std::vector<std::string> expected = SelectClients(options, candidates, 1);
+  EXPECT_EQ(first, std::set<std::string>(expected.begin(), expected.end()));
+}
+
+TEST(WorkflowServerTest, FilterGivesTrainOnlyToMatchingClients) {
+  tally::v1::ServerConfig config = Harness::Config({2}, 2, 2);
+  (*config.mutable_rounds()->mutable_filter())["region"] = "eu";
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  auto client = [&](const std::string& id, const std::string& region) {
+    ClientOptions options;
+    options.target = h->target;
+    options.client_id = id;
+    options.attributes = {{"region", region}};
+    auto c = Client::Create(options);
+    EXPECT_THAT(c, IsOk());
+    EXPECT_THAT((*c)->Join(), IsOk());
+    return std::move(c).value();
+  };
+  auto us = client("us-1", "us");
+  auto eu1 = client("eu-1", "eu");
+  auto eu2 = client("eu-2", "eu");
+  // us-1 asks first, yet waits; both eu clients train.
+  EXPECT_EQ(us->GetTask()->kind, Task::Kind::kWait);
+  EXPECT_EQ(eu1->GetTask()->kind, Task::Kind::kTrain);
+  EXPECT_EQ(eu2->GetTask()->kind, Task::Kind::kTrain);
+  EXPECT_EQ(us->GetTask()->kind, Task::Kind::kWait);
 }
 
 }  // namespace
