@@ -277,6 +277,7 @@ absl::StatusOr<CommitInfo> Coordinator::CommitLocked(Upload& upload) {
   ledger_.Accepted(h.client_id, h.update_id);
   if (workflow_ != nullptr) workflow_->workflow().AddFitMetrics(h.num_samples, h.metrics);
   ++updates_accepted_;
+  committed_bytes_ += h.payload_bytes;
   metrics_->updates_accepted.Increment();
   metrics_->uploads_in_flight.Decrement();
   metrics_->push_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - upload.started_));

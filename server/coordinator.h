@@ -280,6 +280,9 @@ class Coordinator {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool run_finished_ ABSL_GUARDED_BY(mu_) = false;  // See RunFinished().
   uint64_t updates_accepted_ ABSL_GUARDED_BY(mu_) = 0;
+  // Payload bytes of the updates committed since the last published
+  // version (its history record's bytes_received).
+  uint64_t committed_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> bytes_received_{0};
   absl::Time last_session_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Serialises RunDue (batches are closed one at a time, in order).

@@ -1,5 +1,7 @@
 // The Coordinator's calls into the workflow (docs/workflow.md): which task a
 // client gets, and what a published version records.
+#include <utility>
+
 #include "server/coordinator.h"
 
 namespace tally::server {
@@ -27,6 +29,7 @@ void Coordinator::NoteRoundLocked(DriverBatch& batch, uint64_t version) {
   outcome.model_version = version;
   outcome.participants = batch.updates;
   outcome.num_examples = batch.weight;
+  outcome.bytes_received = std::exchange(committed_bytes_, 0);
   batch.metrics = workflow_->RoundCompleted(outcome);
 }
 

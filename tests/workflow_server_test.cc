@@ -161,6 +161,7 @@ TEST(WorkflowServerTest, EvaluatesEveryTwoRoundsWithWeightedMeansAndRoundConfig)
     if (r.kind() == "fit") {
       EXPECT_EQ(r.participants(), 2u);
       EXPECT_EQ(r.num_examples(), 4u);
+      EXPECT_EQ(r.bytes_received(), 32u);  // 2 updates of 4 float32 values.
       EXPECT_NEAR(r.metrics().at("loss"), 0.2, 1e-12);
     } else {
       EXPECT_EQ(r.num_examples(), 400u);

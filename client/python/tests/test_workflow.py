@@ -4,7 +4,8 @@ accepted by a real server), report_evaluation's checks, Task.config from
 the wire, tally.run() serving TRAIN tasks to the end of a real run, and the
 history file read and plotted (a file written by hand from the format's
 description; the PNG's header is read with struct, not with the plotter).
-Evaluation and filters through a real server are the server wiring's tests."""
+tally.run() serving EVALUATE tasks and history() against the server's file.
+Filters and selection through a real server: tests/workflow_server_test.cc."""
 import math
 import os
 import struct
@@ -125,6 +126,43 @@ def test_run_serves_train_tasks_to_the_end_of_a_run():
         np.testing.assert_array_equal(client.pull_model().params, np.full(4, 3.0, np.float32))
         assert client.server_status().done
         client.close()
+
+
+def test_run_serves_evaluate_tasks_and_history_equals_the_file(tmp_path):
+    """Two rounds of 1 client, an evaluation after each (the client is the
+    one asked); history() over Admin.GetHistory equals the server's file."""
+    path = str(tmp_path / "run.jsonl")
+    config = (MODEL + " rounds { clients_per_round: 1 total_rounds: 2 }"
+              " evaluation { every_rounds: 1 clients: 1 }"
+              f' history {{ path: "{path}" }}')
+    evaluated = []
+
+    def fit(model, task):
+        return model.params + 1.0, 4, {"loss": 2.0 / task.round}
+
+    def evaluate(model, task):
+        evaluated.append((task.model_version, float(model.params[0])))
+        return 8, {"accuracy": 0.25 * task.model_version}
+
+    with ServerProcess(build_binary("tally-server"), config) as server:
+        client = Client(server.target, "evaluator", seed=1)
+        served = tally.run(client, fit, evaluate, wait=10, leave=False)
+        assert served == {"fit": 2, "evaluate": 2}
+        # Version 2 (after round 1) holds 1.0 everywhere, version 3 2.0.
+        assert evaluated == [(2, 1.0), (3, 2.0)]
+        records = client.history()
+        client.close()
+    # The file's lines also carry "time" (the same instant as unix_ms).
+    from_file = [{k: v for k, v in r.items() if k != "time"} for r in tally.read_history(path)]
+    assert records == from_file
+    assert [(r["kind"], r["round"]) for r in records] == [
+        ("fit", 1), ("evaluate", 1), ("fit", 2), ("evaluate", 2)]
+    # One client: the means are its own values (loss 2/round, accuracy
+    # 0.25 x version).
+    assert [r["metrics"] for r in records] == [
+        {"loss": 2.0}, {"accuracy": 0.5}, {"loss": 1.0}, {"accuracy": 0.75}]
+    # A fit record's bytes: the round's one update, 4 float32 values.
+    assert [r["bytes_received"] for r in records if r["kind"] == "fit"] == [16, 16]
 
 
 def test_history_is_read_and_plotted(tmp_path):
