@@ -77,6 +77,11 @@ absl::Status ValidateSelection(const ServerConfig& config) {
       return Invalid("rounds.filter: ", s.message());
     }
   }
+  if (!rounds.filter().empty() &&
+      (IsAsyncSchedule(config.schedule()) || !config.relay().upstream().empty())) {
+    return Invalid("rounds.filter: selects the clients of synchronous rounds; asynchronous "
+                   "schedules and relays take clients as they come");
+  }
   return absl::OkStatus();
 }
 

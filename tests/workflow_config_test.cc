@@ -144,6 +144,12 @@ TEST(WorkflowConfigTest, RefusalsNameTheField) {
               }),
               StartsWith("rounds.filter: attribute name"));
   EXPECT_THAT(EditedError([](tally::v1::ServerConfig* c) {
+                c->mutable_rounds()->set_selection(tally::v1::RoundConfig::FIRST_COME);
+                c->mutable_rounds()->set_sampling_fraction(0);
+                c->mutable_schedule()->set_name("fedbuff");
+              }),
+              StartsWith("rounds.filter: selects the clients of synchronous rounds"));
+  EXPECT_THAT(EditedError([](tally::v1::ServerConfig* c) {
                 c->mutable_evaluation()->set_fraction(-0.1);
               }),
               StartsWith("evaluation.fraction"));
