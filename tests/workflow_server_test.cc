@@ -459,6 +459,67 @@ TEST(WorkflowServerTest, RandomSelectionIsReproducibleAndIndependentOfArrival) {
   EXPECT_EQ(first, std::set<std::string>(expected.begin(), expected.end()));
 }
 
+// POISSON (q = 0.5, seed 3) over 6 waiting clients: the selected train,
+// the others wait, and the round takes exactly the selection's updates
+// (not clients_per_round's 1).
+TEST(WorkflowServerTest, PoissonRoundIsItsSelection) {
+  tally::v1::ServerConfig config = Harness::Config({2}, 1, 1);
+  config.mutable_rounds()->set_selection(tally::v1::RoundConfig::POISSON);
+  config.mutable_rounds()->set_sampling_fraction(0.5);
+  config.mutable_rounds()->set_sampling_seed(3);
+  config.mutable_rounds()->set_min_available_clients(6);
+  config.mutable_rounds()->set_total_rounds(1);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  std::vector<CandidateClient> candidates;
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(std::make_unique<RawClient>(h->target, "p" + std::to_string(i)));
+    candidates.push_back({clients.back()->id(), nullptr});
+  }
+  SamplingOptions options;
+  options.mode = SelectionMode::kPoisson;
+  options.fraction = 0.5;
+  options.seed = 3;
+  const std::vector<std::string> expected = SelectClients(options, candidates, 1);
+  ASSERT_FALSE(expected.empty());
+  const std::set<std::string> chosen(expected.begin(), expected.end());
+  for (auto& c : clients) GetTask(*c);  // All six wait; the sixth completes the gathering.
+  std::vector<RawClient*> train;
+  for (auto& c : clients) {
+    const tally::v1::Task::Kind kind = GetTask(*c).kind();
+    EXPECT_EQ(kind == tally::v1::Task::TRAIN, chosen.count(c->id()) == 1) << c->id();
+    if (kind == tally::v1::Task::TRAIN) train.push_back(c.get());
+  }
+  ASSERT_EQ(train.size(), chosen.size());
+  for (size_t i = 0; i < train.size(); ++i) {
+    EXPECT_EQ(Status(*h).rounds_completed(), 0u) << "closed after " << i << " updates";
+    ASSERT_TRUE(train[i]->Push(train[i]->Header("u"), {Floats({0, 0})}).ok());
+  }
+  for (int i = 0; i < 100 && Status(*h).rounds_completed() < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const tally::v1::RunHistory history = History(*h);
+  ASSERT_EQ(history.records_size(), 1);
+  EXPECT_EQ(history.records(0).participants(), chosen.size());
+}
+
+// RANDOM waiting for 4 clients with a 400 ms round timeout: with only 2
+// there, the round selects at half its timeout (200 ms) among those 2.
+TEST(WorkflowServerTest, SampledRoundSelectsAtHalfItsTimeoutWithThoseWaiting) {
+  tally::v1::ServerConfig config = Harness::Config({2}, 2, 1, /*timeout_ms=*/400);
+  config.mutable_rounds()->set_selection(tally::v1::RoundConfig::RANDOM);
+  config.mutable_rounds()->set_min_available_clients(4);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  RawClient a(h->target, "a"), b(h->target, "b");
+  EXPECT_EQ(GetTask(a).kind(), tally::v1::Task::WAIT);
+  EXPECT_EQ(GetTask(b).kind(), tally::v1::Task::WAIT);
+  absl::SleepFor(absl::Milliseconds(250));
+  EXPECT_EQ(GetTask(a).kind(), tally::v1::Task::TRAIN);
+  EXPECT_EQ(GetTask(b).kind(), tally::v1::Task::TRAIN);
+}
+
 TEST(WorkflowServerTest, FilterGivesTrainOnlyToMatchingClients) {
   tally::v1::ServerConfig config = Harness::Config({2}, 2, 2);
   (*config.mutable_rounds()->mutable_filter())["region"] = "eu";
