@@ -9,7 +9,9 @@
 #include "core/model_file.h"
 #include "core/status_macros.h"
 #include "server/auth.h"
+#include "server/config.h"
 #include "server/model_init.h"
+#include "tally/v1/config.pb.h"
 
 namespace tally::server {
 namespace {
