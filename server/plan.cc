@@ -11,6 +11,7 @@
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/model_init.h"
+#include "server/strategy_options.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
@@ -116,15 +117,12 @@ absl::Status CheckStrategy(const tally::v1::ServerConfig& config) {
   const auto& strategy = config.strategy();
   if (IsRobustStrategy(strategy)) {
     const size_t n = ExpectedBatchSize(config);
-    aggregators::RuleOptions options = RuleOptionsFromConfig(strategy, n);
-    options.name = strategy.rule();
-    auto rule = aggregators::CreateRule(options);
+    auto rule = aggregators::CreateRule(RuleOptionsFromConfig(strategy, strategy.rule(), n));
     if (!rule.ok()) {
       return invalid("strategy.rule: ", rule.status().message());
     }
     for (const std::string& pre : PreStepNamesFromConfig(strategy)) {
-      options.name = pre;
-      auto step = aggregators::CreatePreStep(options);
+      auto step = aggregators::CreatePreStep(RuleOptionsFromConfig(strategy, pre, n));
       if (!step.ok()) return invalid("strategy.pre: ", step.status().message());
     }
   } else if (strategy.pre_size() > 0 || strategy.f() > 0 || strategy.nnm_mixing()) {
