@@ -1,5 +1,7 @@
 #include "server/plan.h"
 
+#include "server/strategy_options.h"
+
 #include <string>
 #include <utility>
 
