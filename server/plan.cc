@@ -1,7 +1,5 @@
 #include "server/plan.h"
 
-#include "server/strategy_options.h"
-
 #include <string>
 #include <utility>
 
