@@ -27,6 +27,8 @@
 #include "compress/codec.h"
 #include "compress/dgc.h"
 #include "compress/error_feedback.h"
+#include "core/privacy/mechanism.h"
+#include "core/privacy/random_source.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
@@ -151,6 +153,8 @@ class GrpcClient final : public Client {
   absl::Status WatchModel(
       uint64_t after_version, absl::Duration timeout,
       const std::function<bool(uint64_t version, uint64_t round)>& on_version) override;
+  absl::StatusOr<uint32_t> ReportEvaluation(const Task& task, uint64_t num_examples,
+                                            const std::map<std::string, double>& metrics) override;
   absl::Status Heartbeat() override;
   absl::Status Leave() override;
   absl::StatusOr<ServerStatusInfo> GetServerStatus() override;
@@ -292,10 +296,21 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
     request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
   if (options_.dgc.has_value()) request.add_supported_codecs(v1::CODEC_TOPK);
+  if (options_.local_dp.has_value()) {
+    const LocalDpSettings& dp = *options_.local_dp;
+    // Validated with the options: LocalDpEpsilon succeeds.
+    const double epsilon = privacy::LocalDpEpsilon(dp.noise_multiplier, dp.delta)->epsilon;
+    v1::LocalDpDeclaration* declared = request.mutable_local_dp();
+    declared->set_clip_norm(dp.clip_norm);
+    declared->set_noise_multiplier(dp.noise_multiplier);
+    declared->set_delta(dp.delta);
+    declared->set_epsilon(epsilon);
+  }
   request.add_download_codecs(v1::CODEC_DENSE_F32);
   for (const std::string& name : options_.download_codecs) {
     request.add_download_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
+  request.mutable_attributes()->insert(options_.attributes.begin(), options_.attributes.end());
   v1::JoinResponse response;
   CallSpec spec("Join");
   spec.needs_session = false;
@@ -445,6 +460,16 @@ absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& given) {
   std::vector<float> difference;  // weights - base, if given so.
   Update update = given;
   TALLY_ASSIGN_OR_RETURN(update.delta, client_internal::UpdateDelta(given, &difference));
+  std::vector<float> private_delta;  // Local DP: clipped and noised, once for every retry.
+  if (options_.local_dp.has_value()) {
+    private_delta.assign(update.delta.begin(), update.delta.end());
+    privacy::SecureRandom random;
+    TALLY_RETURN_IF_ERROR(privacy::ApplyLocalDp(random, options_.local_dp->clip_norm,
+                                                options_.local_dp->noise_multiplier,
+                                                absl::MakeSpan(private_delta))
+                              .status());
+    update.delta = private_delta;
+  }
   PushResult result;
   if (update.update_id.empty()) {
     result.update_id = random_.UpdateId();
@@ -613,6 +638,23 @@ absl::StatusOr<uint64_t> GrpcClient::WaitForVersion(uint64_t after_version,
   }
   return absl::UnavailableError(absl::StrCat(
       "WaitForVersion: the server ended the watch before publishing a version > ", after_version));
+}
+
+absl::StatusOr<uint32_t> GrpcClient::ReportEvaluation(
+    const Task& task, uint64_t num_examples, const std::map<std::string, double>& metrics) {
+  TALLY_RETURN_IF_ERROR(client_internal::ValidateEvaluationReport(task, num_examples, metrics));
+  v1::EvaluationReport request;
+  request.set_evaluation_id(task.evaluation_id);
+  request.set_model_version(task.model_version);
+  request.set_num_examples(num_examples);
+  request.mutable_metrics()->insert(metrics.begin(), metrics.end());
+  return Call(CallSpec("ReportEvaluation"), [&](const Session& session) -> absl::StatusOr<uint32_t> {
+    v1::EvaluationAck response;
+    TALLY_RETURN_IF_ERROR(UnaryAttempt("ReportEvaluation",
+                                       &v1::Aggregator::Stub::ReportEvaluation, request, session,
+                                       options_.call_timeout, &response));
+    return response.reports_received();
+  });
 }
 
 absl::Status GrpcClient::Heartbeat() {

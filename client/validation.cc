@@ -1,10 +1,14 @@
 #include "client/validation.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "compress/codec.h"
 #include "compress/dgc.h"
+#include "core/privacy/mechanism.h"
+#include "core/client_sampler.h"
+#include "core/metrics_aggregator.h"
 
 namespace tally {
 namespace client_internal {
@@ -99,6 +103,22 @@ compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
   return options;
 }
 
+absl::Status ValidateEvaluationReport(const Task& task, uint64_t num_examples,
+                                      const std::map<std::string, double>& metrics) {
+  if (task.kind != Task::Kind::kEvaluate) {
+    return absl::InvalidArgumentError("ReportEvaluation: the task is not an EVALUATE task");
+  }
+  if (num_examples == 0) {
+    return absl::InvalidArgumentError("ReportEvaluation: num_examples must be > 0");
+  }
+  // The server's cap (limits.max_metric_names) is not known here; it
+  // refuses a report over it with INVALID_ARGUMENT.
+  if (absl::Status s = ValidateMetrics(metrics, metrics.size()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ReportEvaluation: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateClientOptions(const ClientOptions& options) {
   if (options.target.empty()) {
     return absl::InvalidArgumentError("ClientOptions.target: must not be empty");
@@ -130,6 +150,9 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   if (options.connect_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.connect_timeout: must be > 0");
   }
+  if (absl::Status s = ValidateClientAttributes(options.attributes); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ClientOptions.attributes: ", s.message()));
+  }
   for (const std::string& name : options.upload_codecs) {
     const compress::CodecInfo* info = compress::FindCodec(name);
     if (info == nullptr || info->id == compress::CodecId::kSpsa) {
@@ -151,6 +174,18 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
     auto dgc = compress::DgcCompressor::Create({{0, 1, 2}}, DgcOptionsFrom(*options.dgc));
     if (!dgc.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("ClientOptions.dgc: ", dgc.status().message()));
+    }
+  }
+  if (options.local_dp.has_value()) {
+    const LocalDpSettings& dp = *options.local_dp;
+    if (absl::StatusOr<privacy::EpsilonAndOrder> e =
+            privacy::LocalDpEpsilon(dp.noise_multiplier, dp.delta);
+        !e.ok() || !(dp.clip_norm > 0) || !std::isfinite(dp.clip_norm) ||
+        !privacy::NoiseSigmaLanes(dp.noise_multiplier, dp.clip_norm, 1).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ClientOptions.local_dp: clip_norm (", dp.clip_norm, ") and noise_multiplier (",
+          dp.noise_multiplier, ") must be > 0 with their product at most about 1024, delta (",
+          dp.delta, ") in (0, 1)"));
     }
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {

@@ -23,6 +23,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/privacy_config.h"
 #include "server/relay.h"
 #include "server/server.h"
 
@@ -258,6 +259,7 @@ int main(int argc, char** argv) {
     std::string text;
     google::protobuf::TextFormat::PrintToString(config, &text);
     std::fputs(text.c_str(), stdout);
+    std::fputs(tally::server::PrivacyPlanComment(config).c_str(), stdout);
     return 0;
   }
 

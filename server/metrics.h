@@ -31,6 +31,7 @@ enum class JoinRejectReason {
   kMaxSessionsPerPeer,     // limits.max_sessions_per_peer.
   kMaxSessionsPerIdentity, // limits.max_sessions_per_identity.
   kRateLimited,            // limits.peer_joins_per_minute.
+  kInvalidLocalDp,         // A malformed JoinRequest.local_dp (server/privacy_config.h).
 };
 const char* JoinRejectReasonName(JoinRejectReason reason);
 
@@ -136,7 +137,7 @@ class ServerMetrics {
   tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];
-  prometheus::Counter* joins_rejected_[static_cast<int>(JoinRejectReason::kRateLimited) + 1];
+  prometheus::Counter* joins_rejected_[static_cast<int>(JoinRejectReason::kInvalidLocalDp) + 1];
 };
 
 }  // namespace tally::server

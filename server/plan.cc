@@ -11,7 +11,9 @@
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/model_init.h"
+#include "server/privacy_config.h"
 #include "server/strategy_options.h"
+#include "server/workflow_config.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
@@ -132,6 +134,8 @@ absl::Status CheckStrategy(const tally::v1::ServerConfig& config) {
   }
   if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
+  if (absl::Status privacy = ValidatePrivacyConfig(config); !privacy.ok()) return privacy;
+  if (absl::Status workflow = ValidateWorkflowConfig(config); !workflow.ok()) return workflow;
   return absl::OkStatus();
 }
 

@@ -14,6 +14,8 @@
 #include "server/encoded_model.h"
 #include "server/get_task_reactor.h"
 #include "server/grpc_status.h"
+#include "server/log.h"
+#include "server/privacy_config.h"
 #include "server/progress_meter.h"
 #include "server/pull_model_reactor.h"
 #include "server/push_update_reactor.h"
@@ -138,6 +140,11 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
+  if (absl::Status dp = ValidateLocalDpDeclaration(request->local_dp()); !dp.ok()) {
+    metrics_->RejectedJoin(JoinRejectReason::kInvalidLocalDp, dp.message());
+    reactor->Finish(ToGrpcStatus(dp));
+    return reactor;
+  }
   absl::StatusOr<std::string> identity = auth_->ClientIdentity(*context, request->client_id());
   if (!identity.ok()) {
     reactor->Finish(ToGrpcStatus(identity.status()));
@@ -154,6 +161,10 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   if (!session.ok()) {
     reactor->Finish(ToGrpcStatus(session.status()));
     return reactor;
+  }
+  if (request->has_local_dp()) {
+    LogInfo(absl::StrCat("join ", ClientText(request->client_id()), " declares ",
+                         LocalDpText(request->local_dp())));
   }
   response->set_session_token(session->token);
   *response->mutable_model_spec() = model_spec_;

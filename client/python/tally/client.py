@@ -41,12 +41,14 @@ from tally import _connection, _retry, _wire, codecs
 from tally._tls_files import read_tls_files
 from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
+from tally.privacy import LocalDp, apply_local_dp
 from tally.error_feedback import suits as error_feedback_suits
 from tally.errors import AuthenticationError, ClientIdInUseError, CodecError, \
     ConnectionFailedError, LengthMismatchError, NotJoinedError, PermissionDeniedError, \
     RejectedUpdateError, ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, \
     UnsupportedError, UpdateTooLargeError
 from tally.layout import ModelLayout
+from tally.workflow import check_attributes, check_metrics, task_config
 
 SDK_VERSION = "python-0.1.0"
 UPLOAD_CODECS = ("float32", "float16", "bfloat16", "int8", "qsgd", "sign", "topk", "randk")
@@ -70,12 +72,17 @@ class JoinResult:
 
 @dataclasses.dataclass
 class Task:
-    kind: str  # "train", "wait" or "done".
+    # "train", "evaluate" (pull model_version, evaluate it on local data,
+    # report_evaluation), "wait" or "done".
+    kind: str
     round: int = 0
     model_version: int = 0
     local_steps: int = 0  # 0 = the client decides.
     deadline: object = None  # Unix seconds, or None.
     retry_after: float = 0.0  # Seconds (WAIT).
+    # The server's per-round settings, name -> float or str (e.g. "lr").
+    config: dict = dataclasses.field(default_factory=dict)
+    evaluation_id: int = 0  # "evaluate": echoed by report_evaluation.
 
 
 @dataclasses.dataclass
@@ -187,6 +194,9 @@ class Client:
     side only, a refused server or client certificate) raises TlsError at
     once, saying what to change.
     seed: seeds jitter and update ids (tests only: a fixed seed repeats ids).
+    local_dp: a tally.LocalDp clips every update and adds discrete Gaussian
+    noise (OS CSPRNG) before encoding and error feedback, and declares it
+    at join() with its per-round epsilon (docs/privacy.md#local-dp).
     """
 
     def __init__(self, target, client_id, *, ca_file=None, cert_file=None, key_file=None,
@@ -194,7 +204,7 @@ class Client:
                  delta_codecs=None, error_feedback=True, dgc=None, max_attempts=6,
                  initial_backoff=0.1, max_backoff=5.0, backoff_multiplier=2.0,
                  call_timeout=60.0, transfer_timeout=1800.0, connect_timeout=60.0,
-                 chunk_bytes=1 << 20, seed=None):
+                 chunk_bytes=1 << 20, seed=None, local_dp=None):
         if not client_id or len(client_id) > 128 or not all(
                 c.isascii() and (c.isalnum() or c in "._:@-") for c in client_id):
             raise TallyError(f"client_id '{client_id}': must be 1..128 characters of "
@@ -223,6 +233,9 @@ class Client:
             except CodecError as e:
                 raise TallyError(f"dgc: {e}") from None
         self.dgc = dgc
+        if local_dp is not None and not isinstance(local_dp, LocalDp):
+            raise TallyError("local_dp: expected a tally.LocalDp")
+        self.local_dp = local_dp
         self.max_attempts = max_attempts
         self.call_timeout, self.transfer_timeout = call_timeout, transfer_timeout
         self.chunk_bytes = chunk_bytes
@@ -258,6 +271,7 @@ class Client:
         self._feedback = None
         self._dgc = None  # DgcCompressor state after the last acknowledged push.
         self._held = None  # The last model pulled on the server's delta chain.
+        self.attributes = {}  # Sent at every (re-)join; set by join(attributes=...).
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -374,8 +388,13 @@ class Client:
                     return  # Another thread re-joined (or the client left).
             self._do_join()
 
-    def join(self):
-        """Opens a session (call first; again for a fresh session)."""
+    def join(self, attributes=None):
+        """Opens a session (call first; again for a fresh session).
+        attributes: what this client declares about itself, e.g.
+        {"region": "eu", "device": "gpu"}, which a server's rounds.filter
+        selects on; kept for later re-joins (docs/workflow.md#sampling)."""
+        if attributes is not None:
+            self.attributes = check_attributes(attributes)
         with self._join_lock:
             return self._do_join()
 
@@ -389,7 +408,13 @@ class Client:
             supported_codecs=[1] + [codecs.CODECS[n][0] for n in dict.fromkeys(uploads)
                                     if n != "float32"],
             download_codecs=[1] + sorted({codecs.CODECS[n][0] for n in
-                                          self.download_codecs + self.delta_codecs} - {1}))
+                                          self.download_codecs + self.delta_codecs} - {1}),
+            attributes=self.attributes)
+        if self.local_dp is not None:
+            dp = self.local_dp
+            request.local_dp.CopyFrom(pb.LocalDpDeclaration(
+                clip_norm=dp.clip_norm, noise_multiplier=dp.noise_multiplier, delta=dp.delta,
+                epsilon=dp.epsilon()[0]))
         response = self._call("Join", lambda _: self._stub.Join(
             request, timeout=self.call_timeout), needs_session=False)
         layout = ModelLayout.from_proto(response.model_spec)
@@ -444,20 +469,54 @@ class Client:
             return self._stub.GetTask(request, timeout=wait + self.call_timeout)
 
         t = self._call("GetTask", attempt)
-        kind = {1: "train", 3: "done"}.get(t.kind, "wait")
+        kind = {1: "train", 3: "done", 4: "evaluate"}.get(t.kind, "wait")
         return Task(kind, t.round, t.model_version, t.local_steps,
                     t.deadline_unix_ms / 1000.0 if t.deadline_unix_ms else None,
-                    t.retry_after_ms / 1000.0)
+                    t.retry_after_ms / 1000.0, task_config(t.config),
+                    t.evaluation.evaluation_id)
 
-    def train_tasks(self, wait=30.0, stop=None):
-        """Yields every TRAIN task until the federation is done (or `stop`,
-        a threading.Event, is set), asking again while the server says WAIT."""
+    def tasks(self, wait=30.0, stop=None):
+        """Yields every TRAIN and EVALUATE task until the federation is done
+        (or `stop`, a threading.Event, is set), asking again while the server
+        says WAIT. tally.run() serves them with your fit / evaluate."""
         while stop is None or not stop.is_set():
             task = self.get_task(wait=wait)
             if task.kind == "done":
                 return
-            if task.kind == "train":
+            if task.kind in ("train", "evaluate"):
                 yield task
+
+    def train_tasks(self, wait=30.0, stop=None):
+        """Yields every TRAIN task, as tasks(); an EVALUATE task (a server
+        with federated evaluation on) raises TallyError: use tasks() or
+        tally.run() to serve both."""
+        for task in self.tasks(wait=wait, stop=stop):
+            if task.kind == "evaluate":
+                raise TallyError("the server sent an EVALUATE task (its evaluation section is "
+                                 "on): iterate over tasks() or use tally.run(client, fit, "
+                                 "evaluate)")
+            yield task
+
+    def report_evaluation(self, task, num_examples, metrics):
+        """The result of an EVALUATE task: `metrics` (name -> finite
+        number; names 1..64 printable ASCII characters) measured on
+        `num_examples` > 0 local examples, their weight in the server's mean.
+        Checked before anything is sent (TallyError). Returns the number of
+        reports the server has taken for this evaluation so far."""
+        if task.kind != "evaluate":
+            raise TallyError(f"report_evaluation: a {task.kind} task is not an EVALUATE task")
+        if int(num_examples) < 1:
+            raise TallyError("report_evaluation: num_examples must be > 0")
+        metrics = check_metrics(metrics, "report_evaluation")
+
+        def attempt(session):
+            request = self._pb.EvaluationReport(
+                client_id=self.client_id, session_token=session.token,
+                evaluation_id=task.evaluation_id, model_version=task.model_version,
+                num_examples=int(num_examples), metrics=metrics)
+            return self._stub.ReportEvaluation(request, timeout=self.call_timeout)
+
+        return self._call("ReportEvaluation", attempt).reports_received
 
     # --- models -------------------------------------------------------------
 
@@ -572,6 +631,8 @@ class Client:
         session = self._current_session("PushUpdate")
         layout = session.join.layout
         delta = _update_delta(layout, ambiguous, delta, weights, base)
+        if self.local_dp is not None:  # Once, before encoding: retries resend it.
+            delta, _ = apply_local_dp(delta, self.local_dp)
         if num_samples < 1:
             raise TallyError("push_update: num_samples must be > 0")
         if update_id is None:
@@ -680,3 +741,14 @@ class Client:
         """Admin.GetStatus: a tally.v1.ServerStatus message."""
         return self._call("GetStatus", lambda _: self._admin.GetStatus(
             self._pb.GetStatusRequest(), timeout=self.call_timeout), needs_session=False)
+
+    def history(self, after_round=0, max_records=0):
+        """Admin.GetHistory: the run's records (those of rounds after
+        `after_round`, the newest `max_records` if > 0) as dicts with the
+        fields of the history file (docs/workflow.md#history)."""
+        from tally.history import record_from_proto
+
+        response = self._call("GetHistory", lambda _: self._admin.GetHistory(
+            self._pb.GetHistoryRequest(after_round=after_round, max_records=max_records),
+            timeout=self.call_timeout), needs_session=False)
+        return [record_from_proto(r) for r in response.records]
