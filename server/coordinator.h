@@ -44,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "aggregators/schedules/schedule.h"
 #include "aggregators/step/aggregation_step.h"
 #include "core/buffer_pool.h"
 #include "core/clock.h"
@@ -206,8 +207,8 @@ class Coordinator {
  private:
   Coordinator(Options& options, std::unique_ptr<aggregators::AggregationStep> step);
   // Builds the sink, driver and publisher the plan names
-  // (server/coordinator_parts.cc).
-  absl::Status MakeParts(Options& options);
+  // (server/coordinator_parts.cc); `schedule`: the plan's, if it has one.
+  void MakeParts(Options& options, std::unique_ptr<aggregators::Schedule> schedule);
 
   absl::Status CheckSessionLocked(absl::string_view client_id, absl::string_view token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

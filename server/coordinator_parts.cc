@@ -19,8 +19,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::AggregationStep> step,
                          aggregators::AggregationStep::Create(options.plan.step));
   RestoreOptimizerState(*step, options.optimizer_state);
+  std::unique_ptr<aggregators::Schedule> schedule;
+  if (options.plan.schedule.has_value()) {
+    TALLY_ASSIGN_OR_RETURN(schedule, aggregators::CreateSchedule(*options.plan.schedule));
+  }
+  // Nothing below fails: the Coordinator is whole before it can be destroyed.
   auto coordinator = std::unique_ptr<Coordinator>(new Coordinator(options, std::move(step)));
-  TALLY_RETURN_IF_ERROR(coordinator->MakeParts(options));
+  coordinator->MakeParts(options, std::move(schedule));
   coordinator->worker_ = std::thread([c = coordinator.get()] { c->WorkerLoop(); });
   return coordinator;
 }
@@ -45,14 +50,12 @@ Coordinator::Coordinator(Options& options, std::unique_ptr<aggregators::Aggregat
   ledger_.Restore(options.applied_ids);
 }
 
-absl::Status Coordinator::MakeParts(Options& options) {
+void Coordinator::MakeParts(Options& options, std::unique_ptr<aggregators::Schedule> schedule) {
   const ServerPlan& plan = options.plan;
   const size_t d = plan.layout.NumParams();
   const RuleRunner rule(step_.get(), metrics_);
   tally::MutexLock lock(&mu_);
-  if (plan.schedule.has_value()) {
-    TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::Schedule> schedule,
-                           aggregators::CreateSchedule(*plan.schedule));
+  if (schedule != nullptr) {
     driver_ = std::make_unique<ScheduleDriver>(ScheduleDriver::Options{
         std::move(schedule), std::move(options.schedule_state), plan.max_staleness,
         plan.rounds.total_rounds, options.initial_version, options.initial_round, metrics_});
@@ -84,7 +87,7 @@ absl::Status Coordinator::MakeParts(Options& options) {
   }
   if (plan.relay) {
     publisher_ = std::make_unique<UpstreamPublisher>(&store_, plan.persist.final_model_path);
-    return absl::OkStatus();
+    return;
   }
   LocalPublisher::Options local;
   local.store = &store_;
@@ -101,7 +104,6 @@ absl::Status Coordinator::MakeParts(Options& options) {
     contents->schedule = driver_->SaveState();
   };
   publisher_ = std::make_unique<LocalPublisher>(std::move(local));
-  return absl::OkStatus();
 }
 
 }  // namespace tally::server
