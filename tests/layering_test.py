@@ -3,10 +3,12 @@
 
 Fails, naming file and line, on
   1. an #include that crosses a forbidden direction:
-     - core/, compress/ and aggregators/ are pure C++ on spans of floats and
+     - core/, compress/, aggregators/ and secagg/ are pure C++ on spans of floats and
        Abseil: they never include server/, client/ (nor the SDK's public
        tally/client.h), sim/, proto/ (whose headers pull in generated code),
        generated tally/v1/*.pb.h, grpcpp/, grpc/ or google/protobuf/;
+     - secagg/ (secure aggregation's crypto and protocol core) follows the
+       same rule: the server and the client SDK include it, never the reverse;
      - client/ never includes server/ or aggregators/;
   2. a citation of a .md file that does not exist in the repository (in a
      comment, a docstring or a Markdown page), or of an anchor
@@ -26,7 +28,7 @@ SOURCE_EXTS = (".cc", ".h", ".proto", ".py", ".sh", ".cmake", ".txt", ".md",
 _PURE = ("server/", "client/", "tally/client.h", "sim/", "proto/", "tally/v1/",
          "grpcpp/", "grpc/", "grpc++/", "google/protobuf/")
 LAYER_RULES = [
-    (("core/", "compress/", "aggregators/"), _PURE),
+    (("core/", "compress/", "aggregators/", "secagg/"), _PURE),
     (("client/",), ("server/", "aggregators/")),
 ]
 
