@@ -1,6 +1,6 @@
 // The cryptographic primitives of secure aggregation (docs/secure-aggregation.md),
 // all through OpenSSL 3's EVP interface; the Python SDK's twin
-// (client/python/tally/secagg/crypto.py, python3-cryptography) produces the
+// (client/python/tally/secagg_crypto.py, python3-cryptography) produces the
 // same bytes for the same inputs (tests/secagg_vectors_test.py checks it):
 //   - X25519 key pairs and their Diffie-Hellman shared secret (RFC 7748);
 //   - HKDF-SHA256 (RFC 5869);
