@@ -7,22 +7,24 @@
 
 namespace tally::secagg {
 
-absl::StatusOr<SecAggClient> SecAggClient::CreateWithSecrets(
-    const SecAggParams& params, uint32_t self, std::vector<uint32_t> neighbours, const Key& c_sk,
-    const Key& s_sk, const Key& self_mask_seed) {
+absl::StatusOr<SecAggClient> SecAggClient::CreateWithSecrets(const SecAggParams& params,
+                                                             uint32_t self,
+                                                             std::vector<uint32_t> neighbours,
+                                                             const Key& c_sk, const Key& s_sk,
+                                                             const Key& self_mask_seed) {
   if (absl::Status s = ValidateParams(params); !s.ok()) return s;
   if (self < 1 || self > params.num_clients) {
-    return absl::InvalidArgumentError(absl::StrCat("client index ", self, " outside 1..",
-                                                   params.num_clients));
+    return absl::InvalidArgumentError(
+        absl::StrCat("client index ", self, " outside 1..", params.num_clients));
   }
   std::sort(neighbours.begin(), neighbours.end());
   if (neighbours.size() != EffectiveDegree(params) ||
       std::adjacent_find(neighbours.begin(), neighbours.end()) != neighbours.end() ||
-      std::count(neighbours.begin(), neighbours.end(), self) > 0 ||
-      neighbours.front() < 1 || neighbours.back() > params.num_clients) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "neighbour list of client ", self, " is not ", EffectiveDegree(params),
-        " distinct other clients of the instance"));
+      std::count(neighbours.begin(), neighbours.end(), self) > 0 || neighbours.front() < 1 ||
+      neighbours.back() > params.num_clients) {
+    return absl::InvalidArgumentError(absl::StrCat("neighbour list of client ", self, " is not ",
+                                                   EffectiveDegree(params),
+                                                   " distinct other clients of the instance"));
   }
   absl::StatusOr<X25519KeyPair> c = X25519FromPrivate(c_sk);
   if (!c.ok()) return c.status();
@@ -43,8 +45,7 @@ absl::StatusOr<SecAggClient> SecAggClient::Create(const SecAggParams& params, ui
 absl::Status SecAggClient::Expect(Stage stage) const {
   if (stage_ == stage) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat("secagg client ", self_, " is at stage ",
-                                                    StageName(stage_), ", not ",
-                                                    StageName(stage)));
+                                                    StageName(stage_), ", not ", StageName(stage)));
 }
 
 absl::Status SecAggClient::Fail(absl::Status status) {
@@ -64,24 +65,23 @@ absl::StatusOr<ShareKeysMessage> SecAggClient::ShareKeys(
   std::set<Key> seen_keys = {c_.public_key, s_.public_key};
   for (const KeyAdvertisement& adv : neighbour_keys) {
     if (!std::binary_search(neighbours_.begin(), neighbours_.end(), adv.sender)) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("keys of client ", adv.sender,
-                                                          ", not a neighbour of ", self_)));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("keys of client ", adv.sender, ", not a neighbour of ", self_)));
     }
     if (keys_.count(adv.sender) > 0) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("keys of client ", adv.sender,
-                                                          " given twice")));
+      return Fail(
+          absl::InvalidArgumentError(absl::StrCat("keys of client ", adv.sender, " given twice")));
     }
     // Repeated keys would let a server pair a client with itself.
     if (!seen_keys.insert(adv.c_pk).second || !seen_keys.insert(adv.s_pk).second) {
-      return Fail(absl::InvalidArgumentError(absl::StrCat("client ", adv.sender,
-                                                          " advertises a key already seen")));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("client ", adv.sender, " advertises a key already seen")));
     }
     keys_[adv.sender] = adv;
   }
   if (keys_.size() < params_.threshold) {
     return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "only ", keys_.size(), " neighbours advertised keys, fewer than t = ",
-        params_.threshold)));
+        "only ", keys_.size(), " neighbours advertised keys, fewer than t = ", params_.threshold)));
   }
   std::vector<uint32_t> xs;
   for (const auto& [v, adv] : keys_) xs.push_back(v);
@@ -160,9 +160,9 @@ absl::StatusOr<UnmaskResponse> SecAggClient::Unmask(absl::Span<const uint32_t> s
         v, survived ? ShareKind::kSelfMask : ShareKind::kMaskKey, SerializeShareValues(share)});
   }
   if (surviving_partners < params_.threshold) {
-    return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "only ", surviving_partners, " partners of client ", self_,
-        " survived: below the threshold, nothing revealed")));
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("only ", surviving_partners, " partners of client ", self_,
+                     " survived: below the threshold, nothing revealed")));
   }
   stage_ = Stage::kDone;
   return response;

@@ -26,8 +26,7 @@ class SecAggClient {
   static absl::StatusOr<SecAggClient> Create(const SecAggParams& params, uint32_t self,
                                              std::vector<uint32_t> neighbours);
   // With given secrets (test vectors and cross-language tests).
-  static absl::StatusOr<SecAggClient> CreateWithSecrets(const SecAggParams& params,
-                                                        uint32_t self,
+  static absl::StatusOr<SecAggClient> CreateWithSecrets(const SecAggParams& params, uint32_t self,
                                                         std::vector<uint32_t> neighbours,
                                                         const Key& c_sk, const Key& s_sk,
                                                         const Key& self_mask_seed);

@@ -95,8 +95,8 @@ absl::StatusOr<Key> X25519SharedSecret(const Key& private_key, const Key& peer_p
 absl::StatusOr<Bytes> HkdfSha256(absl::Span<const uint8_t> ikm, absl::Span<const uint8_t> salt,
                                  absl::Span<const uint8_t> info, size_t length) {
   if (length == 0 || length > 255 * 32) {
-    return absl::InvalidArgumentError(absl::StrCat("HKDF-SHA256 output length ", length,
-                                                   " is outside [1, 8160]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("HKDF-SHA256 output length ", length, " is outside [1, 8160]"));
   }
   UniqueKdf kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
   if (kdf == nullptr) return OpenSslError("EVP_KDF_fetch(HKDF)");
@@ -107,14 +107,14 @@ absl::StatusOr<Bytes> HkdfSha256(absl::Span<const uint8_t> ikm, absl::Span<const
   int n = 0;
   params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
   // OpenSSL reads these buffers; its API takes them non-const.
-  params[n++] = OSSL_PARAM_construct_octet_string(
-      OSSL_KDF_PARAM_KEY, const_cast<uint8_t*>(ikm.data()), ikm.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                  const_cast<uint8_t*>(ikm.data()), ikm.size());
   if (!salt.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(
-        OSSL_KDF_PARAM_SALT, const_cast<uint8_t*>(salt.data()), salt.size());
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+                                                    const_cast<uint8_t*>(salt.data()), salt.size());
   }
-  params[n++] = OSSL_PARAM_construct_octet_string(
-      OSSL_KDF_PARAM_INFO, const_cast<uint8_t*>(info.data()), info.size());
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                  const_cast<uint8_t*>(info.data()), info.size());
   params[n] = OSSL_PARAM_construct_end();
   Bytes out(length);
   if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) {
@@ -135,8 +135,8 @@ absl::StatusOr<Bytes> SealWithNonce(const Key& key, absl::Span<const uint8_t> no
                                     absl::Span<const uint8_t> plaintext,
                                     absl::Span<const uint8_t> associated_data) {
   if (nonce.size() != kNonceBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("AES-GCM nonce must be 12 bytes, got ",
-                                                   nonce.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("AES-GCM nonce must be 12 bytes, got ", nonce.size()));
   }
   UniqueCipherCtx ctx(EVP_CIPHER_CTX_new());
   Bytes out(kNonceBytes + plaintext.size() + kTagBytes);
@@ -151,8 +151,7 @@ absl::StatusOr<Bytes> SealWithNonce(const Key& key, absl::Span<const uint8_t> no
       (!plaintext.empty() &&
        EVP_EncryptUpdate(ctx.get(), ct, &len, plaintext.data(), Len(plaintext.size())) != 1) ||
       EVP_EncryptFinal_ex(ctx.get(), ct + plaintext.size(), &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes,
-                          ct + plaintext.size()) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, ct + plaintext.size()) != 1) {
     return OpenSslError("AES-256-GCM seal");
   }
   return out;
@@ -271,8 +270,7 @@ absl::Status AddPrgWords(Prg& prg, int sign, uint64_t word_offset, absl::Span<Wo
 }
 
 template <typename Word>
-absl::Status AddPrgWords(const Key& seed, int sign, uint64_t word_offset,
-                         absl::Span<Word> values) {
+absl::Status AddPrgWords(const Key& seed, int sign, uint64_t word_offset, absl::Span<Word> values) {
   absl::StatusOr<Prg> prg = Prg::Create(seed);
   if (!prg.ok()) return prg.status();
   return AddPrgWords<Word>(*prg, sign, word_offset, values);
@@ -293,8 +291,8 @@ absl::StatusOr<std::vector<uint32_t>> SeededPermutation(const Key& seed, uint32_
   uint64_t consumed = 0;  // Words read so far.
   auto draw = [&]() -> absl::StatusOr<uint64_t> {
     if (next == words.size()) {
-      absl::Status s = prg->Generate(consumed * 8, absl::MakeSpan(
-          reinterpret_cast<uint8_t*>(words.data()), words.size() * 8));
+      absl::Status s = prg->Generate(
+          consumed * 8, absl::MakeSpan(reinterpret_cast<uint8_t*>(words.data()), words.size() * 8));
       if (!s.ok()) return s;
       next = 0;
     }

@@ -27,9 +27,9 @@
 
 namespace tally::secagg {
 
-inline constexpr size_t kKeyBytes = 32;      // X25519 keys, seeds, AEAD keys.
-inline constexpr size_t kNonceBytes = 12;    // AES-GCM nonce.
-inline constexpr size_t kTagBytes = 16;      // AES-GCM tag.
+inline constexpr size_t kKeyBytes = 32;    // X25519 keys, seeds, AEAD keys.
+inline constexpr size_t kNonceBytes = 12;  // AES-GCM nonce.
+inline constexpr size_t kTagBytes = 16;    // AES-GCM tag.
 inline constexpr size_t kSealOverhead = kNonceBytes + kTagBytes;
 
 using Key = std::array<uint8_t, kKeyBytes>;
@@ -99,8 +99,7 @@ class Prg {
 // kPrgBlockBytes through a scratch buffer.
 inline constexpr size_t kPrgBlockBytes = 64 * 1024;
 template <typename Word>
-absl::Status AddPrgWords(const Key& seed, int sign, uint64_t word_offset,
-                         absl::Span<Word> values);
+absl::Status AddPrgWords(const Key& seed, int sign, uint64_t word_offset, absl::Span<Word> values);
 // The same with a Prg already made for `seed` (the hot path keeps it).
 template <typename Word>
 absl::Status AddPrgWords(Prg& prg, int sign, uint64_t word_offset, absl::Span<Word> values);

@@ -22,9 +22,7 @@ class NeighbourGraph {
                                                const Key& seed);
   uint32_t num_clients() const { return static_cast<uint32_t>(neighbours_.size()); }
   // Sorted 1-based indices of client i's neighbours (i in 1..n).
-  const std::vector<uint32_t>& Neighbours(uint32_t client) const {
-    return neighbours_[client - 1];
-  }
+  const std::vector<uint32_t>& Neighbours(uint32_t client) const { return neighbours_[client - 1]; }
   bool AreNeighbours(uint32_t a, uint32_t b) const;
 
  private:

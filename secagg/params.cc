@@ -53,7 +53,8 @@ absl::Status ValidateParams(const SecAggParams& params) {
   }
   if (params.vector_length == 0) return Invalid("vector_length", "must be at least 1");
   const uint32_t k = EffectiveDegree(params);
-  if (params.degree < 2) return Invalid("degree", absl::StrCat("must be >= 2, got ", params.degree));
+  if (params.degree < 2)
+    return Invalid("degree", absl::StrCat("must be >= 2, got ", params.degree));
   if (k < params.num_clients - 1 && k % 2 != 0) {
     return Invalid("degree", absl::StrCat("must be even (a Harary ring), got ", k));
   }
@@ -71,8 +72,8 @@ absl::Status Quantize(const SecAggParams& params, int fraction_bits, absl::Span<
                       absl::Span<uint8_t> out) {
   const size_t word = params.bits / 8;
   if (out.size() != x.size() * word) {
-    return absl::InvalidArgumentError(absl::StrCat("Quantize: output of ", out.size(),
-                                                   " bytes for ", x.size(), " values"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Quantize: output of ", out.size(), " bytes for ", x.size(), " values"));
   }
   const int64_t max_q = static_cast<int64_t>(MaxQuantized(params, fraction_bits));
   for (size_t i = 0; i < x.size(); ++i) {
@@ -81,8 +82,8 @@ absl::Status Quantize(const SecAggParams& params, int fraction_bits, absl::Span<
     }
     // x * 2^f is exact in double; nearbyint rounds half to even.
     const double scaled = std::ldexp(static_cast<double>(x[i]), fraction_bits);
-    const double clamped = std::clamp(scaled, -static_cast<double>(max_q),
-                                      static_cast<double>(max_q));
+    const double clamped =
+        std::clamp(scaled, -static_cast<double>(max_q), static_cast<double>(max_q));
     const int64_t q = static_cast<int64_t>(std::nearbyint(clamped));
     const uint64_t w = static_cast<uint64_t>(q);
     std::memcpy(out.data() + i * word, &w, word);  // Little-endian host (crypto.cc checks).

@@ -19,8 +19,8 @@ uint32_t GetU32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
 
-absl::StatusOr<Key> DeriveKey(const Key& own_private, const Key& peer_public,
-                              uint64_t instance_id, absl::string_view label) {
+absl::StatusOr<Key> DeriveKey(const Key& own_private, const Key& peer_public, uint64_t instance_id,
+                              absl::string_view label) {
   absl::StatusOr<Key> shared = X25519SharedSecret(own_private, peer_public);
   if (!shared.ok()) return shared.status();
   Bytes info(label.begin(), label.end());
@@ -32,12 +32,18 @@ absl::StatusOr<Key> DeriveKey(const Key& own_private, const Key& peer_public,
 
 const char* StageName(Stage stage) {
   switch (stage) {
-    case Stage::kAdvertiseKeys: return "advertise_keys";
-    case Stage::kShareKeys: return "share_keys";
-    case Stage::kMaskedInput: return "masked_input";
-    case Stage::kUnmask: return "unmask";
-    case Stage::kDone: return "done";
-    case Stage::kFailed: return "failed";
+    case Stage::kAdvertiseKeys:
+      return "advertise_keys";
+    case Stage::kShareKeys:
+      return "share_keys";
+    case Stage::kMaskedInput:
+      return "masked_input";
+    case Stage::kUnmask:
+      return "unmask";
+    case Stage::kDone:
+      return "done";
+    case Stage::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -75,16 +81,15 @@ Bytes SharePlaintext(uint32_t sender, uint32_t receiver, const Share& self_mask_
 }
 
 absl::Status ParseSharePlaintext(absl::Span<const uint8_t> plaintext, uint32_t sender,
-                                 uint32_t receiver, Share* self_mask_share,
-                                 Share* mask_key_share) {
+                                 uint32_t receiver, Share* self_mask_share, Share* mask_key_share) {
   if (plaintext.size() != kSharePlaintextBytes) {
     return absl::InvalidArgumentError(absl::StrCat("share plaintext of ", plaintext.size(),
                                                    " bytes, expected ", kSharePlaintextBytes));
   }
   if (GetU32(plaintext.data()) != sender || GetU32(plaintext.data() + 4) != receiver) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "share plaintext names sender ", GetU32(plaintext.data()), " and receiver ",
-        GetU32(plaintext.data() + 4), ", expected ", sender, " and ", receiver));
+    return absl::InvalidArgumentError(
+        absl::StrCat("share plaintext names sender ", GetU32(plaintext.data()), " and receiver ",
+                     GetU32(plaintext.data() + 4), ", expected ", sender, " and ", receiver));
   }
   absl::StatusOr<Share> b = ParseShareValues(receiver, plaintext.subspan(8, kShareBytes));
   if (!b.ok()) return b.status();

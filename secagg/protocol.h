@@ -62,7 +62,7 @@ enum class ShareKind : uint8_t { kSelfMask = 0, kMaskKey = 1 };
 struct RevealedShare {
   uint32_t owner = 0;  // Whose secret the share is of.
   ShareKind kind = ShareKind::kSelfMask;
-  Bytes values;        // 64 bytes (SerializeShareValues).
+  Bytes values;  // 64 bytes (SerializeShareValues).
 };
 struct UnmaskResponse {
   uint32_t sender = 0;
@@ -87,8 +87,7 @@ Bytes SharePlaintext(uint32_t sender, uint32_t receiver, const Share& self_mask_
 // Parses and checks a decrypted share plaintext: INVALID_ARGUMENT on a wrong
 // length, sender/receiver not the expected ones, or a value >= p.
 absl::Status ParseSharePlaintext(absl::Span<const uint8_t> plaintext, uint32_t sender,
-                                 uint32_t receiver, Share* self_mask_share,
-                                 Share* mask_key_share);
+                                 uint32_t receiver, Share* self_mask_share, Share* mask_key_share);
 
 // The pairwise mask sign of u towards v: +1 if u < v, else -1.
 inline int PairSign(uint32_t u, uint32_t v) { return u < v ? +1 : -1; }

@@ -63,21 +63,20 @@ absl::Status SecAggServer::FailInstance(absl::Status status) {
 absl::Status SecAggServer::CheckSender(uint32_t sender, Stage stage,
                                        const std::set<uint32_t>* previous) const {
   if (stage_ == Stage::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat("secure aggregation instance ",
-                                                      params_.instance_id, " failed: ", failure_));
+    return absl::FailedPreconditionError(
+        absl::StrCat("secure aggregation instance ", params_.instance_id, " failed: ", failure_));
   }
   if (sender < 1 || sender > params_.num_clients) {
-    return absl::InvalidArgumentError(absl::StrCat("client index ", sender, " outside 1..",
-                                                   params_.num_clients));
+    return absl::InvalidArgumentError(
+        absl::StrCat("client index ", sender, " outside 1..", params_.num_clients));
   }
   if (stage_ != stage) {
     return absl::FailedPreconditionError(absl::StrCat("instance is at stage ", StageName(stage_),
-                                                      ", the message is for ",
-                                                      StageName(stage)));
+                                                      ", the message is for ", StageName(stage)));
   }
   if (previous != nullptr && previous->count(sender) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "client ", sender, " dropped out before stage ", StageName(stage)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("client ", sender, " dropped out before stage ", StageName(stage)));
   }
   return absl::OkStatus();
 }
@@ -85,9 +84,9 @@ absl::Status SecAggServer::CheckSender(uint32_t sender, Stage stage,
 absl::Status SecAggServer::CloseStage(const std::set<uint32_t>& in, Stage next,
                                       absl::string_view what) {
   if (in.size() < params_.threshold) {
-    return FailInstance(absl::FailedPreconditionError(absl::StrCat(
-        "only ", in.size(), " of ", params_.num_clients, " clients ", what,
-        ", fewer than the threshold t = ", params_.threshold)));
+    return FailInstance(absl::FailedPreconditionError(
+        absl::StrCat("only ", in.size(), " of ", params_.num_clients, " clients ", what,
+                     ", fewer than the threshold t = ", params_.threshold)));
   }
   stage_ = next;
   return absl::OkStatus();
@@ -96,8 +95,8 @@ absl::Status SecAggServer::CloseStage(const std::set<uint32_t>& in, Stage next,
 absl::Status SecAggServer::ReceiveKeys(const KeyAdvertisement& message) {
   TALLY_RETURN_IF_ERROR(CheckSender(message.sender, Stage::kAdvertiseKeys, nullptr));
   if (advertised_.count(message.sender) > 0) {
-    return absl::AlreadyExistsError(absl::StrCat("client ", message.sender,
-                                                 " already advertised its keys"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("client ", message.sender, " already advertised its keys"));
   }
   if (message.c_pk == message.s_pk || IsLowOrder(message.c_pk) || IsLowOrder(message.s_pk)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -106,8 +105,8 @@ absl::Status SecAggServer::ReceiveKeys(const KeyAdvertisement& message) {
   for (const auto& [other, adv] : keys_) {
     for (const Key& k : {adv.c_pk, adv.s_pk}) {
       if (k == message.c_pk || k == message.s_pk) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", message.sender,
-                                                       " reuses a public key of client ", other));
+        return absl::InvalidArgumentError(
+            absl::StrCat("client ", message.sender, " reuses a public key of client ", other));
       }
     }
   }
@@ -123,8 +122,8 @@ absl::Status SecAggServer::CloseAdvertiseKeys() {
 
 absl::StatusOr<std::vector<KeyAdvertisement>> SecAggServer::KeysFor(uint32_t client) const {
   if (stage_ != Stage::kShareKeys || advertised_.count(client) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("no keys for client ", client,
-                                                      " at stage ", StageName(stage_)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no keys for client ", client, " at stage ", StageName(stage_)));
   }
   std::vector<KeyAdvertisement> out;
   for (uint32_t v : graph_.Neighbours(client)) {
@@ -146,9 +145,9 @@ absl::Status SecAggServer::ReceiveShares(const ShareKeysMessage& message) {
   std::set<uint32_t> seen;
   for (const EncryptedShare& e : message.shares) {
     if (e.sender != u || expected.count(e.receiver) == 0 || !seen.insert(e.receiver).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "client ", u, " sent a share from ", e.sender, " to ", e.receiver,
-          ": not one per neighbour that advertised keys"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("client ", u, " sent a share from ", e.sender, " to ", e.receiver,
+                       ": not one per neighbour that advertised keys"));
     }
     if (e.ciphertext.size() != kShareCiphertextBytes) {
       return absl::InvalidArgumentError(absl::StrCat("client ", u, "'s share for ", e.receiver,
@@ -174,8 +173,8 @@ absl::Status SecAggServer::CloseShareKeys() {
 
 absl::StatusOr<std::vector<EncryptedShare>> SecAggServer::InboxFor(uint32_t client) const {
   if (stage_ != Stage::kMaskedInput || shared_.count(client) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("no shares for client ", client,
-                                                      " at stage ", StageName(stage_)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no shares for client ", client, " at stage ", StageName(stage_)));
   }
   auto it = inboxes_.find(client);
   return it == inboxes_.end() ? std::vector<EncryptedShare>() : it->second;
@@ -213,9 +212,9 @@ absl::Status SecAggServer::ReceiveMaskedChunk(uint32_t sender, uint64_t word_off
                                                    word_offset, ", expected ", received));
   }
   if (received + count > params_.vector_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "client ", sender, "'s masked input is longer than the instance's ",
-        params_.vector_length, " values"));
+    return absl::InvalidArgumentError(absl::StrCat("client ", sender,
+                                                   "'s masked input is longer than the instance's ",
+                                                   params_.vector_length, " values"));
   }
   TALLY_RETURN_IF_ERROR(AddWords(words, word_offset, +1));
   received += count;
@@ -241,9 +240,9 @@ absl::Status SecAggServer::CloseMaskedInput() {
   TALLY_RETURN_IF_ERROR(CheckSender(1, Stage::kMaskedInput, nullptr));
   for (const auto& [client, received] : received_words_) {
     if (received > 0 && received < params_.vector_length) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "client ", client, "'s masked input is partial (", received, " of ",
-          params_.vector_length, " values): retract it before closing the stage"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("client ", client, "'s masked input is partial (", received, " of ",
+                       params_.vector_length, " values): retract it before closing the stage"));
     }
   }
   for (const auto& [client, received] : received_words_) {
@@ -267,14 +266,13 @@ absl::Status SecAggServer::ReceiveUnmask(const UnmaskResponse& message) {
   std::vector<std::pair<const RevealedShare*, Share>> parsed;
   for (const RevealedShare& r : message.shares) {
     if (expected.count(r.owner) == 0 || !seen.insert(r.owner).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "client ", u, " reveals a share of client ", r.owner,
-          ": not a partner of it, or twice"));
+      return absl::InvalidArgumentError(absl::StrCat("client ", u, " reveals a share of client ",
+                                                     r.owner, ": not a partner of it, or twice"));
     }
     const ShareKind want = masked_set_.count(r.owner) ? ShareKind::kSelfMask : ShareKind::kMaskKey;
     if (r.kind != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "client ", u, " reveals the wrong kind of share of client ", r.owner));
+      return absl::InvalidArgumentError(
+          absl::StrCat("client ", u, " reveals the wrong kind of share of client ", r.owner));
     }
     absl::StatusOr<Share> share = ParseShareValues(u, r.values);
     if (!share.ok()) return share.status();
@@ -297,8 +295,8 @@ absl::StatusOr<std::vector<std::pair<Key, int>>> SecAggServer::RecoverSeeds() {
   for (uint32_t u : masked_) {
     absl::StatusOr<Key> b = ShamirReconstruct(self_mask_shares_[u], params_.threshold);
     if (!b.ok()) {
-      return absl::Status(b.status().code(), absl::StrCat("self-mask seed of client ", u, ": ",
-                                                          b.status().message()));
+      return absl::Status(b.status().code(),
+                          absl::StrCat("self-mask seed of client ", u, ": ", b.status().message()));
     }
     if (Sha256(*b) != commitments_[u]) {
       return absl::DataLossError(absl::StrCat("the reconstructed self-mask seed of client ", u,
@@ -310,8 +308,8 @@ absl::StatusOr<std::vector<std::pair<Key, int>>> SecAggServer::RecoverSeeds() {
     if (masked_set_.count(v) > 0) continue;
     absl::StatusOr<Key> s_sk = ShamirReconstruct(mask_key_shares_[v], params_.threshold);
     if (!s_sk.ok()) {
-      return absl::Status(s_sk.status().code(), absl::StrCat("mask key of dropped client ", v,
-                                                             ": ", s_sk.status().message()));
+      return absl::Status(s_sk.status().code(), absl::StrCat("mask key of dropped client ", v, ": ",
+                                                             s_sk.status().message()));
     }
     absl::StatusOr<X25519KeyPair> pair = X25519FromPrivate(*s_sk);
     if (!pair.ok() || pair->public_key != keys_[v].s_pk) {
@@ -350,9 +348,9 @@ absl::Status SecAggServer::RemoveMasks(std::vector<Word>& sum,
 absl::StatusOr<Bytes> SecAggServer::Finish() {
   TALLY_RETURN_IF_ERROR(CheckSender(1, Stage::kUnmask, nullptr));
   if (unmasked_.size() < params_.threshold) {
-    return FailInstance(absl::FailedPreconditionError(absl::StrCat(
-        "only ", unmasked_.size(), " clients sent their unmasking shares, fewer than t = ",
-        params_.threshold)));
+    return FailInstance(absl::FailedPreconditionError(
+        absl::StrCat("only ", unmasked_.size(),
+                     " clients sent their unmasking shares, fewer than t = ", params_.threshold)));
   }
   absl::StatusOr<std::vector<std::pair<Key, int>>> seeds = RecoverSeeds();
   if (!seeds.ok()) return FailInstance(seeds.status());

@@ -113,15 +113,15 @@ class SecAggServer {
   Stage stage_ = Stage::kAdvertiseKeys;
   std::string failure_;
 
-  std::map<uint32_t, KeyAdvertisement> keys_;                 // U1.
-  std::set<uint32_t> advertised_, shared_;                     // U1, U2.
-  std::map<uint32_t, Key> commitments_;                        // Per U2 member.
-  std::map<uint32_t, std::vector<EncryptedShare>> inboxes_;    // Receiver -> ciphertexts.
-  std::map<uint32_t, uint64_t> received_words_;                // Stage 2 progress.
-  std::vector<uint32_t> masked_;                               // U3 (sorted).
-  std::set<uint32_t> masked_set_, unmasked_;                   // U3, U4.
-  std::map<uint32_t, std::vector<Share>> self_mask_shares_;    // Owner in U3 -> shares.
-  std::map<uint32_t, std::vector<Share>> mask_key_shares_;     // Owner in U2 \ U3 -> shares.
+  std::map<uint32_t, KeyAdvertisement> keys_;                // U1.
+  std::set<uint32_t> advertised_, shared_;                   // U1, U2.
+  std::map<uint32_t, Key> commitments_;                      // Per U2 member.
+  std::map<uint32_t, std::vector<EncryptedShare>> inboxes_;  // Receiver -> ciphertexts.
+  std::map<uint32_t, uint64_t> received_words_;              // Stage 2 progress.
+  std::vector<uint32_t> masked_;                             // U3 (sorted).
+  std::set<uint32_t> masked_set_, unmasked_;                 // U3, U4.
+  std::map<uint32_t, std::vector<Share>> self_mask_shares_;  // Owner in U3 -> shares.
+  std::map<uint32_t, std::vector<Share>> mask_key_shares_;   // Owner in U2 \ U3 -> shares.
   // The masked sum modulo 2^b: sum32_ when b = 32, sum64_ when b = 64.
   std::vector<uint32_t> sum32_;
   std::vector<uint64_t> sum64_;

@@ -59,13 +59,12 @@ std::vector<uint64_t> LagrangeAt(absl::Span<const uint32_t> xs, uint64_t at) {
 absl::StatusOr<std::vector<Share>> ShamirSplit(const Key& secret, uint32_t threshold,
                                                absl::Span<const uint32_t> xs) {
   if (threshold < 1 || threshold > xs.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("Shamir: threshold ", threshold,
-                                                   " outside [1, ", xs.size(), "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Shamir: threshold ", threshold, " outside [1, ", xs.size(), "]"));
   }
   if (absl::Status s = CheckPoints(xs); !s.ok()) return s;
   // coefficients[limb][d] for d = 0..t-1; d = 0 is the secret limb.
-  std::vector<std::vector<uint64_t>> coefficients(kShamirLimbs,
-                                                  std::vector<uint64_t>(threshold));
+  std::vector<std::vector<uint64_t>> coefficients(kShamirLimbs, std::vector<uint64_t>(threshold));
   for (size_t limb = 0; limb < kShamirLimbs; ++limb) {
     uint32_t v;
     std::memcpy(&v, secret.data() + 4 * limb, 4);
@@ -96,8 +95,8 @@ absl::StatusOr<std::vector<Share>> ShamirSplit(const Key& secret, uint32_t thres
 absl::StatusOr<Key> ShamirReconstruct(absl::Span<const Share> shares, uint32_t threshold) {
   if (threshold < 1) return absl::InvalidArgumentError("Shamir: threshold 0");
   if (shares.size() < threshold) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Shamir: ", shares.size(), " shares, fewer than the threshold ", threshold));
+    return absl::FailedPreconditionError(
+        absl::StrCat("Shamir: ", shares.size(), " shares, fewer than the threshold ", threshold));
   }
   std::vector<uint32_t> xs;
   for (const Share& s : shares) xs.push_back(s.x);
@@ -126,9 +125,9 @@ absl::StatusOr<Key> ShamirReconstruct(absl::Span<const Share> shares, uint32_t t
       uint64_t v = 0;
       for (uint32_t j = 0; j < threshold; ++j) v = Add(v, Mul(l[j], shares[j].y[limb]));
       if (v != shares[e].y[limb]) {
-        return absl::DataLossError(absl::StrCat(
-            "Shamir: the share at x = ", shares[e].x,
-            " disagrees with the others (a corrupted or forged share)"));
+        return absl::DataLossError(
+            absl::StrCat("Shamir: the share at x = ", shares[e].x,
+                         " disagrees with the others (a corrupted or forged share)"));
       }
     }
   }
@@ -145,8 +144,8 @@ Bytes SerializeShareValues(const Share& share) {
 
 absl::StatusOr<Share> ParseShareValues(uint32_t x, absl::Span<const uint8_t> bytes) {
   if (bytes.size() != kShareBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("Shamir share of ", bytes.size(),
-                                                   " bytes, expected ", kShareBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Shamir share of ", bytes.size(), " bytes, expected ", kShareBytes));
   }
   Share share;
   share.x = x;

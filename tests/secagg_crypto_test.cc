@@ -50,9 +50,8 @@ TEST(SecAggCrypto, X25519RejectsLowOrderPeerKey) {
 // RFC 5869 appendix A, test cases 1 and 3.
 TEST(SecAggCrypto, HkdfMatchesRfc5869) {
   const Bytes ikm(22, 0x0b);
-  TALLY_ASSERT_OK_AND_ASSIGN(
-      Bytes okm1, HkdfSha256(ikm, Hex("000102030405060708090a0b0c"),
-                             Hex("f0f1f2f3f4f5f6f7f8f9"), 42));
+  TALLY_ASSERT_OK_AND_ASSIGN(Bytes okm1, HkdfSha256(ikm, Hex("000102030405060708090a0b0c"),
+                                                    Hex("f0f1f2f3f4f5f6f7f8f9"), 42));
   EXPECT_EQ(ToHex(okm1),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
   TALLY_ASSERT_OK_AND_ASSIGN(Bytes okm3, HkdfSha256(ikm, {}, {}, 42));
@@ -65,9 +64,9 @@ TEST(SecAggCrypto, HkdfMatchesRfc5869) {
 TEST(SecAggCrypto, AesGcmMatchesSpecificationAndDetectsTampering) {
   const Key key = KeyFromHex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
   const Bytes nonce = Hex("cafebabefacedbaddecaf888");
-  const Bytes plain = Hex(
-      "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-      "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+  const Bytes plain =
+      Hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+          "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
   const Bytes aad = Hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
   TALLY_ASSERT_OK_AND_ASSIGN(Bytes sealed, SealWithNonce(key, nonce, plain, aad));
   EXPECT_EQ(ToHex(sealed),

@@ -36,7 +36,13 @@ struct Round {
   static Round Make(uint32_t n, uint32_t k, uint32_t t, int bits, uint64_t length,
                     uint32_t seed = 1) {
     Round r;
-    r.params = SecAggParams{/*instance_id=*/0x1234 + seed, n, k, t, bits, /*clip=*/8.0, length};
+    r.params = SecAggParams{/*instance_id=*/0x1234 + seed,
+                            n,
+                            k,
+                            t,
+                            bits,
+                            /*clip=*/8.0,
+                            length};
     Key graph_seed{};
     graph_seed[0] = static_cast<uint8_t>(seed);
     r.server = SecAggServer::Create(r.params, graph_seed).value();
@@ -137,8 +143,7 @@ TEST(SecAggParams, FractionBitsFromHandComputation) {
   const std::vector<float> x = {0.5f, 2.0f, -3.0f, 0x1p-30f, 0x3p-30f};
   Bytes out(x.size() * 4);
   ASSERT_THAT(Quantize(q, 29, x, absl::MakeSpan(out)), IsOk());
-  EXPECT_THAT(SignedSums(32, out),
-              ::testing::ElementsAre(1 << 28, 1 << 29, -(1 << 29), 0, 2));
+  EXPECT_THAT(SignedSums(32, out), ::testing::ElementsAre(1 << 28, 1 << 29, -(1 << 29), 0, 2));
   const std::vector<float> bad = {NAN};
   Bytes one(4);
   EXPECT_THAT(Quantize(q, 29, bad, absl::MakeSpan(one)), StatusIs(Code::kInvalidArgument));
@@ -178,6 +183,12 @@ TEST(SecAggParams, BinomialTailAndDefaults) {
   EXPECT_LE(log2n + Log2BinomialUpperTail(d2.degree, 0.2, 2 * int64_t{d2.threshold} - d2.degree),
             -40);
   EXPECT_LE(log2n + Log2BinomialUpperTail(d2.degree, 0.1, d2.degree - d2.threshold + 1), -30);
+  // The table of docs/secure-aggregation.md#parameters, computed by an
+  // independent re-implementation of the model in Python (math.lgamma).
+  EXPECT_EQ(SecureDefaults(1000, 0.1, 0.1).value().degree, 136u);
+  EXPECT_EQ(SecureDefaults(1000, 0.1, 0.1).value().threshold, 93u);
+  EXPECT_EQ(SecureDefaults(100000, 0.05, 0.05).value().degree, 80u);
+  EXPECT_EQ(SecureDefaults(100000, 0.05, 0.05).value().threshold, 55u);
   // Ten clients cannot meet 2^-40 targets: the complete graph, flagged.
   TALLY_ASSERT_OK_AND_ASSIGN(DefaultDegree small, SecureDefaults(10, 0.1, 0.1));
   EXPECT_FALSE(small.meets_targets);
@@ -247,8 +258,8 @@ TEST(SecAggProtocol, MaskedInputLooksNothingLikeTheEncoding) {
 TEST(SecAggProtocol, DropoutAtEveryStageStillCompletes) {
   Round r = Round::Make(10, 9, 5, 32, 500, 3);
   r.drop_at = {Stage::kAdvertiseKeys, Stage::kShareKeys, Stage::kMaskedInput, Stage::kUnmask,
-               Stage::kDone, Stage::kDone, Stage::kDone, Stage::kDone, Stage::kDone,
-               Stage::kDone};
+               Stage::kDone,          Stage::kDone,      Stage::kDone,        Stage::kDone,
+               Stage::kDone,          Stage::kDone};
   TALLY_ASSERT_OK_AND_ASSIGN(Bytes sum, r.Run());
   EXPECT_EQ(SignedSums(32, sum), r.Expected());  // Clients 4..8.
   const SecAggServer::Counts c = r.server->counts();
@@ -259,8 +270,7 @@ TEST(SecAggProtocol, DropoutAtEveryStageStillCompletes) {
 }
 
 TEST(SecAggProtocol, EachSingleDropoutOnASparseGraph) {
-  for (Stage s : {Stage::kAdvertiseKeys, Stage::kShareKeys, Stage::kMaskedInput,
-                  Stage::kUnmask}) {
+  for (Stage s : {Stage::kAdvertiseKeys, Stage::kShareKeys, Stage::kMaskedInput, Stage::kUnmask}) {
     Round r = Round::Make(10, 4, 3, 64, 300, 11);
     r.drop_at[6] = s;  // Client 7.
     TALLY_ASSERT_OK_AND_ASSIGN(Bytes sum, r.Run());
@@ -372,7 +382,8 @@ TEST(SecAggProtocol, MalformedSharesAreRejected) {
   ShareKeysMessage m = r.clients[0].ShareKeys(r.server->KeysFor(1).value()).value();
   ShareKeysMessage shorter = m;
   shorter.shares[0].ciphertext.pop_back();
-  EXPECT_THAT(r.server->ReceiveShares(shorter), StatusIs(Code::kInvalidArgument, HasSubstr("bytes")));
+  EXPECT_THAT(r.server->ReceiveShares(shorter),
+              StatusIs(Code::kInvalidArgument, HasSubstr("bytes")));
   ShareKeysMessage missing = m;
   missing.shares.pop_back();
   EXPECT_THAT(r.server->ReceiveShares(missing), StatusIs(Code::kInvalidArgument));
@@ -381,12 +392,13 @@ TEST(SecAggProtocol, MalformedSharesAreRejected) {
   EXPECT_THAT(r.server->ReceiveShares(doubled), StatusIs(Code::kInvalidArgument));
   ShareKeysMessage outsider = m;
   outsider.sender = 7;
-  EXPECT_THAT(r.server->ReceiveShares(outsider), StatusIs(Code::kInvalidArgument, HasSubstr("outside")));
+  EXPECT_THAT(r.server->ReceiveShares(outsider),
+              StatusIs(Code::kInvalidArgument, HasSubstr("outside")));
   ASSERT_THAT(r.server->ReceiveShares(m), IsOk());
   for (uint32_t i = 2; i <= 5; ++i) {
-    ASSERT_THAT(r.server->ReceiveShares(
-                    r.clients[i - 1].ShareKeys(r.server->KeysFor(i).value()).value()),
-                IsOk());
+    ASSERT_THAT(
+        r.server->ReceiveShares(r.clients[i - 1].ShareKeys(r.server->KeysFor(i).value()).value()),
+        IsOk());
   }
   ASSERT_THAT(r.server->CloseShareKeys(), IsOk());
   ASSERT_THAT(r.Stage2(), IsOk());

@@ -99,9 +99,13 @@ std::vector<float> Floats(const Bytes& b) {
 SecAggParams MaskParams(Fields& f) {
   double clip = 0;
   (void)absl::SimpleAtod(f["clip"], &clip);
-  return SecAggParams{U(f["instance"]), static_cast<uint32_t>(U(f["n"])),
-                      static_cast<uint32_t>(U(f["k"])), static_cast<uint32_t>(U(f["t"])),
-                      static_cast<int>(U(f["bits"])), clip, H(f["x"]).size() / 4};
+  return SecAggParams{U(f["instance"]),
+                      static_cast<uint32_t>(U(f["n"])),
+                      static_cast<uint32_t>(U(f["k"])),
+                      static_cast<uint32_t>(U(f["t"])),
+                      static_cast<int>(U(f["bits"])),
+                      clip,
+                      H(f["x"]).size() / 4};
 }
 
 absl::StatusOr<Bytes> Mask(Fields& f) {
@@ -163,15 +167,15 @@ int Write(const std::string& path) {
   out << "aead_open key=" << ToHex(key) << " plain=" << ToHex(plain) << " aad=" << ToHex(aad)
       << " sealed=" << ToHex(Seal(key, plain, aad).value()) << "\n";
   for (uint64_t offset : {0ull, 5ull, 1000003ull}) {
-    out << "prg seed=" << ToHex(Counting(4)) << " offset=" << offset << " count=100 bytes="
-        << ToHex(PrgBytes(Counting(4), offset, 100).value()) << "\n";
+    out << "prg seed=" << ToHex(Counting(4)) << " offset=" << offset
+        << " count=100 bytes=" << ToHex(PrgBytes(Counting(4), offset, 100).value()) << "\n";
   }
   for (int bits : {32, 64}) {
     out << "words seed=" << ToHex(Counting(5)) << " bits=" << bits << " offset=16383 count=40000"
         << " words=" << ToHex(PrgWords(Counting(5), bits, 16383, 40000)) << "\n";
   }
-  out << "perm seed=" << ToHex(Counting(6)) << " n=50 p="
-      << absl::StrJoin(SeededPermutation(Counting(6), 50).value(), ",") << "\n";
+  out << "perm seed=" << ToHex(Counting(6))
+      << " n=50 p=" << absl::StrJoin(SeededPermutation(Counting(6), 50).value(), ",") << "\n";
   const std::vector<uint32_t> xs = {2, 3, 5, 8, 13};
   out << "shamir secret=" << ToHex(Counting(7)) << " t=3 xs=" << absl::StrJoin(xs, ",")
       << " shares=" << ShareHex(ShamirSplit(Counting(7), 3, xs).value()) << "\n";
@@ -181,9 +185,15 @@ int Write(const std::string& path) {
   for (int bits : {32, 64}) {
     std::vector<float> x = {0.5f, -0.25f, 3.0f, -100.0f, 1e-9f, 0x1p-30f, 0x3p-30f, -2.5f};
     for (int i = 0; i < 200; ++i) x.push_back(static_cast<float>(i % 17) * 0.37f - 3.0f);
-    Fields f = {{"instance", "4242"}, {"n", "6"}, {"k", "4"}, {"t", "3"},
-                {"bits", std::to_string(bits)}, {"clip", "4"}, {"self", "3"},
-                {"b", ToHex(Counting(8))}, {"s_sk", ToHex(Counting(9))},
+    Fields f = {{"instance", "4242"},
+                {"n", "6"},
+                {"k", "4"},
+                {"t", "3"},
+                {"bits", std::to_string(bits)},
+                {"clip", "4"},
+                {"self", "3"},
+                {"b", ToHex(Counting(8))},
+                {"s_sk", ToHex(Counting(9))},
                 {"x", ToHex(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(x.data()),
                                                 x.size() * 4))}};
     std::string partners;
@@ -208,11 +218,11 @@ std::string CheckLine(const std::string& kind, Fields& f) {
   if (kind == "x25519") {
     const X25519KeyPair pa = X25519FromPrivate(K(f["a"])).value();
     return eq("a_pub", ToHex(pa.public_key), f["a_pub"]) +
-           eq("shared", ToHex(X25519SharedSecret(K(f["a"]), K(f["b_pub"])).value()),
-              f["shared"]);
+           eq("shared", ToHex(X25519SharedSecret(K(f["a"]), K(f["b_pub"])).value()), f["shared"]);
   }
   if (kind == "hkdf") {
-    return eq("okm", ToHex(HkdfSha256(H(f["ikm"]), H(f["salt"]), H(f["info"]), U(f["length"])).value()),
+    return eq("okm",
+              ToHex(HkdfSha256(H(f["ikm"]), H(f["salt"]), H(f["info"]), U(f["length"])).value()),
               f["okm"]);
   }
   if (kind == "aead") {
@@ -242,7 +252,8 @@ std::string CheckLine(const std::string& kind, Fields& f) {
     const Bytes all = H(f["shares"]);
     std::vector<Share> shares;
     for (size_t i = 0; i < xs.size(); ++i) {
-      shares.push_back(ParseShareValues(xs[i], absl::MakeConstSpan(all).subspan(64 * i, 64)).value());
+      shares.push_back(
+          ParseShareValues(xs[i], absl::MakeConstSpan(all).subspan(64 * i, 64)).value());
     }
     const uint32_t t = static_cast<uint32_t>(U(f["t"]));
     absl::StatusOr<Key> all_shares = ShamirReconstruct(shares, t);
@@ -300,12 +311,19 @@ int RunClient() {
     if (t[0] == "init" && t.size() == 10) {
       double clip = 0;
       (void)absl::SimpleAtod(t[6], &clip);
-      const SecAggParams p{U(t[1]), static_cast<uint32_t>(U(t[2])),
-                           static_cast<uint32_t>(U(t[3])), static_cast<uint32_t>(U(t[4])),
-                           static_cast<int>(U(t[5])), clip, U(t[7])};
+      const SecAggParams p{U(t[1]),
+                           static_cast<uint32_t>(U(t[2])),
+                           static_cast<uint32_t>(U(t[3])),
+                           static_cast<uint32_t>(U(t[4])),
+                           static_cast<int>(U(t[5])),
+                           clip,
+                           U(t[7])};
       absl::StatusOr<SecAggClient> c =
           SecAggClient::Create(p, static_cast<uint32_t>(U(t[8])), List(t[9]));
-      if (!c.ok()) { Reply(c.status()); continue; }
+      if (!c.ok()) {
+        Reply(c.status());
+        continue;
+      }
       client.emplace(*std::move(c));
       absl::StatusOr<KeyAdvertisement> adv = client->AdvertiseKeys();
       std::cout << "keys " << ToHex(adv->c_pk) << " " << ToHex(adv->s_pk) << std::endl;
@@ -316,7 +334,10 @@ int RunClient() {
         keys.push_back(KeyAdvertisement{static_cast<uint32_t>(U(a[1])), K(a[2]), K(a[3])});
       }
       absl::StatusOr<ShareKeysMessage> msg = client->ShareKeys(keys);
-      if (!msg.ok()) { Reply(msg.status()); continue; }
+      if (!msg.ok()) {
+        Reply(msg.status());
+        continue;
+      }
       std::cout << "commitment " << ToHex(msg->self_mask_commitment) << "\n";
       for (const EncryptedShare& e : msg->shares) {
         std::cout << "share " << e.receiver << " " << ToHex(e.ciphertext) << "\n";
@@ -330,11 +351,17 @@ int RunClient() {
                                        static_cast<uint32_t>(U(a[2])), H(a[3])});
       }
       absl::StatusOr<Bytes> y = client->MaskedInput(inbox, Floats(H(t[2])));
-      if (!y.ok()) { Reply(y.status()); continue; }
+      if (!y.ok()) {
+        Reply(y.status());
+        continue;
+      }
       std::cout << "masked " << ToHex(*y) << std::endl;
     } else if (t[0] == "unmask" && client && t.size() == 2) {
       absl::StatusOr<UnmaskResponse> r = client->Unmask(List(t[1]));
-      if (!r.ok()) { Reply(r.status()); continue; }
+      if (!r.ok()) {
+        Reply(r.status());
+        continue;
+      }
       for (const RevealedShare& s : r->shares) {
         std::cout << "reveal " << s.owner << " " << static_cast<int>(s.kind) << " "
                   << ToHex(s.values) << "\n";
