@@ -19,6 +19,7 @@
 #include "proto/secagg_config.h"
 #include "server/auth.h"
 #include "server/model_init.h"
+#include "server/strategy_options.h"
 
 namespace tally::server {
 namespace {
@@ -188,35 +189,16 @@ bool IsRobustStrategy(const tally::v1::StrategyConfig& strategy) {
   return !strategy.rule().empty() && strategy.rule() != "mean";
 }
 
-aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& s,
-                                               size_t expected_n) {
-  aggregators::RuleOptions o;
-  o.f = s.f();
-  o.expected_n = expected_n;
-  if (s.has_nu()) o.nu = s.nu();
-  if (s.has_iterations()) o.iterations = s.iterations();
-  if (s.has_tau()) o.tau = s.tau();
-  if (s.has_clip_iterations()) o.clip_iterations = s.clip_iterations();
-  o.idx = 0;  // monna: the coordinator puts the trusted client's row first.
-  if (s.has_clip_norm()) o.clip_norm = s.clip_norm();
-  if (s.has_bucket_size()) o.bucket_size = s.bucket_size();
-  if (s.has_seed()) o.seed = s.seed();
-  if (s.has_flag_r()) o.flag_r = s.flag_r();
-  if (s.has_flag_lambda()) o.flag_lambda = s.flag_lambda();
-  if (s.has_flag_iterations()) o.flag_iterations = s.flag_iterations();
-  if (s.has_flag_init()) o.flag_init = s.flag_init();
-  if (s.has_flag_scale()) o.flag_scale = s.flag_scale();
-  return o;
-}
-
 aggregators::AggregationStepOptions AggregationStepOptionsFromConfig(
     const tally::v1::ServerConfig& config) {
   aggregators::AggregationStepOptions options;
   options.optimizer = OptimizerOptionsFromConfig(config.optimizer());
-  if (IsRobustStrategy(config.strategy())) {
-    options.rule = RuleOptionsFromConfig(config.strategy(), ExpectedBatchSize(config));
-    options.rule.name = config.strategy().rule();
-    options.pre_steps = PreStepNamesFromConfig(config.strategy());
+  if (const auto& strategy = config.strategy(); IsRobustStrategy(strategy)) {
+    const size_t n = ExpectedBatchSize(config);
+    options.rule = RuleOptionsFromConfig(strategy, strategy.rule(), n);
+    for (const std::string& pre : PreStepNamesFromConfig(strategy)) {
+      options.pre_steps.push_back(RuleOptionsFromConfig(strategy, pre, n));
+    }
   }
   return options;
 }
@@ -467,15 +449,12 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
   const auto& strategy = config.strategy();
   if (IsRobustStrategy(strategy)) {
     const size_t n = ExpectedBatchSize(config);
-    aggregators::RuleOptions options = RuleOptionsFromConfig(strategy, n);
-    options.name = strategy.rule();
-    auto rule = aggregators::CreateRule(options);
+    auto rule = aggregators::CreateRule(RuleOptionsFromConfig(strategy, strategy.rule(), n));
     if (!rule.ok()) {
       return invalid("strategy.rule: ", rule.status().message());
     }
     for (const std::string& pre : PreStepNamesFromConfig(strategy)) {
-      options.name = pre;
-      auto step = aggregators::CreatePreStep(options);
+      auto step = aggregators::CreatePreStep(RuleOptionsFromConfig(strategy, pre, n));
       if (!step.ok()) return invalid("strategy.pre: ", step.status().message());
     }
   } else if (strategy.pre_size() > 0 || strategy.f() > 0 || strategy.nnm_mixing()) {

@@ -33,9 +33,6 @@ absl::Status ValidateConfig(const tally::v1::ServerConfig& config);
 // The optimizer options the config describes.
 aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config);
 
-// The rule options the strategy describes (name left to the caller).
-aggregators::RuleOptions RuleOptionsFromConfig(const tally::v1::StrategyConfig& strategy,
-                                               size_t expected_n);
 // What the server's aggregation step is made of: the strategy's rule (with
 // ExpectedBatchSize as the expected n), its pre-steps and the optimizer.
 aggregators::AggregationStepOptions AggregationStepOptionsFromConfig(

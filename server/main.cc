@@ -23,6 +23,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/relay.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -218,6 +219,7 @@ int main(int argc, char** argv) {
   options.config = config;
   options.registry = registry;
   options.start_fresh_if_corrupt = absl::GetFlag(FLAGS_start_fresh_if_corrupt);
+  options.connect_upstream = tally::server::RelayLink::Connect;
   auto server = tally::server::Server::Create(std::move(options));
   if (!server.ok()) return Fail(server.status());
 

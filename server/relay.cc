@@ -41,7 +41,7 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RelayLink>> RelayLink::Connect(
+absl::StatusOr<std::unique_ptr<Upstream>> RelayLink::Connect(
     const tally::v1::RelayConfig& config) {
   ClientOptions options;
   options.target = config.upstream();
@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<RelayLink>> RelayLink::Connect(
   TALLY_ASSIGN_OR_RETURN(Model model, client->PullModel());
   LogInfo(absl::StrCat("relay '", options.client_id, "' joined upstream ", config.upstream(),
                        ": model version ", model.version, ", ", layout.NumParams(), " parameters"));
-  return std::unique_ptr<RelayLink>(
+  return std::unique_ptr<Upstream>(
       new RelayLink(std::move(client), std::move(layout), std::move(model)));
 }
 

@@ -1,5 +1,7 @@
 // Relay mode (config.relay): a tally-server that terminates clients and is
-// itself one client of an upstream server (through the C++ SDK).
+// itself one client of an upstream server (through the C++ SDK). Library
+// tally_relay, linked by tally-server and the tests only: the server library
+// knows the relay as an Upstream (server/upstream.h) and never links the SDK.
 //
 // RelayLink joins the upstream, mirrors its model (each version pulled once,
 // published in the relay's store under the upstream's version number), and
@@ -24,28 +26,32 @@
 #include "core/sync.h"
 #include "server/coordinator.h"
 #include "server/metrics.h"
+#include "server/upstream.h"
 #include "tally/client.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
 
-class RelayLink {
+class RelayLink : public Upstream {
  public:
   // Joins the upstream and pulls its current model. UNAVAILABLE (with the
-  // SDK's retries spent) if it cannot be reached.
-  static absl::StatusOr<std::unique_ptr<RelayLink>> Connect(const tally::v1::RelayConfig& config);
-  ~RelayLink();  // Stop()s.
+  // SDK's retries spent) if it cannot be reached. An UpstreamConnector
+  // (ServerOptions::connect_upstream).
+  static absl::StatusOr<std::unique_ptr<Upstream>> Connect(const tally::v1::RelayConfig& config);
+  ~RelayLink() override;  // Stop()s.
 
   // The upstream's layout and the model it had at Connect.
-  const ModelLayout& layout() const { return layout_; }
-  Model TakeInitialModel() { return std::move(initial_); }
+  const ModelLayout& layout() const override { return layout_; }
+  UpstreamModel TakeInitialModel() override {
+    return {initial_.version, initial_.round, std::move(initial_.params)};
+  }
 
   // Starts the thread driving `coordinator` (Options.relay, built on
   // TakeInitialModel()'s version). Both must outlive Stop().
-  void Start(Coordinator* coordinator, ServerMetrics* metrics);
+  void Start(Coordinator* coordinator, ServerMetrics* metrics) override;
   // Ends the thread (call after Coordinator::BeginDrain, so that a thread
   // waiting for a batch returns). Idempotent.
-  void Stop();
+  void Stop() override;
 
  private:
   RelayLink(std::unique_ptr<Client> client, ModelLayout layout, Model initial)

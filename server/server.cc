@@ -17,7 +17,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_init.h"
-#include "server/relay.h"
+#include "server/upstream.h"
 #include "server/service.h"
 
 namespace tally::server {
@@ -34,7 +34,7 @@ class ServerImpl final : public Server {
 
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
-  absl::Status Start(ModelLayout layout, Clock* clock, std::unique_ptr<RelayLink> relay) {
+  absl::Status Start(ModelLayout layout, Clock* clock, std::unique_ptr<Upstream> relay) {
     Coordinator::Options options;
     options.config = config_;
     options.clock = clock;
@@ -42,7 +42,7 @@ class ServerImpl final : public Server {
     relay_ = std::move(relay);
     if (relay_ != nullptr) {
       // The upstream's model, under its version number.
-      Model model = relay_->TakeInitialModel();
+      UpstreamModel model = relay_->TakeInitialModel();
       options.relay = true;
       options.initial_version = model.version;
       options.initial_round = model.round;
@@ -198,7 +198,7 @@ class ServerImpl final : public Server {
   ServerMetrics metrics_;
   const bool start_fresh_if_corrupt_;
   std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<RelayLink> relay_;  // Relay mode.
+  std::unique_ptr<Upstream> relay_;  // Relay mode.
   RestoreReport restored_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<AggregatorService> aggregator_;
@@ -215,14 +215,19 @@ class ServerImpl final : public Server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   tally::v1::ServerConfig config = std::move(options.config);
-  std::unique_ptr<RelayLink> relay;
+  std::unique_ptr<Upstream> relay;
   if (!config.relay().upstream().empty()) {
     // Check what can be checked before reaching out, then take the
     // upstream's layout as the model.
     tally::v1::ServerConfig check = config;
     ApplyDefaults(&check);
     TALLY_RETURN_IF_ERROR(ValidateConfig(check));
-    TALLY_ASSIGN_OR_RETURN(relay, RelayLink::Connect(config.relay()));
+    if (!options.connect_upstream) {
+      return absl::UnimplementedError(
+          "relay.upstream: this program has no relay mode (ServerOptions::connect_upstream, "
+          "server/relay.h)");
+    }
+    TALLY_ASSIGN_OR_RETURN(relay, options.connect_upstream(config.relay()));
     tally::v1::ModelConfig* model = config.mutable_model();
     model->clear_tensors();
     for (const TensorLayout& t : relay->layout().tensors()) {

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "core/clock.h"
 #include "core/model_store.h"
+#include "server/upstream.h"
 #include "tally/v1/config.pb.h"
 
 namespace prometheus {
@@ -41,6 +42,11 @@ struct ServerOptions {
   // ServerConfig field that could stay set. A valid checkpoint is always
   // resumed.
   bool start_fresh_if_corrupt = false;
+  // Relay mode (config.relay.upstream set): how to reach the upstream.
+  // Programs that run relays set RelayLink::Connect (server/relay.h, library
+  // tally_relay, which links the C++ SDK); without a connector a relay
+  // config fails with UNIMPLEMENTED.
+  UpstreamConnector connect_upstream;
 };
 
 struct ServerStats;  // See server/coordinator.h.

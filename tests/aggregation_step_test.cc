@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -24,7 +25,12 @@ AggregationStepOptions Robust(const std::string& rule, size_t f, std::vector<std
   AggregationStepOptions options;
   options.rule.name = rule;
   options.rule.f = f;
-  options.pre_steps = std::move(pre);
+  for (const std::string& name : pre) {
+    RuleOptions step;
+    step.name = name;
+    step.f = f;
+    options.pre_steps.push_back(step);
+  }
   return options;
 }
 
@@ -45,7 +51,7 @@ TEST(AggregationStepTest, KrumAfterNnmSelectsTheHonestMeanAndCreditsItsFourRows)
 TEST(AggregationStepTest, RowsMergedByAPreStepAreNotAttributedAndLoseTheirWeights) {
   // Bucketing with buckets of 2 merges the rows: no influence per client.
   AggregationStepOptions options = Robust("average", 0, {"bucketing"});
-  options.rule.bucket_size = 2;
+  options.pre_steps[0].settings = BucketingOptions{2};
   TALLY_ASSERT_OK_AND_ASSIGN(auto step, AggregationStep::Create(options));
   std::vector<float> batch = {1, 3, 5, 7}, delta(1);
   std::vector<double> influence = {9};

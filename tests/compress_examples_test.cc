@@ -1,5 +1,5 @@
-// compress/: the worked examples of docs/algorithms.md#qsgd and #sign
-// (scaled sign with error feedback), #top-k's selections, the codec RNG
+// compress/: the worked examples of docs/algorithms.md#int8, #qsgd and
+// #sign (scaled sign with error feedback), #top-k's selections, the codec RNG
 // against an independent SplitMix64 (a Python script run outside the
 // project: Vigna's splitmix64.c transcribed with 64-bit masking), randk and
 // spsa payloads built from it, and statistical checks of the unbiased codecs
@@ -7,6 +7,7 @@
 // tolerances of 5 standard errors computed from the variance formulas.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,24 @@ TEST(TopKExampleTest, TiesGoToTheLowestIndexAndHalfValues) {
 
 // randk, d = 20, k = 5, seed 5: the outside SplitMix64 selects 2, 3, 4, 11,
 // 18 (RngBits(5, j) < floor(5 · 2^64 / 20)).
+// docs/algorithms.md#int8: (0.3, −1.27, 0.004) in one block has scale
+// s = 1.27 / 127 = 0.01 and q = (30, −127, round(0.4) = 0): 4 + 3 bytes,
+// decoded (0.3, −1.27, 0).
+TEST(Int8ExampleTest, OneBlockByHand) {
+  CodecSpec spec = DefaultSpec(CodecId::kInt8);
+  const std::vector<float> x = {0.3f, -1.27f, 0.004f};
+  std::string payload;
+  ASSERT_THAT(Encode(spec, x, &payload), IsOk());
+  ASSERT_EQ(payload.size(), 7u);
+  float scale;
+  std::memcpy(&scale, payload.data(), 4);
+  EXPECT_NEAR(scale, 0.01, 1e-9);
+  EXPECT_EQ(payload.substr(4), Bytes({30, 0x81, 0}));  // −127 as a byte.
+  std::vector<float> y(3);
+  ASSERT_THAT(Decode(spec, payload, absl::MakeSpan(y)), IsOk());
+  EXPECT_THAT(y, ::testing::Pointwise(::testing::FloatNear(1e-6), {0.3f, -1.27f, 0.0f}));
+}
+
 TEST(RandKExampleTest, SelectionFromTheSharedSeed) {
   CodecSpec spec = DefaultSpec(CodecId::kRandK);
   spec.k = 5;

@@ -130,6 +130,7 @@ TEST(HalfTest, KnownValues) {
   EXPECT_EQ(FloatToHalfBits(1.0f), 0x3c00);
   EXPECT_EQ(FloatToHalfBits(-2.0f), 0xc000);
   EXPECT_EQ(FloatToHalfBits(0.1f), 0x2e66);
+  EXPECT_EQ(HalfBitsToFloat(0x2e66), 0.0999755859375f);  // docs/algorithms.md's example.
   EXPECT_EQ(FloatToHalfBits(65504.0f), 0x7bff);
   EXPECT_EQ(FloatToHalfBits(65519.0f), 0x7bff);  // Below the tie: the largest half.
   EXPECT_EQ(FloatToHalfBits(65520.0f), 0x7c00);  // The tie rounds to even: inf.
@@ -195,6 +196,10 @@ TEST(Bfloat16Test, EncodesLikeTheReference) {
 
 TEST(Bfloat16Test, KnownValues) {
   EXPECT_EQ(FloatToBfloat16Bits(1.0f), 0x3f80);
+  // docs/algorithms.md#float16-and-bfloat16: 0.1f = 0x3dcccccd rounds up to
+  // 0x3dcd = (1 + 77/128) · 2^-4 = 0.10009765625.
+  EXPECT_EQ(FloatToBfloat16Bits(0.1f), 0x3dcd);
+  EXPECT_EQ(Bfloat16BitsToFloat(0x3dcd), 0.10009765625f);
   EXPECT_EQ(FloatToBfloat16Bits(0x1.01p0f), 0x3f80);                          // Tie: even (down).
   EXPECT_EQ(FloatToBfloat16Bits(0x1.03p0f), 0x3f82);                          // Tie: even (up).
   EXPECT_EQ(FloatToBfloat16Bits(0x1.0101p0f), 0x3f81);                        // Above the tie.

@@ -4,11 +4,13 @@
 #include <cctype>
 #include <fstream>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "compress/codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/strategy_options.h"
 #include "tests/status_matchers.h"
 
 namespace tally::server {
@@ -117,22 +119,65 @@ TEST(ConfigTest, StrategyFlagInitAndSeedReachTheRuleOptions) {
   ASSERT_THAT(config, IsOk());
   ApplyDefaults(&*config);
   EXPECT_THAT(ValidateConfig(*config), IsOk());
-  aggregators::RuleOptions options = RuleOptionsFromConfig(config->strategy(), 20);
-  EXPECT_EQ(options.flag_init, "random");
+  aggregators::RuleOptions options = RuleOptionsFromConfig(config->strategy(), "flag", 20);
+  EXPECT_EQ(options.name, "flag");
+  EXPECT_EQ(options.expected_n, 20u);
   EXPECT_EQ(options.seed, 9u);
-  EXPECT_EQ(options.flag_r, 2);
-  EXPECT_EQ(RuleOptionsFromConfig(tally::v1::StrategyConfig(), 20).flag_init, "deterministic");
+  ASSERT_TRUE(std::holds_alternative<aggregators::FlagOptions>(options.settings));
+  EXPECT_EQ(std::get<aggregators::FlagOptions>(options.settings).init, "random");
+  EXPECT_EQ(std::get<aggregators::FlagOptions>(options.settings).r, 2);
+  EXPECT_EQ(std::get<aggregators::FlagOptions>(
+                RuleOptionsFromConfig(tally::v1::StrategyConfig(), "flag", 20).settings)
+                .init,
+            "deterministic");
+}
+
+// Each name gets its own settings from the strategy's fields: geometric
+// median nu and iterations, centered clipping tau and clip_iterations,
+// clipping clip_norm, bucketing bucket_size; f and seed for all of them.
+TEST(ConfigTest, EachRuleGetsItsOwnSettingsFromTheStrategy) {
+  auto config = ParseConfigText(R"pb(
+    strategy {
+      rule: "geometric_median" f: 1 seed: 4 nu: 0.5 iterations: 7 tau: 3 clip_iterations: 2
+      clip_norm: 1.5 bucket_size: 3
+    }
+  )pb");
+  ASSERT_THAT(config, IsOk());
+  const tally::v1::StrategyConfig& s = config->strategy();
+  const auto gm = RuleOptionsFromConfig(s, "geometric_median", 9);
+  EXPECT_EQ(gm.f, 1u);
+  EXPECT_EQ(gm.seed, 4u);
+  ASSERT_TRUE(std::holds_alternative<aggregators::GeometricMedianOptions>(gm.settings));
+  EXPECT_EQ(std::get<aggregators::GeometricMedianOptions>(gm.settings).nu, 0.5);
+  EXPECT_EQ(std::get<aggregators::GeometricMedianOptions>(gm.settings).iterations, 7);
+  const auto cc = RuleOptionsFromConfig(s, "centered_clipping", 9);
+  ASSERT_TRUE(std::holds_alternative<aggregators::CenteredClippingOptions>(cc.settings));
+  EXPECT_EQ(std::get<aggregators::CenteredClippingOptions>(cc.settings).tau, 3);
+  EXPECT_EQ(std::get<aggregators::CenteredClippingOptions>(cc.settings).iterations, 2);
+  const auto clipping = RuleOptionsFromConfig(s, "clipping", 9);
+  ASSERT_TRUE(std::holds_alternative<aggregators::ClippingOptions>(clipping.settings));
+  EXPECT_EQ(std::get<aggregators::ClippingOptions>(clipping.settings).clip_norm, 1.5);
+  const auto bucketing = RuleOptionsFromConfig(s, "bucketing", 9);
+  ASSERT_TRUE(std::holds_alternative<aggregators::BucketingOptions>(bucketing.settings));
+  EXPECT_EQ(std::get<aggregators::BucketingOptions>(bucketing.settings).bucket_size, 3u);
+  const auto krum = RuleOptionsFromConfig(s, "krum", 9);
+  EXPECT_EQ(krum.f, 1u);
+  EXPECT_TRUE(std::holds_alternative<aggregators::NoOptions>(krum.settings));
 }
 
 TEST(ConfigTest, FlagDefaultsAreROneAndMedianNormScale) {
-  aggregators::RuleOptions defaults = RuleOptionsFromConfig(tally::v1::StrategyConfig(), 10);
-  EXPECT_EQ(defaults.flag_r, 1);
-  EXPECT_EQ(defaults.flag_scale, "median_norm");
+  const auto defaults = std::get<aggregators::FlagOptions>(
+      RuleOptionsFromConfig(tally::v1::StrategyConfig(), "flag", 10).settings);
+  EXPECT_EQ(defaults.r, 1);
+  EXPECT_EQ(defaults.scale, "median_norm");
   auto config = ParseConfigText(R"pb(strategy { rule: "flag" flag_scale: "reference" })pb");
   ASSERT_THAT(config, IsOk());
   ApplyDefaults(&*config);
   EXPECT_THAT(ValidateConfig(*config), IsOk());
-  EXPECT_EQ(RuleOptionsFromConfig(config->strategy(), 10).flag_scale, "reference");
+  EXPECT_EQ(
+      std::get<aggregators::FlagOptions>(RuleOptionsFromConfig(config->strategy(), "flag", 10).settings)
+          .scale,
+      "reference");
 }
 
 // krum and bulyan mix with NNM unless told not to, other rules when told to,
@@ -171,7 +216,10 @@ TEST(ConfigTest, MonnaWithATrustedClientIsValid) {
   ApplyDefaults(&*config);
   EXPECT_THAT(ValidateConfig(*config), IsOk());
   // The coordinator puts the trusted client's row first.
-  EXPECT_EQ(RuleOptionsFromConfig(config->strategy(), 5).idx, 0u);
+  EXPECT_EQ(
+      std::get<aggregators::MonnaOptions>(RuleOptionsFromConfig(config->strategy(), "monna", 5).settings)
+          .idx,
+      0u);
 }
 
 TEST(ConfigTest, OptimizerLearningRateDefaultsByName) {

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "server/config.h"
+#include "server/relay.h"
 #include "server/server.h"
 #include "tally/client.h"
 #include "tests/server_harness.h"
@@ -192,6 +193,7 @@ TEST(RelayTest, ConfigErrorsAreCaughtBeforeConnecting) {
   config.mutable_strategy()->set_rule("median");
   server::ServerOptions options;
   options.config = config;
+  options.connect_upstream = server::RelayLink::Connect;
   EXPECT_THAT(server::Server::Create(options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("relay")));
   config = RelayConfig("127.0.0.1:1", "r", 2);
@@ -203,6 +205,16 @@ TEST(RelayTest, ConfigErrorsAreCaughtBeforeConnecting) {
   options.config = config;
   EXPECT_THAT(server::Server::Create(options),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("relay.upstream")));
+}
+
+// The server library runs a relay only through the connector its program
+// hands it (tally_relay: server/relay.h); without one a valid relay config is
+// refused before anything is bound.
+TEST(RelayTest, WithoutAConnectorARelayConfigIsUnimplemented) {
+  server::ServerOptions options;
+  options.config = RelayConfig("127.0.0.1:1", "r", 2);
+  EXPECT_THAT(server::Server::Create(options),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("relay.upstream")));
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "aggregators/rules/counter_rng.h"
@@ -35,21 +37,24 @@ std::vector<float> Flatten(const Rows& rows) {
   return flat;
 }
 
-RuleOptions Options(const std::string& name, size_t f = 0) {
+RuleOptions Options(const std::string& name, size_t f = 0, RuleSettings settings = NoOptions{}) {
   RuleOptions options;
   options.name = name;
   options.f = f;
+  options.settings = std::move(settings);
   return options;
+}
+
+FlagOptions FlagWith(int r, const std::string& scale = "median_norm") {
+  FlagOptions flag;
+  flag.r = r;
+  flag.scale = scale;
+  return flag;
 }
 
 // The reference code's Flag Aggregator (r = 1, output (1/r) Y Yᵀ Σ x_i), the
 // one the FA-1 and FA-2 reference numbers below are for.
-RuleOptions ReferenceFlag() {
-  RuleOptions options = Options("flag");
-  options.flag_r = 1;
-  options.flag_scale = "reference";
-  return options;
-}
+RuleOptions ReferenceFlag() { return Options("flag", 0, FlagWith(1, "reference")); }
 
 absl::StatusOr<std::vector<float>> RunRule(Rule& rule, const Rows& rows) {
   const std::vector<float> batch = Flatten(rows);
@@ -97,8 +102,7 @@ void ExpectRule(const RuleOptions& options, const Rows& rows,
 // MoNNA(f, idx), Meamed(f).
 void ExpectSubsetMeans(const Rows& rows, size_t f, size_t monna_idx,
                        const std::vector<double>& expected) {
-  RuleOptions monna = Options("monna", f);
-  monna.idx = monna_idx;
+  const RuleOptions monna = Options("monna", f, MonnaOptions{monna_idx});
   for (const RuleOptions& options :
        {Options("multi_krum", f), Options("mda", f), monna, Options("meamed", f)}) {
     ExpectRule(options, rows, expected);
@@ -159,12 +163,27 @@ TEST(RulesR1Test, Aggregators) {
   ExpectSubsetMeans(kR1, 1, /*monna_idx=*/0, {1.025, 1.05});
 }
 
+// docs/algorithms.md#geometric-median, by hand: x = 1, 2, 4 (d = 1) from
+// z = 0. Iteration 1: β = (1, 2, 4), z = 3 / (1 + 1/2 + 1/4) = 12/7.
+// Iteration 2: |x_i − z| = 5/7, 2/7, 16/7, so 1/β = 1.4, 3.5, 0.4375 and
+// z = (1.4 + 7 + 1.75) / 5.3375 = 1.901639 (towards the median, 2).
+TEST(RulesGeometricMedianTest, OneDimensionByHand) {
+  const Rows x = {{1}, {2}, {4}};
+  GeometricMedianOptions gm;
+  gm.iterations = 1;
+  ExpectRule(Options("geometric_median", 0, gm), x, {12.0 / 7});
+  gm.iterations = 2;
+  ExpectRule(Options("geometric_median", 0, gm), x, {1.901639});
+  gm.iterations = 0;
+  ExpectRule(Options("geometric_median", 0, gm), x, {0});
+}
+
 TEST(RulesR1Test, CenteredClipping) {
-  RuleOptions options = Options("centered_clipping");
-  options.tau = 1;
-  ExpectRule(options, kR1, {0.696076, 0.425365});
-  options.clip_iterations = 3;
-  ExpectRule(options, kR1, {1.165902, 0.841019});
+  CenteredClippingOptions cc;
+  cc.tau = 1;
+  ExpectRule(Options("centered_clipping", 0, cc), kR1, {0.696076, 0.425365});
+  cc.iterations = 3;
+  ExpectRule(Options("centered_clipping", 0, cc), kR1, {1.165902, 0.841019});
 }
 
 // NNM(1) on R-1 (docs/algorithms.md#nnm): rows 0-3 are the mean of rows
@@ -227,16 +246,16 @@ TEST(RulesR1Test, InfluenceOfEveryRow) {
   // -10, 0.8, 1, 1.1, 1.3 trims rows 4 and 3.
   EXPECT_THAT(InfluenceOf(Options("trimmed_mean", 1), kR1), ElementsAre(1, 1, 0.5, 0.5, 0));
   // Centered clipping from v = 0, tau = 1: min(1, 1/‖x_i‖).
-  RuleOptions cc = Options("centered_clipping");
+  CenteredClippingOptions cc;
   cc.tau = 1;
-  EXPECT_THAT(InfluenceOf(cc, kR1),
+  EXPECT_THAT(InfluenceOf(Options("centered_clipping", 0, cc), kR1),
               ElementsAre(DoubleNear(0.707107, 1e-6), DoubleNear(0.693375, 1e-6),
                           DoubleNear(0.735215, 1e-6), DoubleNear(0.587220, 1e-6),
                           DoubleNear(0.070711, 1e-6)));
   // Geometric median, one iteration from 0: 1/max(‖x_i‖, nu) over the largest.
-  RuleOptions gm = Options("geometric_median");
+  GeometricMedianOptions gm;
   gm.iterations = 1;
-  EXPECT_THAT(InfluenceOf(gm, kR1),
+  EXPECT_THAT(InfluenceOf(Options("geometric_median", 0, gm), kR1),
               ElementsAre(DoubleNear(0.961769, 1e-6), DoubleNear(0.943092, 1e-6), 1.0,
                           DoubleNear(0.798706, 1e-6), DoubleNear(0.096177, 1e-6)));
   // Nothing unless asked for.
@@ -296,9 +315,10 @@ TEST(RulesR2Test, Arc) {
 }
 
 TEST(RulesR2Test, CenteredClippingKeepsStateAcrossCalls) {
-  RuleOptions options = Options("centered_clipping");
-  options.tau = 2;
-  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> rule, CreateRule(options));
+  CenteredClippingOptions cc;
+  cc.tau = 2;
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rule> rule,
+                             CreateRule(Options("centered_clipping", 0, cc)));
   TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> first, RunRule(*rule, kR2));
   ExpectRowNear(first, {0.902718, 0.753647, 1.171067});
   TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> second, RunRule(*rule, kR2));
@@ -381,17 +401,11 @@ TEST(RulesFlagTest, AllZeroBatchGivesZero) {
 // spans u and e3, the projection is the whole mean: out = 5 (2u + e3)/3.
 TEST(RulesFlagTest, MedianNormScaleByHand) {
   const Rows g = {{3, 4, 0}, {0, 0, 2}, {6, 8, 0}};
-  RuleOptions scaled = Options("flag");
-  scaled.flag_r = 1;
-  ExpectRule(scaled, g, {2, 8.0 / 3, 0});
-  RuleOptions reference = scaled;
-  reference.flag_scale = "reference";
-  ExpectRule(reference, g, {1.2, 1.6, 0});
-  scaled.flag_r = 2;
-  ExpectRule(scaled, g, {2, 8.0 / 3, 5.0 / 3});
+  ExpectRule(Options("flag", 0, FlagWith(1)), g, {2, 8.0 / 3, 0});
+  ExpectRule(Options("flag", 0, FlagWith(1, "reference")), g, {1.2, 1.6, 0});
+  ExpectRule(Options("flag", 0, FlagWith(2)), g, {2, 8.0 / 3, 5.0 / 3});
   // r = 0: ceil(3/2) = 2.
-  scaled.flag_r = 0;
-  ExpectRule(scaled, g, {2, 8.0 / 3, 5.0 / 3});
+  ExpectRule(Options("flag", 0, FlagWith(0)), g, {2, 8.0 / 3, 5.0 / 3});
   // The defaults: r = 1, median-norm scale.
   ExpectRule(Options("flag"), g, {2, 8.0 / 3, 0});
 }
@@ -402,8 +416,7 @@ TEST(RulesFlagTest, MedianNormScaleByHand) {
 // (2.25, 0, 0). A fifth row of norm 1e6 along e1 moves the median to 4 only:
 // out = 4 · (4/5) e1 = (3.2, 0, 0).
 TEST(RulesFlagTest, MedianNormOfEvenBatchAndAHugeRow) {
-  RuleOptions scaled = Options("flag");
-  scaled.flag_r = 1;
+  const RuleOptions scaled = Options("flag", 0, FlagWith(1));
   ExpectRule(scaled, {{2, 0, 0}, {4, 0, 0}, {0, 1, 0}, {8, 0, 0}}, {2.25, 0, 0});
   ExpectRule(scaled, {{2, 0, 0}, {4, 0, 0}, {0, 1, 0}, {8, 0, 0}, {1e6f, 0, 0}}, {3.2, 0, 0});
 }
@@ -545,10 +558,9 @@ TEST(RulesWeightsTest, InvalidWeightsAreInvalidArgumentNamingTheRule) {
 // Flag Aggregator, seeded random initial subspace
 // (docs/algorithms.md#flag-initial-subspace).
 RuleOptions RandomFlag(int r, uint64_t seed) {
-  RuleOptions options = Options("flag");
-  options.flag_r = r;
-  options.flag_init = "random";
-  options.flag_scale = "reference";
+  FlagOptions flag = FlagWith(r, "reference");
+  flag.init = "random";
+  RuleOptions options = Options("flag", 0, flag);
   options.seed = seed;
   return options;
 }
@@ -641,10 +653,8 @@ TEST(RulesFlagTest, RandomInitIsCloseToDeterministicInHighDimension) {
   for (size_t i = 0; i < 6; ++i) {
     for (size_t j = 0; j < kDim; ++j) g[i][j] = m1[j] + loading[i] * m2[j] + 0.3f * normal(rng);
   }
-  RuleOptions deterministic = Options("flag");
-  deterministic.flag_r = 2;
-  deterministic.flag_scale = "reference";
-  TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> a, RunRule(deterministic, g));
+  TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> a,
+                             RunRule(Options("flag", 0, FlagWith(2, "reference")), g));
   TALLY_ASSERT_OK_AND_ASSIGN(std::vector<float> b, RunRule(RandomFlag(2, 1), g));
   double diff = 0, norm = 0;
   for (size_t j = 0; j < kDim; ++j) {
@@ -658,9 +668,9 @@ TEST(RulesFlagTest, RandomInitIsCloseToDeterministicInHighDimension) {
 TEST(RulesFlagTest, RandomInitNeedsDAtLeastR) {
   EXPECT_THAT(RunRule(RandomFlag(3, 1), {{1, 0}, {0, 1}}),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  RuleOptions bogus = Options("flag");
-  bogus.flag_init = "bogus";
-  EXPECT_THAT(CreateRule(bogus), StatusIs(absl::StatusCode::kInvalidArgument));
+  FlagOptions bogus;
+  bogus.init = "bogus";
+  EXPECT_THAT(CreateRule(Options("flag", 0, bogus)), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // ---------------------------------------------------------------------------
@@ -683,22 +693,49 @@ TEST(RuleErrorsTest, CreateChecksFAgainstExpectedN) {
 TEST(RuleErrorsTest, UnknownNamesAndBadOptions) {
   EXPECT_THAT(CreateRule(Options("nope")), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(CreatePreStep(Options("krum")), StatusIs(absl::StatusCode::kInvalidArgument));
-  RuleOptions gm = Options("geometric_median");
+  GeometricMedianOptions gm;
   gm.nu = 0;
-  EXPECT_THAT(CreateRule(gm), StatusIs(absl::StatusCode::kInvalidArgument));
-  RuleOptions cc = Options("centered_clipping");
-  cc.clip_iterations = 0;
-  EXPECT_THAT(CreateRule(cc), StatusIs(absl::StatusCode::kInvalidArgument));
-  RuleOptions flag = Options("flag");
-  flag.flag_r = -1;
-  EXPECT_THAT(CreateRule(flag), StatusIs(absl::StatusCode::kInvalidArgument));
-  flag.flag_r = 0;  // ceil(n/2).
-  EXPECT_THAT(CreateRule(flag), IsOk());
-  flag.flag_scale = "unit";
-  EXPECT_THAT(CreateRule(flag), StatusIs(absl::StatusCode::kInvalidArgument));
-  RuleOptions bucketing = Options("bucketing");
-  bucketing.bucket_size = 0;
-  EXPECT_THAT(CreatePreStep(bucketing), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreateRule(Options("geometric_median", 0, gm)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  CenteredClippingOptions cc;
+  cc.iterations = 0;
+  EXPECT_THAT(CreateRule(Options("centered_clipping", 0, cc)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreateRule(Options("flag", 0, FlagWith(-1))),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreateRule(Options("flag", 0, FlagWith(0))), IsOk());  // ceil(n/2).
+  EXPECT_THAT(CreateRule(Options("flag", 0, FlagWith(0, "unit"))),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreatePreStep(Options("bucketing", 0, BucketingOptions{0})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// Each rule takes its own settings struct (or none); another rule's is
+// refused, naming the rule.
+TEST(RuleErrorsTest, SettingsOfAnotherRuleAreRefused) {
+  auto krum = CreateRule(Options("krum", 1, GeometricMedianOptions{}));
+  EXPECT_THAT(krum, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(krum.status().message()), ::testing::HasSubstr("krum: "));
+  EXPECT_THAT(CreateRule(Options("geometric_median", 0, FlagOptions{})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreatePreStep(Options("clipping", 0, BucketingOptions{})),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CreatePreStep(Options("clipping", 0, ClippingOptions{})), IsOk());
+}
+
+// DefaultSettings names each rule's settings struct, at its defaults.
+TEST(RuleErrorsTest, DefaultSettingsOfEachRule) {
+  EXPECT_TRUE(std::holds_alternative<NoOptions>(DefaultSettings("krum")));
+  EXPECT_TRUE(std::holds_alternative<NoOptions>(DefaultSettings("nope")));
+  ASSERT_TRUE(std::holds_alternative<GeometricMedianOptions>(DefaultSettings("geometric_median")));
+  EXPECT_EQ(std::get<GeometricMedianOptions>(DefaultSettings("geometric_median")).nu, 0.1);
+  EXPECT_TRUE(std::holds_alternative<CenteredClippingOptions>(DefaultSettings("centered_clipping")));
+  EXPECT_TRUE(std::holds_alternative<MdaOptions>(DefaultSettings("mda")));
+  EXPECT_TRUE(std::holds_alternative<MonnaOptions>(DefaultSettings("monna")));
+  EXPECT_TRUE(std::holds_alternative<FlagOptions>(DefaultSettings("flag")));
+  EXPECT_TRUE(std::holds_alternative<ClippingOptions>(DefaultSettings("clipping")));
+  ASSERT_TRUE(std::holds_alternative<BucketingOptions>(DefaultSettings("bucketing")));
+  EXPECT_EQ(std::get<BucketingOptions>(DefaultSettings("bucketing")).bucket_size, 1u);
 }
 
 TEST(RuleErrorsTest, MdaRefusesTooManySubsets) {
@@ -709,8 +746,7 @@ TEST(RuleErrorsTest, MdaRefusesTooManySubsets) {
 }
 
 TEST(RuleErrorsTest, MonnaIdxOutOfRange) {
-  RuleOptions options = Options("monna", 0);
-  options.idx = 3;
+  const RuleOptions options = Options("monna", 0, MonnaOptions{3});
   EXPECT_THAT(RunRule(options, {{1}, {2}, {3}}), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -734,7 +770,7 @@ TEST(RulePreStepsTest, BucketingIsSeededAndAveragesBuckets) {
   for (const auto& row : once) values.push_back(row[0]);
   EXPECT_THAT(values, ::testing::UnorderedElementsAre(0, 1, 2, 3, 4));
 
-  options.bucket_size = 2;
+  options.settings = BucketingOptions{2};
   TALLY_ASSERT_OK_AND_ASSIGN(Rows buckets, RunPre(options, x));
   ASSERT_EQ(buckets.size(), 3u);
   float total = 0;
@@ -750,9 +786,9 @@ constexpr size_t kD = 5;
 constexpr size_t kF = 1;  // Valid for every rule at n = 7 (Bulyan: 4f + 3 = 7).
 
 RuleOptions ConformanceOptions(const std::string& name) {
-  RuleOptions options = Options(name, kF);
-  options.clip_norm = 100;  // Clipping leaves the test rows alone.
-  options.bucket_size = 2;
+  RuleOptions options = Options(name, kF, DefaultSettings(name));
+  if (name == "clipping") options.settings = ClippingOptions{100};  // Leaves the rows alone.
+  if (name == "bucketing") options.settings = BucketingOptions{2};
   return options;
 }
 

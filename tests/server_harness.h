@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "server/relay.h"
 #include "server/server.h"
 #include "tally/client.h"
 #include "tests/status_matchers.h"
@@ -53,6 +54,7 @@ struct Harness {
     options.config = std::move(config);
     options.registry = h->registry;
     options.clock = clock;
+    options.connect_upstream = server::RelayLink::Connect;  // Relay configs.
     auto server = server::Server::Create(std::move(options));
     EXPECT_THAT(server, ::tally::testing::IsOk());
     if (!server.ok()) return nullptr;

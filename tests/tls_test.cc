@@ -20,6 +20,7 @@
 #include "prometheus/registry.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/relay.h"
 #include "server/server.h"
 #include "grpcpp/grpcpp.h"
 #include "tally/client.h"
@@ -379,6 +380,7 @@ TEST_F(TlsTest, APrefixIdentityAuthenticatesRelaysWithGeneratedIds) {
   upstream->set_upstream("127.0.0.1:" + std::to_string(server_->port()));
   upstream->set_tls_ca_file(Pki("ca.pem"));
   upstream->set_auth_token_file(Pki("relay.token"));
+  relay.connect_upstream = server::RelayLink::Connect;
   auto started = server::Server::Create(std::move(relay));
   ASSERT_THAT(started, IsOk());
   (*started)->Shutdown(absl::ZeroDuration());

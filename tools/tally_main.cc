@@ -22,6 +22,8 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -42,6 +44,12 @@
 #include "core/status_macros.h"
 #include "tools/export.h"
 
+using tally::aggregators::BucketingOptions;
+using tally::aggregators::CenteredClippingOptions;
+using tally::aggregators::ClippingOptions;
+using tally::aggregators::FlagOptions;
+using tally::aggregators::GeometricMedianOptions;
+using tally::aggregators::MonnaOptions;
 using tally::aggregators::RuleOptions;
 
 ABSL_FLAG(std::string, rule, "",
@@ -68,25 +76,25 @@ ABSL_FLAG(std::string, weights, "",
           "Optional 1-D float32/float64 .npy of n row weights (finite, >= 0, positive sum): "
           "average becomes the weighted mean. Only average uses weights, and not after "
           "bucketing.");
-ABSL_FLAG(double, nu, RuleOptions().nu, "geometric_median: smoothing nu (> 0).");
-ABSL_FLAG(int, iterations, RuleOptions().iterations, "geometric_median: iterations T (>= 0).");
-ABSL_FLAG(double, tau, RuleOptions().tau, "centered_clipping: radius tau (> 0).");
-ABSL_FLAG(int, clip_iterations, RuleOptions().clip_iterations,
+ABSL_FLAG(double, nu, GeometricMedianOptions().nu, "geometric_median: smoothing nu (> 0).");
+ABSL_FLAG(int, iterations, GeometricMedianOptions().iterations,
+          "geometric_median: iterations T (>= 0).");
+ABSL_FLAG(double, tau, CenteredClippingOptions().tau, "centered_clipping: radius tau (> 0).");
+ABSL_FLAG(int, clip_iterations, CenteredClippingOptions().iterations,
           "centered_clipping: iterations L (>= 1).");
-ABSL_FLAG(int64_t, idx, static_cast<int64_t>(RuleOptions().idx),
+ABSL_FLAG(int64_t, idx, static_cast<int64_t>(MonnaOptions().idx),
           "monna: index of the trusted row (< n).");
-ABSL_FLAG(double, clip_norm, RuleOptions().clip_norm, "clipping: norm bound c (> 0).");
-ABSL_FLAG(int64_t, bucket_size, static_cast<int64_t>(RuleOptions().bucket_size),
+ABSL_FLAG(double, clip_norm, ClippingOptions().clip_norm, "clipping: norm bound c (> 0).");
+ABSL_FLAG(int64_t, bucket_size, static_cast<int64_t>(BucketingOptions().bucket_size),
           "bucketing: bucket size s (>= 1).");
 ABSL_FLAG(uint64_t, seed, RuleOptions().seed, "RNG seed of bucketing, caf and flag's random init.");
-ABSL_FLAG(int, flag_r, RuleOptions().flag_r,
+ABSL_FLAG(int, flag_r, FlagOptions().r,
           "flag: subspace dimension r (>= 1, or 0 = ceil(n/2), n the number of rows).");
-ABSL_FLAG(double, flag_lambda, RuleOptions().flag_lambda,
-          "flag: pairwise regulariser lambda (>= 0).");
-ABSL_FLAG(int, flag_iterations, RuleOptions().flag_iterations, "flag: IRLS iterations (>= 1).");
-ABSL_FLAG(std::string, flag_init, RuleOptions().flag_init,
+ABSL_FLAG(double, flag_lambda, FlagOptions().lambda, "flag: pairwise regulariser lambda (>= 0).");
+ABSL_FLAG(int, flag_iterations, FlagOptions().iterations, "flag: IRLS iterations (>= 1).");
+ABSL_FLAG(std::string, flag_init, FlagOptions().init,
           "flag: initial subspace, deterministic or random (seeded by --seed).");
-ABSL_FLAG(std::string, flag_scale, RuleOptions().flag_scale,
+ABSL_FLAG(std::string, flag_scale, FlagOptions().scale,
           "flag: output scale, median_norm (the rows' scale) or reference (the reference "
           "code's (1/r) x projected sum of unit vectors).");
 
@@ -115,9 +123,45 @@ int Fail(int exit_code, absl::string_view message, const char* command = "aggreg
   return exit_code;
 }
 
-// The rule's (or a pre-step's) options from the flags; INVALID_ARGUMENT for
-// missing or negative values. Range checks are left to CreateRule.
-absl::StatusOr<RuleOptions> OptionsFromFlags() {
+// The settings flags of each rule and pre-step: one overload per settings
+// struct of agg::RuleSettings (std::visit in OptionsFromFlags).
+void FromFlags(agg::NoOptions&) {}
+void FromFlags(agg::GeometricMedianOptions& o) {
+  o.nu = absl::GetFlag(FLAGS_nu);
+  o.iterations = absl::GetFlag(FLAGS_iterations);
+}
+void FromFlags(agg::CenteredClippingOptions& o) {
+  o.tau = absl::GetFlag(FLAGS_tau);
+  o.iterations = absl::GetFlag(FLAGS_clip_iterations);
+}
+void FromFlags(agg::MdaOptions&) {}  // No flag: the default bound.
+void FromFlags(agg::MonnaOptions& o) { o.idx = static_cast<size_t>(absl::GetFlag(FLAGS_idx)); }
+void FromFlags(agg::FlagOptions& o) {
+  o.r = absl::GetFlag(FLAGS_flag_r);
+  o.lambda = absl::GetFlag(FLAGS_flag_lambda);
+  o.iterations = absl::GetFlag(FLAGS_flag_iterations);
+  o.init = absl::GetFlag(FLAGS_flag_init);
+  o.scale = absl::GetFlag(FLAGS_flag_scale);
+}
+void FromFlags(agg::ClippingOptions& o) { o.clip_norm = absl::GetFlag(FLAGS_clip_norm); }
+void FromFlags(agg::BucketingOptions& o) {
+  o.bucket_size = static_cast<size_t>(absl::GetFlag(FLAGS_bucket_size));
+}
+
+// The options of the rule or pre-step `name` from the flags (range checks
+// are left to CreateRule / CreatePreStep).
+RuleOptions OptionsFromFlags(const std::string& name) {
+  RuleOptions options;
+  options.name = name;
+  options.f = static_cast<size_t>(absl::GetFlag(FLAGS_f));
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.settings = agg::DefaultSettings(name);
+  std::visit([](auto& settings) { FromFlags(settings); }, options.settings);
+  return options;
+}
+
+// INVALID_ARGUMENT for missing or negative flag values.
+absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_rule).empty()) return absl::InvalidArgumentError("--rule is required");
   if (absl::GetFlag(FLAGS_in).empty()) return absl::InvalidArgumentError("--in is required");
   if (absl::GetFlag(FLAGS_out).empty()) return absl::InvalidArgumentError("--out is required");
@@ -128,23 +172,7 @@ absl::StatusOr<RuleOptions> OptionsFromFlags() {
       return absl::InvalidArgumentError(absl::StrCat("--", name, "=", value, ": must be >= 0"));
     }
   }
-  RuleOptions options;
-  options.name = absl::GetFlag(FLAGS_rule);
-  options.f = static_cast<size_t>(absl::GetFlag(FLAGS_f));
-  options.nu = absl::GetFlag(FLAGS_nu);
-  options.iterations = absl::GetFlag(FLAGS_iterations);
-  options.tau = absl::GetFlag(FLAGS_tau);
-  options.clip_iterations = absl::GetFlag(FLAGS_clip_iterations);
-  options.idx = static_cast<size_t>(absl::GetFlag(FLAGS_idx));
-  options.clip_norm = absl::GetFlag(FLAGS_clip_norm);
-  options.bucket_size = static_cast<size_t>(absl::GetFlag(FLAGS_bucket_size));
-  options.seed = absl::GetFlag(FLAGS_seed);
-  options.flag_r = absl::GetFlag(FLAGS_flag_r);
-  options.flag_lambda = absl::GetFlag(FLAGS_flag_lambda);
-  options.flag_iterations = absl::GetFlag(FLAGS_flag_iterations);
-  options.flag_init = absl::GetFlag(FLAGS_flag_init);
-  options.flag_scale = absl::GetFlag(FLAGS_flag_scale);
-  return options;
+  return absl::OkStatus();
 }
 
 bool Contains(const std::vector<std::string>& names, const std::string& name) {
@@ -158,9 +186,10 @@ bool Contains(const std::vector<std::string>& names, const std::string& name) {
 // rule (the server's step, aggregators/step/aggregation_step.h; no optimizer
 // is applied here). INVALID_ARGUMENT (a usage error) for unknown names or
 // bad options.
-absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptions& options) {
+absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep() {
   agg::AggregationStepOptions step;
-  step.rule = options;
+  step.rule = OptionsFromFlags(absl::GetFlag(FLAGS_rule));
+  const RuleOptions& options = step.rule;
   for (absl::string_view name :
        absl::StrSplit(absl::GetFlag(FLAGS_pre), ',', absl::SkipWhitespace())) {
     if (!Contains(agg::PreStepNames(), std::string(name))) {
@@ -168,7 +197,7 @@ absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptio
           absl::StrCat("--pre: unknown pre-step '", name,
                        "' (known: ", absl::StrJoin(agg::PreStepNames(), ", "), ")"));
     }
-    step.pre_steps.emplace_back(name);
+    step.pre_steps.push_back(OptionsFromFlags(std::string(name)));
   }
   if (!Contains(agg::RuleNames(), options.name)) {
     return absl::InvalidArgumentError(
@@ -182,10 +211,10 @@ absl::StatusOr<std::unique_ptr<agg::AggregationStep>> CreateStep(const RuleOptio
       return absl::InvalidArgumentError(absl::StrCat(
           "--weights: rule '", options.name, "' is unweighted (only average uses weights)"));
     }
-    for (const std::string& name : step.pre_steps) {
-      if (!agg::KeepsRowOrder(name)) {
+    for (const RuleOptions& pre : step.pre_steps) {
+      if (!agg::KeepsRowOrder(pre.name)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--weights: pre-step '", name, "' merges or reorders rows"));
+            absl::StrCat("--weights: pre-step '", pre.name, "' merges or reorders rows"));
       }
     }
   }
@@ -207,9 +236,8 @@ absl::StatusOr<std::vector<double>> ReadWeights(size_t n) {
 }
 
 int Aggregate() {
-  absl::StatusOr<RuleOptions> options = OptionsFromFlags();
-  if (!options.ok()) return Fail(kExitUsage, options.status().message());
-  absl::StatusOr<std::unique_ptr<agg::AggregationStep>> step = CreateStep(*options);
+  if (absl::Status flags = CheckFlags(); !flags.ok()) return Fail(kExitUsage, flags.message());
+  absl::StatusOr<std::unique_ptr<agg::AggregationStep>> step = CreateStep();
   if (!step.ok()) return Fail(kExitUsage, step.status().message());
 
   const std::string in = absl::GetFlag(FLAGS_in);
@@ -232,8 +260,9 @@ int Aggregate() {
   double norm = 0;
   for (float x : result) norm += static_cast<double>(x) * x;
   const std::string pre = absl::GetFlag(FLAGS_pre);
-  std::string summary = absl::StrCat("rule=", options->name, pre.empty() ? "" : " pre=", pre,
-                                     " f=", options->f, " n=", n);
+  std::string summary = absl::StrCat("rule=", absl::GetFlag(FLAGS_rule),
+                                     pre.empty() ? "" : " pre=", pre, " f=", absl::GetFlag(FLAGS_f),
+                                     " n=", n);
   if (!weights->empty()) absl::StrAppend(&summary, " weighted");
   absl::StrAppend(&summary, " d=", d, " |out|=", std::sqrt(norm), " -> ", out_path);
   Say(summary);

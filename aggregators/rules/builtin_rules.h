@@ -1,6 +1,8 @@
-// Factories of the built-in rules and pre-steps, one per registered name.
-// Used only by the registry in rule.cc; everything else goes through
-// CreateRule / CreatePreStep. Each validates its own options
+// Factories of the built-in rules and pre-steps, one per registered name,
+// each taking its own settings struct (rule_options.h; NoOptions for those
+// without settings) and the common RuleSpec. Used only by the registry in
+// rule.cc, which hands each factory the settings of the RuleOptions given to
+// CreateRule / CreatePreStep. Each validates its own settings
 // (INVALID_ARGUMENT naming the rule and the option).
 #ifndef TALLY_AGGREGATORS_RULES_BUILTIN_RULES_H_
 #define TALLY_AGGREGATORS_RULES_BUILTIN_RULES_H_
@@ -9,40 +11,38 @@
 
 #include "absl/status/statusor.h"
 #include "aggregators/rules/rule.h"
+#include "aggregators/rules/rule_options.h"
 
 namespace tally::aggregators {
 
-using RuleFactory = absl::StatusOr<std::unique_ptr<Rule>> (*)(const RuleOptions&, RuleSpec);
-using PreStepFactory = absl::StatusOr<std::unique_ptr<PreStep>> (*)(const RuleOptions&,
-                                                                    RuleSpec);
+using RuleOr = absl::StatusOr<std::unique_ptr<Rule>>;
+using PreStepOr = absl::StatusOr<std::unique_ptr<PreStep>>;
 
 // coordinate_rules.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewAverage(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewMedian(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewTrimmedMean(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewMeamed(const RuleOptions& options, RuleSpec spec);
+RuleOr NewAverage(const NoOptions&, RuleSpec spec);
+RuleOr NewMedian(const NoOptions&, RuleSpec spec);
+RuleOr NewTrimmedMean(const NoOptions&, RuleSpec spec);
+RuleOr NewMeamed(const NoOptions&, RuleSpec spec);
 // iterative_rules.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewGeometricMedian(const RuleOptions& options,
-                                                         RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewCenteredClipping(const RuleOptions& options,
-                                                          RuleSpec spec);
+RuleOr NewGeometricMedian(const GeometricMedianOptions& options, RuleSpec spec);
+RuleOr NewCenteredClipping(const CenteredClippingOptions& options, RuleSpec spec);
 // krum.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewKrum(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewMultiKrum(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewBulyan(const RuleOptions& options, RuleSpec spec);
+RuleOr NewKrum(const NoOptions&, RuleSpec spec);
+RuleOr NewMultiKrum(const NoOptions&, RuleSpec spec);
+RuleOr NewBulyan(const NoOptions&, RuleSpec spec);
 // neighbour_rules.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewMda(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<Rule>> NewMonna(const RuleOptions& options, RuleSpec spec);
+RuleOr NewMda(const MdaOptions& options, RuleSpec spec);
+RuleOr NewMonna(const MonnaOptions& options, RuleSpec spec);
 // flag.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewFlag(const RuleOptions& options, RuleSpec spec);
-// caf.cc
-absl::StatusOr<std::unique_ptr<Rule>> NewCaf(const RuleOptions& options, RuleSpec spec);
+RuleOr NewFlag(const FlagOptions& options, RuleSpec spec);
+// caf.cc (uses spec.seed)
+RuleOr NewCaf(const NoOptions&, RuleSpec spec);
 
 // pre_steps.cc
-absl::StatusOr<std::unique_ptr<PreStep>> NewNnm(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<PreStep>> NewClipping(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<PreStep>> NewArc(const RuleOptions& options, RuleSpec spec);
-absl::StatusOr<std::unique_ptr<PreStep>> NewBucketing(const RuleOptions& options, RuleSpec spec);
+PreStepOr NewNnm(const NoOptions&, RuleSpec spec);
+PreStepOr NewClipping(const ClippingOptions& options, RuleSpec spec);
+PreStepOr NewArc(const NoOptions&, RuleSpec spec);
+PreStepOr NewBucketing(const BucketingOptions& options, RuleSpec spec);
 
 }  // namespace tally::aggregators
 

@@ -155,8 +155,9 @@ class Caf final : public Rule {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Rule>> NewCaf(const RuleOptions& options, RuleSpec spec) {
-  return std::make_unique<Caf>(std::move(spec), options.seed);
+RuleOr NewCaf(const NoOptions&, RuleSpec spec) {
+  const uint64_t seed = spec.seed;
+  return std::make_unique<Caf>(std::move(spec), seed);
 }
 
 }  // namespace tally::aggregators

@@ -68,16 +68,16 @@ class SortedWindowMean final : public Rule {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Rule>> NewAverage(const RuleOptions&, RuleSpec spec) {
+RuleOr NewAverage(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Average>(std::move(spec));
 }
-absl::StatusOr<std::unique_ptr<Rule>> NewMedian(const RuleOptions&, RuleSpec spec) {
+RuleOr NewMedian(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Median>(std::move(spec));
 }
-absl::StatusOr<std::unique_ptr<Rule>> NewTrimmedMean(const RuleOptions&, RuleSpec spec) {
+RuleOr NewTrimmedMean(const NoOptions&, RuleSpec spec) {
   return std::make_unique<SortedWindowMean>(std::move(spec), ColumnStat::kTrimmedMean);
 }
-absl::StatusOr<std::unique_ptr<Rule>> NewMeamed(const RuleOptions&, RuleSpec spec) {
+RuleOr NewMeamed(const NoOptions&, RuleSpec spec) {
   return std::make_unique<SortedWindowMean>(std::move(spec), ColumnStat::kClosestToMedian);
 }
 

@@ -337,33 +337,33 @@ absl::Status FlagAggregate(const float* batch, size_t n, size_t d, const FlagPar
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Rule>> NewFlag(const RuleOptions& options, RuleSpec spec) {
-  if (options.flag_r < 0) {
+RuleOr NewFlag(const FlagOptions& options, RuleSpec spec) {
+  if (options.r < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("flag: r must be >= 1 (or 0 for ceil(n/2)), got ", options.flag_r));
+        absl::StrCat("flag: r must be >= 1 (or 0 for ceil(n/2)), got ", options.r));
   }
-  if (!(options.flag_lambda >= 0.0)) {
+  if (!(options.lambda >= 0.0)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("flag: lambda must be >= 0, got ", options.flag_lambda));
+        absl::StrCat("flag: lambda must be >= 0, got ", options.lambda));
   }
-  if (options.flag_iterations < 1) {
+  if (options.iterations < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("flag: iterations must be >= 1, got ", options.flag_iterations));
+        absl::StrCat("flag: iterations must be >= 1, got ", options.iterations));
   }
-  FlagParams params{options.flag_r, options.flag_lambda, options.flag_iterations};
-  if (options.flag_scale == "median_norm") {
+  FlagParams params{options.r, options.lambda, options.iterations};
+  if (options.scale == "median_norm") {
     params.scale = FlagScale::kMedianNorm;
-  } else if (options.flag_scale != "reference") {
+  } else if (options.scale != "reference") {
     return absl::InvalidArgumentError(
-        absl::StrCat("flag: flag_scale '", options.flag_scale,
+        absl::StrCat("flag: flag_scale '", options.scale,
                      "' is not supported (known: median_norm, reference)"));
   }
-  if (options.flag_init == "random") {
+  if (options.init == "random") {
     params.init = FlagInit::kRandom;
-    params.seed = options.seed;
-  } else if (options.flag_init != "deterministic") {
+    params.seed = spec.seed;
+  } else if (options.init != "deterministic") {
     return absl::InvalidArgumentError(
-        absl::StrCat("flag: flag_init '", options.flag_init,
+        absl::StrCat("flag: flag_init '", options.init,
                      "' is not supported (known: deterministic, random)"));
   }
   return std::make_unique<Flag>(std::move(spec), params);

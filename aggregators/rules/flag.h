@@ -4,7 +4,7 @@
 // for the output. Extra memory O(n²).
 //
 // The registered rule "flag" uses the deterministic initialisation (P0 = 0)
-// by default or the seeded random one (RuleOptions::flag_init "random");
+// by default or the seeded random one (FlagOptions::init "random");
 // FlagAggregate also takes an explicit Y0 for tests
 // (docs/algorithms.md#flag-initial-subspace).
 #ifndef TALLY_AGGREGATORS_RULES_FLAG_H_
@@ -57,12 +57,12 @@ struct FlagParams {
   FlagInit init = FlagInit::kDeterministic;
   uint64_t seed = 1;  // kRandom's seed.
   // kReference here, so that FlagAggregate is the reference; the rule
-  // "flag" defaults to kMedianNorm (RuleOptions::flag_scale).
+  // "flag" defaults to kMedianNorm (FlagOptions::scale).
   FlagScale scale = FlagScale::kReference;
 };
 
 // The subspace dimension the rule "flag" uses for a batch of n rows when
-// RuleOptions::flag_r is 0 (auto): ceil(n / 2), at least 1, as the paper's
+// FlagOptions::r is 0 (auto): ceil(n / 2), at least 1, as the paper's
 // experiments choose r ≈ n/2 (r = 8 for 15 workers, 4 for 7, 16 for 30).
 int FlagAutoR(size_t n);
 

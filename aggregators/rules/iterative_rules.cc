@@ -99,8 +99,7 @@ class CenteredClipping final : public Rule {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Rule>> NewGeometricMedian(const RuleOptions& options,
-                                                         RuleSpec spec) {
+RuleOr NewGeometricMedian(const GeometricMedianOptions& options, RuleSpec spec) {
   if (!(options.nu > 0.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("geometric_median: nu must be > 0, got ", options.nu));
@@ -112,17 +111,16 @@ absl::StatusOr<std::unique_ptr<Rule>> NewGeometricMedian(const RuleOptions& opti
   return std::make_unique<GeometricMedian>(std::move(spec), options.nu, options.iterations);
 }
 
-absl::StatusOr<std::unique_ptr<Rule>> NewCenteredClipping(const RuleOptions& options,
-                                                          RuleSpec spec) {
+RuleOr NewCenteredClipping(const CenteredClippingOptions& options, RuleSpec spec) {
   if (!(options.tau > 0.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("centered_clipping: tau must be > 0, got ", options.tau));
   }
-  if (options.clip_iterations < 1) {
+  if (options.iterations < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "centered_clipping: iterations (L) must be >= 1, got ", options.clip_iterations));
+        "centered_clipping: iterations (L) must be >= 1, got ", options.iterations));
   }
-  return std::make_unique<CenteredClipping>(std::move(spec), options.tau, options.clip_iterations);
+  return std::make_unique<CenteredClipping>(std::move(spec), options.tau, options.iterations);
 }
 
 }  // namespace tally::aggregators

@@ -112,13 +112,13 @@ class Bulyan final : public Rule {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Rule>> NewKrum(const RuleOptions&, RuleSpec spec) {
+RuleOr NewKrum(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Krum>(std::move(spec));
 }
-absl::StatusOr<std::unique_ptr<Rule>> NewMultiKrum(const RuleOptions&, RuleSpec spec) {
+RuleOr NewMultiKrum(const NoOptions&, RuleSpec spec) {
   return std::make_unique<MultiKrum>(std::move(spec));
 }
-absl::StatusOr<std::unique_ptr<Rule>> NewBulyan(const RuleOptions&, RuleSpec spec) {
+RuleOr NewBulyan(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Bulyan>(std::move(spec));
 }
 

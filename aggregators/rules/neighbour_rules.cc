@@ -106,7 +106,7 @@ class Monna final : public Rule {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Rule>> NewMda(const RuleOptions& options, RuleSpec spec) {
+RuleOr NewMda(const MdaOptions& options, RuleSpec spec) {
   if (!(options.max_subsets >= 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("mda: max_subsets must be >= 1, got ", options.max_subsets));
@@ -114,11 +114,11 @@ absl::StatusOr<std::unique_ptr<Rule>> NewMda(const RuleOptions& options, RuleSpe
   return std::make_unique<Mda>(std::move(spec), options.max_subsets);
 }
 
-absl::StatusOr<std::unique_ptr<Rule>> NewMonna(const RuleOptions& options, RuleSpec spec) {
-  if (options.expected_n > 0 && options.idx >= options.expected_n) {
+RuleOr NewMonna(const MonnaOptions& options, RuleSpec spec) {
+  if (spec.expected_n > 0 && options.idx >= spec.expected_n) {
     return absl::InvalidArgumentError(absl::StrCat("monna: trusted row idx=", options.idx,
                                                    " requires n > idx, got n=",
-                                                   options.expected_n));
+                                                   spec.expected_n));
   }
   return std::make_unique<Monna>(std::move(spec), options.idx);
 }

@@ -125,11 +125,11 @@ class Bucketing final : public PreStep {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreStep>> NewNnm(const RuleOptions&, RuleSpec spec) {
+PreStepOr NewNnm(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Nnm>(std::move(spec));
 }
 
-absl::StatusOr<std::unique_ptr<PreStep>> NewClipping(const RuleOptions& options, RuleSpec spec) {
+PreStepOr NewClipping(const ClippingOptions& options, RuleSpec spec) {
   if (!(options.clip_norm > 0.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("clipping: clip_norm (c) must be > 0, got ", options.clip_norm));
@@ -137,15 +137,16 @@ absl::StatusOr<std::unique_ptr<PreStep>> NewClipping(const RuleOptions& options,
   return std::make_unique<Clipping>(std::move(spec), options.clip_norm);
 }
 
-absl::StatusOr<std::unique_ptr<PreStep>> NewArc(const RuleOptions&, RuleSpec spec) {
+PreStepOr NewArc(const NoOptions&, RuleSpec spec) {
   return std::make_unique<Arc>(std::move(spec));
 }
 
-absl::StatusOr<std::unique_ptr<PreStep>> NewBucketing(const RuleOptions& options, RuleSpec spec) {
+PreStepOr NewBucketing(const BucketingOptions& options, RuleSpec spec) {
   if (options.bucket_size < 1) {
     return absl::InvalidArgumentError("bucketing: bucket_size (s) must be >= 1, got 0");
   }
-  return std::make_unique<Bucketing>(std::move(spec), options.bucket_size, options.seed);
+  const uint64_t seed = spec.seed;
+  return std::make_unique<Bucketing>(std::move(spec), options.bucket_size, seed);
 }
 
 }  // namespace tally::aggregators

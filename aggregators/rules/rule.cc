@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,46 +44,89 @@ absl::Status CheckWeights(absl::string_view name, absl::Span<const double> weigh
   return absl::OkStatus();
 }
 
+// A typed factory (builtin_rules.h) called with the settings `options`
+// carries: Settings{} when it carries none (NoOptions), INVALID_ARGUMENT when
+// it carries another rule's.
+template <typename Made, typename Settings>
+absl::StatusOr<std::unique_ptr<Made>> CreateWith(
+    absl::StatusOr<std::unique_ptr<Made>> (*create)(const Settings&, RuleSpec),
+    const RuleOptions& options, RuleSpec spec) {
+  if (std::holds_alternative<NoOptions>(options.settings)) {
+    return create(Settings{}, std::move(spec));
+  }
+  if (const Settings* settings = std::get_if<Settings>(&options.settings)) {
+    return create(*settings, std::move(spec));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(spec.name, ": the options carry the settings of another rule"));
+}
+
+template <typename Made, typename Settings>
+RuleSettings DefaultsOf(absl::StatusOr<std::unique_ptr<Made>> (*)(const Settings&, RuleSpec)) {
+  return Settings{};
+}
+
+// The registry's view of the typed factory `New`.
+template <auto New>
+auto CreateTyped(const RuleOptions& options, RuleSpec spec) {
+  return CreateWith(New, options, std::move(spec));
+}
+template <auto New>
+RuleSettings Defaults() {
+  return DefaultsOf(New);
+}
+
 struct RuleEntry {
   const char* name;
   FRequirement requirement;
-  RuleFactory create;
+  RuleOr (*create)(const RuleOptions&, RuleSpec);
+  RuleSettings (*defaults)();
 };
 struct PreStepEntry {
   const char* name;
   FRequirement requirement;
-  PreStepFactory create;
+  PreStepOr (*create)(const RuleOptions&, RuleSpec);
+  RuleSettings (*defaults)();
   bool keeps_row_order;  // See KeepsRowOrder.
 };
+
+template <auto New>
+RuleEntry RuleEntryOf(const char* name, FRequirement requirement) {
+  return {name, requirement, &CreateTyped<New>, &Defaults<New>};
+}
+template <auto New>
+PreStepEntry PreStepEntryOf(const char* name, FRequirement requirement, bool keeps_row_order) {
+  return {name, requirement, &CreateTyped<New>, &Defaults<New>, keeps_row_order};
+}
 
 // The explicit registry (no static registrars: they are dropped from static
 // libraries). f requirements: docs/algorithms.md#which-f-a-rule-accepts; Flag
 // ignores f (as the reference code).
 const std::vector<RuleEntry>& RuleTable() {
   static const auto* table = new std::vector<RuleEntry>{
-      {"average", FRequirement::kNone, &NewAverage},
-      {"median", FRequirement::kNone, &NewMedian},
-      {"trimmed_mean", FRequirement::kHonestMajority, &NewTrimmedMean},
-      {"geometric_median", FRequirement::kNone, &NewGeometricMedian},
-      {"krum", FRequirement::kHonestMajority, &NewKrum},
-      {"multi_krum", FRequirement::kHonestMajority, &NewMultiKrum},
-      {"centered_clipping", FRequirement::kNone, &NewCenteredClipping},
-      {"mda", FRequirement::kHonestMajority, &NewMda},
-      {"monna", FRequirement::kHonestMajority, &NewMonna},
-      {"meamed", FRequirement::kHonestMajority, &NewMeamed},
-      {"bulyan", FRequirement::kBulyan, &NewBulyan},
-      {"flag", FRequirement::kNone, &NewFlag},
-      {"caf", FRequirement::kHonestMajority, &NewCaf},
+      RuleEntryOf<&NewAverage>("average", FRequirement::kNone),
+      RuleEntryOf<&NewMedian>("median", FRequirement::kNone),
+      RuleEntryOf<&NewTrimmedMean>("trimmed_mean", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewGeometricMedian>("geometric_median", FRequirement::kNone),
+      RuleEntryOf<&NewKrum>("krum", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewMultiKrum>("multi_krum", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewCenteredClipping>("centered_clipping", FRequirement::kNone),
+      RuleEntryOf<&NewMda>("mda", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewMonna>("monna", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewMeamed>("meamed", FRequirement::kHonestMajority),
+      RuleEntryOf<&NewBulyan>("bulyan", FRequirement::kBulyan),
+      RuleEntryOf<&NewFlag>("flag", FRequirement::kNone),
+      RuleEntryOf<&NewCaf>("caf", FRequirement::kHonestMajority),
   };
   return *table;
 }
 
 const std::vector<PreStepEntry>& PreStepTable() {
   static const auto* table = new std::vector<PreStepEntry>{
-      {"nnm", FRequirement::kFLessThanN, &NewNnm, true},
-      {"clipping", FRequirement::kNone, &NewClipping, true},
-      {"arc", FRequirement::kFAtMostN, &NewArc, true},
-      {"bucketing", FRequirement::kNone, &NewBucketing, false},
+      PreStepEntryOf<&NewNnm>("nnm", FRequirement::kFLessThanN, true),
+      PreStepEntryOf<&NewClipping>("clipping", FRequirement::kNone, true),
+      PreStepEntryOf<&NewArc>("arc", FRequirement::kFAtMostN, true),
+      PreStepEntryOf<&NewBucketing>("bucketing", FRequirement::kNone, false),
   };
   return *table;
 }
@@ -115,7 +160,8 @@ auto CreateFrom(const std::vector<Entry>& table, const RuleOptions& options,
   if (options.expected_n > 0) {
     TALLY_RETURN_IF_ERROR(CheckF(entry->name, entry->requirement, options.f, options.expected_n));
   }
-  return entry->create(options, RuleSpec{entry->name, options.f, entry->requirement});
+  return entry->create(options, RuleSpec{entry->name, options.f, entry->requirement,
+                                         options.expected_n, options.seed});
 }
 
 }  // namespace
@@ -214,6 +260,12 @@ FRequirement RequirementOf(absl::string_view name) {
   if (const RuleEntry* entry = Find(RuleTable(), name)) return entry->requirement;
   if (const PreStepEntry* entry = Find(PreStepTable(), name)) return entry->requirement;
   return FRequirement::kNone;
+}
+
+RuleSettings DefaultSettings(absl::string_view name) {
+  if (const RuleEntry* entry = Find(RuleTable(), name)) return entry->defaults();
+  if (const PreStepEntry* entry = Find(PreStepTable(), name)) return entry->defaults();
+  return NoOptions{};
 }
 
 bool KeepsRowOrder(absl::string_view pre_step) {

@@ -4,8 +4,8 @@
 // A batch is n rows of d floats, row-major and contiguous (the round's
 // arena). The caller owns the batch and the output; rules keep no pointer to
 // either. Rules and pre-steps are created by name (CreateRule,
-// CreatePreStep) from one RuleOptions. A pipeline is pre-steps applied in
-// order to a mutable batch, then one rule.
+// CreatePreStep) from a RuleOptions (rule_options.h). A pipeline is
+// pre-steps applied in order to a mutable batch, then one rule.
 //
 // Rows may carry weights (e.g. each client's number of samples). Only
 // `average` uses them; the robust rules are unweighted, as in byzfl, and
@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "aggregators/rules/rule_options.h"
 
 namespace tally::aggregators {
 
@@ -45,54 +46,15 @@ enum class FRequirement {
 // e.g. "krum: f=3 requires n > 2f, got n=5".
 absl::Status CheckF(absl::string_view rule, FRequirement req, size_t f, size_t n);
 
-// Every field has a default that works; each rule reads only its own fields.
-struct RuleOptions {
-  std::string name;  // Registered name, e.g. "krum", "nnm".
-  size_t f = 0;      // Declared number of Byzantine clients.
-  // Expected clients per round, 0 = unknown. When set, CreateRule also checks
-  // f against it (the check is repeated for every batch anyway).
-  size_t expected_n = 0;
-
-  // geometric_median: smoothing nu (> 0, default 0.1) and iterations T
-  // (>= 0, default 3).
-  double nu = 0.1;
-  int iterations = 3;
-  // centered_clipping: radius tau (> 0, default 100) and iterations L
-  // (>= 1, default 1).
-  double tau = 100.0;
-  int clip_iterations = 1;
-  // monna: index of the trusted row (default 0; must be < n per batch).
-  size_t idx = 0;
-  // mda: refuse batches with more than this many subsets C(n, f).
-  double max_subsets = 1e6;
-  // clipping: norm bound c (> 0, default 2).
-  double clip_norm = 2.0;
-  // bucketing: bucket size s (>= 1, default 1).
-  size_t bucket_size = 1;
-  // RNG seed (default 1) of bucketing's permutations, CAF's power-iteration
-  // start vectors and flag's random initial subspace.
-  uint64_t seed = 1;
-  // flag: subspace dimension r (default 1, as the reference code; 0 =
-  // ceil(n/2) per batch, as the paper's experiments: better without attack,
-  // worse under sign-flipping attackers, docs/strategies.md), pairwise
-  // regulariser lambda (>= 0, default 0),
-  // IRLS iterations (>= 1, default 1), the initial subspace (flag.h
-  // FlagInit): "deterministic" (P0 = 0, the default) or "random" (Y0 from
-  // U(-0.5, 0.5)^{d x r} drawn with `seed`; needs d >= r), and the output
-  // scale (flag.h FlagScale): "median_norm" (default; the inputs' scale) or
-  // "reference" (the reference code's (1/r) Y Yᵀ Σ x_i of unit vectors).
-  int flag_r = 1;
-  double flag_lambda = 0.0;
-  int flag_iterations = 1;
-  std::string flag_init = "deterministic";
-  std::string flag_scale = "median_norm";
-};
-
 // What the registry hands to every rule and pre-step it creates.
+// (RuleOptions' common fields; the rule's own settings go to its factory
+// as their own struct, builtin_rules.h.)
 struct RuleSpec {
   std::string name;
   size_t f = 0;
   FRequirement requirement = FRequirement::kNone;
+  size_t expected_n = 0;  // RuleOptions::expected_n.
+  uint64_t seed = 1;      // RuleOptions::seed.
 };
 
 // An aggregation rule: n rows -> one row.
@@ -197,7 +159,8 @@ std::vector<double> InfluenceBeforeMixing(absl::Span<const double> influence,
 
 // Rules: average, median, trimmed_mean, geometric_median, krum, multi_krum,
 // centered_clipping, mda, monna, meamed, bulyan, flag, caf.
-// INVALID_ARGUMENT for an unknown name or an out-of-range option.
+// INVALID_ARGUMENT for an unknown name, an out-of-range option, or settings
+// of another rule in options.settings.
 absl::StatusOr<std::unique_ptr<Rule>> CreateRule(const RuleOptions& options);
 // Pre-steps: nnm, clipping, arc, bucketing.
 absl::StatusOr<std::unique_ptr<PreStep>> CreatePreStep(const RuleOptions& options);
@@ -205,6 +168,10 @@ absl::StatusOr<std::unique_ptr<PreStep>> CreatePreStep(const RuleOptions& option
 // The registered names, for messages, docs and conformance tests.
 std::vector<std::string> RuleNames();
 std::vector<std::string> PreStepNames();
+// The settings struct of the registered rule or pre-step `name` at its
+// defaults (NoOptions for one without settings or an unknown name): where a
+// translation from config or flags starts (server/strategy_options.cc).
+RuleSettings DefaultSettings(absl::string_view name);
 // The f requirement of a registered rule or pre-step (kNone if unknown).
 FRequirement RequirementOf(absl::string_view name);
 // Whether output row i of the pre-step `name` derives from input row i alone

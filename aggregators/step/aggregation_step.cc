@@ -22,9 +22,7 @@ absl::StatusOr<std::unique_ptr<AggregationStep>> AggregationStep::Create(
   }
   step->rule_name_ = rule;
   TALLY_ASSIGN_OR_RETURN(step->rule_, CreateRule(options.rule));
-  for (const std::string& name : options.pre_steps) {
-    RuleOptions pre = options.rule;
-    pre.name = name;
+  for (const RuleOptions& pre : options.pre_steps) {
     TALLY_ASSIGN_OR_RETURN(std::unique_ptr<PreStep> made, CreatePreStep(pre));
     step->pre_steps_.push_back(std::move(made));
   }

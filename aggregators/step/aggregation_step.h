@@ -36,10 +36,11 @@ namespace tally::aggregators {
 
 struct AggregationStepOptions {
   // rule.name: a robust rule (RuleNames()), or "mean" / empty for the linear
-  // combination only. rule also carries the pre-steps' options (f, clip_norm,
-  // bucket_size, seed).
+  // combination only.
   RuleOptions rule;
-  std::vector<std::string> pre_steps;  // Applied in order before the rule.
+  // Pre-steps (PreStepNames()), each with its own options, applied in order
+  // before the rule.
+  std::vector<RuleOptions> pre_steps;
   OptimizerOptions optimizer;
 };
 
