@@ -75,16 +75,20 @@ absl::Status Quantize(const SecAggParams& params, int fraction_bits, absl::Span<
     return absl::InvalidArgumentError(
         absl::StrCat("Quantize: output of ", out.size(), " bytes for ", x.size(), " values"));
   }
+  // M as an integer for the final clamp, and as a double (maybe rounded up
+  // past 2^53) to keep llrint in range.
   const int64_t max_q = static_cast<int64_t>(MaxQuantized(params, fraction_bits));
+  const double max_d = static_cast<double>(max_q);
+  const double scale = std::ldexp(1.0, fraction_bits);
   for (size_t i = 0; i < x.size(); ++i) {
     if (!std::isfinite(x[i])) {
       return absl::InvalidArgumentError(absl::StrCat("value ", i, " is not finite"));
     }
-    // x * 2^f is exact in double; nearbyint rounds half to even.
-    const double scaled = std::ldexp(static_cast<double>(x[i]), fraction_bits);
-    const double clamped =
-        std::clamp(scaled, -static_cast<double>(max_q), static_cast<double>(max_q));
-    const int64_t q = static_cast<int64_t>(std::nearbyint(clamped));
+    // x * 2^f is exact in double; llrint rounds half to even (the default
+    // rounding mode; one instruction with -fno-math-errno, as in
+    // core/exact_sum.cc).
+    const double clamped = std::clamp(static_cast<double>(x[i]) * scale, -max_d, max_d);
+    const int64_t q = std::clamp<int64_t>(std::llrint(clamped), -max_q, max_q);
     const uint64_t w = static_cast<uint64_t>(q);
     std::memcpy(out.data() + i * word, &w, word);  // Little-endian host (crypto.cc checks).
   }

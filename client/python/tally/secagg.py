@@ -124,8 +124,9 @@ def quantize(params, f, x):
     x = np.asarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise _invalid("value is not finite")
-    max_q = float(_max_quantized(params, f))
-    q = np.rint(np.clip(np.ldexp(x.astype(np.float64), f), -max_q, max_q)).astype(np.int64)
+    max_q = _max_quantized(params, f)
+    q = np.rint(np.clip(np.ldexp(x.astype(np.float64), f), -float(max_q), float(max_q)))
+    q = np.clip(q.astype(np.int64), -max_q, max_q)  # float(M) may round up past 2^53.
     return q.view(np.uint64).astype(_dtype(params.bits))
 
 
