@@ -27,6 +27,8 @@
 #include "compress/codec.h"
 #include "compress/dgc.h"
 #include "compress/error_feedback.h"
+#include "core/privacy/mechanism.h"
+#include "core/privacy/random_source.h"
 #include "core/status_macros.h"
 #include "core/sync.h"
 #include "proto/codec_params.h"
@@ -292,6 +294,16 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
     request.add_supported_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
   if (options_.dgc.has_value()) request.add_supported_codecs(v1::CODEC_TOPK);
+  if (options_.local_dp.has_value()) {
+    const LocalDpSettings& dp = *options_.local_dp;
+    // Validated with the options: LocalDpEpsilon succeeds.
+    const double epsilon = privacy::LocalDpEpsilon(dp.noise_multiplier, dp.delta)->epsilon;
+    v1::LocalDpDeclaration* declared = request.mutable_local_dp();
+    declared->set_clip_norm(dp.clip_norm);
+    declared->set_noise_multiplier(dp.noise_multiplier);
+    declared->set_delta(dp.delta);
+    declared->set_epsilon(epsilon);
+  }
   request.add_download_codecs(v1::CODEC_DENSE_F32);
   for (const std::string& name : options_.download_codecs) {
     request.add_download_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
@@ -445,6 +457,16 @@ absl::StatusOr<PushResult> GrpcClient::PushUpdate(const Update& given) {
   std::vector<float> difference;  // weights - base, if given so.
   Update update = given;
   TALLY_ASSIGN_OR_RETURN(update.delta, client_internal::UpdateDelta(given, &difference));
+  std::vector<float> private_delta;  // Local DP: clipped and noised, once for every retry.
+  if (options_.local_dp.has_value()) {
+    private_delta.assign(update.delta.begin(), update.delta.end());
+    privacy::SecureRandom random;
+    TALLY_RETURN_IF_ERROR(privacy::ApplyLocalDp(random, options_.local_dp->clip_norm,
+                                                options_.local_dp->noise_multiplier,
+                                                absl::MakeSpan(private_delta))
+                              .status());
+    update.delta = private_delta;
+  }
   PushResult result;
   if (update.update_id.empty()) {
     result.update_id = random_.UpdateId();

@@ -1,10 +1,12 @@
 #include "client/validation.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "compress/codec.h"
 #include "compress/dgc.h"
+#include "core/privacy/mechanism.h"
 
 namespace tally {
 namespace client_internal {
@@ -151,6 +153,18 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
     auto dgc = compress::DgcCompressor::Create({{0, 1, 2}}, DgcOptionsFrom(*options.dgc));
     if (!dgc.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("ClientOptions.dgc: ", dgc.status().message()));
+    }
+  }
+  if (options.local_dp.has_value()) {
+    const LocalDpSettings& dp = *options.local_dp;
+    if (absl::StatusOr<privacy::EpsilonAndOrder> e =
+            privacy::LocalDpEpsilon(dp.noise_multiplier, dp.delta);
+        !e.ok() || !(dp.clip_norm > 0) || !std::isfinite(dp.clip_norm) ||
+        !privacy::NoiseSigmaLanes(dp.noise_multiplier, dp.clip_norm, 1).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ClientOptions.local_dp: clip_norm (", dp.clip_norm, ") and noise_multiplier (",
+          dp.noise_multiplier, ") must be > 0 with their product at most about 1024, delta (",
+          dp.delta, ") in (0, 1)"));
     }
   }
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {

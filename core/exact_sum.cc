@@ -181,17 +181,48 @@ void ExactSum::AddBytes(uint64_t offset, const char* bytes, size_t count, int64_
       }
     } else {
       const uint64_t begin = b * kExactBlockLanes;
-      if (hi_[b] == nullptr) {
-        // Widen: every lane is still its true value as a signed 64-bit number.
-        const size_t len = std::min<size_t>(lo_.size(), begin + kExactBlockLanes) - begin;
-        hi_[b].reset(new int64_t[len]);
-        for (size_t j = 0; j < len; ++j) {
-          hi_[b][j] = static_cast<int64_t>(lo_[begin + j]) >> 63;
-        }
-      }
+      WidenBlock(b);
       const bool small = weight > -kDoubleWeightLimit && weight < kDoubleWeightLimit &&
                          increment < kNarrowLimit;
       AddWide(lo_.data() + pos, hi_[b].get() + (pos - begin), x, n, weight, small);
+    }
+    bound_[b] += increment;
+    done += n;
+  }
+}
+
+void ExactSum::WidenBlock(size_t b) {
+  if (hi_[b] != nullptr) return;
+  // Every lane is still its true value as a signed 64-bit number.
+  const uint64_t begin = b * kExactBlockLanes;
+  const size_t len = std::min<size_t>(lo_.size(), begin + kExactBlockLanes) - begin;
+  hi_[b].reset(new int64_t[len]);
+  for (size_t j = 0; j < len; ++j) hi_[b][j] = static_cast<int64_t>(lo_[begin + j]) >> 63;
+}
+
+void ExactSum::AddIntegers(uint64_t offset, const int64_t* values, size_t count) {
+  size_t done = 0;
+  while (done < count) {
+    const uint64_t pos = offset + done;
+    const size_t b = pos / kExactBlockLanes;
+    const size_t n = std::min<size_t>(count - done, (b + 1) * kExactBlockLanes - pos);
+    uint64_t max_abs = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t v = values[done + i];
+      max_abs = std::max<uint64_t>(max_abs, v < 0 ? 0 - static_cast<uint64_t>(v) : v);
+    }
+    const double increment = (static_cast<double>(max_abs) + 1.0) * (1 + 0x1p-40);
+    if (hi_[b] == nullptr && bound_[b] + increment < kNarrowLimit) {
+      for (size_t i = 0; i < n; ++i) lo_[pos + i] += static_cast<uint64_t>(values[done + i]);
+    } else {
+      WidenBlock(b);
+      int64_t* hi = hi_[b].get() + (pos - b * kExactBlockLanes);
+      for (size_t i = 0; i < n; ++i) {
+        const ExactLane s = JoinLane(hi[i], lo_[pos + i]) +
+                            static_cast<ExactLane>(static_cast<__int128>(values[done + i]));
+        lo_[pos + i] = static_cast<uint64_t>(s);
+        hi[i] = static_cast<int64_t>(static_cast<uint64_t>(s >> 64));
+      }
     }
     bound_[b] += increment;
     done += n;

@@ -82,6 +82,10 @@ class ExactSum {
   // validated x.
   void AddBytes(uint64_t offset, const char* bytes, size_t count, int64_t weight);
   void Add(uint64_t offset, const float* x, size_t count, int64_t weight);
+  // S[offset + i] += values[i] for i < count: integers already in lane units
+  // (2^-40), e.g. privacy noise on the grid (core/privacy/mechanism.h).
+  // Requires offset + count <= size().
+  void AddIntegers(uint64_t offset, const int64_t* values, size_t count);
 
   // out[i] = S[offset + i] * 2^-kExactFractionBits / divisor, rounded to float
   // (through double: S converted to the nearest double, one multiplication
@@ -95,6 +99,8 @@ class ExactSum {
   size_t wide_blocks() const;
 
  private:
+  // Gives block b its high 64 bits (no-op if it has them).
+  void WidenBlock(size_t b);
   template <typename Load>
   void AddBlocks(uint64_t offset, size_t count, int64_t weight, const Load& load);
 

@@ -69,6 +69,11 @@ absl::StatusOr<secagg::SecAggParams> InstanceParams(const SecAggSettings& settin
 absl::Status ValidateSecureAggregation(const v1::ServerConfig& config) {
   absl::StatusOr<SecAggSettings> s = SecAggSettingsFromProto(config.secure_aggregation());
   if (!s.ok() || !s->enabled) return s.status();
+  if (config.privacy().mode() == "central") {
+    return Invalid("enabled", "privacy.mode \"central\" clips every update on the server, "
+                              "which secure aggregation hides; use local DP in the SDKs "
+                              "(docs/secure-aggregation.md#with-differential-privacy)");
+  }
   const std::string& schedule = config.schedule().name();
   const std::string& rule = config.strategy().rule();
   const bool robust = !rule.empty() && rule != "mean";

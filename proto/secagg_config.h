@@ -41,7 +41,8 @@ absl::StatusOr<secagg::SecAggParams> InstanceParams(const SecAggSettings& settin
                                                     uint64_t instance_id, bool* meets_targets);
 
 // The start-time check of the whole secure-aggregation section against the
-// rest of the config: schedule sync (instances of rounds.clients_per_round,
+// rest of the config: no central DP (it clips each update on the server);
+// schedule sync (instances of rounds.clients_per_round,
 // or of bucket_size) or fedbuff (instances of buffer_size); rule "mean"
 // without buckets; with buckets, f against the number of buckets
 // (secagg::ValidateBucketing); k, t and clip valid for the instance size.

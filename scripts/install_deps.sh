@@ -21,6 +21,7 @@ PACKAGES=(
   python3-venv python3-wheel  # README's install: a venv over these packages.
   # tests/deploy_test.py: the deployment files' validators (deploy/).
   python3-yaml yamllint docker-compose prometheus
+  python3-mpmath  # tools/privacy_test.py: the accountant's independent reference.
 )
 
 # Multiarch: an :arm64 -dev package installs beside its native twin only at

@@ -16,9 +16,9 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "proto/codec_params.h"
-#include "proto/secagg_config.h"
 #include "server/auth.h"
 #include "server/model_init.h"
+#include "server/privacy_config.h"
 #include "server/strategy_options.h"
 
 namespace tally::server {
@@ -75,15 +75,7 @@ namespace {
 // told not to (StrategyConfig.nnm_mixing).
 bool MixesByDefault(const std::string& rule) { return rule == "krum" || rule == "bulyan"; }
 
-}  // namespace
-
-void ApplyDefaults(tally::v1::ServerConfig* config) {
-  if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
-  if (config->metrics_port() == 0) config->set_metrics_port(9464);
-  if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
-  if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
-  if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
-
+void ApplyModelDefaults(tally::v1::ServerConfig* config) {
   tally::v1::ModelConfig* model = config->mutable_model();
   // A relay's model is the upstream's (ValidateConfig refuses a file).
   if (config->relay().upstream().empty()) TensorsFromInitFile(model);
@@ -98,7 +90,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   }
   if (model->init().scale() == 0) model->mutable_init()->set_scale(0.01);
   if (model->init().seed() == 0) model->mutable_init()->set_seed(1);
+}
 
+void ApplyAggregationDefaults(tally::v1::ServerConfig* config) {
   tally::v1::RoundConfig* rounds = config->mutable_rounds();
   if (rounds->clients_per_round() == 0) rounds->set_clients_per_round(20);
   if (rounds->min_clients() == 0) rounds->set_min_clients(1);
@@ -139,7 +133,9 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
     if (!schedule->has_speed_momentum()) schedule->set_speed_momentum(0.9);
     if (!schedule->has_latest_time_factor()) schedule->set_latest_time_factor(1.5);
   }
+}
 
+void ApplyLimitsDefaults(tally::v1::ServerConfig* config) {
   tally::v1::LimitsConfig* limits = config->mutable_limits();
   if (limits->max_chunk_bytes() == 0) limits->set_max_chunk_bytes(4 << 20);
   if (limits->model_chunk_bytes() == 0) limits->set_model_chunk_bytes(1 << 20);
@@ -167,11 +163,24 @@ void ApplyDefaults(tally::v1::ServerConfig* config) {
   // A relay's model is the upstream's, known once connected (Server::Create
   // applies the defaults again then).
   if (limits->max_update_bytes() == 0 && config->relay().upstream().empty()) {
-    auto layout = LayoutFromConfig(*model);
+    auto layout = LayoutFromConfig(config->model());
     if (layout.ok()) {
       limits->set_max_update_bytes(DefaultMaxUpdateBytes(*config, layout->NumParams()));
     }
   }
+}
+
+}  // namespace
+
+void ApplyDefaults(tally::v1::ServerConfig* config) {
+  if (config->listen_address().empty()) config->set_listen_address("0.0.0.0:50051");
+  if (config->metrics_port() == 0) config->set_metrics_port(9464);
+  if (config->metrics_address().empty()) config->set_metrics_address("0.0.0.0");
+  if (config->checkpoint_interval_ms() == 0) config->set_checkpoint_interval_ms(60000);
+  if (!config->grpc().has_bdp_probe()) config->mutable_grpc()->set_bdp_probe(true);
+  ApplyModelDefaults(config);
+  ApplyAggregationDefaults(config);
+  ApplyLimitsDefaults(config);
 }
 
 aggregators::OptimizerOptions OptimizerOptionsFromConfig(const tally::v1::OptimizerConfig& config) {
@@ -260,44 +269,6 @@ absl::StatusOr<ModelLayout> LayoutFromConfig(const tally::v1::ModelConfig& model
 }
 
 namespace {
-
-// MoNNA's trusted vector is a named client's update (StrategyConfig
-// trusted_client), never a row position.
-absl::Status ValidateTrustedClient(const tally::v1::ServerConfig& config) {
-  const tally::v1::StrategyConfig& strategy = config.strategy();
-  const bool monna = strategy.rule() == "monna";
-  if (strategy.idx() != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("strategy.idx: ", strategy.idx(),
-                     " is not used; name monna's trusted client in strategy.trusted_client"));
-  }
-  if (!monna) {
-    if (strategy.trusted_client().empty()) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat("strategy.trusted_client: only rule \"monna\" "
-                     "uses a trusted client, the rule is \"",
-                     strategy.rule(), "\""));
-  }
-  if (strategy.trusted_client().empty()) {
-    return absl::InvalidArgumentError(
-        "strategy.trusted_client: rule \"monna\" needs the client_id of a trusted client "
-        "(its update is the vector the n - f nearest updates are averaged around); without "
-        "one the trusted vector would be whichever update arrived first");
-  }
-  if (IsAsyncSchedule(config.schedule())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "strategy.trusted_client: monna needs synchronous rounds (schedule \"sync\"), not \"",
-        config.schedule().name(), "\""));
-  }
-  for (const std::string& pre : strategy.pre()) {
-    if (!aggregators::KeepsRowOrder(pre)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("strategy.pre: \"", pre,
-                       "\" merges or reorders updates, so monna's trusted_client row is lost"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 // One compression entry as a validated spec; `allowed` (empty: any codec)
 // restricts the codecs the role takes.
@@ -392,135 +363,6 @@ absl::StatusOr<DownloadCodecs> DownloadCodecsFromConfig(const tally::v1::ServerC
   }
   if (compression.delta_history() > 0) codecs.delta_history = compression.delta_history();
   return codecs;
-}
-
-absl::Status ValidateConfig(const tally::v1::ServerConfig& config) {
-  auto invalid = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
-  if (config.listen_address().find(':') == std::string::npos) {
-    return invalid("listen_address: '", config.listen_address(), "' must be HOST:PORT");
-  }
-  if (config.metrics_port() < -1 || config.metrics_port() > 65535) {
-    return invalid("metrics_port: ", config.metrics_port(), " is not -1 or a port number");
-  }
-  if (const uint64_t bytes = config.grpc().memory_bytes(); bytes != 0 && bytes < (16u << 20)) {
-    return invalid("grpc.memory_bytes: ", bytes, " must be 0 (unbounded) or at least 16777216");
-  }
-  if (absl::Status init = ValidateModelInit(config); !init.ok()) return init;
-  if (absl::Status secure = ValidateSecureAggregation(config); !secure.ok()) return secure;
-  if (const std::string& path = config.final_model_path(); !path.empty()) {
-    if (absl::StatusOr<ModelFileFormat> format = ModelFileFormatOf(path); !format.ok()) {
-      return invalid("final_model_path: ", format.status().message());
-    }
-  }
-  auto layout = LayoutFromConfig(config.model());
-  if (!layout.ok()) return layout.status();
-  const auto& init = config.model().init();
-  if (!(init.scale() > 0) || init.scale() > 1e6) {
-    return invalid("model.init.scale: ", init.scale(), " must be in (0, 1e6]");
-  }
-  const auto& rounds = config.rounds();
-  if (rounds.min_clients() > rounds.clients_per_round()) {
-    return invalid("rounds.min_clients: ", rounds.min_clients(),
-                   " exceeds rounds.clients_per_round ", rounds.clients_per_round());
-  }
-  if (rounds.clients_per_round() > 100000) {
-    return invalid("rounds.clients_per_round: ", rounds.clients_per_round(), " > 100000");
-  }
-  if (!(rounds.over_selection() >= 0 && rounds.over_selection() <= 10)) {
-    return invalid("rounds.over_selection: ", rounds.over_selection(), " must be in [0, 10]");
-  }
-  if (auto optimizer = aggregators::CreateOptimizer(OptimizerOptionsFromConfig(config.optimizer()));
-      !optimizer.ok()) {
-    return optimizer.status();
-  }
-  const auto& schedule = config.schedule();
-  if (IsAsyncSchedule(schedule)) {
-    if (absl::Status valid =
-            aggregators::ValidateScheduleOptions(ScheduleOptionsFromConfig(config));
-        !valid.ok()) {
-      return valid;
-    }
-    if (schedule.name() == "fedasync" && IsRobustStrategy(config.strategy())) {
-      return invalid("strategy.rule: \"", config.strategy().rule(),
-                     "\" needs batches of updates; fedasync applies each update alone. Use "
-                     "schedule fedbuff, fedfix or fedcompass, or rule \"mean\"");
-    }
-  }
-  const auto& strategy = config.strategy();
-  if (IsRobustStrategy(strategy)) {
-    const size_t n = ExpectedBatchSize(config);
-    auto rule = aggregators::CreateRule(RuleOptionsFromConfig(strategy, strategy.rule(), n));
-    if (!rule.ok()) {
-      return invalid("strategy.rule: ", rule.status().message());
-    }
-    for (const std::string& pre : PreStepNamesFromConfig(strategy)) {
-      auto step = aggregators::CreatePreStep(RuleOptionsFromConfig(strategy, pre, n));
-      if (!step.ok()) return invalid("strategy.pre: ", step.status().message());
-    }
-  } else if (strategy.pre_size() > 0 || strategy.f() > 0 || strategy.nnm_mixing()) {
-    return invalid(
-        "strategy.rule: \"mean\" takes no pre-steps (nor nnm_mixing) and no f; choose a robust "
-        "rule");
-  }
-  if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
-  if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
-  if (const tally::v1::RelayConfig& relay = config.relay(); !relay.upstream().empty()) {
-    if (relay.upstream().find(':') == std::string::npos) {
-      return invalid("relay.upstream: '", relay.upstream(), "' must be HOST:PORT");
-    }
-    if (IsRobustStrategy(config.strategy()) || IsAsyncSchedule(config.schedule())) {
-      return invalid(
-          "relay: a relay forwards the weighted mean of synchronous rounds; leave "
-          "strategy and schedule unset (the upstream runs the robust rule or schedule)");
-    }
-    if (!config.checkpoint_dir().empty()) {
-      return invalid("checkpoint_dir: a relay keeps no state (the upstream checkpoints)");
-    }
-    if (config.rounds().total_rounds() != 0) {
-      return invalid(
-          "rounds.total_rounds: a relay follows the upstream, which decides when to stop");
-    }
-  }
-  if (auto codecs = UploadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
-    return codecs.status();
-  }
-  if (auto codecs = DownloadCodecsFromConfig(config, layout->NumParams()); !codecs.ok()) {
-    return codecs.status();
-  }
-  const auto& limits = config.limits();
-  if (limits.max_chunk_bytes() < 1024 || limits.max_chunk_bytes() > (64u << 20)) {
-    return invalid("limits.max_chunk_bytes: ", limits.max_chunk_bytes(),
-                   " must be in [1024, 67108864]");
-  }
-  if (limits.model_chunk_bytes() < 1024 || limits.model_chunk_bytes() > (64u << 20) ||
-      limits.model_chunk_bytes() % 4 != 0) {
-    return invalid("limits.model_chunk_bytes: ", limits.model_chunk_bytes(),
-                   " must be a multiple of 4 in [1024, 67108864]");
-  }
-  if (limits.max_receive_message_bytes() < limits.max_chunk_bytes() + 1024) {
-    return invalid("limits.max_receive_message_bytes: ", limits.max_receive_message_bytes(),
-                   " must exceed limits.max_chunk_bytes by at least 1024");
-  }
-  if (limits.max_num_samples() > kMaxExactWeight) {
-    return invalid("limits.max_num_samples: ", limits.max_num_samples(), " is above ",
-                   kMaxExactWeight, " (2^40), the largest weight the exact sum holds");
-  }
-  if (!(limits.max_abs_value() > 0 && limits.max_abs_value() <= kMaxExactAbsValue)) {
-    return invalid("limits.max_abs_value: ", limits.max_abs_value(), " must be in (0, ",
-                   kMaxExactAbsValue, "] (2^22, the largest value the exact sum holds)");
-  }
-  if (limits.upload_rate_window_ms() < 100) {
-    return invalid("limits.upload_rate_window_ms: ", limits.upload_rate_window_ms(),
-                   " must be at least 100");
-  }
-  const bool relay_unknown_model =
-      !config.relay().upstream().empty() && limits.max_update_bytes() == 0;
-  if (!relay_unknown_model && limits.max_update_bytes() < 4 * layout->NumParams()) {
-    return invalid("limits.max_update_bytes: ", limits.max_update_bytes(),
-                   " is smaller than a dense update of the model (", 4 * layout->NumParams(),
-                   " bytes)");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace tally::server

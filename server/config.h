@@ -28,6 +28,7 @@ absl::StatusOr<tally::v1::ServerConfig> ParseConfigText(const std::string& text)
 void ApplyDefaults(tally::v1::ServerConfig* config);
 
 // Checks a defaulted config; the error message starts with the field's name.
+// The status of MakePlan (server/plan.h), which translates it.
 absl::Status ValidateConfig(const tally::v1::ServerConfig& config);
 
 // The optimizer options the config describes.

@@ -23,6 +23,7 @@
 #include "prometheus/registry.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "server/privacy_config.h"
 #include "server/relay.h"
 #include "server/server.h"
 
@@ -102,9 +103,8 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// Process-wide settings for a long-running server.
+void TuneProcess() {
   // gRPC's threads would otherwise each get a glibc malloc arena that keeps
   // freed chunk buffers: measured 100-200 MB of extra peak RSS at 50 uploads.
   mallopt(M_ARENA_MAX, 2);
@@ -118,31 +118,41 @@ int main(int argc, char** argv) {
   // updates a global lock graph. Measured at 10,000 connections: 15% of the
   // server's CPU. The tests keep it; a release server does not.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
+
+// Parses the flags and sets up logging; false (after a message) on a bad
+// flag.
+bool SetUpFromFlags(int argc, char** argv) {
   if (!tally::ParseFlags(argc, argv, "tally-server",
                          "federated-learning aggregation server.\n"
                          "Usage: tally-server [--config=server.textproto] [--listen=HOST:PORT] "
                          "[--metrics_port=N] [--checkpoint_dir=DIR]",
                          HelpFlagsFromMain)) {
-    return 2;
+    return false;
   }
   tally::server::LogLevel level;
   if (!tally::server::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
     std::fprintf(stderr, "tally-server: --log_level must be debug, info, warning or error\n");
-    return 2;
+    return false;
   }
   tally::server::SetLogLevel(level);
   tally::server::LogFormat format;
   if (!tally::server::ParseLogFormat(absl::GetFlag(FLAGS_log_format), &format)) {
     std::fprintf(stderr, "tally-server: --log_format must be text or json\n");
-    return 2;
+    return false;
   }
   tally::server::SetLogFormat(format);
   RaiseOpenFileLimit();
 
+  return true;
+}
+
+// The config file, with the flags' overrides, defaulted and validated.
+absl::StatusOr<tally::v1::ServerConfig> ConfigFromFlags() {
   tally::v1::ServerConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
     auto loaded = tally::server::LoadConfigFile(absl::GetFlag(FLAGS_config));
-    if (!loaded.ok()) return Fail(loaded.status());
+    if (!loaded.ok()) return loaded.status();
     config = std::move(loaded).value();
   }
   if (!absl::GetFlag(FLAGS_listen).empty()) config.set_listen_address(absl::GetFlag(FLAGS_listen));
@@ -175,22 +185,81 @@ int main(int argc, char** argv) {
   }
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role != "server" && role != "relay") {
-    return Fail(
-        absl::InvalidArgumentError(absl::StrCat("--role: '", role, "' is not server or relay")));
+    return absl::InvalidArgumentError(absl::StrCat("--role: '", role, "' is not server or relay"));
   }
   if ((role == "relay") != !config.relay().upstream().empty()) {
-    return Fail(absl::InvalidArgumentError(
+    return absl::InvalidArgumentError(
         role == "relay" ? "--role=relay needs --upstream=HOST:PORT (or relay.upstream)"
-                        : "relay.upstream is set: run with --role=relay"));
+                        : "relay.upstream is set: run with --role=relay");
   }
   tally::server::ApplyDefaults(&config);
-  if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) {
-    return Fail(valid);
+  if (absl::Status valid = tally::server::ValidateConfig(config); !valid.ok()) return valid;
+  return config;
+}
+
+// Serves /metrics on metrics_port (if > 0) from `registry`.
+absl::Status ServeMetrics(const tally::v1::ServerConfig& config,
+                          const std::shared_ptr<prometheus::Registry>& registry,
+                          std::unique_ptr<prometheus::Exposer>* exposer) {
+  if (config.metrics_port() > 0) {
+    const std::string address = absl::StrCat(config.metrics_address(), ":", config.metrics_port());
+    try {
+      *exposer = std::make_unique<prometheus::Exposer>(address);
+      (*exposer)->RegisterCollectable(registry);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("metrics_port: cannot serve /metrics on ", address, ": ", e.what()));
+    }
+    LogInfo(absl::StrCat("metrics on http://", address, "/metrics"));
   }
+
+  return absl::OkStatus();
+}
+
+// --port_file: the port, written atomically.
+void WritePortFile(int port) {
+  const std::string path = absl::GetFlag(FLAGS_port_file);
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    LogError(absl::StrCat("cannot write --port_file ", path));
+  }
+}
+
+// Until SIGTERM / SIGINT, or (--exit_when_done) the end of the federation.
+void WaitForTheEnd(const sigset_t& signals, tally::server::Server& server) {
+  const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
+  const timespec tick = {0, 200 * 1000 * 1000};
+  while (true) {
+    const int signal_number = sigtimedwait(&signals, nullptr, &tick);
+    if (signal_number > 0) {
+      LogInfo(absl::StrCat("received signal ", signal_number, ", draining"));
+      break;
+    }
+    if (exit_when_done && server.RunFinished()) {
+      LogInfo("the federation is finished (--exit_when_done), draining");
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  TuneProcess();
+  if (!SetUpFromFlags(argc, argv)) return 2;
+  absl::StatusOr<tally::v1::ServerConfig> loaded = ConfigFromFlags();
+  if (!loaded.ok()) return Fail(loaded.status());
+  const tally::v1::ServerConfig& config = *loaded;
   if (absl::GetFlag(FLAGS_print_config)) {
     std::string text;
     google::protobuf::TextFormat::PrintToString(config, &text);
     std::fputs(text.c_str(), stdout);
+    std::fputs(tally::server::PrivacyPlanComment(config).c_str(), stdout);
     return 0;
   }
 
@@ -203,18 +272,9 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer;
-  if (config.metrics_port() > 0) {
-    const std::string address = absl::StrCat(config.metrics_address(), ":", config.metrics_port());
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(address);
-      exposer->RegisterCollectable(registry);
-    } catch (const std::exception& e) {
-      return Fail(absl::UnavailableError(
-          absl::StrCat("metrics_port: cannot serve /metrics on ", address, ": ", e.what())));
-    }
-    LogInfo(absl::StrCat("metrics on http://", address, "/metrics"));
+  if (absl::Status served = ServeMetrics(config, registry, &exposer); !served.ok()) {
+    return Fail(served);
   }
-
   tally::server::ServerOptions options;
   options.config = config;
   options.registry = registry;
@@ -222,33 +282,8 @@ int main(int argc, char** argv) {
   options.connect_upstream = tally::server::RelayLink::Connect;
   auto server = tally::server::Server::Create(std::move(options));
   if (!server.ok()) return Fail(server.status());
-
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    const std::string path = absl::GetFlag(FLAGS_port_file);
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << (*server)->port() << "\n";
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      LogError(absl::StrCat("cannot write --port_file ", path));
-    }
-  }
-
-  // Until SIGTERM / SIGINT, or (--exit_when_done) the end of the federation.
-  const bool exit_when_done = absl::GetFlag(FLAGS_exit_when_done);
-  const timespec tick = {0, 200 * 1000 * 1000};
-  while (true) {
-    const int signal_number = sigtimedwait(&signals, nullptr, &tick);
-    if (signal_number > 0) {
-      LogInfo(absl::StrCat("received signal ", signal_number, ", draining"));
-      break;
-    }
-    if (exit_when_done && (*server)->RunFinished()) {
-      LogInfo("the federation is finished (--exit_when_done), draining");
-      break;
-    }
-  }
+  WritePortFile((*server)->port());
+  WaitForTheEnd(signals, **server);
   (*server)->Shutdown(absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms)));
   LogInfo("stopped");
   return 0;

@@ -115,6 +115,8 @@ const char* JoinRejectReasonName(JoinRejectReason reason) {
       return "max_sessions_per_identity";
     case JoinRejectReason::kRateLimited:
       return "rate_limited";
+    case JoinRejectReason::kInvalidLocalDp:
+      return "invalid_local_dp";
   }
   return "unknown";
 }
@@ -230,7 +232,7 @@ ServerMetrics::ServerMetrics(prometheus::Registry& registry)
   }
   auto& joins_rejected = MakeCounterFamily(registry, "tally_joins_rejected_total",
                                            "Joins refused, by reason (server/sessions.h).");
-  for (int i = 0; i <= static_cast<int>(JoinRejectReason::kRateLimited); ++i) {
+  for (int i = 0; i <= static_cast<int>(JoinRejectReason::kInvalidLocalDp); ++i) {
     joins_rejected_[i] = &joins_rejected.Add(
         {{"reason", JoinRejectReasonName(static_cast<JoinRejectReason>(i))}});
   }

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "compress/codec.h"
 #include "core/sync.h"
+#include "server/reject_reason.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -19,30 +20,6 @@
 
 namespace tally::server {
 
-// Why an update was rejected: the `reason` label of
-// tally_updates_rejected_total. Low cardinality by construction.
-enum class RejectReason {
-  kUnauthenticated,  // Unknown client/session, or no identity when auth is on.
-  kForbidden,        // Authenticated as another client.
-  kMalformed,        // Missing header, bad ids, bad codec, bad sample count.
-  kLayoutMismatch,   // layout_hash or num_params differ from the model's.
-  kLength,           // Declared/actual payload length wrong (incl. truncated).
-  kChunkOrder,       // Chunk offset not where the previous one ended.
-  kNonFinite,        // NaN or Inf in the payload.
-  kValueRange,       // A finite value above limits.max_abs_value.
-  kStale,            // Round closed / base version not current / max_staleness.
-  kNotSelected,      // Round full or client already contributed.
-  kFinished,         // total_rounds reached.
-  kCancelled,        // Client went away mid-upload.
-  kOverloaded,       // Too many concurrent uploads.
-  kRateLimited,      // The client's upload rate.
-  kDraining,         // The server is shutting down.
-  kStalled,          // No message within limits.upload_idle_timeout_ms.
-  kTooSlow,          // Below limits.min_upload_bytes_per_second over the window.
-  kLeaseExpired,     // The task's lease expired and its slot went to another client.
-  kSurplus,          // The round closed with enough updates (over-selection).
-  kInternal,         // Server-side failure (spool I/O). Keep last.
-};
 const char* RejectReasonName(RejectReason reason);
 
 // Why a Join was refused (server/sessions.h): the `reason` label of
@@ -54,6 +31,7 @@ enum class JoinRejectReason {
   kMaxSessionsPerPeer,     // limits.max_sessions_per_peer.
   kMaxSessionsPerIdentity, // limits.max_sessions_per_identity.
   kRateLimited,            // limits.peer_joins_per_minute.
+  kInvalidLocalDp,         // A malformed JoinRequest.local_dp (server/privacy_config.h).
 };
 const char* JoinRejectReasonName(JoinRejectReason reason);
 
@@ -159,7 +137,7 @@ class ServerMetrics {
   tally::Mutex mu_;
   absl::flat_hash_map<std::string, ClientRuleCounters> client_counters_ ABSL_GUARDED_BY(mu_);
   prometheus::Counter* rejected_[static_cast<int>(RejectReason::kInternal) + 1];
-  prometheus::Counter* joins_rejected_[static_cast<int>(JoinRejectReason::kRateLimited) + 1];
+  prometheus::Counter* joins_rejected_[static_cast<int>(JoinRejectReason::kInvalidLocalDp) + 1];
 };
 
 }  // namespace tally::server

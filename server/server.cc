@@ -14,6 +14,7 @@
 #include "server/checkpoint.h"
 #include "server/config.h"
 #include "server/coordinator.h"
+#include "server/plan.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_init.h"
@@ -34,32 +35,11 @@ class ServerImpl final : public Server {
 
   ~ServerImpl() override { Shutdown(absl::Seconds(1)); }
 
-  absl::Status Start(ModelLayout layout, Clock* clock, std::unique_ptr<Upstream> relay) {
-    Coordinator::Options options;
-    options.config = config_;
-    options.clock = clock;
-    options.metrics = &metrics_;
+  absl::Status Start(ServerPlan plan, Clock* clock, std::unique_ptr<Upstream> relay) {
     relay_ = std::move(relay);
-    if (relay_ != nullptr) {
-      // The upstream's model, under its version number.
-      UpstreamModel model = relay_->TakeInitialModel();
-      options.relay = true;
-      options.initial_version = model.version;
-      options.initial_round = model.round;
-      options.initial_params = std::move(model.params);
-    }
-    if (!config_.checkpoint_dir().empty()) TALLY_RETURN_IF_ERROR(Restore(layout, &options));
-    metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
-    metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
-    if (options.initial_params.empty()) {
-      TALLY_ASSIGN_OR_RETURN(options.initial_params,
-                             InitialParams(layout, config_.model().init()));
-    } else if (!config_.model().init().file().empty() && relay_ == nullptr) {
-      LogInfo(absl::StrCat("model.init.file ", config_.model().init().file(),
-                           " not read: the checkpoint's model wins"));
-    }
-    options.layout = std::move(layout);
-    coordinator_ = std::make_unique<Coordinator>(std::move(options));
+    DownloadCodecs downloads = plan.downloads;
+    const std::string strategy_label = plan.strategy_label;
+    TALLY_RETURN_IF_ERROR(StartCoordinator(std::move(plan), clock));
     TALLY_ASSIGN_OR_RETURN(auth_, Authenticator::Create(config_));
     TALLY_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                            ServerCredentialsFromConfig(config_.tls()));
@@ -71,10 +51,54 @@ class ServerImpl final : public Server {
                        "(set tls.client_ca_file or auth.tokens_file)");
     }
     aggregator_ = std::make_unique<AggregatorService>(coordinator_.get(), &metrics_, &config_,
-                                                      auth_.get(), clock);
-    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, &config_, auth_.get(),
-                                            absl::Now(), restored_);
+                                                      std::move(downloads), auth_.get(), clock);
+    admin_ = std::make_unique<AdminService>(coordinator_.get(), &metrics_, strategy_label,
+                                            auth_.get(), absl::Now(), restored_);
 
+    server_ = BuildGrpcServer(credentials);
+    if (server_ == nullptr || port_ == 0) {
+      coordinator_->Stop();
+      return absl::UnavailableError(
+          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
+                       "' (is another process using the port? see the gRPC error above)"));
+    }
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
+    LogListening();
+    return absl::OkStatus();
+  }
+
+  // The Coordinator on the plan, from the relay's model, a checkpoint or
+  // model.init.
+  absl::Status StartCoordinator(ServerPlan plan, Clock* clock) {
+    Coordinator::Options options;
+    options.clock = clock;
+    options.metrics = &metrics_;
+    if (relay_ != nullptr) {
+      // The upstream's model, under its version number.
+      UpstreamModel model = relay_->TakeInitialModel();
+      options.initial_version = model.version;
+      options.initial_round = model.round;
+      options.initial_params = std::move(model.params);
+    }
+    const ModelLayout& layout = plan.layout;
+    if (!config_.checkpoint_dir().empty()) TALLY_RETURN_IF_ERROR(Restore(layout, &options));
+    metrics_.checkpoint_restored_version.Set(static_cast<double>(restored_.version));
+    metrics_.checkpoint_restored_clients.Set(static_cast<double>(restored_.clients));
+    if (options.initial_params.empty()) {
+      TALLY_ASSIGN_OR_RETURN(options.initial_params,
+                             InitialParams(layout, config_.model().init()));
+    } else if (!config_.model().init().file().empty() && relay_ == nullptr) {
+      LogInfo(absl::StrCat("model.init.file ", config_.model().init().file(),
+                           " not read: the checkpoint's model wins"));
+    }
+    options.plan = std::move(plan);
+    TALLY_ASSIGN_OR_RETURN(coordinator_, Coordinator::Create(std::move(options)));
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<grpc::Server> BuildGrpcServer(
+      const std::shared_ptr<grpc::ServerCredentials>& credentials) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
@@ -100,15 +124,10 @@ class ServerImpl final : public Server {
                                static_cast<int>(config_.limits().download_stall_timeout_ms()));
     builder.RegisterService(aggregator_.get());
     builder.RegisterService(admin_.get());
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port_ == 0) {
-      coordinator_->Stop();
-      return absl::UnavailableError(
-          absl::StrCat("listen_address: cannot listen on '", config_.listen_address(),
-                       "' (is another process using the port? see the gRPC error above)"));
-    }
-    server_->GetHealthCheckService()->SetServingStatus(true);
-    if (relay_ != nullptr) relay_->Start(coordinator_.get(), &metrics_);
+    return builder.BuildAndStart();
+  }
+
+  void LogListening() const {
     const std::string schedule =
         IsAsyncSchedule(config_.schedule())
             ? absl::StrCat("schedule ", config_.schedule().name())
@@ -122,7 +141,6 @@ class ServerImpl final : public Server {
                          coordinator_->store().layout().NumParams(), " parameters, ", schedule,
                          relay_ != nullptr ? absl::StrCat(", upstream ", config_.relay().upstream())
                                            : absl::StrCat(", rule ", config_.strategy().rule())));
-    return absl::OkStatus();
   }
 
   // Resumes from the newest valid checkpoint into `options`. Corrupt files
@@ -246,13 +264,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     const char* tmp = std::getenv("TMPDIR");
     config.set_spool_dir(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
   }
-  TALLY_RETURN_IF_ERROR(ValidateConfig(config));
-  TALLY_ASSIGN_OR_RETURN(ModelLayout layout, LayoutFromConfig(config.model()));
+  TALLY_ASSIGN_OR_RETURN(ServerPlan plan, MakePlan(config));
   std::shared_ptr<prometheus::Registry> registry = options.registry;
   if (registry == nullptr) registry = std::make_shared<prometheus::Registry>();
   auto server = std::make_unique<ServerImpl>(std::move(config), std::move(registry),
                                              options.start_fresh_if_corrupt);
-  TALLY_RETURN_IF_ERROR(server->Start(std::move(layout), options.clock, std::move(relay)));
+  TALLY_RETURN_IF_ERROR(server->Start(std::move(plan), options.clock, std::move(relay)));
   return std::unique_ptr<Server>(std::move(server));
 }
 

@@ -14,6 +14,8 @@
 #include "server/encoded_model.h"
 #include "server/get_task_reactor.h"
 #include "server/grpc_status.h"
+#include "server/log.h"
+#include "server/privacy_config.h"
 #include "server/progress_meter.h"
 #include "server/pull_model_reactor.h"
 #include "server/push_update_reactor.h"
@@ -27,6 +29,22 @@ namespace {
 using ::tally::v1::ModelVersionNotice;
 
 // VmHWM and VmRSS of this process, in bytes (0 if /proc is unavailable).
+// The one conversion of the Coordinator's progress to the admin status.
+void ProgressToProto(const CoordinatorStatus& s, tally::v1::ServerStatus* out) {
+  out->set_model_version(s.model_version);
+  out->set_round(s.round);
+  out->set_rounds_completed(s.rounds_completed);
+  out->set_rounds_failed(s.rounds_failed);
+  out->set_connected_clients(s.connected_clients);
+  out->set_updates_in_round(s.updates_in_round);
+  out->set_uploads_in_flight(s.uploads_in_flight);
+  out->set_updates_accepted(s.updates_accepted);
+  out->set_bytes_received(s.bytes_received);
+  out->set_done(s.done);
+  out->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
+  out->set_checkpoint_version(s.checkpoint_version);
+}
+
 void ReadMemoryStats(uint64_t* peak_rss, uint64_t* rss) {
   *peak_rss = *rss = 0;
   std::ifstream in("/proc/self/status");
@@ -82,16 +100,15 @@ ClientCodecs ClientCodecsFromRequest(const tally::v1::JoinRequest& request) {
 
 AggregatorService::AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
                                      const tally::v1::ServerConfig* config,
-                                     const Authenticator* auth, Clock* clock)
+                                     DownloadCodecs downloads, const Authenticator* auth,
+                                     Clock* clock)
     : coordinator_(coordinator),
       auth_(auth),
       metrics_(metrics),
       config_(config),
       clock_(clock),
       model_spec_(ModelSpecFromLayout(coordinator->store().layout())),
-      downloads_(
-          model_spec_, config->limits().model_chunk_bytes(),
-          DownloadCodecsFromConfig(*config, coordinator->store().layout().NumParams()).value()) {
+      downloads_(model_spec_, config->limits().model_chunk_bytes(), std::move(downloads)) {
   const tally::v1::LimitsConfig& limits = config->limits();
   upload_limits_.idle = absl::Milliseconds(limits.upload_idle_timeout_ms());
   upload_limits_.min_bytes_per_second = limits.min_upload_bytes_per_second();
@@ -123,6 +140,11 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
+  if (absl::Status dp = ValidateLocalDpDeclaration(request->local_dp()); !dp.ok()) {
+    metrics_->RejectedJoin(JoinRejectReason::kInvalidLocalDp, dp.message());
+    reactor->Finish(ToGrpcStatus(dp));
+    return reactor;
+  }
   absl::StatusOr<std::string> identity = auth_->ClientIdentity(*context, request->client_id());
   if (!identity.ok()) {
     reactor->Finish(ToGrpcStatus(identity.status()));
@@ -139,6 +161,10 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   if (!session.ok()) {
     reactor->Finish(ToGrpcStatus(session.status()));
     return reactor;
+  }
+  if (request->has_local_dp()) {
+    LogInfo(absl::StrCat("join ", ClientText(request->client_id()), " declares ",
+                         LocalDpText(request->local_dp())));
   }
   response->set_session_token(session->token);
   *response->mutable_model_spec() = model_spec_;
@@ -228,15 +254,23 @@ grpc::ServerUnaryReactor* AggregatorService::Leave(grpc::CallbackServerContext* 
   return reactor;
 }
 
-AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics,
-                           const tally::v1::ServerConfig* config, const Authenticator* auth,
-                           absl::Time started, RestoreReport restored)
+AdminService::AdminService(Coordinator* coordinator, ServerMetrics* metrics, std::string strategy,
+                           const Authenticator* auth, absl::Time started, RestoreReport restored)
     : coordinator_(coordinator),
       metrics_(metrics),
-      config_(config),
       auth_(auth),
-      started_(started),
-      restored_(std::move(restored)) {}
+      started_(started) {
+  // What does not change while the server runs, set once.
+  fixed_.set_num_params(coordinator->store().layout().NumParams());
+  fixed_.set_strategy(std::move(strategy));
+  fixed_.set_restored_version(restored.version);
+  fixed_.set_restored_from(restored.from);
+  fixed_.set_restored_clients(restored.clients);
+  const BuildInfo& build = GetBuildInfo();
+  fixed_.mutable_build()->set_version(build.version);
+  fixed_.mutable_build()->set_commit(build.commit);
+  fixed_.mutable_build()->set_build_type(build.build_type);
+}
 
 grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* context,
                                                   const tally::v1::GetStatusRequest* request,
@@ -246,35 +280,14 @@ grpc::ServerUnaryReactor* AdminService::GetStatus(grpc::CallbackServerContext* c
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
-  const CoordinatorStatus s = coordinator_->Status();
-  response->set_model_version(s.model_version);
-  response->set_round(s.round);
-  response->set_rounds_completed(s.rounds_completed);
-  response->set_rounds_failed(s.rounds_failed);
-  response->set_connected_clients(s.connected_clients);
-  response->set_updates_in_round(s.updates_in_round);
-  response->set_uploads_in_flight(s.uploads_in_flight);
-  response->set_updates_accepted(s.updates_accepted);
+  *response = fixed_;
+  ProgressToProto(coordinator_->Status(), response);
   response->set_updates_rejected(metrics_->RejectedTotal());
-  response->set_bytes_received(s.bytes_received);
-  response->set_num_params(coordinator_->store().layout().NumParams());
   uint64_t peak_rss, rss;
   ReadMemoryStats(&peak_rss, &rss);
   response->set_peak_rss_bytes(peak_rss);
   response->set_rss_bytes(rss);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
-  response->set_done(s.done);
-  response->set_strategy(absl::StrCat(config_->schedule().name(), "/", config_->strategy().rule(),
-                                      "/", config_->optimizer().name()));
-  response->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
-  response->set_restored_version(restored_.version);
-  response->set_restored_from(restored_.from);
-  response->set_restored_clients(restored_.clients);
-  response->set_checkpoint_version(s.checkpoint_version);
-  const BuildInfo& build = GetBuildInfo();
-  response->mutable_build()->set_version(build.version);
-  response->mutable_build()->set_commit(build.commit);
-  response->mutable_build()->set_build_type(build.build_type);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

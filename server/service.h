@@ -32,9 +32,10 @@ class AggregatorService final : public tally::v1::Aggregator::WithRawCallbackMet
   // Does not take ownership; all must outlive the service.
   // Every call is checked by `auth` (callers may act only as themselves).
   // `clock` times the stream guard's progress limits (server/stream_guard.h).
+  // `downloads`: compression.download* (the plan's, server/plan.h).
   AggregatorService(Coordinator* coordinator, ServerMetrics* metrics,
-                    const tally::v1::ServerConfig* config, const Authenticator* auth,
-                    Clock* clock = RealClock::Get());
+                    const tally::v1::ServerConfig* config, DownloadCodecs downloads,
+                    const Authenticator* auth, Clock* clock = RealClock::Get());
   ~AggregatorService() override;  // After every stream has ended (gRPC server shut down).
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
@@ -74,9 +75,9 @@ class AdminService final : public tally::v1::Admin::CallbackService {
  public:
   // Calls need an admin identity when authentication is on. `restored`:
   // what start-up restored from a checkpoint.
-  AdminService(Coordinator* coordinator, ServerMetrics* metrics,
-               const tally::v1::ServerConfig* config, const Authenticator* auth,
-               absl::Time started, RestoreReport restored = {});
+  // `strategy`: "schedule/rule/optimizer" (ServerPlan::strategy_label).
+  AdminService(Coordinator* coordinator, ServerMetrics* metrics, std::string strategy,
+               const Authenticator* auth, absl::Time started, RestoreReport restored = {});
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const tally::v1::GetStatusRequest* request,
@@ -85,10 +86,10 @@ class AdminService final : public tally::v1::Admin::CallbackService {
  private:
   Coordinator* const coordinator_;
   ServerMetrics* const metrics_;
-  const tally::v1::ServerConfig* const config_;
   const Authenticator* const auth_;
   const absl::Time started_;
-  const RestoreReport restored_;
+  // The fields fixed at start: model size, strategy, restore, build.
+  tally::v1::ServerStatus fixed_;
 };
 
 // Converts a ModelLayout to its wire form.

@@ -51,9 +51,9 @@ std::string PeerAddress(absl::string_view grpc_peer) {
   return std::string(rest.substr(0, rest.rfind(':')));
 }
 
-SessionTable::SessionTable(const tally::v1::LimitsConfig& limits, ServerMetrics* metrics)
+SessionTable::SessionTable(const SessionLimits& limits, ServerMetrics* metrics)
     : limits_(limits),
-      timeout_(absl::Milliseconds(limits.session_timeout_ms())),
+      timeout_(absl::Milliseconds(limits.session_timeout_ms)),
       metrics_(metrics) {}
 
 absl::Status SessionTable::Refuse(JoinRejectReason reason, absl::Status status) {
@@ -86,7 +86,7 @@ absl::StatusOr<std::string> SessionTable::Join(absl::string_view client_id,
 }
 
 absl::Status SessionTable::TakeJoinToken(const std::string& peer, absl::Time now) {
-  const uint32_t per_minute = limits_.peer_joins_per_minute();
+  const uint32_t per_minute = limits_.peer_joins_per_minute;
   auto it = join_buckets_.try_emplace(peer, per_minute, absl::Minutes(1), now).first;
   const absl::Duration wait = it->second.Take(now);
   if (wait == absl::ZeroDuration()) return absl::OkStatus();
@@ -112,7 +112,7 @@ absl::Status SessionTable::CheckTakeover(absl::string_view client_id, const Sess
                   "Give each process its own client_id; a process that still holds the session "
                   "re-joins with its token; otherwise the session expires after ",
                   absl::ToInt64Milliseconds(left), " ms more without calls ",
-                  "(limits.session_timeout_ms = ", limits_.session_timeout_ms(), ")");
+                  "(limits.session_timeout_ms = ", limits_.session_timeout_ms, ")");
   return Refuse(JoinRejectReason::kIdInUse,
                 WithRetryAfter(absl::AlreadyExistsError(message), left));
 }
@@ -123,27 +123,27 @@ absl::Status SessionTable::CheckCaps(const JoinCaller& caller, const Session* re
                                              "Join: ", what,
                                              "; retry later (a session ends "
                                              "with Leave or after limits.session_timeout_ms = ",
-                                             limits_.session_timeout_ms(), " ms idle)")),
+                                             limits_.session_timeout_ms, " ms idle)")),
                                          kCapRetryAfter));
   };
-  if (replaced == nullptr && sessions_.size() >= limits_.max_sessions()) {
+  if (replaced == nullptr && sessions_.size() >= limits_.max_sessions) {
     return refuse(JoinRejectReason::kMaxSessions,
-                  absl::StrCat("the server holds limits.max_sessions = ", limits_.max_sessions(),
+                  absl::StrCat("the server holds limits.max_sessions = ", limits_.max_sessions,
                                " sessions"));
   }
   if ((replaced == nullptr || replaced->peer != caller.peer) &&
-      CountOf(per_peer_, caller.peer) >= limits_.max_sessions_per_peer()) {
+      CountOf(per_peer_, caller.peer) >= limits_.max_sessions_per_peer) {
     return refuse(
         JoinRejectReason::kMaxSessionsPerPeer,
         absl::StrCat("peer ", ShownPeer(caller.peer), " holds limits.max_sessions_per_peer = ",
-                     limits_.max_sessions_per_peer(), " sessions"));
+                     limits_.max_sessions_per_peer, " sessions"));
   }
   if (!caller.identity.empty() && (replaced == nullptr || replaced->identity != caller.identity) &&
-      CountOf(per_identity_, caller.identity) >= limits_.max_sessions_per_identity()) {
+      CountOf(per_identity_, caller.identity) >= limits_.max_sessions_per_identity) {
     return refuse(JoinRejectReason::kMaxSessionsPerIdentity,
                   absl::StrCat("identity ", ClientText(caller.identity),
                                " holds limits.max_sessions_per_identity = ",
-                               limits_.max_sessions_per_identity(), " sessions"));
+                               limits_.max_sessions_per_identity, " sessions"));
   }
   return absl::OkStatus();
 }

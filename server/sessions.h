@@ -36,7 +36,6 @@
 #include "absl/time/time.h"
 #include "core/token_bucket.h"
 #include "server/metrics.h"
-#include "tally/v1/config.pb.h"
 
 namespace tally::server {
 
@@ -57,10 +56,19 @@ struct JoinCaller {
 // ("unix:/path") are kept whole.
 std::string PeerAddress(absl::string_view grpc_peer);
 
+// The session limits (limits.* of the config, defaulted and validated).
+struct SessionLimits {
+  uint32_t session_timeout_ms = 300000;
+  uint32_t max_sessions = 10000;
+  uint32_t max_sessions_per_peer = 10000;
+  uint32_t max_sessions_per_identity = 10000;
+  uint32_t peer_joins_per_minute = 6000;
+};
+
 class SessionTable {
  public:
   // `limits` is defaulted and validated; `metrics` is not owned.
-  SessionTable(const tally::v1::LimitsConfig& limits, ServerMetrics* metrics);
+  SessionTable(const SessionLimits& limits, ServerMetrics* metrics);
 
   // Opens (or, per rule 3, replaces) the session of `client_id`; returns its
   // new token.
@@ -99,7 +107,7 @@ class SessionTable {
   void Count(const Session& session, int delta);
   absl::Status Refuse(JoinRejectReason reason, absl::Status status);
 
-  const tally::v1::LimitsConfig limits_;
+  const SessionLimits limits_;
   const absl::Duration timeout_;
   ServerMetrics* const metrics_;
   absl::flat_hash_map<std::string, Session> sessions_;

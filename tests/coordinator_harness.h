@@ -14,6 +14,7 @@
 #include "server/config.h"
 #include "server/coordinator.h"
 #include "server/metrics.h"
+#include "server/plan.h"
 
 namespace tally::server {
 
@@ -25,21 +26,19 @@ inline std::unique_ptr<Coordinator> MakeTestCoordinator(tally::v1::ServerConfig 
                                                         std::unique_ptr<ServerMetrics>* metrics,
                                                         ModelLayout* layout) {
   ApplyDefaults(&config);
-  const absl::Status valid = ValidateConfig(config);
-  EXPECT_TRUE(valid.ok()) << valid;
-  auto made = LayoutFromConfig(config.model());
-  EXPECT_TRUE(made.ok()) << made.status();
-  if (!valid.ok() || !made.ok()) return nullptr;
-  *layout = *made;
+  absl::StatusOr<ServerPlan> plan = MakePlan(config);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  if (!plan.ok()) return nullptr;
+  *layout = plan->layout;
   *metrics = std::make_unique<ServerMetrics>(registry);
   Coordinator::Options options;
-  options.config = std::move(config);
-  options.layout = *layout;
+  options.plan = *std::move(plan);
   options.initial_params = std::vector<float>(layout->NumParams(), 0.0f);
   options.clock = clock;
   options.metrics = metrics->get();
-  options.relay = !options.config.relay().upstream().empty();
-  return std::make_unique<Coordinator>(std::move(options));
+  absl::StatusOr<std::unique_ptr<Coordinator>> made = Coordinator::Create(std::move(options));
+  EXPECT_TRUE(made.ok()) << made.status();
+  return made.ok() ? *std::move(made) : nullptr;
 }
 
 }  // namespace tally::server

@@ -55,6 +55,9 @@ TEST(SecAggConfig, RefusalsNameTheField) {
   EXPECT_THAT(Check("rounds { clients_per_round: 30 } strategy { rule: \"median\" f: 3 } "
                     "secure_aggregation { enabled: true bucket_size: 5 }"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("strategy.f")));
+  EXPECT_THAT(Check("privacy { mode: \"central\" noise_multiplier: 1 } "
+                    "secure_aggregation { enabled: true }"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("central")));
   EXPECT_THAT(Check("schedule { name: \"fedasync\" } "
                     "secure_aggregation { enabled: true }"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("fedbuff")));

@@ -4,6 +4,8 @@
 //                   [--weights=weights.npy] --in=updates.npy --out=result.npy
 //   tally export --checkpoint_dir=DIR --out=model.safetensors|model.npz
 //                [--model_version=N] [--layout_from=FILE]
+//   tally privacy --sampling_rate=Q --noise_multiplier=Z --steps=T --delta=D
+//   tally privacy --sampling_rate=Q --target_epsilon=E --steps=T --delta=D
 //
 // reads a 2-D .npy of client updates (rows = clients, float32 or float64),
 // and optionally a 1-D .npy of per-row weights (only `average` uses them),
@@ -14,6 +16,13 @@
 // export writes the global model of a tally-server checkpoint directory as
 // float32 safetensors or .npz (by the extension of --out) with its tensor
 // names and shapes (tools/export.h, docs/models.md).
+//
+// privacy prints the (epsilon, delta) of T steps of the sampled Gaussian
+// mechanism as `epsilon=<value> order=<alpha>` (the server's accountant,
+// core/privacy/accountant.h; docs/privacy.md), or with --target_epsilon the
+// smallest noise multiplier that stays within it as
+// `noise_multiplier=<z> epsilon=<value> order=<alpha>`; --print_rdp adds one
+// `order=<alpha> rdp=<value>` line per order.
 //
 // Exit status: 0 on success, 1 on errors (unreadable input, a batch the rule
 // refuses, ...), 2 on usage errors (bad flags or command).
@@ -41,6 +50,7 @@
 #include "aggregators/step/aggregation_step.h"
 #include "core/model_file.h"
 #include "core/npy.h"
+#include "core/privacy/accountant.h"
 #include "core/status_macros.h"
 #include "tools/export.h"
 
@@ -98,6 +108,18 @@ ABSL_FLAG(std::string, flag_scale, FlagOptions().scale,
           "flag: output scale, median_norm (the rows' scale) or reference (the reference "
           "code's (1/r) x projected sum of unit vectors).");
 
+ABSL_FLAG(double, sampling_rate, 1.0,
+          "privacy: the probability q that a client takes part in a step (Poisson sampling), "
+          "in [0, 1].");
+ABSL_FLAG(double, noise_multiplier, 0.0,
+          "privacy: the noise multiplier z (noise standard deviation / clip norm), > 0.");
+ABSL_FLAG(uint64_t, steps, 0, "privacy: the number of steps (rounds) T.");
+ABSL_FLAG(double, delta, 0.0, "privacy: delta, in (0, 1).");
+ABSL_FLAG(double, target_epsilon, 0.0,
+          "privacy: find the smallest noise multiplier spending at most this epsilon (> 0) "
+          "instead of computing epsilon for --noise_multiplier.");
+ABSL_FLAG(bool, print_rdp, false, "privacy: also print the RDP at every order 2..256.");
+
 namespace tally::tools {
 namespace {
 
@@ -108,7 +130,9 @@ constexpr char kUsage[] =
     "Usage: tally aggregate --rule=NAME [--pre=a,b] --f=N [rule options] "
     "[--weights=weights.npy] --in=updates.npy --out=result.npy\n"
     "       tally export --checkpoint_dir=DIR --out=model.safetensors|model.npz "
-    "[--model_version=N] [--layout_from=FILE]";
+    "[--model_version=N] [--layout_from=FILE]\n"
+    "       tally privacy --sampling_rate=Q (--noise_multiplier=Z | --target_epsilon=E) "
+    "--steps=T --delta=D [--print_rdp]";
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
@@ -289,6 +313,43 @@ int Export() {
   return 0;
 }
 
+int Privacy() {
+  constexpr char kCommand[] = "privacy";
+  const double q = absl::GetFlag(FLAGS_sampling_rate);
+  const double delta = absl::GetFlag(FLAGS_delta);
+  const uint64_t steps = absl::GetFlag(FLAGS_steps);
+  const double target = absl::GetFlag(FLAGS_target_epsilon);
+  double z = absl::GetFlag(FLAGS_noise_multiplier);
+  if (!(delta > 0 && delta < 1)) return Fail(kExitUsage, "--delta must be in (0, 1)", kCommand);
+  if (!(q >= 0 && q <= 1)) return Fail(kExitUsage, "--sampling_rate must be in [0, 1]", kCommand);
+  if ((target != 0) == (z != 0)) {
+    return Fail(kExitUsage, "give exactly one of --noise_multiplier and --target_epsilon",
+                kCommand);
+  }
+  if (target != 0) {
+    absl::StatusOr<double> found = privacy::NoiseMultiplierForEpsilon(q, steps, delta, target);
+    if (!found.ok()) {
+      return Fail(found.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                               : kExitError,
+                  found.status().message(), kCommand);
+    }
+    z = *found;
+  }
+  const privacy::GaussianSteps run{q, z, steps};
+  absl::StatusOr<std::vector<double>> rdp = privacy::ComposedRdp({&run, 1});
+  if (!rdp.ok()) return Fail(kExitUsage, rdp.status().message(), kCommand);
+  absl::StatusOr<privacy::EpsilonAndOrder> eps = privacy::ComputeEpsilon({&run, 1}, delta);
+  if (!eps.ok()) return Fail(kExitUsage, eps.status().message(), kCommand);
+  if (target != 0) std::printf("noise_multiplier=%.12g ", z);
+  std::printf("epsilon=%.12g order=%d\n", eps->epsilon, eps->order);
+  if (absl::GetFlag(FLAGS_print_rdp)) {
+    for (size_t i = 0; i < rdp->size(); ++i) {
+      std::printf("order=%d rdp=%.17g\n", privacy::kMinOrder + static_cast<int>(i), (*rdp)[i]);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace tally::tools
 
@@ -308,8 +369,9 @@ int main(int argc, char** argv) {
     return tally::tools::kExitUsage;
   }
   const std::string command = rest[1];
-  if (command != "aggregate" && command != "export") {
-    std::fprintf(stderr, "tally: unknown command '%s' (known: aggregate, export; see --help)\n",
+  if (command != "aggregate" && command != "export" && command != "privacy") {
+    std::fprintf(stderr,
+                 "tally: unknown command '%s' (known: aggregate, export, privacy; see --help)\n",
                  rest[1]);
     return tally::tools::kExitUsage;
   }
@@ -318,5 +380,6 @@ int main(int argc, char** argv) {
                  rest[2]);
     return tally::tools::kExitUsage;
   }
+  if (command == "privacy") return tally::tools::Privacy();
   return command == "export" ? tally::tools::Export() : tally::tools::Aggregate();
 }

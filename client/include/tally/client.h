@@ -55,6 +55,17 @@ inline constexpr char kSdkVersion[] = "0.1.0";
 // masking, warm-up of sparsity. Sent as a topk payload. compress/dgc.h has
 // the exact arithmetic and what each option means for a per-round delta;
 // docs/compression.md measured results.
+// Local differential privacy (docs/privacy.md#local-dp): every update is
+// clipped to L2 norm clip_norm, then gets discrete Gaussian noise of standard
+// deviation noise_multiplier x clip_norm (OpenSSL's CSPRNG), before encoding
+// and error feedback. Declared to the server at Join with its per-round
+// epsilon at delta (replace-one: sensitivity 2 x clip_norm).
+struct LocalDpSettings {
+  double clip_norm = 1.0;         // C > 0.
+  double noise_multiplier = 1.0;  // z > 0; z x C at most about 1024.
+  double delta = 1e-5;            // In (0, 1).
+};
+
 struct DgcSettings {
   float momentum = 0.0f;           // m in [0, 1] across rounds; 0 = top-k with EF.
   bool nesterov = false;
@@ -148,6 +159,8 @@ struct ClientOptions {
   // (compression.upload must list topk). Use server optimizer "sgd": DGC
   // already applies the momentum.
   std::optional<DgcSettings> dgc;
+  // Set: local DP on every update (LocalDpSettings above). Default: none.
+  std::optional<LocalDpSettings> local_dp;
 };
 
 struct TensorInfo {

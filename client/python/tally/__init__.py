@@ -28,5 +28,6 @@ from tally.codecs import CodecSpec, decode, encode  # noqa: E402
 from tally.dgc import DgcCompressor, DgcSettings  # noqa: E402
 from tally.error_feedback import ErrorFeedback  # noqa: E402
 from tally.layout import ModelLayout, TensorInfo  # noqa: E402
+from tally.privacy import LocalDp  # noqa: E402
 from tally.model_file import read_model_file, write_model_file  # noqa: E402
 from tally.client import Client, JoinResult, Model, PushResult, Task  # noqa: E402

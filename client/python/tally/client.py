@@ -41,6 +41,7 @@ from tally import _connection, _retry, _wire, codecs
 from tally._tls_files import read_tls_files
 from tally.dgc import DgcCompressor, DgcSettings
 from tally.error_feedback import ErrorFeedback
+from tally.privacy import LocalDp, apply_local_dp
 from tally.error_feedback import suits as error_feedback_suits
 from tally.errors import AuthenticationError, ClientIdInUseError, CodecError, \
     ConnectionFailedError, LengthMismatchError, NotJoinedError, PermissionDeniedError, \
@@ -187,6 +188,9 @@ class Client:
     side only, a refused server or client certificate) raises TlsError at
     once, saying what to change.
     seed: seeds jitter and update ids (tests only: a fixed seed repeats ids).
+    local_dp: a tally.LocalDp clips every update and adds discrete Gaussian
+    noise (OS CSPRNG) before encoding and error feedback, and declares it
+    at join() with its per-round epsilon (docs/privacy.md#local-dp).
     """
 
     def __init__(self, target, client_id, *, ca_file=None, cert_file=None, key_file=None,
@@ -194,7 +198,7 @@ class Client:
                  delta_codecs=None, error_feedback=True, dgc=None, max_attempts=6,
                  initial_backoff=0.1, max_backoff=5.0, backoff_multiplier=2.0,
                  call_timeout=60.0, transfer_timeout=1800.0, connect_timeout=60.0,
-                 chunk_bytes=1 << 20, seed=None):
+                 chunk_bytes=1 << 20, seed=None, local_dp=None):
         if not client_id or len(client_id) > 128 or not all(
                 c.isascii() and (c.isalnum() or c in "._:@-") for c in client_id):
             raise TallyError(f"client_id '{client_id}': must be 1..128 characters of "
@@ -223,6 +227,9 @@ class Client:
             except CodecError as e:
                 raise TallyError(f"dgc: {e}") from None
         self.dgc = dgc
+        if local_dp is not None and not isinstance(local_dp, LocalDp):
+            raise TallyError("local_dp: expected a tally.LocalDp")
+        self.local_dp = local_dp
         self.max_attempts = max_attempts
         self.call_timeout, self.transfer_timeout = call_timeout, transfer_timeout
         self.chunk_bytes = chunk_bytes
@@ -390,6 +397,11 @@ class Client:
                                     if n != "float32"],
             download_codecs=[1] + sorted({codecs.CODECS[n][0] for n in
                                           self.download_codecs + self.delta_codecs} - {1}))
+        if self.local_dp is not None:
+            dp = self.local_dp
+            request.local_dp.CopyFrom(pb.LocalDpDeclaration(
+                clip_norm=dp.clip_norm, noise_multiplier=dp.noise_multiplier, delta=dp.delta,
+                epsilon=dp.epsilon()[0]))
         response = self._call("Join", lambda _: self._stub.Join(
             request, timeout=self.call_timeout), needs_session=False)
         layout = ModelLayout.from_proto(response.model_spec)
@@ -572,6 +584,8 @@ class Client:
         session = self._current_session("PushUpdate")
         layout = session.join.layout
         delta = _update_delta(layout, ambiguous, delta, weights, base)
+        if self.local_dp is not None:  # Once, before encoding: retries resend it.
+            delta, _ = apply_local_dp(delta, self.local_dp)
         if num_samples < 1:
             raise TallyError("push_update: num_samples must be > 0")
         if update_id is None:

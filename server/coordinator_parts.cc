@@ -1,0 +1,96 @@
+// Building the Coordinator: the one place where the plan decides which
+// sink, driver and publisher run (docs/server.md, "Parts and seams").
+#include <utility>
+
+#include "aggregators/rules/parallel.h"
+#include "core/status_macros.h"
+#include "server/buffered_sink.h"
+#include "server/coordinator.h"
+#include "server/coordinator_epoch.h"
+#include "server/mean_sink.h"
+#include "server/rounds_driver.h"
+#include "server/row_sink.h"
+#include "server/schedule_driver.h"
+
+namespace tally::server {
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options) {
+  if (options.plan.robust) aggregators::SetRuleThreads(options.plan.rule_threads);
+  TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::AggregationStep> step,
+                         aggregators::AggregationStep::Create(options.plan.step));
+  RestoreOptimizerState(*step, options.optimizer_state);
+  auto coordinator = std::unique_ptr<Coordinator>(new Coordinator(options, std::move(step)));
+  TALLY_RETURN_IF_ERROR(coordinator->MakeParts(options));
+  coordinator->worker_ = std::thread([c = coordinator.get()] { c->WorkerLoop(); });
+  return coordinator;
+}
+
+Coordinator::Coordinator(Options& options, std::unique_ptr<aggregators::AggregationStep> step)
+    : clock_(options.clock),
+      metrics_(options.metrics),
+      store_(options.plan.layout, std::move(options.initial_params), clock_->Now(),
+             options.initial_version, options.initial_round),
+      codecs_(options.plan.uploads.codecs),
+      limits_{options.plan.uploads.max_update_bytes, options.plan.uploads.max_num_samples,
+              options.plan.uploads.max_chunk_bytes, options.plan.uploads.max_abs_value, &codecs_},
+      pool_(std::make_shared<BufferPool>(options.plan.layout.NumParams(),
+                                         options.plan.idle_buffers)),
+      step_(std::move(step)),
+      sessions_(options.plan.sessions, metrics_),
+      admission_(options.plan.admission),
+      epoch_(std::make_shared<Epoch>()) {
+  store_.set_recycler(pool_);
+  tally::MutexLock lock(&mu_);
+  ledger_.Restore(options.applied_ids);
+}
+
+absl::Status Coordinator::MakeParts(Options& options) {
+  const ServerPlan& plan = options.plan;
+  const size_t d = plan.layout.NumParams();
+  const RuleRunner rule(step_.get(), metrics_);
+  tally::MutexLock lock(&mu_);
+  if (plan.schedule.has_value()) {
+    TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::Schedule> schedule,
+                           aggregators::CreateSchedule(*plan.schedule));
+    driver_ = std::make_unique<ScheduleDriver>(ScheduleDriver::Options{
+        std::move(schedule), std::move(options.schedule_state), plan.max_staleness,
+        plan.rounds.total_rounds, options.initial_version, options.initial_round, metrics_});
+    sink_ = std::make_unique<BufferedSink>(
+        BufferedSink::Options{d, plan.uploads.max_abs_value, plan.robust, pool_}, rule);
+  } else {
+    driver_ = std::make_unique<RoundsDriver>(RoundsDriver::Options{
+        plan.rounds, plan.relay, options.initial_version, options.initial_round, metrics_});
+    if (plan.robust) {
+      sink_ = std::make_unique<RowSink>(
+          RowSink::Options{d, plan.rounds.selected_per_round, plan.uploads.max_abs_value,
+                           plan.rounds.trusted_client, pool_},
+          rule);
+    } else {
+      sink_ = std::make_unique<MeanSink>(MeanSink::Options{
+          d, plan.uploads.max_abs_value, plan.uploads.undo_memory_bytes, plan.uploads.spool_dir,
+          plan.admission.max_concurrent_uploads, clock_, pool_});
+    }
+  }
+  if (plan.relay) {
+    publisher_ = std::make_unique<UpstreamPublisher>(&store_, plan.persist.final_model_path);
+    return absl::OkStatus();
+  }
+  LocalPublisher::Options local;
+  local.store = &store_;
+  local.step = step_.get();
+  local.clock = clock_;
+  local.metrics = metrics_;
+  local.persist = plan.persist;
+  local.total_rounds = plan.rounds.total_rounds;
+  local.initial_version = options.initial_version;
+  local.restored = options.restored;
+  local.gather = [this](CheckpointContents* contents) {
+    tally::MutexLock lock(&mu_);
+    contents->applied = ledger_.AppliedIds();
+    contents->schedule = driver_->SaveState();
+  };
+  publisher_ = std::make_unique<LocalPublisher>(std::move(local));
+  return absl::OkStatus();
+}
+
+}  // namespace tally::server
