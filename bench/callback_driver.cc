@@ -66,11 +66,12 @@ class Scheduler {
   };
 
   void PostAt(Clock::time_point at, std::function<void()> fn) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      queue_.push(Item{at, next_seq_++, std::move(fn)});
-    }
+    // Notified under the lock: a gRPC thread posting a client's last step
+    // must be done with the scheduler before that step can end the run
+    // (RunCallbackClients then destroys the scheduler).
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return;
+    queue_.push(Item{at, next_seq_++, std::move(fn)});
     cv_.notify_one();
   }
 
@@ -160,6 +161,16 @@ class CallbackRun {
 // One simulated client: one call in flight at a time, each completion
 // continuing on the scheduler. Thread-safe where it must be: Cancel() may
 // run concurrently with the client's own steps.
+//
+// A call's ClientContext holds a reference to the channel, so it is
+// destroyed before the call's completion is posted: once the last client
+// has finished, RunCallbackClients destroys the channels, and a context
+// still alive on gRPC's callback thread would then run the last
+// ~grpc::Channel there. gRPC 1.51 serves the callback API of every channel
+// from one process-wide completion queue (on Linux) that the last channel's
+// destructor shuts down, joining its threads and deleting it: from one of
+// those threads the join fails and the thread goes on polling the deleted
+// queue ("ref_counted.h:183 assertion failed: prior > 0").
 class CallbackClient {
  public:
   CallbackClient(int index, CallbackRun* run, Connection* connection, const Payload* payload,
@@ -249,6 +260,9 @@ class CallbackClient {
   Task task_;
   double push_start_ = 0;
   uint64_t pushes_ = 0;
+
+  // The push in flight's context (its other calls own theirs).
+  std::unique_ptr<grpc::ClientContext> push_context_;
 
   tally::Mutex mu_;
   grpc::ClientContext* current_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -379,15 +393,16 @@ void CallbackClient::StartPush(uint32_t attempt) {
   const v1::UpdateHeader header = UpdateHeaderFor(
       session_, absl::StrCat("b", run_->update_id_prefix, "-", pushes_), task_.round,
       task_.model_version, payload_->spec, payload_->bytes.size());
-  auto context = std::make_shared<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.round_timeout));
-  SetCurrent(context.get());
+  push_context_ = std::make_unique<grpc::ClientContext>();
+  push_context_->set_deadline(absl::ToChronoTime(absl::Now() + options_.round_timeout));
+  SetCurrent(push_context_.get());
   // The payload outlives the run: its chunks are sent from where it is.
   StartPushCall(
-      *connection_->generic, context.get(), header, payload_->bytes, session_.chunk_bytes,
+      *connection_->generic, push_context_.get(), header, payload_->bytes, session_.chunk_bytes,
       wire::ChunkWriter::Data::kBorrow,
-      [this, attempt, context](const grpc::Status& status, v1::PushUpdateResponse response) {
+      [this, attempt](const grpc::Status& status, v1::PushUpdateResponse response) {
         SetCurrent(nullptr);
+        push_context_.reset();  // Before the post: see the class comment.
         absl::StatusOr<v1::PushUpdateResponse> result =
             status.ok() ? absl::StatusOr<v1::PushUpdateResponse>(std::move(response))
                         : absl::StatusOr<v1::PushUpdateResponse>(FromGrpc("PushUpdate", status));

@@ -25,7 +25,9 @@ using PushDone = std::function<void(const grpc::Status&, tally::v1::PushUpdateRe
 // Starts a PushUpdate on `stub` under `context` (which must outlive the
 // call): `header`, then `payload` in chunks of `chunk_bytes` (> 0), copied
 // or borrowed as `data` says (kBorrow: `payload` must outlive the call).
-// `done` runs once, on a gRPC thread, when the call has ended.
+// `done` runs once, on a gRPC thread, when the call has ended; it may
+// destroy `context`, which holds a reference to the stub's channel (see
+// CallbackClient in bench/callback_driver.cc for why that matters).
 void StartPushCall(grpc::GenericStub& stub, grpc::ClientContext* context,
                    const tally::v1::UpdateHeader& header, absl::string_view payload,
                    size_t chunk_bytes, wire::ChunkWriter::Data data, PushDone done);

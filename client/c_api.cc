@@ -310,9 +310,11 @@ int tally_client_get_task(tally_client* client, int64_t wait_ms, tally_task* tas
     absl::StatusOr<tally::Task> got = client->client->GetTask(absl::Milliseconds(wait_ms));
     if (!got.ok()) return got.status();
     *task = tally_task{};
-    task->kind = got->kind == tally::Task::Kind::kTrain  ? TALLY_TASK_TRAIN
-                 : got->kind == tally::Task::Kind::kWait ? TALLY_TASK_WAIT
-                                                         : TALLY_TASK_DONE;
+    // The C API has no ReportEvaluation yet: an EVALUATE task is a WAIT to
+    // it (the server's evaluation then closes at its timeout without it).
+    task->kind = got->kind == tally::Task::Kind::kTrain ? TALLY_TASK_TRAIN
+                 : got->kind == tally::Task::Kind::kDone ? TALLY_TASK_DONE
+                                                         : TALLY_TASK_WAIT;
     task->round = got->round;
     task->model_version = got->model_version;
     task->local_steps = got->local_steps;

@@ -153,6 +153,8 @@ class GrpcClient final : public Client {
   absl::Status WatchModel(
       uint64_t after_version, absl::Duration timeout,
       const std::function<bool(uint64_t version, uint64_t round)>& on_version) override;
+  absl::StatusOr<uint32_t> ReportEvaluation(const Task& task, uint64_t num_examples,
+                                            const std::map<std::string, double>& metrics) override;
   absl::Status Heartbeat() override;
   absl::Status Leave() override;
   absl::StatusOr<ServerStatusInfo> GetServerStatus() override;
@@ -308,6 +310,7 @@ absl::StatusOr<JoinResult> GrpcClient::DoJoin() {
   for (const std::string& name : options_.download_codecs) {
     request.add_download_codecs(static_cast<v1::Codec>(compress::FindCodec(name)->id));
   }
+  request.mutable_attributes()->insert(options_.attributes.begin(), options_.attributes.end());
   v1::JoinResponse response;
   CallSpec spec("Join");
   spec.needs_session = false;
@@ -635,6 +638,23 @@ absl::StatusOr<uint64_t> GrpcClient::WaitForVersion(uint64_t after_version,
   }
   return absl::UnavailableError(absl::StrCat(
       "WaitForVersion: the server ended the watch before publishing a version > ", after_version));
+}
+
+absl::StatusOr<uint32_t> GrpcClient::ReportEvaluation(
+    const Task& task, uint64_t num_examples, const std::map<std::string, double>& metrics) {
+  TALLY_RETURN_IF_ERROR(client_internal::ValidateEvaluationReport(task, num_examples, metrics));
+  v1::EvaluationReport request;
+  request.set_evaluation_id(task.evaluation_id);
+  request.set_model_version(task.model_version);
+  request.set_num_examples(num_examples);
+  request.mutable_metrics()->insert(metrics.begin(), metrics.end());
+  return Call(CallSpec("ReportEvaluation"), [&](const Session& session) -> absl::StatusOr<uint32_t> {
+    v1::EvaluationAck response;
+    TALLY_RETURN_IF_ERROR(UnaryAttempt("ReportEvaluation",
+                                       &v1::Aggregator::Stub::ReportEvaluation, request, session,
+                                       options_.call_timeout, &response));
+    return response.reports_received();
+  });
 }
 
 absl::Status GrpcClient::Heartbeat() {

@@ -8,6 +8,21 @@
 #include "core/model_layout.h"
 
 namespace tally {
+
+double Task::ConfigNumber(const std::string& name, double fallback) const {
+  auto it = config.find(name);
+  if (it == config.end()) return fallback;
+  const double* number = std::get_if<double>(&it->second);
+  return number != nullptr ? *number : fallback;
+}
+
+std::string Task::ConfigText(const std::string& name, const std::string& fallback) const {
+  auto it = config.find(name);
+  if (it == config.end()) return fallback;
+  const std::string* text = std::get_if<std::string>(&it->second);
+  return text != nullptr ? *text : fallback;
+}
+
 namespace client_internal {
 
 absl::Status FromGrpcStatus(absl::string_view rpc, const grpc::Status& status) {
@@ -72,6 +87,9 @@ Task TaskFromProto(const v1::Task& proto) {
     case v1::Task::DONE:
       task.kind = Task::Kind::kDone;
       break;
+    case v1::Task::EVALUATE:
+      task.kind = Task::Kind::kEvaluate;
+      break;
     default:  // WAIT, and anything newer than this SDK: ask again later.
       task.kind = Task::Kind::kWait;
       break;
@@ -82,6 +100,14 @@ Task TaskFromProto(const v1::Task& proto) {
   task.deadline = proto.deadline_unix_ms() == 0 ? absl::InfiniteFuture()
                                                 : absl::FromUnixMillis(proto.deadline_unix_ms());
   task.retry_after = absl::Milliseconds(proto.retry_after_ms());
+  for (const auto& [name, value] : proto.config()) {
+    if (value.kind_case() == v1::ConfigValue::kText) {
+      task.config.emplace(name, value.text());
+    } else {
+      task.config.emplace(name, value.number());
+    }
+  }
+  task.evaluation_id = proto.evaluation().evaluation_id();
   return task;
 }
 
@@ -108,6 +134,14 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.server_version = proto.build().version();
   info.server_commit = proto.build().commit();
   info.server_build_type = proto.build().build_type();
+  info.fit_metrics.insert(proto.fit_metrics().begin(), proto.fit_metrics().end());
+  info.fit_metrics_round = proto.fit_metrics_round();
+  info.evaluation_metrics.insert(proto.evaluation_metrics().begin(),
+                                 proto.evaluation_metrics().end());
+  info.evaluation_version = proto.evaluation_version();
+  info.evaluations_completed = proto.evaluations_completed();
+  info.metric_names_dropped = proto.metric_names_dropped();
+  info.history_path = proto.history_path();
   return info;
 }
 

@@ -7,6 +7,8 @@
 #include "compress/codec.h"
 #include "compress/dgc.h"
 #include "core/privacy/mechanism.h"
+#include "core/client_sampler.h"
+#include "core/metrics_aggregator.h"
 
 namespace tally {
 namespace client_internal {
@@ -101,6 +103,22 @@ compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings) {
   return options;
 }
 
+absl::Status ValidateEvaluationReport(const Task& task, uint64_t num_examples,
+                                      const std::map<std::string, double>& metrics) {
+  if (task.kind != Task::Kind::kEvaluate) {
+    return absl::InvalidArgumentError("ReportEvaluation: the task is not an EVALUATE task");
+  }
+  if (num_examples == 0) {
+    return absl::InvalidArgumentError("ReportEvaluation: num_examples must be > 0");
+  }
+  // The server's cap (limits.max_metric_names) is not known here; it
+  // refuses a report over it with INVALID_ARGUMENT.
+  if (absl::Status s = ValidateMetrics(metrics, metrics.size()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ReportEvaluation: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateClientOptions(const ClientOptions& options) {
   if (options.target.empty()) {
     return absl::InvalidArgumentError("ClientOptions.target: must not be empty");
@@ -131,6 +149,9 @@ absl::Status ValidateClientOptions(const ClientOptions& options) {
   }
   if (options.connect_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("ClientOptions.connect_timeout: must be > 0");
+  }
+  if (absl::Status s = ValidateClientAttributes(options.attributes); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ClientOptions.attributes: ", s.message()));
   }
   for (const std::string& name : options.upload_codecs) {
     const compress::CodecInfo* info = compress::FindCodec(name);

@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +22,12 @@ namespace client_internal {
 
 // OK, or INVALID_ARGUMENT naming the offending ClientOptions field.
 absl::Status ValidateClientOptions(const ClientOptions& options);
+
+// What ReportEvaluation sends: an EVALUATE task, num_examples > 0, metric
+// names of 1..64 printable ASCII bytes with finite values.
+// INVALID_ARGUMENT saying which.
+absl::Status ValidateEvaluationReport(const Task& task, uint64_t num_examples,
+                                      const std::map<std::string, double>& metrics);
 
 // The compress/dgc.h options of the public settings.
 compress::DgcOptions DgcOptionsFrom(const DgcSettings& settings);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "core/json.h"
 #include "core/model_file_io.h"
 #include "core/status_macros.h"
 
@@ -334,25 +335,6 @@ absl::Status CheckEntries(absl::string_view path, uint64_t data_size, std::vecto
   return absl::OkStatus();
 }
 
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out.push_back(kHex[(c >> 4) & 0xf]);
-      out.push_back(kHex[c & 0xf]);
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<ModelFile> ReadSafetensors(const InputFile& file, bool layout_only) {
@@ -412,11 +394,11 @@ absl::Status WriteSafetensors(OutputFile& out, const ModelLayout& layout,
                               const WriteModelFileOptions& options) {
   std::vector<std::string> metadata = {"\"format\":\"pt\""};
   for (const auto& [key, value] : options.metadata) {
-    if (key != "format") metadata.push_back(absl::StrCat(JsonString(key), ":", JsonString(value)));
+    if (key != "format") metadata.push_back(absl::StrCat(JsonQuoted(key), ":", JsonQuoted(value)));
   }
   std::string header = absl::StrCat("{\"__metadata__\":{", absl::StrJoin(metadata, ","), "}");
   for (const TensorLayout& t : layout.tensors()) {
-    absl::StrAppend(&header, ",", JsonString(t.name), ":{\"dtype\":\"F32\",\"shape\":[",
+    absl::StrAppend(&header, ",", JsonQuoted(t.name), ":{\"dtype\":\"F32\",\"shape\":[",
                     absl::StrJoin(t.shape, ","), "],\"data_offsets\":[", 4 * t.offset, ",",
                     4 * (t.offset + t.size), "]}");
   }

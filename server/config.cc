@@ -18,7 +18,6 @@
 #include "proto/codec_params.h"
 #include "server/auth.h"
 #include "server/model_init.h"
-#include "server/privacy_config.h"
 #include "server/strategy_options.h"
 
 namespace tally::server {

@@ -14,6 +14,7 @@
 #include "server/auth.h"
 #include "server/model_init.h"
 #include "server/privacy_config.h"
+#include "server/workflow_config.h"
 
 namespace tally::server {
 namespace {
@@ -135,6 +136,7 @@ absl::Status CheckStrategy(const tally::v1::ServerConfig& config) {
   if (absl::Status trusted = ValidateTrustedClient(config); !trusted.ok()) return trusted;
   if (absl::Status security = ValidateSecurityConfig(config); !security.ok()) return security;
   if (absl::Status privacy = ValidatePrivacyConfig(config); !privacy.ok()) return privacy;
+  if (absl::Status workflow = ValidateWorkflowConfig(config); !workflow.ok()) return workflow;
   return absl::OkStatus();
 }
 

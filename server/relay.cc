@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/client_sampler.h"
 #include "core/status_macros.h"
 #include "server/log.h"
 
@@ -46,6 +47,9 @@ absl::StatusOr<std::unique_ptr<Upstream>> RelayLink::Connect(
   ClientOptions options;
   options.target = config.upstream();
   options.client_id = config.id().empty() ? DefaultRelayId() : config.id();
+  // A relay holds no data: the upstream never asks it to evaluate
+  // (server/workflow.h).
+  options.attributes[std::string(kRoleAttribute)] = std::string(kRelayRole);
   options.tls_ca_file = config.tls_ca_file();
   options.tls_server_name = config.tls_server_name();
   options.tls_cert_file = config.tls_cert_file();

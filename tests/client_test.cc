@@ -5,13 +5,18 @@
 #include "tally/client.h"
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/proto_convert.h"
 #include "client/retry.h"
 #include "tally/v1/tally.pb.h"
 #include "client/validation.h"
@@ -236,6 +241,69 @@ TEST(ClientTest, PushRejectsZeroSamplesBeforeAnyRpc) {
   Update update;
   update.num_samples = 0;
   EXPECT_THAT(client->PushUpdate(update), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ClientOptionsTest, RejectsBadAttributes) {
+  ClientOptions options = ValidOptions();
+  options.attributes = {{"region", "eu"}, {"device", "gpu"}};
+  EXPECT_THAT(Client::Create(options), IsOk());
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"", "x"},
+                                                        {"re gion", "eu"},
+                                                        {std::string(65, 'n'), "x"},
+                                                        {"region", std::string(129, 'v')},
+                                                        {"region", "e\nu"}}) {
+    options.attributes = {{name, value}};
+    absl::Status status = Client::Create(options).status();
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument)) << name;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("ClientOptions.attributes")) << status;
+  }
+  options.attributes.clear();
+  for (int i = 0; i < 17; ++i) options.attributes[absl::StrCat("k", i)] = "v";
+  EXPECT_THAT(Client::Create(options).status().message(), HasSubstr("at most 16"));
+}
+
+// An EVALUATE task from the wire: its kind, config (numbers and strings)
+// and evaluation id reach the application.
+TEST(TaskTest, EvaluateTaskWithConfigFromTheWire) {
+  v1::Task proto;
+  proto.set_kind(v1::Task::EVALUATE);
+  proto.set_round(7);
+  proto.set_model_version(6);
+  (*proto.mutable_config())["lr"].set_number(0.05);
+  (*proto.mutable_config())["optimizer"].set_text("sgd");
+  proto.mutable_evaluation()->set_evaluation_id(3);
+  const Task task = client_internal::TaskFromProto(proto);
+  EXPECT_EQ(task.kind, Task::Kind::kEvaluate);
+  EXPECT_EQ(task.model_version, 6u);
+  EXPECT_EQ(task.evaluation_id, 3u);
+  ASSERT_EQ(task.config.size(), 2u);
+  EXPECT_EQ(task.ConfigNumber("lr", 1.0), 0.05);
+  EXPECT_EQ(task.ConfigText("optimizer", ""), "sgd");
+  EXPECT_EQ(task.ConfigNumber("optimizer", 1.0), 1.0);  // A string: the fallback.
+  EXPECT_EQ(task.ConfigText("lr", "none"), "none");     // A number: the fallback.
+  EXPECT_EQ(task.ConfigNumber("epochs", 2.0), 2.0);     // Absent: the fallback.
+  v1::Task train;
+  train.set_kind(v1::Task::TRAIN);
+  EXPECT_TRUE(client_internal::TaskFromProto(train).config.empty());
+}
+
+TEST(ClientTest, ReportEvaluationIsCheckedBeforeAnyRpc) {
+  TALLY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Create(ValidOptions()));
+  Task task;
+  task.kind = Task::Kind::kTrain;
+  EXPECT_THAT(client->ReportEvaluation(task, 10, {}).status().message(),
+              HasSubstr("not an EVALUATE task"));
+  task.kind = Task::Kind::kEvaluate;
+  EXPECT_THAT(client->ReportEvaluation(task, 0, {}).status().message(),
+              HasSubstr("num_examples"));
+  EXPECT_THAT(client->ReportEvaluation(task, 10, {{"loss", std::nan("")}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(client->ReportEvaluation(task, 10, {{std::string(65, 'm'), 1}}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // A valid report needs a session first.
+  EXPECT_THAT(client->ReportEvaluation(task, 10, {{"accuracy", 0.9}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST(ClientTest, UnreachableServerIsUnavailableAfterConnectTimeout) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -148,6 +149,69 @@ TEST(ColumnStatisticTest, MatchesTheDefinitionsWithAndWithoutTies) {
         EXPECT_FLOAT_EQ(closest[j], static_cast<float>(NaiveClosestToMedian(column, m - f)));
       }
     }
+  }
+}
+
+// The network's comparators applied one by one to each column, as scalars,
+// then the statistic read off the output wires (median: the middle one or
+// two; trimmed mean: the float64 sum of wires [f, m - f) in wire order).
+std::vector<float> ScalarNetworkStat(const std::vector<float>& batch, size_t m, size_t d,
+                                     ColumnStat stat, size_t f) {
+  std::vector<uint32_t> network = SortingNetwork(m);
+  std::vector<int> class_of(m);
+  for (size_t p = 0; p < m; ++p) {
+    const size_t lower = (m - 1) / 2, upper = m / 2;
+    class_of[p] = stat == ColumnStat::kTrimmedMean
+                      ? (p < f ? 0 : (p < m - f ? 1 : 2))
+                      : (p < lower ? 0 : (p == lower ? 1 : (p == upper ? 2 : 3)));
+  }
+  network = PruneNetwork(network, class_of);
+  std::vector<float> out(d);
+  for (size_t j = 0; j < d; ++j) {
+    std::vector<float> w = Column(batch, m, d, j);
+    for (size_t q = 0; q < network.size(); q += 2) {
+      const float a = w[network[q]], b = w[network[q + 1]];
+      w[network[q]] = a < b ? a : b;
+      w[network[q + 1]] = a < b ? b : a;
+    }
+    if (stat == ColumnStat::kMedian) {
+      out[j] = static_cast<float>(0.5 * (static_cast<double>(w[(m - 1) / 2]) + w[m / 2]));
+    } else {
+      double sum = 0.0;
+      for (size_t p = f; p < m - f; ++p) sum += w[p];
+      out[j] = static_cast<float>(sum / static_cast<double>(m - 2 * f));
+    }
+  }
+  return out;
+}
+
+// The SIMD kernel (blocks of up to 32 wires on registers, the merging phases
+// in memory, rows padded to whole blocks) gives the same bits as the
+// comparators applied one at a time: the sign of a zero median (rows hold
+// both -0 and +0) and the rounding of the sums (values spanning 2^-60 to
+// 2^60) depend on the comparator order.
+TEST(ColumnStatisticTest, BitIdenticalToTheNetworkAppliedOneComparatorAtATime) {
+  const size_t d = 203;
+  std::mt19937 rng(12);
+  std::uniform_int_distribution<int> kind(0, 5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (size_t m : {2u, 3u, 7u, 16u, 17u, 31u, 32u, 33u, 50u, 64u, 65u, 100u, 129u}) {
+    std::vector<float> batch(m * d);
+    for (float& x : batch) {
+      const int k = kind(rng);
+      x = k == 0 ? 0.0f : k == 1 ? -0.0f : std::ldexp(normal(rng), 30 * (k - 3));
+    }
+    const std::vector<size_t> rows = AllRows(m);
+    std::vector<float> out(d);
+    for (size_t f : {size_t{0}, m / 5, (m - 1) / 2}) {
+      ColumnStatistic(batch.data(), d, rows, ColumnStat::kTrimmedMean, f, out.data());
+      const std::vector<float> want = ScalarNetworkStat(batch, m, d, ColumnStat::kTrimmedMean, f);
+      EXPECT_EQ(std::memcmp(out.data(), want.data(), d * sizeof(float)), 0)
+          << "m=" << m << " f=" << f;
+    }
+    ColumnStatistic(batch.data(), d, rows, ColumnStat::kMedian, 0, out.data());
+    const std::vector<float> want = ScalarNetworkStat(batch, m, d, ColumnStat::kMedian, 0);
+    EXPECT_EQ(std::memcmp(out.data(), want.data(), d * sizeof(float)), 0) << "m=" << m;
   }
 }
 

@@ -149,7 +149,8 @@ void ColumnStatistic(const float* batch, size_t d, absl::Span<const size_t> rows
                      size_t param, float* out, std::vector<uint64_t>* left_out) {
   const size_t m = rows.size();
   const std::vector<const float*> pointers = RowPointers(batch, d, rows);
-  std::vector<uint32_t> network = SortingNetwork(m);
+  const std::vector<uint32_t> network = SortingNetwork(m);
+  std::vector<uint8_t> keep;
   if (left_out == nullptr && stat != ColumnStat::kClosestToMedian) {
     // Only the class of each final position matters: trimmed mean needs
     // {lowest param}, {middle}, {highest param}; median the middle one or two.
@@ -162,14 +163,14 @@ void ColumnStatistic(const float* batch, size_t d, absl::Span<const size_t> rows
         class_of[p] = p < lower ? 0 : (p == lower ? 1 : (p == upper ? 2 : 3));
       }
     }
-    network = PruneNetwork(network, class_of);
+    keep = PruneMask(network, class_of);
   }
   constexpr size_t kMinColumns = kMinColumnsPerTask / 4;
   std::vector<std::vector<uint64_t>> counts(
       left_out != nullptr ? MaxTasks(d, kMinColumns) : 0, std::vector<uint64_t>(m, 0));
   const size_t tasks =
       ParallelFor(d, kMinColumns, kAlign, [&](size_t task, size_t begin, size_t end) {
-        SortedColumnStat(pointers.data(), m, network, stat, param, begin, end, out,
+        SortedColumnStat(pointers.data(), m, network, keep, stat, param, begin, end, out,
                          left_out != nullptr ? counts[task].data() : nullptr);
       });
   if (left_out == nullptr) return;

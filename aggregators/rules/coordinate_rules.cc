@@ -1,7 +1,8 @@
 // Coordinate-wise rules (docs/algorithms.md#robust-aggregation-rules): Average, Median, TrMean,
 // Meamed. The order statistics sort every column with a sorting network, 64
-// columns at a time in SIMD lanes (ColumnStatistic): one pass over the batch,
-// O(n) scratch per thread.
+// columns at a time in SIMD lanes, blocks of up to 32 rows on registers
+// (ColumnStatistic): one read of the batch, one write of the output, O(n)
+// scratch per thread.
 #include <algorithm>
 #include <memory>
 #include <vector>

@@ -1,10 +1,12 @@
 #include "aggregators/rules/kernels.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 // One definition per instruction set, chosen by the dynamic loader (ifunc).
 #define TALLY_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -226,48 +228,246 @@ std::vector<uint32_t> SortingNetwork(size_t m) {
   return pairs;
 }
 
-std::vector<uint32_t> PruneNetwork(const std::vector<uint32_t>& network,
-                                   const std::vector<int>& class_of) {
+std::vector<uint8_t> PruneMask(const std::vector<uint32_t>& network,
+                               const std::vector<int>& class_of) {
   std::vector<bool> touched(class_of.size(), false);
-  std::vector<uint32_t> kept;
+  std::vector<uint8_t> keep(network.size() / 2, 1);
   for (size_t q = network.size() / 2; q-- > 0;) {
     const uint32_t a = network[2 * q];
     const uint32_t b = network[2 * q + 1];
-    if (!touched[a] && !touched[b] && class_of[a] == class_of[b]) continue;
+    if (!touched[a] && !touched[b] && class_of[a] == class_of[b]) {
+      keep[q] = 0;
+      continue;
+    }
     touched[a] = touched[b] = true;
-    kept.push_back(b);
-    kept.push_back(a);
   }
-  std::reverse(kept.begin(), kept.end());
+  return keep;
+}
+
+std::vector<uint32_t> PruneNetwork(const std::vector<uint32_t>& network,
+                                   const std::vector<int>& class_of) {
+  const std::vector<uint8_t> keep = PruneMask(network, class_of);
+  std::vector<uint32_t> kept;
+  for (size_t q = 0; q < keep.size(); ++q) {
+    if (!keep[q]) continue;
+    kept.push_back(network[2 * q]);
+    kept.push_back(network[2 * q + 1]);
+  }
   return kept;
 }
 
+namespace {
+
+// SortingNetwork(W) for a power of two W, at compile time: the same loops.
+template <size_t W>
+struct Batcher {
+  template <typename Fn>
+  static constexpr void ForEachPair(Fn fn) {
+    for (size_t p = 1; p < W; p <<= 1) {
+      for (size_t k = p; k >= 1; k >>= 1) {
+        for (size_t j = k % p; j + k < W; j += 2 * k) {
+          for (size_t i = 0; i < std::min(k, W - j - k); ++i) {
+            if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) fn(i + j, i + j + k);
+          }
+        }
+      }
+    }
+  }
+  static constexpr size_t Count() {
+    size_t count = 0;
+    ForEachPair([&count](size_t, size_t) { ++count; });
+    return count;
+  }
+  static constexpr size_t kCount = Count();
+  static constexpr std::array<uint8_t, 2 * kCount> Pairs() {
+    std::array<uint8_t, 2 * kCount> pairs{};
+    size_t q = 0;
+    ForEachPair([&pairs, &q](size_t lo, size_t hi) {
+      pairs[q++] = static_cast<uint8_t>(lo);
+      pairs[q++] = static_cast<uint8_t>(hi);
+    });
+    return pairs;
+  }
+  static constexpr std::array<uint8_t, 2 * kCount> kPairs = Pairs();
+};
+
+constexpr size_t kRegisterLanes = 16;  // One V16f per wire.
+
+__attribute__((always_inline)) inline void CompareIf(V16f& a, V16f& b, uint8_t on) {
+  if (on) {
+    const auto less = a < b;
+    const V16f min = less ? a : b;
+    const V16f max = less ? b : a;
+    a = min;
+    b = max;
+  }
+}
+
+// Wires held in a local array indexed by constants only, so the compiler
+// keeps them in registers (spilling what does not fit) instead of loading and
+// storing both wires of every comparator.
+template <size_t W, bool kAll, size_t... Q>
+__attribute__((always_inline)) inline void ApplyBatcher(V16f* w, const uint8_t* on,
+                                                        std::index_sequence<Q...>) {
+  (CompareIf(w[Batcher<W>::kPairs[2 * Q]], w[Batcher<W>::kPairs[2 * Q + 1]], kAll || on[Q]),
+   ...);
+}
+
+template <size_t W, bool kAll, size_t... P>
+__attribute__((always_inline)) inline void SortLanesImpl(const float* const* src, float* dst,
+                                                         size_t groups, const uint8_t* on,
+                                                         std::index_sequence<P...>) {
+  for (size_t g = 0; g < groups; ++g) {
+    V16f w[W];
+    (std::memcpy(&w[P], src[P] + g * kRegisterLanes, sizeof(V16f)), ...);
+    ApplyBatcher<W, kAll>(w, on, std::make_index_sequence<Batcher<W>::kCount>());
+    (std::memcpy(dst + P * groups * kRegisterLanes + g * kRegisterLanes, &w[P], sizeof(V16f)),
+     ...);
+  }
+}
+
+// dst[p * 16·groups + l] for p < W, l < 16·groups = src[p][l] after
+// Batcher<W>'s comparators whose flag in `on` is set (SortLanesAll: every
+// comparator, no flags read, no branches). One function per W, each cloned
+// per instruction set (outside the anonymous namespace: target_clones needs
+// external linkage for its ifunc).
+}  // namespace
+#define TALLY_SORT_LANES(W)                                                            \
+  TALLY_KERNEL void SortLanes##W(const float* const* src, float* dst, size_t groups,   \
+                                 const uint8_t* on) {                                  \
+    SortLanesImpl<W, false>(src, dst, groups, on, std::make_index_sequence<W>());      \
+  }                                                                                    \
+  TALLY_KERNEL void SortLanesAll##W(const float* const* src, float* dst, size_t groups, \
+                                    const uint8_t* on) {                               \
+    SortLanesImpl<W, true>(src, dst, groups, on, std::make_index_sequence<W>());       \
+  }
+TALLY_SORT_LANES(2)
+TALLY_SORT_LANES(4)
+TALLY_SORT_LANES(8)
+TALLY_SORT_LANES(16)
+TALLY_SORT_LANES(32)
+#undef TALLY_SORT_LANES
+namespace {
+
+using SortLanesFn = void (*)(const float* const*, float*, size_t, const uint8_t*);
+
+// How SortedColumnStat runs `network` (SortingNetwork(m), comparators kept
+// by `keep`): SortingNetwork(m) is Batcher's network for W = m rounded up to
+// a power of two, minus the comparators that touch a wire >= m. Its first
+// phases sort blocks of B = min(W, 32) wires independently; those run on
+// registers (`sort_block` per block of wires, flags `on[b]` for block b's
+// comparators in Batcher<B>'s order), the rest, `merge`, one comparator at a
+// time in memory. The same comparators in an order that only moves
+// comparators of different blocks past each other, so the same result.
+struct NetworkPlan {
+  SortLanesFn sort_block = nullptr;  // Null: every comparator in memory.
+  size_t block = 0;                  // B.
+  std::vector<std::vector<uint8_t>> on;
+  std::vector<SortLanesFn> sort;     // Per block: sort_block or its all-on variant.
+  std::vector<uint32_t> merge;
+};
+
+template <size_t B>
+void PlanBlocks(SortLanesFn fn, SortLanesFn all_on, size_t m,
+                const std::vector<uint32_t>& network, const std::vector<uint8_t>& keep,
+                NetworkPlan* plan) {
+  size_t wires = B;
+  while (wires < m) wires <<= 1;
+  const std::vector<uint32_t> full = SortingNetwork(wires);
+  const size_t blocks = wires / B;
+  const size_t local = blocks * Batcher<B>::kCount;  // The block-sorting phases.
+  plan->on.assign((m + B - 1) / B, std::vector<uint8_t>(Batcher<B>::kCount, 0));
+  std::vector<size_t> seen(blocks, 0);
+  size_t q = 0;
+  for (size_t r = 0; r < full.size() / 2; ++r) {
+    const uint32_t lo = full[2 * r];
+    const uint32_t hi = full[2 * r + 1];
+    const size_t b = lo / B;
+    if (r < local) {
+      const size_t t = seen[b]++;
+      if (hi / B != b || Batcher<B>::kPairs[2 * t] != lo % B ||
+          Batcher<B>::kPairs[2 * t + 1] != hi % B) {
+        return;  // Not the expected structure: leave sort_block null.
+      }
+    }
+    if (hi >= m) continue;
+    if (2 * q + 1 >= network.size() || network[2 * q] != lo || network[2 * q + 1] != hi) return;
+    const bool kept = keep.empty() || keep[q] != 0;
+    ++q;
+    if (r < local) {
+      plan->on[b][seen[b] - 1] = kept ? 1 : 0;
+    } else if (kept) {
+      plan->merge.push_back(lo);
+      plan->merge.push_back(hi);
+    }
+  }
+  if (2 * q != network.size()) return;
+  plan->block = B;
+  plan->sort_block = fn;
+  for (const std::vector<uint8_t>& on : plan->on) {
+    const bool all = std::all_of(on.begin(), on.end(), [](uint8_t flag) { return flag != 0; });
+    plan->sort.push_back(all ? all_on : fn);
+  }
+}
+
+NetworkPlan PlanNetwork(size_t m, const std::vector<uint32_t>& network,
+                        const std::vector<uint8_t>& keep) {
+  NetworkPlan plan;
+  if (m == 2) PlanBlocks<2>(&SortLanes2, &SortLanesAll2, m, network, keep, &plan);
+  if (m > 2 && m <= 4) PlanBlocks<4>(&SortLanes4, &SortLanesAll4, m, network, keep, &plan);
+  if (m > 4 && m <= 8) PlanBlocks<8>(&SortLanes8, &SortLanesAll8, m, network, keep, &plan);
+  if (m > 8 && m <= 16) PlanBlocks<16>(&SortLanes16, &SortLanesAll16, m, network, keep, &plan);
+  if (m > 16) PlanBlocks<32>(&SortLanes32, &SortLanesAll32, m, network, keep, &plan);
+  if (plan.sort_block == nullptr) {
+    plan.on.clear();
+    plan.merge.clear();
+    for (size_t q = 0; q < network.size() / 2; ++q) {
+      if (!keep.empty() && !keep[q]) continue;
+      plan.merge.push_back(network[2 * q]);
+      plan.merge.push_back(network[2 * q + 1]);
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
 TALLY_KERNEL
 void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint32_t>& network,
-                      ColumnStat stat, size_t param, size_t begin, size_t end, float* out,
-                      uint64_t* left_out) {
+                      const std::vector<uint8_t>& keep, ColumnStat stat, size_t param,
+                      size_t begin, size_t end, float* out, uint64_t* left_out) {
   // 64 columns at a time: four independent 16-lane vectors per comparator
   // keep the min/max units busy across the network's dependency chains.
   constexpr size_t kVector = 16;
   constexpr size_t kGroups = 4;
   constexpr size_t kLanes = kVector * kGroups;
+  const NetworkPlan plan = PlanNetwork(m, network, keep);
+  // With blocks on registers, rows are padded to whole blocks (zeros whose
+  // comparators are off).
+  const size_t wires = plan.sort_block != nullptr ? plan.on.size() * plan.block : m;
   // Plain floats plus memcpy: std::allocator does not honour the vector
   // type's 64-byte alignment here.
-  std::vector<float> storage(m * kLanes);
+  std::vector<float> storage(wires * kLanes);
   float* const base = storage.data();
   std::vector<float> lane_values(m);
-  const uint32_t* pairs = network.data();
-  const size_t comparators = network.size() / 2;
-  // Columns are first staged 1024 at a time, row by row (long sequential
-  // reads the prefetchers follow), then fed to the network 64 at a time.
-  constexpr size_t kStage = 1024;
-  std::vector<float> stage(m * kStage);
+  const uint32_t* pairs = plan.merge.data();
+  const size_t comparators = plan.merge.size() / 2;
+  // The network reads 64 columns of every row straight from the batch (four
+  // cache lines per row), while software prefetches fetch the lines
+  // kPrefetch columns ahead: the hardware prefetchers do not follow 50 or
+  // 100 interleaved streams. The last, partial group is copied into `tail`,
+  // zero-padded; rows past m (padding of the last register block) read zeros.
+  constexpr size_t kPrefetch = 512;
+  constexpr size_t kFlushEvery = 16;  // Steps between count flushes (see below).
+  std::vector<float> tail(m * kLanes, 0.0f);
+  const std::vector<float> zeros(kLanes, 0.0f);
+  std::vector<const float*> src(wires, zeros.data());
   // The kept range of each lane [low, high] and, per row and lane, how many
   // columns left that row out (only when left_out is wanted).
   float low_kept[kLanes];
   float high_kept[kLanes];
   // Counted in float lanes (compare + masked add; exact: flushed to the
-  // integer totals after every staged block, at most 1024/64 per lane).
+  // integer totals every kFlushEvery groups of 64 columns).
   std::vector<float> lane_counts(left_out != nullptr ? m * kLanes : 0, 0.0f);
   auto flush_counts = [&] {
     for (size_t p = 0; p < m; ++p) {
@@ -277,23 +477,30 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
       }
     }
   };
-  for (size_t c = begin; c < end; c += kLanes) {
+  for (size_t c = begin, step = 1; c < end; c += kLanes, ++step) {
     const size_t lanes = std::min(kLanes, end - c);
-    const size_t offset = (c - begin) % kStage;
-    if (offset == 0) {
-      const size_t width = std::min(kStage, end - c);
-      for (size_t p = 0; p < m; ++p) std::memcpy(&stage[p * kStage], rows[p] + c, width * 4);
-    }
-    if (lanes == kLanes) {  // A fixed size: four vector moves, not rep movs.
-      for (size_t p = 0; p < m; ++p) {
-        std::memcpy(base + p * kLanes, &stage[p * kStage + offset], kLanes * sizeof(float));
-      }
+    if (lanes == kLanes) {
+      for (size_t p = 0; p < m; ++p) src[p] = rows[p] + c;
     } else {
       for (size_t p = 0; p < m; ++p) {
-        float* dst = base + p * kLanes;
-        std::memcpy(dst, &stage[p * kStage + offset], lanes * sizeof(float));
-        std::fill(dst + lanes, dst + kLanes, 0.0f);
+        std::memcpy(&tail[p * kLanes], rows[p] + c, lanes * sizeof(float));
+        src[p] = &tail[p * kLanes];
       }
+    }
+    if (c + kPrefetch + kLanes <= end) {
+      for (size_t p = 0; p < m; ++p) {
+        for (size_t line = 0; line < kLanes; line += 16) {
+          __builtin_prefetch(rows[p] + c + kPrefetch + line);
+        }
+      }
+    }
+    if (plan.sort_block != nullptr) {
+      for (size_t b = 0; b < plan.on.size(); ++b) {
+        plan.sort[b](&src[b * plan.block], base + b * plan.block * kLanes, kGroups,
+                     plan.on[b].data());
+      }
+    } else {  // A fixed size: four vector moves, not rep movs.
+      for (size_t p = 0; p < m; ++p) std::memcpy(base + p * kLanes, src[p], kLanes * sizeof(float));
     }
     for (size_t q = 0; q < comparators; ++q) {
       float* lo = base + pairs[2 * q] * kLanes;
@@ -405,7 +612,7 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
 #pragma GCC unroll 4
       for (size_t g = 0; g < kGroups; ++g) {
         V16f x, low, high, count;
-        std::memcpy(&x, &stage[p * kStage + offset + g * kVector], sizeof(V16f));
+        std::memcpy(&x, src[p] + g * kVector, sizeof(V16f));
         std::memcpy(&low, low_kept + g * kVector, sizeof(V16f));
         std::memcpy(&high, high_kept + g * kVector, sizeof(V16f));
         std::memcpy(&count, &lane_counts[p * kLanes + g * kVector], sizeof(V16f));
@@ -414,7 +621,7 @@ void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint
         std::memcpy(&lane_counts[p * kLanes + g * kVector], &count, sizeof(V16f));
       }
     }
-    if (offset + kLanes == kStage || c + kLanes >= end) flush_counts();
+    if (step % kFlushEvery == 0 || c + kLanes >= end) flush_counts();
   }
 }
 

@@ -45,12 +45,15 @@ void MixRows(const float* batch, size_t n, size_t d, const float* weights, size_
 // padding.
 std::vector<uint32_t> SortingNetwork(size_t m);
 
-// `network` without the comparators that only order values within one class
-// of final positions (class_of[p] for output wire p): scanning backwards, a
-// comparator whose two wires see no later comparator and end in the same
-// class only swaps two values of that class, so dropping it keeps every
-// class's multiset. E.g. a trimmed mean only needs {lowest f}, {middle},
-// {highest f}.
+// Which comparators of `network` to keep once those that only order values
+// within one class of final positions (class_of[p] for output wire p) are
+// dropped: scanning backwards, a comparator whose two wires see no later
+// comparator and end in the same class only swaps two values of that class,
+// so dropping it keeps every class's multiset. E.g. a trimmed mean only needs
+// {lowest f}, {middle}, {highest f}. One flag per comparator (1 = keep).
+std::vector<uint8_t> PruneMask(const std::vector<uint32_t>& network,
+                               const std::vector<int>& class_of);
+// `network` without the comparators PruneMask drops.
 std::vector<uint32_t> PruneNetwork(const std::vector<uint32_t>& network,
                                    const std::vector<int>& class_of);
 
@@ -63,14 +66,18 @@ enum class ColumnStat {
 };
 
 // out[c] for c ∈ [begin, end) = stat of {rows[p][c] : p < m}. `network` is
-// SortingNetwork(m). Sums in float64, in sorted order. If `left_out` is not
+// SortingNetwork(m) and `keep` one flag per comparator (PruneMask; empty =
+// keep all): the comparators applied, in this order, to every column. Sums in
+// float64, in the order of the network's output wires. If `left_out` is not
 // null (m counters), left_out[p] += the number of columns whose statistic
 // left row p out: its value outside the range of the kept values (trimmed
 // mean, closest-to-median; a value equal to a bound counts as kept). Median
-// counts nothing.
+// counts nothing. The network's first phases, which sort blocks of up to 32
+// wires independently, run on registers (code generated per block size); the
+// result is the same as applying the comparators one by one in memory.
 void SortedColumnStat(const float* const* rows, size_t m, const std::vector<uint32_t>& network,
-                      ColumnStat stat, size_t param, size_t begin, size_t end, float* out,
-                      uint64_t* left_out);
+                      const std::vector<uint8_t>& keep, ColumnStat stat, size_t param,
+                      size_t begin, size_t end, float* out, uint64_t* left_out);
 
 }  // namespace tally::aggregators
 

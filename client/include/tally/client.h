@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -161,6 +162,11 @@ struct ClientOptions {
   std::optional<DgcSettings> dgc;
   // Set: local DP on every update (LocalDpSettings above). Default: none.
   std::optional<LocalDpSettings> local_dp;
+  // What this client declares about itself at every Join (e.g. "region" ->
+  // "eu", "device" -> "gpu"); a server's rounds.filter selects on them
+  // (docs/workflow.md#sampling). At most 16 entries; names 1..64 bytes of
+  // [A-Za-z0-9._-], values at most 128 printable ASCII bytes.
+  std::map<std::string, std::string> attributes;
 };
 
 struct TensorInfo {
@@ -187,14 +193,28 @@ struct JoinResult {
   absl::Duration heartbeat_interval;
 };
 
+// A per-round setting from the server's client_config: a number or a string.
+using TaskConfigValue = std::variant<double, std::string>;
+
 struct Task {
-  enum class Kind { kTrain, kWait, kDone };
+  // kEvaluate: pull model_version, evaluate it on local data (no training)
+  // and call ReportEvaluation(task, ...).
+  enum class Kind { kTrain, kWait, kDone, kEvaluate };
   Kind kind = Kind::kWait;
   uint64_t round = 0;
   uint64_t model_version = 0;
   uint32_t local_steps = 0;  // 0 = client decides.
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration retry_after;
+  // The server's per-round settings (docs/workflow.md#per-round-config),
+  // e.g. "lr" -> 0.05.
+  std::map<std::string, TaskConfigValue> config;
+  uint64_t evaluation_id = 0;  // kEvaluate: echoed by ReportEvaluation.
+
+  // config[name] if it is a number, else `fallback`.
+  double ConfigNumber(const std::string& name, double fallback) const;
+  // config[name] if it is a string, else `fallback`.
+  std::string ConfigText(const std::string& name, const std::string& fallback) const;
 };
 
 struct Model {
@@ -256,6 +276,15 @@ struct ServerStatusInfo {
   std::string server_version;
   std::string server_commit;
   std::string server_build_type;
+  // Client metrics (docs/workflow.md#metrics): of the latest completed
+  // round's updates, and of the latest completed federated evaluation.
+  std::map<std::string, double> fit_metrics;
+  uint64_t fit_metrics_round = 0;
+  std::map<std::string, double> evaluation_metrics;
+  uint64_t evaluation_version = 0;
+  uint64_t evaluations_completed = 0;
+  uint64_t metric_names_dropped = 0;
+  std::string history_path;
 };
 
 // When the server answered RESOURCE_EXHAUSTED (too many uploads at once, or
@@ -303,6 +332,14 @@ class Client {
   virtual absl::Status WatchModel(
       uint64_t after_version, absl::Duration timeout,
       const std::function<bool(uint64_t version, uint64_t round)>& on_version) = 0;
+
+  // The result of an EVALUATE task: `metrics` (name -> finite value; names
+  // 1..64 printable ASCII bytes) measured on `num_examples` > 0 local
+  // examples (their weight in the server's mean). INVALID_ARGUMENT before
+  // anything is sent for a task that is not kEvaluate or bad metrics.
+  // Returns the reports the server has taken for this evaluation so far.
+  virtual absl::StatusOr<uint32_t> ReportEvaluation(
+      const Task& task, uint64_t num_examples, const std::map<std::string, double>& metrics) = 0;
 
   virtual absl::Status Heartbeat() = 0;
   virtual absl::Status Leave() = 0;

@@ -31,3 +31,5 @@ from tally.layout import ModelLayout, TensorInfo  # noqa: E402
 from tally.privacy import LocalDp  # noqa: E402
 from tally.model_file import read_model_file, write_model_file  # noqa: E402
 from tally.client import Client, JoinResult, Model, PushResult, Task  # noqa: E402
+from tally.history import history_series, plot_history, read_history  # noqa: E402
+from tally.workflow import run  # noqa: E402

@@ -48,6 +48,7 @@ from tally.errors import AuthenticationError, ClientIdInUseError, CodecError, \
     RejectedUpdateError, ResourceExhaustedError, RpcError, SessionExpiredError, TallyError, \
     UnsupportedError, UpdateTooLargeError
 from tally.layout import ModelLayout
+from tally.workflow import check_attributes, check_metrics, task_config
 
 SDK_VERSION = "python-0.1.0"
 UPLOAD_CODECS = ("float32", "float16", "bfloat16", "int8", "qsgd", "sign", "topk", "randk")
@@ -71,12 +72,17 @@ class JoinResult:
 
 @dataclasses.dataclass
 class Task:
-    kind: str  # "train", "wait" or "done".
+    # "train", "evaluate" (pull model_version, evaluate it on local data,
+    # report_evaluation), "wait" or "done".
+    kind: str
     round: int = 0
     model_version: int = 0
     local_steps: int = 0  # 0 = the client decides.
     deadline: object = None  # Unix seconds, or None.
     retry_after: float = 0.0  # Seconds (WAIT).
+    # The server's per-round settings, name -> float or str (e.g. "lr").
+    config: dict = dataclasses.field(default_factory=dict)
+    evaluation_id: int = 0  # "evaluate": echoed by report_evaluation.
 
 
 @dataclasses.dataclass
@@ -265,6 +271,7 @@ class Client:
         self._feedback = None
         self._dgc = None  # DgcCompressor state after the last acknowledged push.
         self._held = None  # The last model pulled on the server's delta chain.
+        self.attributes = {}  # Sent at every (re-)join; set by join(attributes=...).
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -381,8 +388,13 @@ class Client:
                     return  # Another thread re-joined (or the client left).
             self._do_join()
 
-    def join(self):
-        """Opens a session (call first; again for a fresh session)."""
+    def join(self, attributes=None):
+        """Opens a session (call first; again for a fresh session).
+        attributes: what this client declares about itself, e.g.
+        {"region": "eu", "device": "gpu"}, which a server's rounds.filter
+        selects on; kept for later re-joins (docs/workflow.md#sampling)."""
+        if attributes is not None:
+            self.attributes = check_attributes(attributes)
         with self._join_lock:
             return self._do_join()
 
@@ -396,7 +408,8 @@ class Client:
             supported_codecs=[1] + [codecs.CODECS[n][0] for n in dict.fromkeys(uploads)
                                     if n != "float32"],
             download_codecs=[1] + sorted({codecs.CODECS[n][0] for n in
-                                          self.download_codecs + self.delta_codecs} - {1}))
+                                          self.download_codecs + self.delta_codecs} - {1}),
+            attributes=self.attributes)
         if self.local_dp is not None:
             dp = self.local_dp
             request.local_dp.CopyFrom(pb.LocalDpDeclaration(
@@ -456,20 +469,54 @@ class Client:
             return self._stub.GetTask(request, timeout=wait + self.call_timeout)
 
         t = self._call("GetTask", attempt)
-        kind = {1: "train", 3: "done"}.get(t.kind, "wait")
+        kind = {1: "train", 3: "done", 4: "evaluate"}.get(t.kind, "wait")
         return Task(kind, t.round, t.model_version, t.local_steps,
                     t.deadline_unix_ms / 1000.0 if t.deadline_unix_ms else None,
-                    t.retry_after_ms / 1000.0)
+                    t.retry_after_ms / 1000.0, task_config(t.config),
+                    t.evaluation.evaluation_id)
 
-    def train_tasks(self, wait=30.0, stop=None):
-        """Yields every TRAIN task until the federation is done (or `stop`,
-        a threading.Event, is set), asking again while the server says WAIT."""
+    def tasks(self, wait=30.0, stop=None):
+        """Yields every TRAIN and EVALUATE task until the federation is done
+        (or `stop`, a threading.Event, is set), asking again while the server
+        says WAIT. tally.run() serves them with your fit / evaluate."""
         while stop is None or not stop.is_set():
             task = self.get_task(wait=wait)
             if task.kind == "done":
                 return
-            if task.kind == "train":
+            if task.kind in ("train", "evaluate"):
                 yield task
+
+    def train_tasks(self, wait=30.0, stop=None):
+        """Yields every TRAIN task, as tasks(); an EVALUATE task (a server
+        with federated evaluation on) raises TallyError: use tasks() or
+        tally.run() to serve both."""
+        for task in self.tasks(wait=wait, stop=stop):
+            if task.kind == "evaluate":
+                raise TallyError("the server sent an EVALUATE task (its evaluation section is "
+                                 "on): iterate over tasks() or use tally.run(client, fit, "
+                                 "evaluate)")
+            yield task
+
+    def report_evaluation(self, task, num_examples, metrics):
+        """The result of an EVALUATE task: `metrics` (name -> finite
+        number; names 1..64 printable ASCII characters) measured on
+        `num_examples` > 0 local examples, their weight in the server's mean.
+        Checked before anything is sent (TallyError). Returns the number of
+        reports the server has taken for this evaluation so far."""
+        if task.kind != "evaluate":
+            raise TallyError(f"report_evaluation: a {task.kind} task is not an EVALUATE task")
+        if int(num_examples) < 1:
+            raise TallyError("report_evaluation: num_examples must be > 0")
+        metrics = check_metrics(metrics, "report_evaluation")
+
+        def attempt(session):
+            request = self._pb.EvaluationReport(
+                client_id=self.client_id, session_token=session.token,
+                evaluation_id=task.evaluation_id, model_version=task.model_version,
+                num_examples=int(num_examples), metrics=metrics)
+            return self._stub.ReportEvaluation(request, timeout=self.call_timeout)
+
+        return self._call("ReportEvaluation", attempt).reports_received
 
     # --- models -------------------------------------------------------------
 
@@ -694,3 +741,14 @@ class Client:
         """Admin.GetStatus: a tally.v1.ServerStatus message."""
         return self._call("GetStatus", lambda _: self._admin.GetStatus(
             self._pb.GetStatusRequest(), timeout=self.call_timeout), needs_session=False)
+
+    def history(self, after_round=0, max_records=0):
+        """Admin.GetHistory: the run's records (those of rounds after
+        `after_round`, the newest `max_records` if > 0) as dicts with the
+        fields of the history file (docs/workflow.md#history)."""
+        from tally.history import record_from_proto
+
+        response = self._call("GetHistory", lambda _: self._admin.GetHistory(
+            self._pb.GetHistoryRequest(after_round=after_round, max_records=max_records),
+            timeout=self.call_timeout), needs_session=False)
+        return [record_from_proto(r) for r in response.records]

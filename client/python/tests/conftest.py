@@ -38,6 +38,13 @@ def build_binary(name):
                 "TALLY_BUILD_DIR")
 
 
+# The server's initial model is version 1 and each round publishes the next
+# (core/model_store.h): a round's result is waited for with
+# wait_for_version(INITIAL_VERSION), never wait_for_version(0), which returns
+# the initial model at once when the round closes after the push returned.
+INITIAL_VERSION = 1
+
+
 def wait_until(condition, timeout=10.0):
     """Polls `condition` until it holds; fails the test after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import build_binary
+from conftest import INITIAL_VERSION, build_binary
 from cpp_codecs import CppCodecs
 from tally import codecs
 from tally.client import Client
@@ -188,14 +188,14 @@ def test_client_dgc_against_a_server_by_hand():
         assert client.join().upload_codec.codec == "topk"
         first = push(client, [1, -5, 0.5, 2, 0, 0, 0.3, -0.3])
         assert first.payload_bytes == 5 + 16  # Count 4, gaps 1, 1, 2, 0; four floats.
-        client.wait_for_version(0, timeout=10)
+        client.wait_for_version(INITIAL_VERSION, timeout=10)
         np.testing.assert_allclose(client.pull_model().params,
                                    [0, -5, 0, 2, 0, 0, 0.3, -0.3], atol=1e-6)
         # A refused push leaves the DGC state as the acknowledged one left it.
         with pytest.raises(RejectedUpdateError):
             push(client, [100] * 8, base_version=999)
         push(client, [0] * 8)
-        client.wait_for_version(1, timeout=10)
+        client.wait_for_version(INITIAL_VERSION + 1, timeout=10)
         np.testing.assert_allclose(client.pull_model().params,
                                    [1.9, -5, 0.95, 2, 0, 0, 0.3, -0.3], atol=1e-6)
         client.close()
@@ -261,7 +261,7 @@ def test_default_update_limit_admits_dgc_at_ratio_one():
         assert client.join().max_update_bytes == 14574
         pushed = push(client, np.full(2410, 0.5))
         assert pushed.payload_bytes == 12052
-        client.wait_for_version(0, timeout=10)
+        client.wait_for_version(INITIAL_VERSION, timeout=10)
         client.close()
 
 

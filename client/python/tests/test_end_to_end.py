@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tally
-from conftest import build_binary
+from conftest import INITIAL_VERSION, build_binary
 from tally.client import Client
 from tally.errors import LengthMismatchError, NotJoinedError, RejectedUpdateError, \
     TallyError
@@ -57,7 +57,7 @@ def test_fedavg_round_is_the_weighted_mean():
         clients, results = run_round(s.target, deltas, samples)
         assert all(not r.duplicate and r.attempts == 1 and r.payload_bytes == 64
                    for r in results)
-        version = clients[0].wait_for_version(1, timeout=10)
+        version = clients[0].wait_for_version(INITIAL_VERSION, timeout=10)
         model = clients[0].pull_model()
         assert model.version == version >= 1 and model.round == 1
         # Hand computation: zero initial model, SGD with lr 1 over the
@@ -84,7 +84,7 @@ def test_compressed_uploads_decode_like_python():
         clients, results = run_round(s.target, deltas, [1, 3], upload_codecs=["topk", "int8"])
         joined = clients[0].joined
         assert joined.upload_codec.codec == "topk" and joined.upload_codec.k == 5
-        model = clients[0].pull_model(clients[0].wait_for_version(1, timeout=10))
+        model = clients[0].pull_model(clients[0].wait_for_version(INITIAL_VERSION, timeout=10))
         # Each client's first update carries Decode(Encode(delta)) (zero
         # residual); error feedback keeps the rest for the next one.
         sent = [tally.decode(joined.upload_codec, tally.encode(joined.upload_codec, d), 16)
@@ -115,7 +115,7 @@ def test_state_dict_push_and_retry_is_a_duplicate():
                                    base_version=model.version, num_samples=5,
                                    update_id="fixed-id-1")
         assert again.duplicate
-        client.wait_for_version(1, timeout=10)
+        client.wait_for_version(INITIAL_VERSION, timeout=10)
         np.testing.assert_array_equal(client.pull_model().params, np.full(16, 0.25, np.float32))
         with pytest.raises(LengthMismatchError):
             client.push_update(delta=np.zeros(15, np.float32), round=task.round)
