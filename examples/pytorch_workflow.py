@@ -30,6 +30,7 @@ the reloaded model's accuracy differs from the history's.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -199,7 +200,10 @@ def main():
     paths = {name: os.path.join(out, name) for name in
              ("pretrained.safetensors", "run.jsonl", "final.safetensors", "run.png",
               "exported.npz", "checkpoints")}
-    for name in ("run.jsonl",):  # A fresh history for this run.
+    # A fresh run: an earlier run's checkpoint would be resumed (already at
+    # total_rounds, the server would finish at once) and its history appended to.
+    shutil.rmtree(paths["checkpoints"], ignore_errors=True)
+    for name in ("run.jsonl", "final.safetensors", "exported.npz", "run.png"):
         if os.path.exists(paths[name]):
             os.remove(paths[name])
 
