@@ -2,12 +2,15 @@
 // sink, driver and publisher run (docs/server.md, "Parts and seams").
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "aggregators/rules/parallel.h"
 #include "core/status_macros.h"
 #include "server/buffered_sink.h"
 #include "server/coordinator.h"
 #include "server/coordinator_epoch.h"
 #include "server/mean_sink.h"
+#include "server/privacy_driver.h"
+#include "server/private_sink.h"
 #include "server/rounds_driver.h"
 #include "server/row_sink.h"
 #include "server/schedule_driver.h"
@@ -71,6 +74,7 @@ absl::Status Coordinator::MakeParts(Options& options) {
           plan.admission.max_concurrent_uploads, clock_, pool_});
     }
   }
+  if (plan.privacy.central) TALLY_RETURN_IF_ERROR(MakePrivateParts(options, rule));
   if (plan.relay) {
     publisher_ = std::make_unique<UpstreamPublisher>(&store_, plan.persist.final_model_path);
     return absl::OkStatus();
@@ -88,8 +92,32 @@ absl::Status Coordinator::MakeParts(Options& options) {
     tally::MutexLock lock(&mu_);
     contents->applied = ledger_.AppliedIds();
     contents->schedule = driver_->SaveState();
+    if (privacy_ != nullptr) contents->privacy = privacy_->Save();
   };
+  if (privacy_ != nullptr) {
+    local.finish_reason = [privacy = privacy_] {
+      return privacy->CanChargeStep()
+                 ? std::string()
+                 : absl::StrCat("privacy budget spent:", privacy->LogText());
+    };
+  }
   publisher_ = std::make_unique<LocalPublisher>(std::move(local));
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::MakePrivateParts(Options& options, const RuleRunner& rule) {
+  // Central DP (docs/privacy.md): the mean's sink becomes the clipping,
+  // noising one, and the ledger wraps the driver. Validation allowed only
+  // the mean with sync or fedbuff (ValidatePrivacyConfig).
+  const ServerPlan& plan = options.plan;
+  TALLY_ASSIGN_OR_RETURN(privacy_, PrivacyState::Create(plan.privacy, options.privacy_state,
+                                                        privacy::NoiseRandomFromEnvironment()));
+  sink_ = std::make_unique<PrivateSink>(
+      PrivateSink::Options{plan.layout.NumParams(), plan.uploads.max_abs_value,
+                           plan.schedule.has_value(), pool_, privacy_},
+      rule);
+  driver_ = std::make_unique<PrivacyDriver>(std::move(driver_), privacy_, metrics_,
+                                            plan.schedule.has_value());
   return absl::OkStatus();
 }
 

@@ -18,6 +18,7 @@
 #include "core/model_layout.h"
 #include "server/admission.h"
 #include "server/config.h"
+#include "server/privacy_config.h"
 #include "server/sessions.h"
 #include "tally/v1/config.pb.h"
 
@@ -76,6 +77,9 @@ struct ServerPlan {
   bool relay = false;  // relay.upstream set: the upstream publishes.
   DownloadCodecs downloads;
   std::string strategy_label;  // "schedule/rule/optimizer", for GetStatus.
+  // privacy { } with its defaults; central: the PrivateSink and the
+  // PrivacyDriver run (server/private_sink.h, server/privacy_driver.h).
+  PrivacyParams privacy;
 };
 
 // Checks a defaulted config (the error message starts with the field's
