@@ -178,6 +178,81 @@ TEST(PrivacyServerTest, NoiseStandardDeviationIsZTimesCOverM) {
   EXPECT_NEAR(within / n, p, 6 * std::sqrt(p * (1 - p) / n));
 }
 
+TEST(PrivacyServerTest, FedBuffFlushIsCoefficientTimesTheClippedSumAndDecodesFirst) {
+  // FedBuff, K = 2, alpha = 0.5, N = 4, constant staleness, equal weights:
+  // every coefficient is c = alpha / N = 0.125 and the flush is
+  // c (sum of clipped updates + noise) (docs/privacy.md, FedBuff). b
+  // uploads in float16 (exact for its values): decoded, then clipped.
+  tally::v1::ServerConfig config =
+      PrivateConfig(4, 2, 1, /*clip_norm=*/1.0, /*noise_multiplier=*/1e-9);
+  tally::v1::ScheduleConfig* schedule = config.mutable_schedule();
+  schedule->set_name("fedbuff");
+  schedule->set_buffer_size(2);
+  schedule->set_alpha(0.5);
+  schedule->set_num_clients(4);
+  schedule->mutable_staleness()->set_name("constant");
+  schedule->set_client_weights("equal");
+  config.mutable_compression()->add_upload()->set_codec("float16");
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  auto a = h->NewClient("a"), b = h->NewClient("b", {"float16"});
+  ASSERT_THAT(a->Join(), IsOk());
+  ASSERT_THAT(b->Join(), IsOk());
+  EXPECT_THAT(TrainAndPush(*a, {3, 4, 0, 0}, 50), IsOk());  // -> (0.6, 0.8, 0, 0)
+  EXPECT_THAT(TrainAndPush(*b, {0, 0, -2, 0}, 1), IsOk());  // -> (0, 0, -1, 0)
+  ASSERT_THAT(a->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, a->PullModel());
+  ASSERT_EQ(model.version, 2u);
+  const double expected[4] = {0.125 * 0.6, 0.125 * 0.8, -0.125, 0};
+  for (int j = 0; j < 4; ++j) EXPECT_NEAR(model.params[j], expected[j], 1e-6) << j;
+  TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, a->GetServerStatus());
+  EXPECT_EQ(status.privacy_steps, 1u);
+}
+
+TEST(PrivacyServerTest, AdaptiveClippingMovesTheClipNormTowardTheQuantile) {
+  // Andrew et al.: C <- C exp(-eta (b~ - gamma)). Three unclipped updates of
+  // three sampled: b~ = 1 (the count's noise, sigma_b = 1e-6, is far below
+  // the tolerance), so C = 1 becomes exp(-0.2 * 0.5) = 0.904837...; the
+  // next round clips with it.
+  tally::v1::ServerConfig config =
+      PrivateConfig(2, 3, 3, /*clip_norm=*/1.0, /*noise_multiplier=*/1e-9);
+  tally::v1::PrivacyConfig* p = config.mutable_privacy();
+  p->set_adaptive_clipping(true);
+  p->set_target_quantile(0.5);
+  p->set_clip_learning_rate(0.2);
+  p->set_clipped_count_stddev(1e-6);
+  auto h = Harness::Start(config);
+  ASSERT_NE(h, nullptr);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(h->NewClient(absl::StrCat("c", i)));
+    ASSERT_THAT(clients.back()->Join(), IsOk());
+  }
+  auto round = [&](const std::vector<float>& delta) {
+    std::vector<std::thread> threads;
+    for (auto& c : clients) {
+      threads.emplace_back([&] { EXPECT_THAT(TrainAndPush(*c, delta, 1), IsOk()); });
+    }
+    for (std::thread& t : threads) t.join();
+  };
+  round({0.1f, 0});
+  ASSERT_THAT(clients[0]->WaitForVersion(1, absl::Seconds(30)), IsOk());
+  const double c1 = std::exp(-0.2 * 0.5);
+  TALLY_ASSERT_OK_AND_ASSIGN(ServerStatusInfo status, clients[0]->GetServerStatus());
+  EXPECT_NEAR(status.privacy_clip_norm, c1, 1e-4);
+  EXPECT_NEAR(Gauge(*h, "tally_privacy_clip_norm"), status.privacy_clip_norm, 1e-12);
+  // Round 2: three updates of norm 10, clipped to c1 each; mean = c1 (m = 3).
+  round({0, 10});
+  ASSERT_THAT(clients[0]->WaitForVersion(2, absl::Seconds(30)), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(Model model, clients[0]->PullModel());
+  ASSERT_EQ(model.version, 3u);
+  EXPECT_NEAR(model.params[0], 0.1, 1e-6);
+  EXPECT_NEAR(model.params[1], status.privacy_clip_norm, 1e-6);
+  // All clipped: b~ = 0, C <- c1 exp(0.2 * 0.5) = 1.
+  TALLY_ASSERT_OK_AND_ASSIGN(status, clients[0]->GetServerStatus());
+  EXPECT_NEAR(status.privacy_clip_norm, 1.0, 1e-4);
+}
+
 // Runs TRAIN tasks of one client (update (0.25, 0)) until DONE; returns the
 // rounds it trained.
 int TrainUntilDone(Client& client) {
