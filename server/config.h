@@ -13,6 +13,7 @@
 #include "aggregators/step/aggregation_step.h"
 #include "compress/codec.h"
 #include "core/model_layout.h"
+#include "server/plan.h"
 #include "tally/v1/config.pb.h"
 
 namespace tally::server {
@@ -69,14 +70,6 @@ absl::StatusOr<std::vector<compress::CodecSpec>> UploadCodecsFromConfig(
 // with the pair limit of its compression.upload entry, if any). At least
 // 4 * num_params (a dense float32 update).
 uint64_t DefaultMaxUpdateBytes(const tally::v1::ServerConfig& config, uint64_t num_params);
-
-// What compression.download / download_delta configure.
-struct DownloadCodecs {
-  // Full-model codecs in order of preference (float32 is served besides).
-  std::vector<compress::CodecSpec> full;
-  std::optional<compress::CodecSpec> delta;  // None: no deltas.
-  size_t delta_history = 8;
-};
 
 // True for the download codecs whose rounding is a projection (applying it
 // twice changes nothing), so a delta chain can end exactly on the full

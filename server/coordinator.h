@@ -44,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "aggregators/schedules/schedule.h"
 #include "aggregators/step/aggregation_step.h"
 #include "core/buffer_pool.h"
 #include "core/clock.h"
@@ -205,10 +206,11 @@ class Coordinator {
  private:
   Coordinator(Options& options, std::unique_ptr<aggregators::AggregationStep> step);
   // Builds the sink, driver and publisher the plan names
-  // (server/coordinator_parts.cc).
-  absl::Status MakeParts(Options& options);
-  // Central DP: the PrivateSink and the PrivacyDriver around the driver.
-  absl::Status MakePrivateParts(Options& options, const RuleRunner& rule)
+  // (server/coordinator_parts.cc); `schedule`: the plan's, if it has one.
+  void MakeParts(Options& options, std::unique_ptr<aggregators::Schedule> schedule);
+  // Central DP: the PrivateSink and the PrivacyDriver around the driver,
+  // sharing privacy_ (made by Create).
+  void MakePrivateParts(Options& options, const RuleRunner& rule)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status CheckSessionLocked(absl::string_view client_id, absl::string_view token)

@@ -22,8 +22,22 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::AggregationStep> step,
                          aggregators::AggregationStep::Create(options.plan.step));
   RestoreOptimizerState(*step, options.optimizer_state);
+  std::unique_ptr<aggregators::Schedule> schedule;
+  if (options.plan.schedule.has_value()) {
+    TALLY_ASSIGN_OR_RETURN(schedule, aggregators::CreateSchedule(*options.plan.schedule));
+  }
+  std::shared_ptr<PrivacyState> privacy;
+  if (options.plan.privacy.central) {
+    // The checkpoint's ledger is parsed here: a damaged one or another
+    // delta refuses the start (the epsilon spent must not be lost).
+    TALLY_ASSIGN_OR_RETURN(privacy,
+                           PrivacyState::Create(options.plan.privacy, options.privacy_state,
+                                                privacy::NoiseRandomFromEnvironment()));
+  }
+  // Nothing below fails: the Coordinator is whole before it can be destroyed.
   auto coordinator = std::unique_ptr<Coordinator>(new Coordinator(options, std::move(step)));
-  TALLY_RETURN_IF_ERROR(coordinator->MakeParts(options));
+  coordinator->privacy_ = std::move(privacy);
+  coordinator->MakeParts(options, std::move(schedule));
   coordinator->worker_ = std::thread([c = coordinator.get()] { c->WorkerLoop(); });
   return coordinator;
 }
@@ -47,14 +61,12 @@ Coordinator::Coordinator(Options& options, std::unique_ptr<aggregators::Aggregat
   ledger_.Restore(options.applied_ids);
 }
 
-absl::Status Coordinator::MakeParts(Options& options) {
+void Coordinator::MakeParts(Options& options, std::unique_ptr<aggregators::Schedule> schedule) {
   const ServerPlan& plan = options.plan;
   const size_t d = plan.layout.NumParams();
   const RuleRunner rule(step_.get(), metrics_);
   tally::MutexLock lock(&mu_);
-  if (plan.schedule.has_value()) {
-    TALLY_ASSIGN_OR_RETURN(std::unique_ptr<aggregators::Schedule> schedule,
-                           aggregators::CreateSchedule(*plan.schedule));
+  if (schedule != nullptr) {
     driver_ = std::make_unique<ScheduleDriver>(ScheduleDriver::Options{
         std::move(schedule), std::move(options.schedule_state), plan.max_staleness,
         plan.rounds.total_rounds, options.initial_version, options.initial_round, metrics_});
@@ -74,10 +86,10 @@ absl::Status Coordinator::MakeParts(Options& options) {
           plan.admission.max_concurrent_uploads, clock_, pool_});
     }
   }
-  if (plan.privacy.central) TALLY_RETURN_IF_ERROR(MakePrivateParts(options, rule));
+  if (privacy_ != nullptr) MakePrivateParts(options, rule);
   if (plan.relay) {
     publisher_ = std::make_unique<UpstreamPublisher>(&store_, plan.persist.final_model_path);
-    return absl::OkStatus();
+    return;
   }
   LocalPublisher::Options local;
   local.store = &store_;
@@ -102,23 +114,19 @@ absl::Status Coordinator::MakeParts(Options& options) {
     };
   }
   publisher_ = std::make_unique<LocalPublisher>(std::move(local));
-  return absl::OkStatus();
 }
 
-absl::Status Coordinator::MakePrivateParts(Options& options, const RuleRunner& rule) {
+void Coordinator::MakePrivateParts(Options& options, const RuleRunner& rule) {
   // Central DP (docs/privacy.md): the mean's sink becomes the clipping,
   // noising one, and the ledger wraps the driver. Validation allowed only
   // the mean with sync or fedbuff (ValidatePrivacyConfig).
   const ServerPlan& plan = options.plan;
-  TALLY_ASSIGN_OR_RETURN(privacy_, PrivacyState::Create(plan.privacy, options.privacy_state,
-                                                        privacy::NoiseRandomFromEnvironment()));
   sink_ = std::make_unique<PrivateSink>(
       PrivateSink::Options{plan.layout.NumParams(), plan.uploads.max_abs_value,
                            plan.schedule.has_value(), pool_, privacy_},
       rule);
   driver_ = std::make_unique<PrivacyDriver>(std::move(driver_), privacy_, metrics_,
                                             plan.schedule.has_value());
-  return absl::OkStatus();
 }
 
 }  // namespace tally::server

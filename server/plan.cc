@@ -1,7 +1,5 @@
 #include "server/plan.h"
 
-#include "server/strategy_options.h"
-
 #include <string>
 #include <utility>
 
@@ -11,9 +9,12 @@
 #include "core/model_file.h"
 #include "core/status_macros.h"
 #include "server/auth.h"
+#include "server/config.h"
 #include "server/model_init.h"
 #include "server/privacy_config.h"
+#include "server/strategy_options.h"
 #include "server/workflow_config.h"
+#include "tally/v1/config.pb.h"
 
 namespace tally::server {
 namespace {

@@ -17,12 +17,22 @@
 #include "compress/codec.h"
 #include "core/model_layout.h"
 #include "server/admission.h"
-#include "server/config.h"
-#include "server/privacy_config.h"
+#include "server/privacy_params.h"
 #include "server/sessions.h"
-#include "tally/v1/config.pb.h"
+
+namespace tally::v1 {
+class ServerConfig;
+}  // namespace tally::v1
 
 namespace tally::server {
+
+// What compression.download / download_delta configure.
+struct DownloadCodecs {
+  // Full-model codecs in order of preference (float32 is served besides).
+  std::vector<compress::CodecSpec> full;
+  std::optional<compress::CodecSpec> delta;  // None: no deltas.
+  size_t delta_history = 8;
+};
 
 // Synchronous rounds (rounds.*, docs/rounds.md).
 struct RoundPlan {

@@ -22,7 +22,7 @@
 #include "core/sync.h"
 #include "server/checkpoint.h"
 #include "server/coordinator_types.h"
-#include "server/privacy_config.h"
+#include "server/privacy_params.h"
 
 namespace tally::server {
 

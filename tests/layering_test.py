@@ -51,6 +51,8 @@ LINK_RULES = [
     ("tally_core", _PURE_LINKS),
     ("tally_compress", _PURE_LINKS),
     ("tally_aggregators", _PURE_LINKS),
+    # The server's parts tested without gRPC (server/CMakeLists.txt).
+    ("tally_server_parts", _PURE_LINKS),
     ("tally_server_lib", ("tally_client", "tally_relay", "tally_sim")),
 ]
 
