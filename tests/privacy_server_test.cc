@@ -361,5 +361,24 @@ TEST(PrivacyServerTest, LocalDpClientIsAcceptedAndDeclared) {
   EXPECT_EQ(model.version, 2u);
 }
 
+TEST(PrivacyServerTest, ARestartWithAnotherDeltaIsRefused) {
+  // The ledger's past steps were accounted at delta = 1e-5; their epsilon at
+  // another delta is not what was reported, so the start is refused.
+  const std::string dir = ::testing::TempDir() + "/privacy_delta";
+  std::system(("rm -rf '" + dir + "'").c_str());
+  int trained = -1;
+  RunBudgeted(dir, 4.5, &trained);
+  EXPECT_EQ(trained, 3);
+  server::ServerOptions options;
+  options.config = PrivateConfig(2, 1, 1, 1.0, 2.0);
+  options.config.mutable_privacy()->set_delta(1e-6);
+  options.config.set_checkpoint_dir(dir);
+  options.registry = std::make_shared<prometheus::Registry>();
+  auto server = server::Server::Create(std::move(options));
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()), ::testing::HasSubstr("privacy.delta"));
+}
+
 }  // namespace
 }  // namespace tally
