@@ -16,6 +16,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer
   # The Python SDK (client/python), its tests and examples/pytorch_digits.py.
   python3-grpcio python3-protobuf python3-numpy python3-zstandard python3-pytest
+  python3-cryptography  # tally/secagg_crypto.py: X25519, HKDF, AES-GCM, AES-CTR.
   python3-setuptools python3-pip python3-torch python3-sklearn python3-matplotlib
   python3-venv python3-wheel  # README's install: a venv over these packages.
   # tests/deploy_test.py: the deployment files' validators (deploy/).

@@ -8,6 +8,7 @@
 #include "core/exact_sum.h"
 #include "core/model_file.h"
 #include "core/status_macros.h"
+#include "proto/secagg_config.h"
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/model_init.h"
@@ -69,6 +70,7 @@ absl::Status CheckServing(const tally::v1::ServerConfig& config) {
     return invalid("grpc.memory_bytes: ", bytes, " must be 0 (unbounded) or at least 16777216");
   }
   if (absl::Status init = ValidateModelInit(config); !init.ok()) return init;
+  if (absl::Status secure = ValidateSecureAggregation(config); !secure.ok()) return secure;
   if (const std::string& path = config.final_model_path(); !path.empty()) {
     if (absl::StatusOr<ModelFileFormat> format = ModelFileFormatOf(path); !format.ok()) {
       return invalid("final_model_path: ", format.status().message());

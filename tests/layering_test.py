@@ -3,10 +3,12 @@
 
 Fails, naming file and line, on
   1. an #include that crosses a forbidden direction:
-     - core/, compress/ and aggregators/ are pure C++ on spans of floats and
+     - core/, compress/, aggregators/ and secagg/ are pure C++ on spans of floats and
        Abseil: they never include server/, client/ (nor the SDK's public
        tally/client.h), sim/, proto/ (whose headers pull in generated code),
        generated tally/v1/*.pb.h, grpcpp/, grpc/ or google/protobuf/;
+     - secagg/ (secure aggregation's crypto and protocol core) follows the
+       same rule: the server and the client SDK include it, never the reverse;
      - client/ never includes server/ or aggregators/;
      - server/ never includes client/ nor the SDK's tally/client.h, except the
        relay (server/relay.*, library tally_relay), a client of its upstream;
@@ -38,7 +40,7 @@ _SDK = ("client/", "tally/client.h")
 # Rules: (directories the including file is under, forbidden include
 # prefixes, files under those directories the rule exempts).
 LAYER_RULES = [
-    (("core/", "compress/", "aggregators/"), _PURE, ()),
+    (("core/", "compress/", "aggregators/", "secagg/"), _PURE, ()),
     (("client/",), ("server/", "aggregators/"), ()),
     (("server/",), _SDK, ("server/relay.h", "server/relay.cc")),
 ]
@@ -53,6 +55,7 @@ LINK_RULES = [
     ("tally_aggregators", _PURE_LINKS),
     # The server's parts tested without gRPC (server/CMakeLists.txt).
     ("tally_server_parts", _PURE_LINKS),
+    ("tally_secagg", _PURE_LINKS),
     ("tally_server_lib", ("tally_client", "tally_relay", "tally_sim")),
 ]
 

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 
-PROTOS = ("tally/v1/tally.proto", "tally/v1/config.proto")
+PROTOS = ("tally/v1/secagg.proto", "tally/v1/tally.proto", "tally/v1/config.proto")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PROTO_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
 
