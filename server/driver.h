@@ -50,6 +50,7 @@ struct DriverBatch {
   absl::Time started;  // Rounds: the first task (or the close if earlier).
   std::string label;   // Log prefix: "round 7", "schedule step".
   std::string source;  // Who dropped `dropped`: "schedule fedbuff".
+  std::string note;    // Appended to the batch's log line (the epsilon spent).
 };
 
 

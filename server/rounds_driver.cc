@@ -245,7 +245,7 @@ void RoundsDriver::Finished(const DriverBatch& batch, bool ok, uint64_t version,
     last_round_duration_ = now - batch.started;
     metrics_->round_duration.Observe(absl::ToDoubleSeconds(last_round_duration_));
     LogInfo(absl::StrCat("round ", batch.round, " aggregated ", batch.updates,
-                         " update(s) into version ", version));
+                         " update(s) into version ", version, batch.note));
   } else {
     LogWarning(absl::StrCat("round ", batch.round, " failed with ", batch.updates,
                             " update(s) (min_clients ", options_.rounds.min_clients,
