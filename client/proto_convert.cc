@@ -142,6 +142,11 @@ ServerStatusInfo ServerStatusFromProto(const v1::ServerStatus& proto) {
   info.evaluations_completed = proto.evaluations_completed();
   info.metric_names_dropped = proto.metric_names_dropped();
   info.history_path = proto.history_path();
+  info.privacy_epsilon = proto.privacy_epsilon();
+  info.privacy_delta = proto.privacy_delta();
+  info.privacy_steps = proto.privacy_steps();
+  info.privacy_target_epsilon = proto.privacy_target_epsilon();
+  info.privacy_clip_norm = proto.privacy_clip_norm();
   return info;
 }
 

@@ -23,9 +23,10 @@ target_include_directories(tally_sdk_static INTERFACE ${PROJECT_SOURCE_DIR}/clie
 # bring back the shared Abseil and gRPC libraries.
 target_link_libraries(tally_sdk_static INTERFACE
   $<TARGET_OBJECTS:tally_client> $<TARGET_OBJECTS:tally_proto>
-  $<TARGET_FILE:tally_wire> $<TARGET_FILE:tally_compress> $<TARGET_FILE:tally_core>
+  $<TARGET_FILE:tally_wire> $<TARGET_FILE:tally_compress> $<TARGET_FILE:tally_privacy>
+  $<TARGET_FILE:tally_core>
   ${_tally_static_paths}
   -Wl,--start-group ${_tally_absl_archives} -Wl,--end-group
   -static-libstdc++ -static-libgcc Threads::Threads)
 add_dependencies(tally_sdk_static tally_client tally_proto tally_wire tally_compress
-                 tally_core)
+                 tally_privacy tally_core)

@@ -107,6 +107,12 @@ std::vector<BufferedSink::Stored> BufferedSink::TakeBatch(const SinkBatch& batch
   return updates;
 }
 
+std::vector<std::vector<float>> BufferedSink::TakeDeltas(const SinkBatch& batch) {
+  std::vector<std::vector<float>> deltas;
+  for (Stored& u : TakeBatch(batch)) deltas.push_back(std::move(u.delta));
+  return deltas;
+}
+
 void BufferedSink::Discard(const SinkBatch& batch) {
   for (Stored& u : TakeBatch(batch)) options_.pool->Give(std::move(u.delta));
 }

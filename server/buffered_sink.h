@@ -46,6 +46,9 @@ class BufferedSink final : public UpdateSink {
   absl::StatusOr<std::vector<float>> Combine(const SinkBatch& batch, const BlockFn& block) override;
   void Discard(const SinkBatch& batch) override;
   size_t stored() const;
+  // Takes the batch's deltas out of the store, in the batch's order (the
+  // caller gives the buffers back to the pool): the PrivateSink's Combine.
+  std::vector<std::vector<float>> TakeDeltas(const SinkBatch& batch);
 
  private:
   struct Stored {

@@ -18,7 +18,7 @@
 
 namespace tally::server {
 
-using checkpoint_format::kMagicV5;
+using checkpoint_format::kMagicV6;
 using checkpoint_format::kHeaderBytes;
 using checkpoint_format::kDigestBytes;
 using checkpoint_format::ErrnoStatus;
@@ -56,6 +56,10 @@ std::string RegistrySection(const ModelLayout& layout, const CheckpointContents&
     AppendU32(&registry, static_cast<uint32_t>(t.shape.size()));
     for (int64_t d : t.shape) AppendU64(&registry, static_cast<uint64_t>(d));
   }
+  // Version 6: the privacy ledger (the epsilon spent survives restarts).
+  AppendU32(&registry, static_cast<uint32_t>(contents.privacy.ledger.size()));
+  registry.append(contents.privacy.ledger);
+  registry.append(reinterpret_cast<const char*>(&contents.privacy.clip_norm), 8);
   return registry;
 }
 
@@ -96,7 +100,7 @@ absl::Status WriteCheckpoint(const std::string& dir, const ModelLayout& layout,
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create", tmp);
   char header[kHeaderBytes];
-  std::memcpy(header, kMagicV5, 8);
+  std::memcpy(header, kMagicV6, 8);
   PutU64(header + 8, snapshot.version);
   PutU64(header + 16, snapshot.round);
   PutU64(header + 24, layout.Hash());

@@ -7,8 +7,8 @@
 // field is believed, so a flipped bit anywhere makes the file corrupt
 // (DATA_LOSS) rather than "for another model".
 //
-// File layout (little-endian), version 5:
-//   "TALLYCK5" | u64 version | u64 round | u64 layout_hash | u64 num_params |
+// File layout (little-endian), version 6:
+//   "TALLYCK6" | u64 version | u64 round | u64 layout_hash | u64 num_params |
 //   f32 params[num_params] |
 //   u32 optimizer name length | name | u32 state tensor count |
 //     per tensor: u32 key length | key | u64 count | f32 values[count] |
@@ -18,12 +18,15 @@
 //     per record: u32 id length | id | u64 num_samples | f64 seconds_per_step |
 //   u32 tensor count | per tensor: u32 name length | name | u32 rank |
 //     i64 dims[rank] |
+//   u32 privacy ledger length | ledger bytes | f64 clip_norm |
 //   32-byte SHA-256 of everything before it.
 // The update ids are those of the updates the checkpointed model contains
 // (the newest few per client), so that duplicate detection survives a
 // restart. The layout (names and shapes, whose hash is the header's) lets
 // tools read a checkpoint without the server's config (tally export).
-// Older files are still read: version 4 ("TALLYCK4") lacks the layout
+// The privacy ledger makes the epsilon spent survive restarts
+// (docs/privacy.md). Older files are still read: version 5 lacks the
+// privacy section (no ledger), version 4 ("TALLYCK4") lacks the layout
 // section, version 3 the schedule section too, version 2 the ids, version 1
 // the optimizer section.
 #ifndef TALLY_SERVER_CHECKPOINT_H_
@@ -62,6 +65,15 @@ struct ScheduleCheckpoint {
   aggregators::ScheduleState state;
 };
 
+// Central DP's durable state (server/privacy_state.h): the privacy ledger's
+// bytes (core/privacy/ledger.h, PrivacyLedger::Serialize) and the clip norm
+// (adaptive clipping). Empty ledger: none (DP off, or a file before
+// version 6).
+struct PrivacyCheckpoint {
+  std::string ledger;
+  double clip_norm = 0;
+};
+
 struct LoadedCheckpoint {
   uint64_t version = 0;
   uint64_t round = 0;
@@ -71,6 +83,7 @@ struct LoadedCheckpoint {
   OptimizerState optimizer;  // Empty name for a version-1 checkpoint.
   AppliedUpdateIds applied;  // Empty before version 3.
   ScheduleCheckpoint schedule;
+  PrivacyCheckpoint privacy;  // Empty before version 6.
 };
 
 // What a checkpoint holds besides the model snapshot.
@@ -80,6 +93,7 @@ struct CheckpointContents {
   std::vector<std::pair<std::string, std::vector<float>*>> optimizer_tensors;
   AppliedUpdateIds applied;
   ScheduleCheckpoint schedule;
+  PrivacyCheckpoint privacy;
 };
 
 // Writes `snapshot` and `contents` as dir/model.tallyckpt (creating `dir` if

@@ -22,6 +22,8 @@ using checkpoint_format::kMagicV2;
 using checkpoint_format::kMagicV3;
 using checkpoint_format::kMagicV4;
 using checkpoint_format::kMagicV5;
+using checkpoint_format::kMagicV6;
+using checkpoint_format::kMaxPrivacyLedger;
 using checkpoint_format::kMaxClients;
 using checkpoint_format::kMaxIdsPerClient;
 using checkpoint_format::kMaxName;
@@ -141,6 +143,17 @@ absl::Status ReadScheduleSection(SectionReader& in, ScheduleCheckpoint* schedule
   return absl::OkStatus();
 }
 
+// Format version 6: the privacy ledger's bytes (parsed by the server,
+// server/privacy_state.cc) and the clip norm.
+absl::Status ReadPrivacySection(SectionReader& in, PrivacyCheckpoint* privacy) {
+  uint32_t size = 0;
+  TALLY_RETURN_IF_ERROR(in.Read(&size, 4));
+  if (size > kMaxPrivacyLedger) return in.Corrupt("privacy ledger too long");
+  privacy->ledger.resize(size);
+  TALLY_RETURN_IF_ERROR(in.Read(privacy->ledger.data(), size));
+  return in.Read(&privacy->clip_norm, 8);
+}
+
 // Format version 5: the model's layout, which must be the header's.
 absl::Status ReadLayoutSection(SectionReader& in, uint64_t hash, uint64_t num_params,
                                std::optional<ModelLayout>* layout) {
@@ -187,9 +200,9 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   SectionReader in(fd, path);
   char header[kHeaderBytes];
   TALLY_RETURN_IF_ERROR(in.Read(header, sizeof(header)));
-  int format = 0;  // 1..5; older formats lack the later sections.
-  const char* const magics[] = {kMagicV1, kMagicV2, kMagicV3, kMagicV4, kMagicV5};
-  for (int v = 0; v < 5; ++v) {
+  int format = 0;  // 1..6; older formats lack the later sections.
+  const char* const magics[] = {kMagicV1, kMagicV2, kMagicV3, kMagicV4, kMagicV5, kMagicV6};
+  for (int v = 0; v < 6; ++v) {
     if (std::memcmp(header, magics[v], 8) == 0) format = v + 1;
   }
   if (format == 0) return in.Corrupt("no tally header");
@@ -219,6 +232,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> ReadCheckpointFile(const std::st
   if (format >= 3) TALLY_RETURN_IF_ERROR(ReadAppliedSection(in, &ckpt.applied));
   if (format >= 4) TALLY_RETURN_IF_ERROR(ReadScheduleSection(in, &ckpt.schedule));
   if (format >= 5) TALLY_RETURN_IF_ERROR(ReadLayoutSection(in, hash, num_params, &ckpt.layout));
+  if (format >= 6) TALLY_RETURN_IF_ERROR(ReadPrivacySection(in, &ckpt.privacy));
   unsigned char digest[kDigestBytes];
   TALLY_RETURN_IF_ERROR(in.Read(digest, sizeof(digest)));
   char extra;

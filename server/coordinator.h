@@ -56,7 +56,9 @@
 #include "server/driver.h"
 #include "server/metrics.h"
 #include "server/plan.h"
+#include "server/privacy_state.h"
 #include "server/publisher.h"
+#include "server/rule_runner.h"
 #include "server/sessions.h"
 #include "server/task_waiters.h"
 #include "server/update_checks.h"
@@ -118,6 +120,8 @@ class Coordinator {
     // Schedule state from a checkpoint; its client records go to the
     // configured schedule whatever its name (each takes what it uses).
     ScheduleCheckpoint schedule_state;
+    // The privacy ledger and clip norm from a checkpoint (central DP).
+    PrivacyCheckpoint privacy_state;
     Clock* clock = nullptr;
     ServerMetrics* metrics = nullptr;
     // Evaluation, client metrics, per-round config, the run history
@@ -209,6 +213,10 @@ class Coordinator {
   // Builds the sink, driver and publisher the plan names
   // (server/coordinator_parts.cc); `schedule`: the plan's, if it has one.
   void MakeParts(Options& options, std::unique_ptr<aggregators::Schedule> schedule);
+  // Central DP: the PrivateSink and the PrivacyDriver around the driver,
+  // sharing privacy_ (made by Create).
+  void MakePrivateParts(Options& options, const RuleRunner& rule)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status CheckSessionLocked(absl::string_view client_id, absl::string_view token)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -276,6 +284,7 @@ class Coordinator {
   std::unique_ptr<Driver> driver_ ABSL_GUARDED_BY(mu_);
   // Open, Commit, Undo, Drop under mu_; Take without (server/update_sink.h).
   std::unique_ptr<UpdateSink> sink_;
+  std::shared_ptr<PrivacyState> privacy_;  // Central DP only; else null.
   std::unique_ptr<Publisher> publisher_;
   std::shared_ptr<Epoch> epoch_ ABSL_GUARDED_BY(mu_);  // New uploads join it.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -2,12 +2,15 @@
 // sink, driver and publisher run (docs/server.md, "Parts and seams").
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "aggregators/rules/parallel.h"
 #include "core/status_macros.h"
 #include "server/buffered_sink.h"
 #include "server/coordinator.h"
 #include "server/coordinator_epoch.h"
 #include "server/mean_sink.h"
+#include "server/privacy_driver.h"
+#include "server/private_sink.h"
 #include "server/rounds_driver.h"
 #include "server/row_sink.h"
 #include "server/schedule_driver.h"
@@ -23,8 +26,17 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   if (options.plan.schedule.has_value()) {
     TALLY_ASSIGN_OR_RETURN(schedule, aggregators::CreateSchedule(*options.plan.schedule));
   }
+  std::shared_ptr<PrivacyState> privacy;
+  if (options.plan.privacy.central) {
+    // The checkpoint's ledger is parsed here: a damaged one or another
+    // delta refuses the start (the epsilon spent must not be lost).
+    TALLY_ASSIGN_OR_RETURN(privacy,
+                           PrivacyState::Create(options.plan.privacy, options.privacy_state,
+                                                privacy::NoiseRandomFromEnvironment()));
+  }
   // Nothing below fails: the Coordinator is whole before it can be destroyed.
   auto coordinator = std::unique_ptr<Coordinator>(new Coordinator(options, std::move(step)));
+  coordinator->privacy_ = std::move(privacy);
   coordinator->MakeParts(options, std::move(schedule));
   coordinator->worker_ = std::thread([c = coordinator.get()] { c->WorkerLoop(); });
   return coordinator;
@@ -85,6 +97,7 @@ void Coordinator::MakeParts(Options& options, std::unique_ptr<aggregators::Sched
           plan.admission.max_concurrent_uploads, clock_, pool_});
     }
   }
+  if (privacy_ != nullptr) MakePrivateParts(options, rule);
   if (plan.relay) {
     publisher_ = std::make_unique<UpstreamPublisher>(&store_, plan.persist.final_model_path);
     return;
@@ -102,8 +115,29 @@ void Coordinator::MakeParts(Options& options, std::unique_ptr<aggregators::Sched
     tally::MutexLock lock(&mu_);
     contents->applied = ledger_.AppliedIds();
     contents->schedule = driver_->SaveState();
+    if (privacy_ != nullptr) contents->privacy = privacy_->Save();
   };
+  if (privacy_ != nullptr) {
+    local.finish_reason = [privacy = privacy_] {
+      return privacy->CanChargeStep()
+                 ? std::string()
+                 : absl::StrCat("privacy budget spent:", privacy->LogText());
+    };
+  }
   publisher_ = std::make_unique<LocalPublisher>(std::move(local));
+}
+
+void Coordinator::MakePrivateParts(Options& options, const RuleRunner& rule) {
+  // Central DP (docs/privacy.md): the mean's sink becomes the clipping,
+  // noising one, and the ledger wraps the driver. Validation allowed only
+  // the mean with sync or fedbuff (ValidatePrivacyConfig).
+  const ServerPlan& plan = options.plan;
+  sink_ = std::make_unique<PrivateSink>(
+      PrivateSink::Options{plan.layout.NumParams(), plan.uploads.max_abs_value,
+                           plan.schedule.has_value(), pool_, privacy_},
+      rule);
+  driver_ = std::make_unique<PrivacyDriver>(std::move(driver_), privacy_, metrics_,
+                                            plan.schedule.has_value());
 }
 
 }  // namespace tally::server

@@ -67,6 +67,18 @@ struct CommitInfo {
   uint64_t staleness = 0;  // Asynchronous schedules: the staleness charged.
 };
 
+// Central DP's ledger (server/privacy_state.h), for the status, the metrics
+// and the log line.
+struct PrivacyProgress {
+  bool central = false;
+  double epsilon = 0;
+  int order = 0;
+  double delta = 0;
+  uint64_t steps = 0;
+  double target_epsilon = 0;
+  double clip_norm = 0;
+};
+
 struct CoordinatorStatus {
   uint64_t model_version = 0;
   uint64_t round = 0;
@@ -83,6 +95,7 @@ struct CoordinatorStatus {
   // growing once the pool is warm).
   uint64_t buffer_allocations = 0;
   uint64_t checkpoint_version = 0;  // Newest version written (or restored); 0: none.
+  PrivacyProgress privacy;  // Central DP only (privacy.central).
 };
 
 }  // namespace tally::server

@@ -189,6 +189,7 @@ CoordinatorStatus Coordinator::Status() const {
   s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
   s.buffer_allocations = pool_->allocations();
   s.checkpoint_version = publisher_->checkpoint_version();
+  if (privacy_ != nullptr) s.privacy = privacy_->Progress();
   return s;
 }
 

@@ -51,6 +51,7 @@ struct DriverBatch {
   std::string label;   // Log prefix: "round 7", "schedule step".
   std::string source;  // Who dropped `dropped`: "schedule fedbuff".
   std::string metrics;  // Published: its fit metrics' text, for the log line.
+  std::string note;    // Appended to the batch's log line (the epsilon spent).
 };
 
 

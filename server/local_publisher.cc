@@ -57,8 +57,8 @@ void LocalPublisher::MaybeCheckpoint(bool force) {
 }
 
 void LocalPublisher::FinishRun() {
-  const std::string why =
-      absl::StrCat("rounds.total_rounds = ", options_.total_rounds, " reached");
+  std::string why = options_.finish_reason ? options_.finish_reason() : std::string();
+  if (why.empty()) why = absl::StrCat("rounds.total_rounds = ", options_.total_rounds, " reached");
   const std::shared_ptr<const ModelSnapshot> model = options_.store->Current();
   LogInfo(absl::StrCat("federation finished: ", why, "; final model version ", model->version,
                        " (round ", model->round, ")"));

@@ -101,6 +101,12 @@ class ServerMetrics {
   prometheus::Gauge& pinned_model_bytes;
   prometheus::Gauge& watch_streams;
   prometheus::Counter& watch_streams_refused;
+  // Central DP (docs/privacy.md): the ledger after each published step.
+  prometheus::Gauge& privacy_epsilon;
+  prometheus::Gauge& privacy_steps;
+  prometheus::Gauge& privacy_clip_norm;
+  // Joins declaring local DP (JoinRequest.local_dp, validated).
+  prometheus::Counter& local_dp_joins;
 
   uint64_t RejectedTotal() const;
 

@@ -268,6 +268,7 @@ absl::StatusOr<ServerPlan> MakePlan(const tally::v1::ServerConfig& config) {
   plan.layout = std::move(layout);
   FillLimits(config, &plan);
   FillAggregation(config, &plan);
+  plan.privacy = PrivacyParamsFromConfig(config);
   return plan;
 }
 

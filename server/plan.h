@@ -17,6 +17,7 @@
 #include "compress/codec.h"
 #include "core/model_layout.h"
 #include "server/admission.h"
+#include "server/privacy_params.h"
 #include "server/sessions.h"
 
 namespace tally::v1 {
@@ -86,6 +87,9 @@ struct ServerPlan {
   bool relay = false;  // relay.upstream set: the upstream publishes.
   DownloadCodecs downloads;
   std::string strategy_label;  // "schedule/rule/optimizer", for GetStatus.
+  // privacy { } with its defaults; central: the PrivateSink and the
+  // PrivacyDriver run (server/private_sink.h, server/privacy_driver.h).
+  PrivacyParams privacy;
 };
 
 // Checks a defaulted config (the error message starts with the field's

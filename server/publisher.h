@@ -85,6 +85,9 @@ class LocalPublisher final : public Publisher {
     // Fills a checkpoint's applied update ids and schedule state (takes the
     // Coordinator's lock).
     std::function<void(CheckpointContents*)> gather;
+    // Why the run ended if not total_rounds ("" otherwise): the privacy
+    // budget (server/privacy_driver.h).
+    std::function<std::string()> finish_reason;
   };
   explicit LocalPublisher(Options options);
 

@@ -275,7 +275,7 @@ void RoundsDriver::Finished(const DriverBatch& batch, bool ok, uint64_t version,
     last_round_duration_ = now - batch.started;
     metrics_->round_duration.Observe(absl::ToDoubleSeconds(last_round_duration_));
     LogInfo(absl::StrCat("round ", batch.round, " aggregated ", batch.updates,
-                         " update(s) into version ", version,
+                         " update(s) into version ", version, batch.note,
                          batch.metrics.empty() ? "" : ": ", batch.metrics));
   } else {
     LogWarning(absl::StrCat("round ", batch.round, " failed with ", batch.updates,

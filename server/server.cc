@@ -176,6 +176,7 @@ class ServerImpl final : public Server {
     options->optimizer_state = std::move(ckpt.optimizer);
     options->applied_ids = std::move(ckpt.applied);
     options->schedule_state = std::move(ckpt.schedule);
+    options->privacy_state = std::move(ckpt.privacy);
     return absl::OkStatus();
   }
 

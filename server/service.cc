@@ -45,6 +45,13 @@ void ProgressToProto(const CoordinatorStatus& s, tally::v1::ServerStatus* out) {
   out->set_done(s.done);
   out->set_last_round_millis(absl::ToInt64Milliseconds(s.last_round_duration));
   out->set_checkpoint_version(s.checkpoint_version);
+  if (s.privacy.central) {
+    out->set_privacy_epsilon(s.privacy.epsilon);
+    out->set_privacy_delta(s.privacy.delta);
+    out->set_privacy_steps(s.privacy.steps);
+    out->set_privacy_target_epsilon(s.privacy.target_epsilon);
+    out->set_privacy_clip_norm(s.privacy.clip_norm);
+  }
 }
 
 void ReadMemoryStats(uint64_t* peak_rss, uint64_t* rss) {
@@ -176,6 +183,7 @@ grpc::ServerUnaryReactor* AggregatorService::Join(grpc::CallbackServerContext* c
   if (request->has_local_dp()) {
     LogInfo(absl::StrCat("join ", ClientText(request->client_id()), " declares ",
                          LocalDpText(request->local_dp())));
+    metrics_->local_dp_joins.Increment();
   }
   response->set_session_token(session->token);
   *response->mutable_model_spec() = model_spec_;

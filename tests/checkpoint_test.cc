@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,45 @@ TEST(CheckpointTest, ScheduleStateRoundTripsAndIsReported) {
   EXPECT_EQ(report.version, 4u);
   EXPECT_EQ(report.from, dir + "/" + kCheckpointFileName);
   EXPECT_EQ(report.clients, 3u);
+}
+
+// Format 6 carries central DP's ledger bytes and clip norm; a format-5
+// file (the same content without that section) still reads, with no ledger.
+TEST(CheckpointTest, PrivacyLedgerRoundTripsAndVersionFiveFilesStillRead) {
+  const std::string dir = FreshDir("ckpt_privacy");
+  TALLY_ASSERT_OK_AND_ASSIGN(ModelLayout layout, ModelLayout::Create({{"w", {1}}}));
+  ModelSnapshot snapshot;
+  snapshot.version = 6;
+  snapshot.params = {0.5f};
+  CheckpointContents contents;
+  contents.privacy.ledger = std::string("TPL1\0ledger bytes", 17);
+  contents.privacy.clip_norm = 0.1;
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, contents), IsOk());
+  TALLY_ASSERT_OK_AND_ASSIGN(auto loaded, ReadCheckpoint(dir, layout));
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->privacy.ledger, contents.privacy.ledger);
+  EXPECT_EQ(loaded->privacy.clip_norm, 0.1);
+
+  // The same checkpoint without a ledger, rewritten as format 5: its last
+  // section (u32 0, f64 clip norm) removed, the magic and SHA-256 redone.
+  contents.privacy = {};
+  ASSERT_THAT(WriteCheckpoint(dir, layout, snapshot, contents), IsOk());
+  const std::string path = dir + "/" + kCheckpointFileName;
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.substr(0, 8), "TALLYCK6");
+  bytes.resize(bytes.size() - 32 - 12);
+  bytes[7] = '5';
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  bytes.append(reinterpret_cast<const char*>(digest), 32);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  TALLY_ASSERT_OK_AND_ASSIGN(loaded, ReadCheckpoint(dir, layout));
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->version, 6u);
+  EXPECT_THAT(loaded->params, ElementsAre(0.5f));
+  EXPECT_TRUE(loaded->layout.has_value());
+  EXPECT_TRUE(loaded->privacy.ledger.empty());
 }
 
 TEST(CheckpointTest, ReadsVersionOneFiles) {

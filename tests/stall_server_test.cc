@@ -520,8 +520,12 @@ TEST(StallServerTest, StalledDownloadsAreCutAndDoNotPinOldModels) {
     ASSERT_TRUE(rounds.PinnedReach(0)) << "round " << r;
     if (r == 1) rss_warm = RssBytes();  // Buffers of a round's uploads and pulls exist.
   }
+  // Pinned versions would add one model a round: 6 models over rounds 2..7.
+  // The bound leaves room for the writes still queued on a cut stream's
+  // connection until its TCP user timeout closes it (on a loaded 2-core
+  // machine up to ~3.5 models were seen in flight), and still fails that.
   const uint64_t rss = RssBytes();
-  EXPECT_LT(rss, rss_warm + 3 * kModelBytes)
+  EXPECT_LT(rss, rss_warm + 4 * kModelBytes)
       << "RSS grew " << (rss - rss_warm) / (1 << 20) << " MiB over " << kRounds - 2
       << " rounds of a " << kModelBytes / (1 << 20) << " MiB model";
   for (int r = 0; r < kRounds; ++r) EXPECT_FALSE(rounds.stalled(r).Drain().ok()) << r;

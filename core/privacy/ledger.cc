@@ -69,6 +69,14 @@ absl::Status PrivacyLedger::Charge(double q, double z) {
   return absl::OkStatus();
 }
 
+absl::Status PrivacyLedger::SetTargetEpsilon(double target_epsilon) {
+  if (!std::isfinite(target_epsilon) || target_epsilon < 0) {
+    return absl::InvalidArgumentError("privacy ledger: target_epsilon must be finite and >= 0");
+  }
+  target_epsilon_ = target_epsilon;
+  return absl::OkStatus();
+}
+
 EpsilonAndOrder PrivacyLedger::Spent() const {
   if (steps_ == 0) return {0, kMinOrder};
   // Valid by construction (orders >= 2, RDP >= 0, delta in (0, 1)).

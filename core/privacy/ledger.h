@@ -41,6 +41,11 @@ class PrivacyLedger {
   // Whether one more step (q, z) keeps epsilon <= target_epsilon.
   absl::StatusOr<bool> CanCharge(double sampling_rate, double noise_multiplier) const;
 
+  // A new budget for the steps already charged (a restart with a changed
+  // privacy.target_epsilon): the charges stay. INVALID_ARGUMENT unless
+  // finite and >= 0 (0: no budget).
+  absl::Status SetTargetEpsilon(double target_epsilon);
+
   uint64_t steps() const { return steps_; }
   double delta() const { return delta_; }
   double target_epsilon() const { return target_epsilon_; }

@@ -285,6 +285,14 @@ struct ServerStatusInfo {
   uint64_t evaluations_completed = 0;
   uint64_t metric_names_dropped = 0;
   std::string history_path;
+  // Central differential privacy (docs/privacy.md): epsilon spent so far at
+  // privacy_delta, noised steps charged, the budget (0: none) and the clip
+  // norm of the next step. All 0 when the server runs without it.
+  double privacy_epsilon = 0;
+  double privacy_delta = 0;
+  uint64_t privacy_steps = 0;
+  double privacy_target_epsilon = 0;
+  double privacy_clip_norm = 0;
 };
 
 // When the server answered RESOURCE_EXHAUSTED (too many uploads at once, or
