@@ -22,9 +22,11 @@ bool Finite(double x) { return std::isfinite(x); }
 
 // Whether the server selects clients by Poisson sampling (each available
 // client joins a round independently with probability q), the selection
-// the accountant's amplification by sampling assumes. Today's rounds take
-// the first clients_per_round clients that ask (docs/rounds.md), which
-// gives no such guarantee, so sampling_rate must stay 1.
+// the accountant's amplification by sampling assumes, with coins an
+// adversary cannot predict. First-come rounds give no such guarantee, and
+// rounds.selection POISSON draws its coins from a hash of the configured
+// sampling_seed (reproducible, so predictable): sampling_rate must stay 1
+// until POISSON can draw from the CSPRNG (docs/privacy.md#selection-modes).
 bool ServerSelectsByPoissonSampling(const tally::v1::ServerConfig& /*config*/) { return false; }
 
 // Why a robust rule does not combine with DP (docs/privacy.md#combinations).
