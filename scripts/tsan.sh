@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 GRPC_TESTS='ServerIntegrationTest.*:TlsTest.*:AsyncServerTest.*:ClientTest.*:FederationTest.*'
 GRPC_TESTS+=':SimAttackFederationTest.*:CheckpointTest.RestartedServerResumesFromItsCheckpoint:RelayTest.*'
 GRPC_TESTS+=':ExactServerTest.*:StallServerTest.*'
+GRPC_TESTS+=':LocalDpTest.*:PrivacyServerTest.*:WorkflowServerTest.*'
 GRPC_TESTS+=':ClientIntegrationTest.*:ClientMeteredTest.*:ServerSessionTest.*:ServerStartupTest.*'
 GRPC_TESTS+=':ModelInitTest.TheCppSdkWritesAModelAServerStartsFrom:ModelInitTest.ARealServerServesTheFilesValues'
 GRPC_TESTS+=':ModelInitTest.ACheckpointWinsOverTheFile:CheckpointTest.AFlippedHeaderBitFallsBackToThePreviousCheckpoint'
