@@ -11,16 +11,12 @@
 #include <memory>
 #include <string>
 
+#include "core/openssl_free.h"
+
 namespace tally {
 namespace client_internal {
 
-template <auto Free>
-struct OpenSslFree {
-  template <typename T>
-  void operator()(T* object) const {
-    Free(object);
-  }
-};
+using ::tally::OpenSslFree;
 
 using UniqueBio = std::unique_ptr<BIO, OpenSslFree<BIO_free>>;
 using UniqueX509 = std::unique_ptr<X509, OpenSslFree<X509_free>>;

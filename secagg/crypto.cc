@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/openssl_free.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "secagg reads PRG words as little-endian in place: a big-endian host needs a byte swap"
@@ -21,13 +22,7 @@
 namespace tally::secagg {
 namespace {
 
-template <auto Free>
-struct OpenSslFree {
-  template <typename T>
-  void operator()(T* object) const {
-    Free(object);
-  }
-};
+using ::tally::OpenSslFree;
 using UniquePkey = std::unique_ptr<EVP_PKEY, OpenSslFree<EVP_PKEY_free>>;
 using UniquePkeyCtx = std::unique_ptr<EVP_PKEY_CTX, OpenSslFree<EVP_PKEY_CTX_free>>;
 using UniqueCipherCtx = std::unique_ptr<EVP_CIPHER_CTX, OpenSslFree<EVP_CIPHER_CTX_free>>;
