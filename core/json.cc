@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/json_cursor.h"
 #include "core/status_macros.h"
 
 namespace tally {
@@ -13,9 +14,9 @@ namespace {
 
 constexpr int kMaxDepth = 64;
 
-class Parser {
+class Parser : private JsonCursor {
  public:
-  explicit Parser(absl::string_view text) : text_(text) {}
+  explicit Parser(absl::string_view text) : JsonCursor(text) {}
 
   absl::StatusOr<JsonValue> ParseDocument() {
     TALLY_ASSIGN_OR_RETURN(JsonValue value, ParseValue(0));
@@ -27,25 +28,6 @@ class Parser {
  private:
   absl::Status Error(absl::string_view what) const {
     return absl::InvalidArgumentError(absl::StrCat("JSON at byte ", pos_, ": ", what));
-  }
-  void SkipSpace() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
-                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
-      ++pos_;
-    }
-  }
-  bool Consume(char c) {
-    SkipSpace();
-    if (pos_ < text_.size() && text_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-  bool ConsumeWord(absl::string_view word) {
-    if (text_.substr(pos_, word.size()) != word) return false;
-    pos_ += word.size();
-    return true;
   }
 
   absl::StatusOr<JsonValue> ParseValue(int depth) {
@@ -195,9 +177,6 @@ class Parser {
       }
     }
   }
-
-  absl::string_view text_;
-  size_t pos_ = 0;
 };
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "core/json.h"
 #include "core/model_file_io.h"
+#include "core/json_cursor.h"
 #include "core/status_macros.h"
 
 namespace tally::model_file_internal {
@@ -51,9 +52,9 @@ struct Entry {
 // The header: {"name": {"dtype": ..., "shape": [...], "data_offsets": [b, e]},
 // ..., "__metadata__": {"k": "v", ...}} followed by optional whitespace.
 // Errors carry no path; the caller adds it.
-class HeaderParser {
+class HeaderParser : private JsonCursor {
  public:
-  explicit HeaderParser(absl::string_view text) : text_(text) {}
+  explicit HeaderParser(absl::string_view text) : JsonCursor(text) {}
 
   absl::Status Parse(std::vector<Entry>* entries,
                      std::vector<std::pair<std::string, std::string>>* metadata) {
@@ -253,20 +254,6 @@ class HeaderParser {
     return code;
   }
 
-  void SkipSpace() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
-                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
-      ++pos_;
-    }
-  }
-  bool Consume(char c) {
-    SkipSpace();
-    if (pos_ < text_.size() && text_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
   absl::Status Expect(char c) {
     if (Consume(c)) return absl::OkStatus();
     return Error(absl::StrCat("expected '", std::string(1, c), "'"));
@@ -275,9 +262,6 @@ class HeaderParser {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed safetensors header at byte ", pos_, ": ", what));
   }
-
-  absl::string_view text_;
-  size_t pos_ = 0;
 };
 
 std::string ShapeText(const std::vector<uint64_t>& shape) {
